@@ -1,0 +1,128 @@
+// The kernel interface. A backend owns where numbers live (a JS typed array, a region of
+// WebAssembly memory, later a GPU buffer) and implements the coarse kernels the autograd ops
+// are built from. Model code never talks to a backend directly; it uses tensor ops.
+//
+// Conventions shared by every kernel:
+// - Matrices are row-major. Shapes are given explicitly as numbers (no strides, no views).
+// - Kernels named `...Backward` ACCUMULATE into their gradient outputs (`dx += ...`), as in
+//   llm.c: gradient buffers start at zero and every consumer of a tensor adds its share.
+// - Activations of attention-shaped tensors use the layout [batch, seq, heads, headDim], which is
+//   exactly what a projection `x @ W^T` produces, so no transposes are needed between ops.
+
+/** Numbers owned by a backend. Opaque to callers except for their count. */
+export interface Buf {
+  readonly length: number;
+}
+
+export type FloatArray = Float32Array | Float64Array;
+
+export interface Backend {
+  readonly name: string;
+  /** Precision of stored numbers: `f64` for the reference backend used in gradient checks. */
+  readonly dtype: "f32" | "f64";
+
+  // ---- memory -------------------------------------------------------------------------------
+  /** Allocate `length` numbers, zero-filled. */
+  alloc(length: number): Buf;
+  /** Release a buffer. Using it afterwards is an error. Freeing twice is an error. */
+  free(buf: Buf): void;
+  /** Copy host numbers into `buf` starting at element `offset` (default 0). */
+  write(buf: Buf, src: ArrayLike<number>, offset?: number): void;
+  /** Copy `length` numbers starting at `offset` out to a fresh host array (default: all). */
+  read(buf: Buf, offset?: number, length?: number): FloatArray;
+  fill(buf: Buf, value: number): void;
+  /** dst[dstOffset + i] = src[srcOffset + i] for i < n. */
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;
+
+  // ---- elementwise and reductions (n = length of the first buffer) ----------------------------
+  /** out = a + b */
+  add(out: Buf, a: Buf, b: Buf): void;
+  /** acc += alpha * x */
+  axpy(acc: Buf, x: Buf, alpha: number): void;
+  /** buf *= s */
+  scale(buf: Buf, s: number): void;
+  sum(buf: Buf): number;
+  sumSquares(buf: Buf): number;
+
+  // ---- dense linear algebra ---------------------------------------------------------------------
+  /**
+   * C[m,n] = (accumulate ? C : 0) + op(A)[m,k] · op(B)[k,n]
+   * A is stored [m,k], or [k,m] when transA; B is stored [k,n], or [n,k] when transB.
+   * A linear layer y = x W^T is matmul(y, x, W, rows, out, in, false, true, false).
+   */
+  matmul(c: Buf, a: Buf, b: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+
+  // ---- model kernels ---------------------------------------------------------------------------
+  /** out[i, :] = table[ids[i], :]  (out: [ids.length, dim]) */
+  embedding(out: Buf, table: Buf, ids: Int32Array, dim: number): void;
+  /** dTable[ids[i], :] += dOut[i, :] */
+  embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void;
+
+  /** out = x / rms(x) * w per row; rstd[r] = 1 / sqrt(mean(x[r]^2) + eps) is saved for backward. */
+  rmsnorm(out: Buf, rstd: Buf, x: Buf, w: Buf, rows: number, dim: number, eps: number): void;
+  rmsnormBackward(dx: Buf, dw: Buf, dOut: Buf, x: Buf, w: Buf, rstd: Buf, rows: number, dim: number): void;
+
+  /**
+   * Rotary position embedding, Hugging Face "rotate half" convention: within each head, element i
+   * pairs with element i + headDim/2 and both rotate by angle pos·θ_i.
+   * x, out: [batch, seq, heads, headDim]. cos, sin: [maxPos, headDim/2] tables. Token t of the
+   * sequence is at position posOffset + t. out may alias x.
+   */
+  rope(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void;
+  /** dx += R(pos)^T dOut (rotation by the opposite angle). */
+  ropeBackward(dx: Buf, dOut: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void;
+
+  /**
+   * Causal self-attention with grouped-query heads: query head h reads KV head
+   * floor(h / (heads / kvHeads)). q, out: [batch, seq, heads, headDim]; k, v: [batch, seq, kvHeads, headDim].
+   * probs: [batch, heads, seq, seq], the softmax weights (zero above the diagonal), saved for backward.
+   * scores = scale · q·k.
+   */
+  attention(out: Buf, probs: Buf, q: Buf, k: Buf, v: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+
+  /** out = silu(gate) * up, silu(x) = x·sigmoid(x). */
+  swiglu(out: Buf, gate: Buf, up: Buf): void;
+  swigluBackward(dGate: Buf, dUp: Buf, dOut: Buf, gate: Buf, up: Buf): void;
+
+  /**
+   * Per-row softmax cross-entropy. logits: [rows, vocab]. losses[r] = logsumexp(logits[r]) - logits[r, t_r];
+   * lse[r] = logsumexp(logits[r]) is saved for backward. Rows with targets[r] < 0 are ignored (loss 0).
+   */
+  crossEntropy(losses: Buf, lse: Buf, logits: Buf, targets: Int32Array, rows: number, vocab: number): void;
+  /** dLogits[r, j] += dLosses[r] · (softmax(logits[r])_j − [j = t_r]); ignored rows get nothing. */
+  crossEntropyBackward(dLogits: Buf, logits: Buf, lse: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number): void;
+
+  /**
+   * Inverted dropout: mask[i] = (dropoutUniform(seed, i) >= p) ? 1/(1-p) : 0; out = x · mask.
+   * The random numbers come from the counter-based hash in `dropoutUniform` so that every backend
+   * draws the same mask for the same seed.
+   */
+  dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void;
+  /** dx += dOut · mask */
+  dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void;
+
+  // ---- optimizer -------------------------------------------------------------------------------
+  /**
+   * One AdamW step, exactly PyTorch's torch.optim.AdamW (decoupled decay applied first):
+   *   p *= 1 − lr·weightDecay
+   *   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
+   *   p −= (lr / (1−β1^step)) · m / (sqrt(v) / sqrt(1−β2^step) + eps)
+   * step counts from 1.
+   */
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+}
+
+/**
+ * The counter-based uniform random number in [0, 1) behind dropout masks: a murmur3-style
+ * finaliser of (i·golden + seed). Both backends implement exactly this.
+ */
+export function dropoutUniform(seed: number, i: number): number {
+  let h = (Math.imul(i, 0x9e3779b9) + seed) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 8) / 16777216;
+}

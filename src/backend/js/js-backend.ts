@@ -1,0 +1,281 @@
+// The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
+// speed; by default it computes in float64 so that finite-difference gradient checks are precise.
+import { type Backend, type Buf, type FloatArray, dropoutUniform } from "../backend.js";
+
+class JsBuf implements Buf {
+  constructor(public data: FloatArray | null) {}
+  get length(): number {
+    return this.arr.length;
+  }
+  get arr(): FloatArray {
+    if (this.data === null) throw new Error("js backend: buffer used after free");
+    return this.data;
+  }
+}
+
+const a = (b: Buf): FloatArray => (b as JsBuf).arr;
+
+export class JsBackend implements Backend {
+  readonly name = "js";
+  constructor(readonly dtype: "f32" | "f64" = "f64") {}
+
+  alloc(length: number): Buf {
+    return new JsBuf(this.dtype === "f64" ? new Float64Array(length) : new Float32Array(length));
+  }
+  free(buf: Buf): void {
+    const jb = buf as JsBuf;
+    if (jb.data === null) throw new Error("js backend: double free");
+    jb.data = null;
+  }
+  write(buf: Buf, src: ArrayLike<number>, offset = 0): void {
+    const d = a(buf);
+    if (offset + src.length > d.length) throw new Error(`write of ${src.length} at ${offset} overflows buffer of ${d.length}`);
+    d.set(src, offset);
+  }
+  read(buf: Buf, offset = 0, length = buf.length - offset): FloatArray {
+    return a(buf).slice(offset, offset + length);
+  }
+  fill(buf: Buf, value: number): void {
+    a(buf).fill(value);
+  }
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
+    a(dst).set(a(src).subarray(srcOffset, srcOffset + n), dstOffset);
+  }
+
+  add(out: Buf, x: Buf, y: Buf): void {
+    const o = a(out), p = a(x), q = a(y);
+    for (let i = 0; i < o.length; i++) o[i] = p[i] + q[i];
+  }
+  axpy(acc: Buf, x: Buf, alpha: number): void {
+    const o = a(acc), p = a(x);
+    for (let i = 0; i < o.length; i++) o[i] += alpha * p[i];
+  }
+  scale(buf: Buf, s: number): void {
+    const o = a(buf);
+    for (let i = 0; i < o.length; i++) o[i] *= s;
+  }
+  sum(buf: Buf): number {
+    let s = 0;
+    for (const v of a(buf)) s += v;
+    return s;
+  }
+  sumSquares(buf: Buf): number {
+    let s = 0;
+    for (const v of a(buf)) s += v * v;
+    return s;
+  }
+
+  matmul(c: Buf, ab: Buf, bb: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+    const C = a(c), A = a(ab), B = a(bb);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) {
+          const av = transA ? A[p * m + i] : A[i * k + p];
+          const bv = transB ? B[j * k + p] : B[p * n + j];
+          s += av * bv;
+        }
+        C[i * n + j] = accumulate ? C[i * n + j] + s : s;
+      }
+    }
+  }
+
+  embedding(out: Buf, table: Buf, ids: Int32Array, dim: number): void {
+    const o = a(out), t = a(table);
+    const rows = t.length / dim;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= rows) throw new Error(`token id ${id} out of range [0, ${rows})`);
+      o.set(t.subarray(id * dim, id * dim + dim), i * dim);
+    }
+  }
+  embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {
+    const dt = a(dTable), d = a(dOut);
+    for (let i = 0; i < ids.length; i++) {
+      const base = ids[i] * dim;
+      for (let j = 0; j < dim; j++) dt[base + j] += d[i * dim + j];
+    }
+  }
+
+  rmsnorm(out: Buf, rstd: Buf, x: Buf, w: Buf, rows: number, dim: number, eps: number): void {
+    const o = a(out), r = a(rstd), X = a(x), W = a(w);
+    for (let i = 0; i < rows; i++) {
+      let ss = 0;
+      for (let j = 0; j < dim; j++) ss += X[i * dim + j] * X[i * dim + j];
+      const s = 1 / Math.sqrt(ss / dim + eps);
+      r[i] = s;
+      for (let j = 0; j < dim; j++) o[i * dim + j] = X[i * dim + j] * s * W[j];
+    }
+  }
+  rmsnormBackward(dx: Buf, dw: Buf, dOut: Buf, x: Buf, w: Buf, rstd: Buf, rows: number, dim: number): void {
+    const DX = a(dx), DW = a(dw), DO = a(dOut), X = a(x), W = a(w), R = a(rstd);
+    for (let i = 0; i < rows; i++) {
+      const s = R[i];
+      // y_j = x_j s w_j;  dx_j = s (g_j w_j) − s³ x_j · mean_k(g_k w_k x_k)
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += DO[i * dim + j] * W[j] * X[i * dim + j];
+      const c = (s * s * s * dot) / dim;
+      for (let j = 0; j < dim; j++) {
+        const g = DO[i * dim + j];
+        DX[i * dim + j] += s * g * W[j] - c * X[i * dim + j];
+        DW[j] += g * X[i * dim + j] * s;
+      }
+    }
+  }
+
+  rope(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
+    this.rotate(a(out), a(x), a(cos), a(sin), batch, seq, heads, headDim, posOffset, 1, false);
+  }
+  ropeBackward(dx: Buf, dOut: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
+    this.rotate(a(dx), a(dOut), a(cos), a(sin), batch, seq, heads, headDim, posOffset, -1, true);
+  }
+  private rotate(o: FloatArray, X: FloatArray, C: FloatArray, S: FloatArray, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: boolean): void {
+    const half = headDim / 2;
+    for (let b = 0; b < batch; b++)
+      for (let t = 0; t < seq; t++) {
+        const pos = posOffset + t;
+        for (let h = 0; h < heads; h++) {
+          const base = ((b * seq + t) * heads + h) * headDim;
+          for (let i = 0; i < half; i++) {
+            const c = C[pos * half + i], s = sign * S[pos * half + i];
+            const x1 = X[base + i], x2 = X[base + i + half];
+            const y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+            if (accumulate) {
+              o[base + i] += y1;
+              o[base + i + half] += y2;
+            } else {
+              o[base + i] = y1;
+              o[base + i + half] = y2;
+            }
+          }
+        }
+      }
+  }
+
+  attention(out: Buf, probs: Buf, q: Buf, k: Buf, v: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
+    const O = a(out), P = a(probs), Q = a(q), K = a(k), V = a(v);
+    const group = heads / kvHeads;
+    for (let b = 0; b < batch; b++)
+      for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < seq; t++) {
+          const qb = ((b * seq + t) * heads + h) * headDim;
+          const pb = ((b * heads + h) * seq + t) * seq;
+          let max = -Infinity;
+          for (let s = 0; s <= t; s++) {
+            const kb = ((b * seq + s) * kvHeads + kh) * headDim;
+            let dot = 0;
+            for (let d = 0; d < headDim; d++) dot += Q[qb + d] * K[kb + d];
+            P[pb + s] = dot * scale;
+            if (P[pb + s] > max) max = P[pb + s];
+          }
+          let z = 0;
+          for (let s = 0; s <= t; s++) {
+            P[pb + s] = Math.exp(P[pb + s] - max);
+            z += P[pb + s];
+          }
+          for (let s = 0; s <= t; s++) P[pb + s] /= z;
+          for (let s = t + 1; s < seq; s++) P[pb + s] = 0;
+          for (let d = 0; d < headDim; d++) {
+            let acc = 0;
+            for (let s = 0; s <= t; s++) acc += P[pb + s] * V[((b * seq + s) * kvHeads + kh) * headDim + d];
+            O[qb + d] = acc;
+          }
+        }
+      }
+  }
+  attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
+    const DQ = a(dq), DK = a(dk), DV = a(dv), DO = a(dOut), Q = a(q), K = a(k), V = a(v), P = a(probs);
+    const group = heads / kvHeads;
+    const dp = new Float64Array(seq);
+    for (let b = 0; b < batch; b++)
+      for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < seq; t++) {
+          const qb = ((b * seq + t) * heads + h) * headDim;
+          const pb = ((b * heads + h) * seq + t) * seq;
+          // dP = dO · V^T ; dV += P^T dO ; dS = P ⊙ (dP − Σ P dP) ; dQ += scale dS K ; dK += scale dS^T Q
+          let pdp = 0;
+          for (let s = 0; s <= t; s++) {
+            const vb = ((b * seq + s) * kvHeads + kh) * headDim;
+            let dot = 0;
+            for (let d = 0; d < headDim; d++) {
+              dot += DO[qb + d] * V[vb + d];
+              DV[vb + d] += P[pb + s] * DO[qb + d];
+            }
+            dp[s] = dot;
+            pdp += P[pb + s] * dot;
+          }
+          for (let s = 0; s <= t; s++) {
+            const ds = P[pb + s] * (dp[s] - pdp) * scale;
+            const kb = ((b * seq + s) * kvHeads + kh) * headDim;
+            for (let d = 0; d < headDim; d++) {
+              DQ[qb + d] += ds * K[kb + d];
+              DK[kb + d] += ds * Q[qb + d];
+            }
+          }
+        }
+      }
+  }
+
+  swiglu(out: Buf, gate: Buf, up: Buf): void {
+    const o = a(out), g = a(gate), u = a(up);
+    for (let i = 0; i < o.length; i++) o[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+  }
+  swigluBackward(dGate: Buf, dUp: Buf, dOut: Buf, gate: Buf, up: Buf): void {
+    const dg = a(dGate), du = a(dUp), d = a(dOut), g = a(gate), u = a(up);
+    for (let i = 0; i < d.length; i++) {
+      const sig = 1 / (1 + Math.exp(-g[i]));
+      du[i] += d[i] * g[i] * sig;
+      dg[i] += d[i] * u[i] * sig * (1 + g[i] * (1 - sig));
+    }
+  }
+
+  crossEntropy(losses: Buf, lse: Buf, logits: Buf, targets: Int32Array, rows: number, vocab: number): void {
+    const L = a(losses), E = a(lse), X = a(logits);
+    for (let r = 0; r < rows; r++) {
+      let max = -Infinity;
+      for (let j = 0; j < vocab; j++) max = Math.max(max, X[r * vocab + j]);
+      let z = 0;
+      for (let j = 0; j < vocab; j++) z += Math.exp(X[r * vocab + j] - max);
+      E[r] = max + Math.log(z);
+      const t = targets[r];
+      if (t >= vocab) throw new Error(`target ${t} out of range [0, ${vocab})`);
+      L[r] = t < 0 ? 0 : E[r] - X[r * vocab + t];
+    }
+  }
+  crossEntropyBackward(dLogits: Buf, logits: Buf, lse: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number): void {
+    const D = a(dLogits), X = a(logits), E = a(lse), DL = a(dLosses);
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t < 0) continue;
+      const g = DL[r];
+      for (let j = 0; j < vocab; j++) D[r * vocab + j] += g * (Math.exp(X[r * vocab + j] - E[r]) - (j === t ? 1 : 0));
+    }
+  }
+
+  dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void {
+    const o = a(out), M = a(mask), X = a(x);
+    const keep = 1 / (1 - p);
+    for (let i = 0; i < o.length; i++) {
+      M[i] = dropoutUniform(seed, i) >= p ? keep : 0;
+      o[i] = X[i] * M[i];
+    }
+  }
+  dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void {
+    const o = a(dx), d = a(dOut), M = a(mask);
+    for (let i = 0; i < o.length; i++) o[i] += d[i] * M[i];
+  }
+
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+    const P = a(param), G = a(grad), M = a(m), V = a(v);
+    const bc1 = 1 - Math.pow(beta1, step), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    const stepSize = lr / bc1, decay = 1 - lr * weightDecay;
+    for (let i = 0; i < P.length; i++) {
+      P[i] *= decay;
+      M[i] = beta1 * M[i] + (1 - beta1) * G[i];
+      V[i] = beta2 * V[i] + (1 - beta2) * G[i] * G[i];
+      P[i] -= (stepSize * M[i]) / (Math.sqrt(V[i]) / bc2Sqrt + eps);
+    }
+  }
+}
