@@ -12,7 +12,7 @@ export interface LlamaConfig {
   rms_norm_eps: number;
   rope_theta: number;
   tie_word_embeddings: boolean;
-  /** Dropout on the residual branches and attention output during training (Bonsai's; HF ignores it). */
+  /** Training dropout on the embedding output and on both residual branches (Bonsai's; HF ignores it). */
   dropout?: number;
   bos_token_id?: number;
   eos_token_id?: number;

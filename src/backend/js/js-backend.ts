@@ -67,16 +67,24 @@ export class JsBackend implements Backend {
 
   matmul(c: Buf, ab: Buf, bb: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {
     const C = a(c), A = a(ab), B = a(bb);
+    const row = new Float64Array(n); // one output row, summed in float64
     for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) {
-        let s = 0;
+      if (transB) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) s += (transA ? A[p * m + i] : A[i * k + p]) * B[j * k + p];
+          row[j] = s;
+        }
+      } else {
+        // i-p-j order: stream rows of B instead of striding down its columns.
+        row.fill(0);
         for (let p = 0; p < k; p++) {
           const av = transA ? A[p * m + i] : A[i * k + p];
-          const bv = transB ? B[j * k + p] : B[p * n + j];
-          s += av * bv;
+          if (av === 0) continue;
+          for (let j = 0, off = p * n; j < n; j++) row[j] += av * B[off + j];
         }
-        C[i * n + j] = accumulate ? C[i * n + j] + s : s;
       }
+      for (let j = 0; j < n; j++) C[i * n + j] = accumulate ? C[i * n + j] + row[j] : row[j];
     }
   }
 

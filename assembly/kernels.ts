@@ -1,0 +1,899 @@
+// Kernels of the `wasm` backend, compiled by AssemblyScript to WebAssembly with SIMD.
+//
+// Memory model: linear memory is imported (env.memory) and owned by the JS side
+// (src/backend/wasm/wasm-backend.ts), which hands every kernel raw byte offsets. Nothing here
+// allocates (`--runtime stub`, no GC objects); temporary space (packed matmul panels, the dS
+// matrix of attention backward) comes in as a `scratch` pointer sized by the caller.
+//
+// Numbers are f32; every pointer is a byte offset; counts are in elements. Conventions (row-major,
+// `...Backward` accumulates into gradients) are those of src/backend/backend.ts.
+
+// ---- small SIMD helpers -----------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function splat(x: f32): v128 {
+  return f32x4.splat(x);
+}
+
+// c + a·b. There is no FMA in baseline wasm SIMD (relaxed_madd needs a flag in Node 20).
+// @ts-ignore: decorator
+@inline function madd(c: v128, a: v128, b: v128): v128 {
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+// @ts-ignore: decorator
+@inline function hmax(v: v128): f32 {
+  return max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
+/**
+ * exp(x) on four lanes (Cephes expf: range reduction by ln 2, degree-6 polynomial, ~1 ulp).
+ * Inputs below -87.3 give 0 (so exp(-inf) = 0); inputs above 88 saturate at exp(88), which only
+ * matters for sigmoid of very negative numbers, where it changes nothing visible.
+ */
+// @ts-ignore: decorator
+@inline function expv(x: v128): v128 {
+  const under = f32x4.lt(x, splat(-87.3));
+  // pmin/pmax map to a single minps/maxps and keep NaN when it is the first operand.
+  x = f32x4.pmax(f32x4.pmin(x, splat(88.0)), splat(-87.3));
+  // n = round(x·log2 e): adding 1.5·2^23 leaves n in the low mantissa bits (cheaper in V8 than
+  // floor + trunc_sat, which carries NaN/overflow fix-ups).
+  const t = madd(splat(12582912.0), x, splat(1.44269504088896341));
+  const fx = f32x4.sub(t, splat(12582912.0));
+  x = f32x4.sub(x, f32x4.mul(fx, splat(0.693359375)));
+  x = f32x4.sub(x, f32x4.mul(fx, splat(-2.12194440e-4)));
+  const z = f32x4.mul(x, x);
+  let y = madd(splat(1.3981999507e-3), splat(1.9875691500e-4), x);
+  y = madd(splat(8.3334519073e-3), y, x);
+  y = madd(splat(4.1665795894e-2), y, x);
+  y = madd(splat(1.6666665459e-1), y, x);
+  y = madd(splat(5.0000001201e-1), y, x);
+  y = f32x4.add(madd(x, y, z), splat(1.0));
+  // 2^n built directly in the exponent field: n + 127 ∈ [1, 254] after the clamp above, and the
+  // shift drops the magic number's high bits.
+  const pow2 = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(y, pow2), under);
+}
+
+// @ts-ignore: decorator
+@inline function exps(x: f32): f32 {
+  return f32x4.extract_lane(expv(splat(x)), 0);
+}
+
+/** Σ a[i]·b[i] for i < n. */
+function dot(a: usize, b: usize, n: i32): f32 {
+  let s0 = splat(0), s1 = splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    s0 = madd(s0, v128.load(a + o), v128.load(b + o));
+    s1 = madd(s1, v128.load(a + o, 16), v128.load(b + o, 16));
+  }
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    s0 = madd(s0, v128.load(a + o), v128.load(b + o));
+  }
+  let s = hsum(f32x4.add(s0, s1));
+  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return s;
+}
+
+/** dst[i] += alpha·src[i] for i < n. */
+function axpyRaw(dst: usize, src: usize, alpha: f32, n: i32): void {
+  const av = splat(alpha);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(dst + o, madd(v128.load(dst + o), av, v128.load(src + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dst + o, load<f32>(dst + o) + alpha * load<f32>(src + o));
+  }
+}
+
+/**
+ * Weighted sum of strided rows: dst[d] (+)= Σ_{s<count} w[s·wstride]·src[s·stride + d] for d < n
+ * (strides in bytes). Columns are processed 16 at a time so the partial sums stay in registers.
+ */
+function wsum(dst: usize, w: usize, wstride: usize, src: usize, count: i32, stride: usize, n: i32, accumulate: bool): void {
+  let d = 0;
+  for (; d + 16 <= n; d += 16) {
+    const o = <usize>d << 2;
+    let a0 = splat(0), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = v128.load(dst + o); a1 = v128.load(dst + o, 16); a2 = v128.load(dst + o, 32); a3 = v128.load(dst + o, 48);
+    }
+    let p = src + o, wp = w;
+    for (let s = 0; s < count; s++) {
+      const ws = v128.load32_splat(wp);
+      a0 = madd(a0, ws, v128.load(p)); a1 = madd(a1, ws, v128.load(p, 16));
+      a2 = madd(a2, ws, v128.load(p, 32)); a3 = madd(a3, ws, v128.load(p, 48));
+      p += stride;
+      wp += wstride;
+    }
+    v128.store(dst + o, a0); v128.store(dst + o, a1, 16); v128.store(dst + o, a2, 32); v128.store(dst + o, a3, 48);
+  }
+  for (; d + 4 <= n; d += 4) {
+    const o = <usize>d << 2;
+    let a0 = accumulate ? v128.load(dst + o) : splat(0);
+    let p = src + o, wp = w;
+    for (let s = 0; s < count; s++) {
+      a0 = madd(a0, v128.load32_splat(wp), v128.load(p));
+      p += stride;
+      wp += wstride;
+    }
+    v128.store(dst + o, a0);
+  }
+  for (; d < n; d++) {
+    const o = <usize>d << 2;
+    let a: f32 = accumulate ? load<f32>(dst + o) : 0;
+    let p = src + o, wp = w;
+    for (let s = 0; s < count; s++) {
+      a += load<f32>(wp) * load<f32>(p);
+      p += stride;
+      wp += wstride;
+    }
+    store<f32>(dst + o, a);
+  }
+}
+
+// ---- memory --------------------------------------------------------------------------------------
+
+/** First byte not used by the module's static data: the JS allocator starts above it. */
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+// ---- elementwise and reductions ----------------------------------------------------------------
+
+export function add(out: usize, a: usize, b: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
+  }
+}
+
+export function axpy(acc: usize, x: usize, alpha: f32, n: i32): void {
+  axpyRaw(acc, x, alpha, n);
+}
+
+export function scale(p: usize, s: f32, n: i32): void {
+  const sv = splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(p + o, f32x4.mul(v128.load(p + o), sv));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(p + o, load<f32>(p + o) * s);
+  }
+}
+
+// Reductions accumulate in f64 (two f64x2 accumulators): loss sums and gradient norms over
+// millions of numbers would lose digits in f32. Squares are taken in f64 too, exactly.
+function reduce(p: usize, n: i32, squares: bool): f64 {
+  let lo = f64x2.splat(0), hi = f64x2.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(p + (<usize>i << 2));
+    let a = f64x2.promote_low_f32x4(v), b = f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1));
+    if (squares) {
+      a = f64x2.mul(a, a);
+      b = f64x2.mul(b, b);
+    }
+    lo = f64x2.add(lo, a);
+    hi = f64x2.add(hi, b);
+  }
+  const t = f64x2.add(lo, hi);
+  let s = f64x2.extract_lane(t, 0) + f64x2.extract_lane(t, 1);
+  for (; i < n; i++) {
+    const x = <f64>load<f32>(p + (<usize>i << 2));
+    s += squares ? x * x : x;
+  }
+  return s;
+}
+
+export function sum(p: usize, n: i32): f64 {
+  return reduce(p, n, false);
+}
+
+export function sumSquares(p: usize, n: i32): f64 {
+  return reduce(p, n, true);
+}
+
+// ---- matmul ----------------------------------------------------------------------------------
+//
+// GotoBLAS structure: op(A) and op(B) are copied ("packed") into panels so that one NN
+// micro-kernel serves all four transpose combinations, and the packing absorbs the transposes
+// (O(n²) work against O(n³)). The micro-kernel is 2×16: 8 accumulators + 4 B vectors + 2 A
+// broadcasts + 1 temporary = 15 xmm registers, all V8 hands out (xmm15 is its scratch), so
+// nothing spills. With no FMA in baseline wasm SIMD each step is 8 mul + 8 add; measured on
+// Zen 5 it runs at ~53 GFLOP/s, about the 2 mul + 2 add per cycle the core can issue, while
+// 4×8 (same register count, but V8 emits an extra lea per broadcast) reached ~44 and 4×16,
+// 4×12, 6×8 (which spill) 25–30.
+
+const MR = 2; // rows of a micro-tile
+const NR = 16; // columns of a micro-tile
+const KC = 256; // depth of a packed block: a 16-column B panel (16 KB) stays in L1
+const MC = 128; // rows of a packed A block (128 KB, in L2)
+const NC = 2048; // columns of a packed B block (2 MB), bounds the scratch size
+
+/** Bytes of scratch `matmul` needs (independent of the shape). */
+export function matmulScratchBytes(): usize {
+  return <usize>(MC * KC + KC * NC + MR * NR) << 2;
+}
+
+/** C[2×16] (+)= (A panel, kc×2) · (B panel, kc×16); ldc in bytes. */
+function kernel2x16(kc: i32, a: usize, b: usize, c: usize, ldc: usize, load: bool): void {
+  let c00 = splat(0), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  for (let p = 0; p < kc; p++) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16), b2 = v128.load(b, 32), b3 = v128.load(b, 48);
+    let x = v128.load32_splat(a);
+    c00 = madd(c00, x, b0); c01 = madd(c01, x, b1); c02 = madd(c02, x, b2); c03 = madd(c03, x, b3);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(c10, x, b0); c11 = madd(c11, x, b1); c12 = madd(c12, x, b2); c13 = madd(c13, x, b3);
+    a += MR << 2;
+    b += NR << 2;
+  }
+  const d = c + ldc;
+  if (load) {
+    c00 = f32x4.add(c00, v128.load(c)); c01 = f32x4.add(c01, v128.load(c, 16));
+    c02 = f32x4.add(c02, v128.load(c, 32)); c03 = f32x4.add(c03, v128.load(c, 48));
+    c10 = f32x4.add(c10, v128.load(d)); c11 = f32x4.add(c11, v128.load(d, 16));
+    c12 = f32x4.add(c12, v128.load(d, 32)); c13 = f32x4.add(c13, v128.load(d, 48));
+  }
+  v128.store(c, c00); v128.store(c, c01, 16); v128.store(c, c02, 32); v128.store(c, c03, 48);
+  v128.store(d, c10); v128.store(d, c11, 16); v128.store(d, c12, 32); v128.store(d, c13, 48);
+}
+
+/** The first 4 columns of kernel2x16, for a last panel of ≤ 4 columns (e.g. a vocabulary of 65). */
+function kernel2x4(kc: i32, a: usize, b: usize, c: usize, ldc: usize): void {
+  let c0 = splat(0), c1 = c0;
+  for (let p = 0; p < kc; p++) {
+    const b0 = v128.load(b);
+    c0 = madd(c0, v128.load32_splat(a), b0);
+    c1 = madd(c1, v128.load32_splat(a, 4), b0);
+    a += MR << 2;
+    b += NR << 2;
+  }
+  v128.store(c, c0);
+  v128.store(c + ldc, c1);
+}
+
+/**
+ * Pack a panel whose W columns are contiguous in the source:
+ * dst[p·W + j] = src[p·ld + j] for j < w, 0 for w ≤ j < W (ld in bytes).
+ */
+function packN(dst: usize, src: usize, ld: usize, w: i32, kc: i32, W: i32): void {
+  if (w == W && W == NR) {
+    for (let p = 0; p < kc; p++) {
+      v128.store(dst, v128.load(src)); v128.store(dst, v128.load(src, 16), 16);
+      v128.store(dst, v128.load(src, 32), 32); v128.store(dst, v128.load(src, 48), 48);
+      dst += NR << 2; src += ld;
+    }
+    return;
+  }
+  if (w == W && W == MR) {
+    for (let p = 0; p < kc; p++) {
+      store<u64>(dst, load<u64>(src)); // the two floats at once
+      dst += MR << 2; src += ld;
+    }
+    return;
+  }
+  for (let p = 0; p < kc; p++) {
+    for (let j = 0; j < W; j++) store<f32>(dst + (<usize>j << 2), j < w ? load<f32>(src + (<usize>j << 2)) : 0);
+    dst += <usize>W << 2; src += ld;
+  }
+}
+
+/**
+ * Pack a panel whose W columns are rows of the source (a transpose):
+ * dst[p·W + j] = src[j·ld + p] for j < w, 0 for w ≤ j < W (ld in bytes).
+ */
+function packT(dst: usize, src: usize, ld: usize, w: i32, kc: i32, W: i32): void {
+  const rowBytes = <usize>W << 2;
+  if (W == MR && w == MR) {
+    // Interleave two source rows, four depths at a time.
+    const r0 = src, r1 = src + ld;
+    let p = 0;
+    for (; p + 4 <= kc; p += 4) {
+      const o = <usize>p << 2;
+      const v0 = v128.load(r0 + o), v1 = v128.load(r1 + o);
+      const q = dst + <usize>p * rowBytes;
+      v128.store(q, i32x4.shuffle(v0, v1, 0, 4, 1, 5));
+      v128.store(q, i32x4.shuffle(v0, v1, 2, 6, 3, 7), 16);
+    }
+    for (; p < kc; p++) {
+      const o = <usize>p << 2, q = dst + <usize>p * rowBytes;
+      store<f32>(q, load<f32>(r0 + o));
+      store<f32>(q, load<f32>(r1 + o), 4);
+    }
+    return;
+  }
+  for (let j0 = 0; j0 < W; j0 += 4) {
+    const d0 = dst + (<usize>j0 << 2);
+    if (W >= 4 && j0 + 4 <= w) {
+      // Four source rows at once, transposed 4×4 in registers.
+      const r0 = src + <usize>j0 * ld, r1 = r0 + ld, r2 = r1 + ld, r3 = r2 + ld;
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        const v0 = v128.load(r0 + o), v1 = v128.load(r1 + o), v2 = v128.load(r2 + o), v3 = v128.load(r3 + o);
+        const t0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5), t1 = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(v2, v3, 0, 4, 1, 5), t3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+        const q = d0 + <usize>p * rowBytes;
+        v128.store(q, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(q + rowBytes, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+        v128.store(q + 2 * rowBytes, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+        v128.store(q + 3 * rowBytes, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+      }
+      for (; p < kc; p++) {
+        const o = <usize>p << 2, q = d0 + <usize>p * rowBytes;
+        store<f32>(q, load<f32>(r0 + o)); store<f32>(q, load<f32>(r1 + o), 4);
+        store<f32>(q, load<f32>(r2 + o), 8); store<f32>(q, load<f32>(r3 + o), 12);
+      }
+    } else {
+      const jn = min(4, W - j0);
+      for (let p = 0; p < kc; p++) {
+        const q = d0 + <usize>p * rowBytes;
+        for (let j = 0; j < jn; j++) {
+          const jj = j0 + j;
+          store<f32>(q + (<usize>j << 2), jj < w ? load<f32>(src + <usize>jj * ld + (<usize>p << 2)) : 0);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Matrix-vector product, the decode-time case (m = 1, or n = 1), where packing would double the
+ * memory traffic. y[j] (+)= Σ_p x[p]·M(p, j) for j < len, with M(p, j) = mat[j·ld + p] when
+ * `rows` (each output is a dot product of a contiguous row) and mat[p·ld + j] otherwise.
+ */
+function gemv(y: usize, x: usize, mat: usize, len: i32, k: i32, ld: i32, rows: bool, accumulate: bool): void {
+  const ldb = <usize>ld << 2;
+  if (rows) {
+    let j = 0;
+    for (; j + 4 <= len; j += 4) {
+      // Four rows share each load of x.
+      const r0 = mat + <usize>j * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+      let s0 = splat(0), s1 = s0, s2 = s0, s3 = s0;
+      let p = 0;
+      for (; p + 4 <= k; p += 4) {
+        const o = <usize>p << 2;
+        const xv = v128.load(x + o);
+        s0 = madd(s0, xv, v128.load(r0 + o)); s1 = madd(s1, xv, v128.load(r1 + o));
+        s2 = madd(s2, xv, v128.load(r2 + o)); s3 = madd(s3, xv, v128.load(r3 + o));
+      }
+      let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
+      for (; p < k; p++) {
+        const o = <usize>p << 2, xs = load<f32>(x + o);
+        t0 += xs * load<f32>(r0 + o); t1 += xs * load<f32>(r1 + o);
+        t2 += xs * load<f32>(r2 + o); t3 += xs * load<f32>(r3 + o);
+      }
+      const yo = y + (<usize>j << 2);
+      if (accumulate) {
+        t0 += load<f32>(yo); t1 += load<f32>(yo, 4); t2 += load<f32>(yo, 8); t3 += load<f32>(yo, 12);
+      }
+      store<f32>(yo, t0); store<f32>(yo, t1, 4); store<f32>(yo, t2, 8); store<f32>(yo, t3, 12);
+    }
+    for (; j < len; j++) {
+      const yo = y + (<usize>j << 2);
+      const t = dot(x, mat + <usize>j * ldb, k);
+      store<f32>(yo, accumulate ? load<f32>(yo) + t : t);
+    }
+    return;
+  }
+  // Column form: y += x[p]·(row p of mat), 32 outputs held in registers per sweep over p.
+  let j = 0;
+  for (; j + 32 <= len; j += 32) {
+    const yo = y + (<usize>j << 2);
+    let a0 = splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    if (accumulate) {
+      a0 = v128.load(yo); a1 = v128.load(yo, 16); a2 = v128.load(yo, 32); a3 = v128.load(yo, 48);
+      a4 = v128.load(yo, 64); a5 = v128.load(yo, 80); a6 = v128.load(yo, 96); a7 = v128.load(yo, 112);
+    }
+    let r = mat + (<usize>j << 2);
+    for (let p = 0; p < k; p++) {
+      const xs = v128.load32_splat(x + (<usize>p << 2));
+      a0 = madd(a0, xs, v128.load(r)); a1 = madd(a1, xs, v128.load(r, 16));
+      a2 = madd(a2, xs, v128.load(r, 32)); a3 = madd(a3, xs, v128.load(r, 48));
+      a4 = madd(a4, xs, v128.load(r, 64)); a5 = madd(a5, xs, v128.load(r, 80));
+      a6 = madd(a6, xs, v128.load(r, 96)); a7 = madd(a7, xs, v128.load(r, 112));
+      r += ldb;
+    }
+    v128.store(yo, a0); v128.store(yo, a1, 16); v128.store(yo, a2, 32); v128.store(yo, a3, 48);
+    v128.store(yo, a4, 64); v128.store(yo, a5, 80); v128.store(yo, a6, 96); v128.store(yo, a7, 112);
+  }
+  // Remaining columns: the same weighted-row sum, 16/4/1 at a time.
+  if (j < len) wsum(y + (<usize>j << 2), x, 4, mat + (<usize>j << 2), k, ldb, len - j, accumulate);
+}
+
+/**
+ * C[m,n] = (accumulate ? C : 0) + op(A)[m,k] · op(B)[k,n]; A is [m,k] or [k,m] (transA),
+ * B is [k,n] or [n,k] (transB). `scratch` holds matmulScratchBytes() bytes.
+ */
+export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, transA: i32, transB: i32, accumulate: i32, scratch: usize): void {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    if (!accumulate) memory.fill(c, 0, <usize>m * <usize>n << 2);
+    return;
+  }
+  // op(A) with m = 1 is the same vector whether or not it is transposed; likewise op(B) with n = 1.
+  if (m == 1) {
+    gemv(c, a, b, n, k, transB ? k : n, transB != 0, accumulate != 0);
+    return;
+  }
+  if (n == 1) {
+    gemv(c, b, a, m, k, transA ? m : k, transA == 0, accumulate != 0);
+    return;
+  }
+  const ap = scratch;
+  const bp = ap + (<usize>(MC * KC) << 2);
+  const tmp = bp + (<usize>(KC * NC) << 2);
+  const ldc = <usize>n << 2;
+  for (let jc = 0; jc < n; jc += NC) {
+    const nc = min(NC, n - jc);
+    for (let pc = 0; pc < k; pc += KC) {
+      const kc = min(KC, k - pc);
+      const addC = accumulate != 0 || pc > 0; // C holds earlier partial sums
+      const panelB = <usize>kc * (NR << 2); // bytes of one packed B panel
+      const panelA = <usize>kc * (MR << 2);
+      for (let jr = 0; jr < nc; jr += NR) {
+        const dst = bp + <usize>(jr / NR) * panelB;
+        const w = min(NR, nc - jr);
+        const j = jc + jr;
+        if (transB) packT(dst, b + ((<usize>j * <usize>k + <usize>pc) << 2), <usize>k << 2, w, kc, NR);
+        else packN(dst, b + ((<usize>pc * <usize>n + <usize>j) << 2), <usize>n << 2, w, kc, NR);
+      }
+      for (let ic = 0; ic < m; ic += MC) {
+        const mc = min(MC, m - ic);
+        for (let ir = 0; ir < mc; ir += MR) {
+          const dst = ap + <usize>(ir / MR) * panelA;
+          const h = min(MR, mc - ir);
+          const i = ic + ir;
+          if (transA) packN(dst, a + ((<usize>pc * <usize>m + <usize>i) << 2), <usize>m << 2, h, kc, MR);
+          else packT(dst, a + ((<usize>i * <usize>k + <usize>pc) << 2), <usize>k << 2, h, kc, MR);
+        }
+        for (let jr = 0; jr < nc; jr += NR) {
+          const w = min(NR, nc - jr);
+          const bpan = bp + <usize>(jr / NR) * panelB;
+          for (let ir = 0; ir < mc; ir += MR) {
+            const h = min(MR, mc - ir);
+            const apan = ap + <usize>(ir / MR) * panelA;
+            const cp = c + ((<usize>(ic + ir) * <usize>n + <usize>(jc + jr)) << 2);
+            if (h == MR && w == NR) {
+              kernel2x16(kc, apan, bpan, cp, ldc, addC);
+            } else {
+              // Edge tile: compute the full tile into scratch (the packed panels are zero-padded),
+              // then keep the valid part.
+              if (w <= 4) kernel2x4(kc, apan, bpan, tmp, NR << 2);
+              else kernel2x16(kc, apan, bpan, tmp, NR << 2, false);
+              for (let r = 0; r < h; r++) {
+                for (let cc = 0; cc < w; cc++) {
+                  const q = cp + <usize>r * ldc + (<usize>cc << 2);
+                  const v = load<f32>(tmp + (<usize>(r * NR + cc) << 2));
+                  store<f32>(q, addC ? load<f32>(q) + v : v);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- model kernels ---------------------------------------------------------------------------
+
+/** out[i,:] = table[ids[i],:]; ids (i32) were range-checked by the caller. */
+export function embedding(out: usize, table: usize, ids: usize, count: i32, dim: i32): void {
+  const rowBytes = <usize>dim << 2;
+  for (let i = 0; i < count; i++) {
+    const id = <usize>load<i32>(ids + (<usize>i << 2));
+    memory.copy(out + <usize>i * rowBytes, table + id * rowBytes, rowBytes);
+  }
+}
+
+export function embeddingBackward(dTable: usize, dOut: usize, ids: usize, count: i32, dim: i32): void {
+  const rowBytes = <usize>dim << 2;
+  for (let i = 0; i < count; i++) {
+    const id = <usize>load<i32>(ids + (<usize>i << 2));
+    axpyRaw(dTable + id * rowBytes, dOut + <usize>i * rowBytes, 1, dim);
+  }
+}
+
+export function rmsnorm(out: usize, rstd: usize, x: usize, w: usize, rows: i32, dim: i32, eps: f64): void {
+  const rowBytes = <usize>dim << 2;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes, or = out + <usize>r * rowBytes;
+    const s = <f32>(1.0 / Math.sqrt(<f64>dot(xr, xr, dim) / <f64>dim + eps));
+    store<f32>(rstd + (<usize>r << 2), s);
+    const sv = splat(s);
+    let j = 0;
+    for (; j + 4 <= dim; j += 4) {
+      const o = <usize>j << 2;
+      v128.store(or + o, f32x4.mul(f32x4.mul(v128.load(xr + o), sv), v128.load(w + o)));
+    }
+    for (; j < dim; j++) {
+      const o = <usize>j << 2;
+      store<f32>(or + o, load<f32>(xr + o) * s * load<f32>(w + o));
+    }
+  }
+}
+
+// y_j = x_j·s·w_j  ⇒  dx_j += s·g_j·w_j − (s³/dim)·x_j·Σ_k g_k·w_k·x_k,  dw_j += g_j·x_j·s.
+export function rmsnormBackward(dx: usize, dw: usize, dOut: usize, x: usize, w: usize, rstd: usize, rows: i32, dim: i32): void {
+  const rowBytes = <usize>dim << 2;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes, gr = dOut + <usize>r * rowBytes, dxr = dx + <usize>r * rowBytes;
+    const s = load<f32>(rstd + (<usize>r << 2));
+    let acc = splat(0);
+    let j = 0;
+    for (; j + 4 <= dim; j += 4) {
+      const o = <usize>j << 2;
+      acc = madd(acc, f32x4.mul(v128.load(gr + o), v128.load(w + o)), v128.load(xr + o));
+    }
+    let d = hsum(acc);
+    for (; j < dim; j++) {
+      const o = <usize>j << 2;
+      d += load<f32>(gr + o) * load<f32>(w + o) * load<f32>(xr + o);
+    }
+    const cc = (s * s * s * d) / <f32>dim;
+    const sv = splat(s), cv = splat(cc);
+    j = 0;
+    for (; j + 4 <= dim; j += 4) {
+      const o = <usize>j << 2;
+      const g = v128.load(gr + o), xv = v128.load(xr + o);
+      const t = f32x4.sub(f32x4.mul(f32x4.mul(sv, g), v128.load(w + o)), f32x4.mul(cv, xv));
+      v128.store(dxr + o, f32x4.add(v128.load(dxr + o), t));
+      v128.store(dw + o, madd(v128.load(dw + o), f32x4.mul(g, xv), sv));
+    }
+    for (; j < dim; j++) {
+      const o = <usize>j << 2;
+      const g = load<f32>(gr + o), xv = load<f32>(xr + o);
+      store<f32>(dxr + o, load<f32>(dxr + o) + (s * g * load<f32>(w + o) - cc * xv));
+      store<f32>(dw + o, load<f32>(dw + o) + g * xv * s);
+    }
+  }
+}
+
+/**
+ * Rotate-half RoPE. sign = 1 rotates by +pos·θ (forward), sign = -1 by the opposite angle
+ * (backward, accumulated into `out`). out may alias x: each chunk is read before it is written.
+ */
+export function rope(out: usize, x: usize, cos: usize, sin: usize, batch: i32, seq: i32, heads: i32, headDim: i32, posOffset: i32, sign: f32, accumulate: i32): void {
+  const half = headDim >> 1;
+  const halfBytes = <usize>half << 2;
+  const sg = splat(sign);
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t < seq; t++) {
+      const pos = posOffset + t;
+      const cr = cos + <usize>pos * halfBytes, sr = sin + <usize>pos * halfBytes;
+      for (let h = 0; h < heads; h++) {
+        const base = <usize>(((b * seq + t) * heads + h)) * <usize>headDim << 2;
+        const x1p = x + base, x2p = x1p + halfBytes, o1p = out + base, o2p = o1p + halfBytes;
+        let i = 0;
+        for (; i + 4 <= half; i += 4) {
+          const o = <usize>i << 2;
+          const c = v128.load(cr + o), s = f32x4.mul(sg, v128.load(sr + o));
+          const x1 = v128.load(x1p + o), x2 = v128.load(x2p + o);
+          let y1 = f32x4.sub(f32x4.mul(x1, c), f32x4.mul(x2, s));
+          let y2 = f32x4.add(f32x4.mul(x2, c), f32x4.mul(x1, s));
+          if (accumulate) {
+            y1 = f32x4.add(v128.load(o1p + o), y1);
+            y2 = f32x4.add(v128.load(o2p + o), y2);
+          }
+          v128.store(o1p + o, y1);
+          v128.store(o2p + o, y2);
+        }
+        for (; i < half; i++) {
+          const o = <usize>i << 2;
+          const c = load<f32>(cr + o), s = sign * load<f32>(sr + o);
+          const x1 = load<f32>(x1p + o), x2 = load<f32>(x2p + o);
+          let y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+          if (accumulate) {
+            y1 += load<f32>(o1p + o);
+            y2 += load<f32>(o2p + o);
+          }
+          store<f32>(o1p + o, y1);
+          store<f32>(o2p + o, y2);
+        }
+      }
+    }
+  }
+}
+
+/** p[s] = exp(p[s] − mx) for s < n; returns Σ p[s]. */
+function expShift(p: usize, n: i32, mx: f32): f32 {
+  const mv = splat(mx);
+  let acc = splat(0);
+  let s = 0;
+  for (; s + 4 <= n; s += 4) {
+    const o = <usize>s << 2;
+    const e = expv(f32x4.sub(v128.load(p + o), mv));
+    v128.store(p + o, e);
+    acc = f32x4.add(acc, e);
+  }
+  let z = hsum(acc);
+  for (; s < n; s++) {
+    const o = <usize>s << 2;
+    const e = exps(load<f32>(p + o) - mx);
+    store<f32>(p + o, e);
+    z += e;
+  }
+  return z;
+}
+
+/** Causal GQA attention; see Backend.attention. heads % kvHeads == 0 was checked by the caller. */
+export function attention(out: usize, probs: usize, q: usize, k: usize, v: usize, batch: i32, seq: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
+  const group = heads / kvHeads;
+  const kvStride = <usize>(kvHeads * headDim) << 2; // bytes between consecutive positions of one KV head
+  const seqBytes = <usize>seq << 2;
+  const sv = splat(scale);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const kh = h / group;
+      const kvo = <usize>((b * seq) * kvHeads + kh) * <usize>headDim << 2;
+      for (let t = 0; t < seq; t++) {
+        const qo = <usize>((b * seq + t) * heads + h) * <usize>headDim << 2;
+        const pr = probs + <usize>((b * heads + h) * seq + t) * seqBytes;
+        const n = t + 1;
+        // Scores q·k_s for s ≤ t (four keys per pass share the loads of q), then scale and max.
+        gemv(pr, q + qo, k + kvo, n, headDim, kvHeads * headDim, true, false);
+        let mv = splat(-Infinity);
+        let s = 0;
+        for (; s + 4 <= n; s += 4) {
+          const o = <usize>s << 2;
+          const x = f32x4.mul(v128.load(pr + o), sv);
+          v128.store(pr + o, x);
+          mv = f32x4.max(mv, x);
+        }
+        let mx = hmax(mv);
+        for (; s < n; s++) {
+          const o = <usize>s << 2;
+          const x = load<f32>(pr + o) * scale;
+          store<f32>(pr + o, x);
+          mx = max(mx, x);
+        }
+        const z = expShift(pr, n, mx);
+        const zv = splat(z);
+        s = 0;
+        for (; s + 4 <= n; s += 4) v128.store(pr + (<usize>s << 2), f32x4.div(v128.load(pr + (<usize>s << 2)), zv));
+        for (; s < n; s++) store<f32>(pr + (<usize>s << 2), load<f32>(pr + (<usize>s << 2)) / z);
+        if (n < seq) memory.fill(pr + (<usize>n << 2), 0, <usize>(seq - n) << 2);
+        wsum(out + qo, pr, 4, v + kvo, n, kvStride, headDim, false);
+      }
+    }
+  }
+}
+
+/**
+ * dP = dO·Vᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP)); dQ += scale·dS·K; dK += scale·dSᵀ·Q; dV += Pᵀ·dO.
+ * `scratch` holds seq·seq floats: dS of one (batch, head), so that dK and dV can then be summed
+ * column by column in registers instead of being read and written once per (t, s) pair.
+ */
+export function attentionBackward(dq: usize, dk: usize, dv: usize, dOut: usize, q: usize, k: usize, v: usize, probs: usize, batch: i32, seq: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32, scratch: usize): void {
+  const group = heads / kvHeads;
+  const kvStride = <usize>(kvHeads * headDim) << 2;
+  const qStride = <usize>(heads * headDim) << 2;
+  const seqBytes = <usize>seq << 2;
+  const sv = splat(scale);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const kh = h / group;
+      const kvo = <usize>((b * seq) * kvHeads + kh) * <usize>headDim << 2;
+      const qo0 = <usize>((b * seq) * heads + h) * <usize>headDim << 2; // row t = 0 of this head
+      const pb = probs + <usize>((b * heads + h) * seq) * seqBytes;
+      for (let t = 0; t < seq; t++) {
+        const qo = qo0 + <usize>t * qStride;
+        const pr = pb + <usize>t * seqBytes, dsr = scratch + <usize>t * seqBytes;
+        const n = t + 1;
+        gemv(dsr, dOut + qo, v + kvo, n, headDim, kvHeads * headDim, true, false); // dP row
+        const pdp = splat(dot(pr, dsr, n));
+        let s = 0;
+        for (; s + 4 <= n; s += 4) {
+          const o = <usize>s << 2;
+          v128.store(dsr + o, f32x4.mul(f32x4.mul(v128.load(pr + o), f32x4.sub(v128.load(dsr + o), pdp)), sv));
+        }
+        const pdps = f32x4.extract_lane(pdp, 0);
+        for (; s < n; s++) {
+          const o = <usize>s << 2;
+          store<f32>(dsr + o, load<f32>(pr + o) * (load<f32>(dsr + o) - pdps) * scale);
+        }
+        wsum(dq + qo, dsr, 4, k + kvo, n, kvStride, headDim, true);
+      }
+      // Column s of P and dS is nonzero for t ≥ s.
+      for (let s = 0; s < seq; s++) {
+        const diag = <usize>s * seqBytes + (<usize>s << 2), rows = seq - s;
+        const ko = kvo + <usize>s * kvStride, qo = qo0 + <usize>s * qStride;
+        wsum(dv + ko, pb + diag, seqBytes, dOut + qo, rows, qStride, headDim, true);
+        wsum(dk + ko, scratch + diag, seqBytes, q + qo, rows, qStride, headDim, true);
+      }
+    }
+  }
+}
+
+// sigmoid(g) = 1 / (1 + exp(−g))
+// @ts-ignore: decorator
+@inline function sigmoidv(g: v128): v128 {
+  return f32x4.div(splat(1), f32x4.add(splat(1), expv(f32x4.neg(g))));
+}
+
+export function swiglu(out: usize, gate: usize, up: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const g = v128.load(gate + o);
+    v128.store(out + o, f32x4.mul(f32x4.mul(g, sigmoidv(g)), v128.load(up + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const g = load<f32>(gate + o);
+    store<f32>(out + o, g * f32x4.extract_lane(sigmoidv(splat(g)), 0) * load<f32>(up + o));
+  }
+}
+
+export function swigluBackward(dGate: usize, dUp: usize, dOut: usize, gate: usize, up: usize, n: i32): void {
+  const one = splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const g = v128.load(gate + o), u = v128.load(up + o), d = v128.load(dOut + o);
+    const sig = sigmoidv(g);
+    v128.store(dUp + o, madd(v128.load(dUp + o), f32x4.mul(d, g), sig));
+    const dsilu = f32x4.mul(sig, madd(one, g, f32x4.sub(one, sig)));
+    v128.store(dGate + o, madd(v128.load(dGate + o), f32x4.mul(d, u), dsilu));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const g = load<f32>(gate + o), u = load<f32>(up + o), d = load<f32>(dOut + o);
+    const sig = f32x4.extract_lane(sigmoidv(splat(g)), 0);
+    store<f32>(dUp + o, load<f32>(dUp + o) + d * g * sig);
+    store<f32>(dGate + o, load<f32>(dGate + o) + d * u * (sig * (1 + g * (1 - sig))));
+  }
+}
+
+/** Softmax cross-entropy per row; targets (i32) were checked < vocab by the caller. */
+export function crossEntropy(losses: usize, lse: usize, logits: usize, targets: usize, rows: i32, vocab: i32): void {
+  const rowBytes = <usize>vocab << 2;
+  for (let r = 0; r < rows; r++) {
+    const xr = logits + <usize>r * rowBytes;
+    let mv = splat(-Infinity);
+    let j = 0;
+    for (; j + 4 <= vocab; j += 4) mv = f32x4.max(mv, v128.load(xr + (<usize>j << 2)));
+    let mx = hmax(mv);
+    for (; j < vocab; j++) mx = max(mx, load<f32>(xr + (<usize>j << 2)));
+    const mvv = splat(mx);
+    let zv = splat(0);
+    j = 0;
+    for (; j + 4 <= vocab; j += 4) zv = f32x4.add(zv, expv(f32x4.sub(v128.load(xr + (<usize>j << 2)), mvv)));
+    let z = <f64>hsum(zv);
+    for (; j < vocab; j++) z += <f64>exps(load<f32>(xr + (<usize>j << 2)) - mx);
+    const e = <f64>mx + Math.log(z);
+    store<f32>(lse + (<usize>r << 2), <f32>e);
+    const t = load<i32>(targets + (<usize>r << 2));
+    store<f32>(losses + (<usize>r << 2), t < 0 ? 0 : <f32>(e - <f64>load<f32>(xr + (<usize>t << 2))));
+  }
+}
+
+export function crossEntropyBackward(dLogits: usize, logits: usize, lse: usize, targets: usize, dLosses: usize, rows: i32, vocab: i32): void {
+  const rowBytes = <usize>vocab << 2;
+  for (let r = 0; r < rows; r++) {
+    const t = load<i32>(targets + (<usize>r << 2));
+    if (t < 0) continue;
+    const g = load<f32>(dLosses + (<usize>r << 2));
+    const e = load<f32>(lse + (<usize>r << 2));
+    const xr = logits + <usize>r * rowBytes, dr = dLogits + <usize>r * rowBytes;
+    const gv = splat(g), ev = splat(e);
+    let j = 0;
+    for (; j + 4 <= vocab; j += 4) {
+      const o = <usize>j << 2;
+      v128.store(dr + o, madd(v128.load(dr + o), gv, expv(f32x4.sub(v128.load(xr + o), ev))));
+    }
+    for (; j < vocab; j++) {
+      const o = <usize>j << 2;
+      store<f32>(dr + o, load<f32>(dr + o) + g * exps(load<f32>(xr + o) - e));
+    }
+    const to = dr + (<usize>t << 2);
+    store<f32>(to, load<f32>(to) - g);
+  }
+}
+
+/**
+ * Inverted dropout with the counter hash of backend.ts `dropoutUniform`. The test
+ * (h >>> 8) / 2^24 ≥ p is done exactly in integers: (h >>> 8) ≥ ceil(p·2^24).
+ */
+export function dropout(out: usize, mask: usize, x: usize, n: i32, p: f64, seed: i32): void {
+  const keep = <f32>(1.0 / (1.0 - p));
+  const c = Math.ceil(p * 16777216.0);
+  let thr: i32 = 16777216; // p ≥ 1 or NaN: (h >>> 8) < 2^24 never passes, nothing is kept
+  if (c <= 0) thr = 0; // p ≤ 0 keeps everything
+  else if (c < 16777216.0) thr = <i32>c;
+  const thrv = i32x4.splat(thr), keepv = splat(keep), zero = splat(0);
+  const seedv = i32x4.splat(seed);
+  let idx = i32x4(0, 1, 2, 3);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let h = i32x4.add(i32x4.mul(idx, i32x4.splat(<i32>0x9e3779b9)), seedv);
+    h = v128.xor(h, i32x4.shr_u(h, 16));
+    h = i32x4.mul(h, i32x4.splat(<i32>0x85ebca6b));
+    h = v128.xor(h, i32x4.shr_u(h, 13));
+    h = i32x4.mul(h, i32x4.splat(<i32>0xc2b2ae35));
+    h = v128.xor(h, i32x4.shr_u(h, 16));
+    const mk = v128.bitselect(keepv, zero, i32x4.ge_s(i32x4.shr_u(h, 8), thrv));
+    const o = <usize>i << 2;
+    v128.store(mask + o, mk);
+    v128.store(out + o, f32x4.mul(v128.load(x + o), mk));
+    idx = i32x4.add(idx, i32x4.splat(4));
+  }
+  for (; i < n; i++) {
+    let h: u32 = <u32>i * 0x9e3779b9 + <u32>seed;
+    h ^= h >>> 16;
+    h *= 0x85ebca6b;
+    h ^= h >>> 13;
+    h *= 0xc2b2ae35;
+    h ^= h >>> 16;
+    const mk: f32 = <i32>(h >>> 8) >= thr ? keep : 0;
+    const o = <usize>i << 2;
+    store<f32>(mask + o, mk);
+    store<f32>(out + o, load<f32>(x + o) * mk);
+  }
+}
+
+export function dropoutBackward(dx: usize, dOut: usize, mask: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(dx + o, madd(v128.load(dx + o), v128.load(dOut + o), v128.load(mask + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dx + o, load<f32>(dx + o) + load<f32>(dOut + o) * load<f32>(mask + o));
+  }
+}
+
+// ---- optimizer -------------------------------------------------------------------------------
+
+/**
+ * One AdamW step (PyTorch's formula, decay first). The step-dependent scalars are computed once
+ * in f64 by the caller: decay = 1 − lr·wd, stepSize = lr / (1 − β1^t), bc2Sqrt = sqrt(1 − β2^t).
+ */
+export function adamw(param: usize, grad: usize, m: usize, v: usize, n: i32, beta1: f32, beta2: f32, eps: f32, decay: f32, stepSize: f32, bc2Sqrt: f32): void {
+  const b1 = splat(beta1), b2 = splat(beta2), c1 = splat(1 - beta1), c2 = splat(1 - beta2);
+  const ev = splat(eps), dv = splat(decay), sv = splat(stepSize), bv = splat(bc2Sqrt);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const g = v128.load(grad + o);
+    const mm = madd(f32x4.mul(b1, v128.load(m + o)), c1, g);
+    const vv = madd(f32x4.mul(b2, v128.load(v + o)), c2, f32x4.mul(g, g));
+    v128.store(m + o, mm);
+    v128.store(v + o, vv);
+    const denom = f32x4.add(f32x4.div(f32x4.sqrt(vv), bv), ev);
+    const p = f32x4.mul(v128.load(param + o), dv);
+    v128.store(param + o, f32x4.sub(p, f32x4.mul(sv, f32x4.div(mm, denom))));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const g = load<f32>(grad + o);
+    const mm = beta1 * load<f32>(m + o) + (1 - beta1) * g;
+    const vv = beta2 * load<f32>(v + o) + (1 - beta2) * g * g;
+    store<f32>(m + o, mm);
+    store<f32>(v + o, vv);
+    const denom = Mathf.sqrt(vv) / bc2Sqrt + eps;
+    store<f32>(param + o, load<f32>(param + o) * decay - stepSize * (mm / denom));
+  }
+}

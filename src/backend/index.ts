@@ -1,0 +1,25 @@
+// Backend selection by name. New backends (threaded WASM, WebGPU) register here; model code
+// only ever sees the Backend interface.
+import type { Backend } from "./backend.js";
+import { JsBackend } from "./js/js-backend.js";
+
+export type BackendName = "js" | "wasm";
+export const backendNames: readonly BackendName[] = ["js", "wasm"];
+
+/**
+ * `js` is the float32 TypeScript reference (float64 with `{ precision: "f64" }`, for gradient
+ * checks); `wasm` runs AssemblyScript SIMD kernels over WebAssembly memory.
+ */
+export async function createBackend(name: string, opts: { precision?: "f32" | "f64" } = {}): Promise<Backend> {
+  switch (name) {
+    case "js":
+      return new JsBackend(opts.precision ?? "f32");
+    case "wasm":
+      // Loaded on demand: the module embeds the compiled kernels.
+      return (await import("./wasm/wasm-backend.js")).createWasmBackend();
+    default:
+      throw new Error(`unknown backend "${name}" (choose ${backendNames.join(" or ")})`);
+  }
+}
+
+export type { Backend, Buf } from "./backend.js";

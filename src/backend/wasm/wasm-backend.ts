@@ -1,0 +1,410 @@
+// The `wasm` backend: f32 kernels written in AssemblyScript (assembly/kernels.ts), compiled to
+// WebAssembly with SIMD. Every tensor lives in the module's linear memory; a Buf is just an
+// (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
+// that memory: a small allocator (size-keyed free lists over a bump pointer) and the argument
+// checks that keep a bad shape from scribbling over a neighbouring tensor.
+import type { Backend, Buf } from "../backend.js";
+import { kernelsWasmBase64 } from "./kernels-wasm.js";
+
+/** The module's exports. Pointers are byte offsets; booleans are 0/1. */
+interface Kernels {
+  heapBase(): number;
+  add(out: number, a: number, b: number, n: number): void;
+  axpy(acc: number, x: number, alpha: number, n: number): void;
+  scale(p: number, s: number, n: number): void;
+  sum(p: number, n: number): number;
+  sumSquares(p: number, n: number): number;
+  matmulScratchBytes(): number;
+  matmul(c: number, a: number, b: number, m: number, n: number, k: number, transA: number, transB: number, accumulate: number, scratch: number): void;
+  embedding(out: number, table: number, ids: number, count: number, dim: number): void;
+  embeddingBackward(dTable: number, dOut: number, ids: number, count: number, dim: number): void;
+  rmsnorm(out: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
+  rmsnormBackward(dx: number, dw: number, dOut: number, x: number, w: number, rstd: number, rows: number, dim: number): void;
+  rope(out: number, x: number, cos: number, sin: number, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void;
+  attention(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionBackward(dq: number, dk: number, dv: number, dOut: number, q: number, k: number, v: number, probs: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, scratch: number): void;
+  swiglu(out: number, gate: number, up: number, n: number): void;
+  swigluBackward(dGate: number, dUp: number, dOut: number, gate: number, up: number, n: number): void;
+  crossEntropy(losses: number, lse: number, logits: number, targets: number, rows: number, vocab: number): void;
+  crossEntropyBackward(dLogits: number, logits: number, lse: number, targets: number, dLosses: number, rows: number, vocab: number): void;
+  dropout(out: number, mask: number, x: number, n: number, p: number, seed: number): void;
+  dropoutBackward(dx: number, dOut: number, mask: number, n: number): void;
+  adamw(param: number, grad: number, m: number, v: number, n: number, beta1: number, beta2: number, eps: number, decay: number, stepSize: number, bc2Sqrt: number): void;
+}
+
+/** Allocation granularity: cache-line aligned, so SIMD loads never straddle lines needlessly. */
+const ALIGN = 64;
+const PAGE = 65536;
+/** wasm32 addresses: 4 GiB of linear memory at most. */
+const MAX_BYTES = 65536 * PAGE;
+
+class WasmBuf implements Buf {
+  constructor(
+    readonly owner: WasmBackend,
+    /** Byte offset in linear memory; -1 once freed. */
+    public ptr: number,
+    readonly length: number,
+    /** Size of the block, the key of its free list. */
+    readonly bytes: number,
+  ) {}
+}
+
+export interface WasmBackendOptions {
+  /**
+   * Linear memory to run in (at least 32 pages, zero-filled). Defaults to a fresh, growable
+   * memory; a later multi-threaded backend passes a shared one. The backend owns everything above
+   * the module's heap base: other instances over the same memory must not allocate.
+   */
+  memory?: WebAssembly.Memory;
+}
+
+/** Allocator figures, for tests and memory reports. */
+export interface WasmMemoryStats {
+  /** Size of linear memory. */
+  memoryBytes: number;
+  /** End of the bump-allocated region: every block ever handed out lies below it. */
+  heapTop: number;
+  /** Bytes of freed blocks waiting in the free lists. */
+  freeBytes: number;
+}
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(s); // in browsers and Node ≥ 16 alike; Buffer is Node-only
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// One compilation serves every backend instance.
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+/** Compile (once) and instantiate the kernels module. Async so that it also works in browsers. */
+export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+  compiled ??= WebAssembly.compile(decodeBase64(kernelsWasmBase64));
+  const module = await compiled;
+  const memory = options.memory ?? new WebAssembly.Memory({ initial: 32 });
+  const instance = await WebAssembly.instantiate(module, {
+    env: {
+      memory,
+      abort(): never {
+        throw new Error("wasm backend: kernel aborted");
+      },
+    },
+  });
+  return new WasmBackend(instance.exports as unknown as Kernels, memory);
+}
+
+const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
+
+export class WasmBackend implements Backend {
+  readonly name = "wasm";
+  readonly dtype = "f32" as const;
+
+  private readonly k: Kernels;
+  private readonly memory: WebAssembly.Memory;
+  private readonly heapStart: number;
+  private top: number;
+  private readonly freeLists = new Map<number, number[]>();
+  private freeBytes = 0;
+  // Views over linear memory; memory.grow detaches them, so they are re-created lazily.
+  private f32v: Float32Array;
+  private i32v: Int32Array;
+  // One reusable scratch block (packed matmul panels, ids/targets, attention rows).
+  private scratchPtr = -1;
+  private scratchBytes = 0;
+  private readonly matmulScratch: number;
+
+  /** Use createWasmBackend(); this takes an already instantiated module. */
+  constructor(kernels: Kernels, memory: WebAssembly.Memory) {
+    this.k = kernels;
+    this.memory = memory;
+    this.heapStart = Math.ceil(kernels.heapBase() / ALIGN) * ALIGN;
+    this.top = this.heapStart;
+    this.f32v = new Float32Array(memory.buffer);
+    this.i32v = new Int32Array(memory.buffer);
+    this.matmulScratch = kernels.matmulScratchBytes();
+  }
+
+  // ---- memory -------------------------------------------------------------------------------
+
+  private get f32(): Float32Array {
+    if (this.f32v.buffer !== this.memory.buffer) this.refreshViews();
+    return this.f32v;
+  }
+  private get i32(): Int32Array {
+    if (this.i32v.buffer !== this.memory.buffer) this.refreshViews();
+    return this.i32v;
+  }
+  private refreshViews(): void {
+    this.f32v = new Float32Array(this.memory.buffer);
+    this.i32v = new Int32Array(this.memory.buffer);
+  }
+
+  /** A zero-filled block of at least `bytes` bytes (rounded up to ALIGN). */
+  private allocBytes(bytes: number): { ptr: number; bytes: number } {
+    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const list = this.freeLists.get(bytes);
+    if (list !== undefined && list.length > 0) {
+      const ptr = list.pop()!;
+      this.freeBytes -= bytes;
+      new Uint8Array(this.memory.buffer, ptr, bytes).fill(0);
+      return { ptr, bytes };
+    }
+    // Fresh memory above `top` has never been written, and grown pages arrive zeroed.
+    const end = this.top + bytes;
+    if (end > this.memory.buffer.byteLength) this.grow(end);
+    const ptr = this.top;
+    this.top = end;
+    return { ptr, bytes };
+  }
+
+  private releaseBytes(ptr: number, bytes: number): void {
+    let list = this.freeLists.get(bytes);
+    if (list === undefined) this.freeLists.set(bytes, (list = []));
+    list.push(ptr);
+    this.freeBytes += bytes;
+  }
+
+  private grow(end: number): void {
+    if (end > MAX_BYTES) throw new RangeError(`wasm backend: out of memory (${end} bytes needed, wasm32 allows 4 GiB)`);
+    const have = this.memory.buffer.byteLength / PAGE;
+    const need = Math.ceil(end / PAGE) - have;
+    // Grow by at least a quarter of the current size so that a model allocating tensor after
+    // tensor does not pay for (and detach views on) a grow per allocation.
+    const want = Math.min(Math.max(need, Math.ceil(have / 4)), MAX_BYTES / PAGE - have);
+    try {
+      this.memory.grow(want);
+    } catch {
+      try {
+        this.memory.grow(need);
+      } catch {
+        throw new RangeError(`wasm backend: out of memory (could not grow linear memory to ${end} bytes)`);
+      }
+    }
+    this.refreshViews();
+  }
+
+  /** Scratch space for the duration of one kernel call. */
+  private scratch(bytes: number): number {
+    if (bytes > this.scratchBytes) {
+      if (this.scratchPtr >= 0) this.releaseBytes(this.scratchPtr, this.scratchBytes);
+      const block = this.allocBytes(Math.max(bytes, 2 * this.scratchBytes));
+      this.scratchPtr = block.ptr;
+      this.scratchBytes = block.bytes;
+    }
+    return this.scratchPtr;
+  }
+
+  /** Copy small integer arguments (token ids, targets) into scratch. */
+  private ints(values: Int32Array): number {
+    const ptr = this.scratch(values.length * 4);
+    this.i32.set(values, ptr >>> 2);
+    return ptr;
+  }
+
+  /** Byte offset of a live buffer of this backend holding at least `need` numbers. */
+  private p(buf: Buf, need: number, what: string): number {
+    const b = buf as WasmBuf;
+    if (!(b instanceof WasmBuf) || b.owner !== this) throw new Error(`wasm backend: ${what} is not a buffer of this backend`);
+    if (b.ptr < 0) throw new Error(`wasm backend: ${what} used after free`);
+    if (need > b.length) throw new RangeError(`wasm backend: ${what} needs ${need} numbers, has ${b.length}`);
+    return b.ptr;
+  }
+
+  alloc(length: number): Buf {
+    if (!isCount(length)) throw new RangeError(`wasm backend: cannot allocate ${length} numbers`);
+    const { ptr, bytes } = this.allocBytes(length * 4);
+    return new WasmBuf(this, ptr, length, bytes);
+  }
+
+  free(buf: Buf): void {
+    const b = buf as WasmBuf;
+    if (!(b instanceof WasmBuf) || b.owner !== this) throw new Error("wasm backend: freeing a buffer of another backend");
+    if (b.ptr < 0) throw new Error("wasm backend: double free");
+    this.releaseBytes(b.ptr, b.bytes);
+    b.ptr = -1;
+  }
+
+  /** Allocator figures (see WasmMemoryStats). */
+  stats(): WasmMemoryStats {
+    return { memoryBytes: this.memory.buffer.byteLength, heapTop: this.top, freeBytes: this.freeBytes };
+  }
+
+  write(buf: Buf, src: ArrayLike<number>, offset = 0): void {
+    if (!isCount(offset) || offset + src.length > buf.length)
+      throw new RangeError(`write of ${src.length} at ${offset} overflows buffer of ${buf.length}`);
+    const ptr = this.p(buf, 0, "write target");
+    this.f32.set(src, (ptr >>> 2) + offset);
+  }
+
+  read(buf: Buf, offset = 0, length = buf.length - offset): Float32Array {
+    if (!isCount(offset) || !isCount(length) || offset + length > buf.length)
+      throw new RangeError(`read of ${length} at ${offset} overflows buffer of ${buf.length}`);
+    const start = (this.p(buf, 0, "read source") >>> 2) + offset;
+    return this.f32.slice(start, start + length);
+  }
+
+  fill(buf: Buf, value: number): void {
+    const start = this.p(buf, 0, "fill target") >>> 2;
+    this.f32.fill(value, start, start + buf.length);
+  }
+
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
+    if (!isCount(dstOffset) || !isCount(srcOffset) || !isCount(n)) throw new RangeError("wasm backend: bad copy range");
+    const d = (this.p(dst, dstOffset + n, "copy destination") >>> 2) + dstOffset;
+    const s = (this.p(src, srcOffset + n, "copy source") >>> 2) + srcOffset;
+    this.f32.copyWithin(d, s, s + n); // memmove semantics, so overlapping ranges are fine
+  }
+
+  // ---- elementwise and reductions -------------------------------------------------------------
+
+  add(out: Buf, a: Buf, b: Buf): void {
+    const n = out.length;
+    this.k.add(this.p(out, n, "out"), this.p(a, n, "a"), this.p(b, n, "b"), n);
+  }
+  axpy(acc: Buf, x: Buf, alpha: number): void {
+    const n = acc.length;
+    this.k.axpy(this.p(acc, n, "acc"), this.p(x, n, "x"), alpha, n);
+  }
+  scale(buf: Buf, s: number): void {
+    this.k.scale(this.p(buf, 0, "buf"), s, buf.length);
+  }
+  sum(buf: Buf): number {
+    return this.k.sum(this.p(buf, 0, "buf"), buf.length);
+  }
+  sumSquares(buf: Buf): number {
+    return this.k.sumSquares(this.p(buf, 0, "buf"), buf.length);
+  }
+
+  // ---- dense linear algebra -------------------------------------------------------------------
+
+  matmul(c: Buf, a: Buf, b: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+    if (!isCount(m) || !isCount(n) || !isCount(k)) throw new RangeError(`wasm backend: bad matmul shape ${m}x${n}x${k}`);
+    const cp = this.p(c, m * n, "matmul C"), ap = this.p(a, m * k, "matmul A"), bp = this.p(b, k * n, "matmul B");
+    // m = 1 and n = 1 are matrix-vector products that need no packing space.
+    const scratch = m > 1 && n > 1 && k > 0 ? this.scratch(this.matmulScratch) : 0;
+    this.k.matmul(cp, ap, bp, m, n, k, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0, scratch);
+  }
+
+  // ---- model kernels --------------------------------------------------------------------------
+
+  private checkIds(ids: Int32Array, rows: number): void {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= rows) throw new Error(`token id ${id} out of range [0, ${rows})`);
+    }
+  }
+
+  embedding(out: Buf, table: Buf, ids: Int32Array, dim: number): void {
+    const rows = table.length / dim;
+    this.checkIds(ids, rows);
+    const op = this.p(out, ids.length * dim, "embedding out"), tp = this.p(table, 0, "embedding table");
+    this.k.embedding(op, tp, this.ints(ids), ids.length, dim);
+  }
+  embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {
+    // Unlike the JS reference this must check ids: an out-of-range row would land in another tensor.
+    this.checkIds(ids, dTable.length / dim);
+    const tp = this.p(dTable, 0, "dTable"), dp = this.p(dOut, ids.length * dim, "dOut");
+    this.k.embeddingBackward(tp, dp, this.ints(ids), ids.length, dim);
+  }
+
+  rmsnorm(out: Buf, rstd: Buf, x: Buf, w: Buf, rows: number, dim: number, eps: number): void {
+    const n = rows * dim;
+    this.k.rmsnorm(this.p(out, n, "out"), this.p(rstd, rows, "rstd"), this.p(x, n, "x"), this.p(w, dim, "w"), rows, dim, eps);
+  }
+  rmsnormBackward(dx: Buf, dw: Buf, dOut: Buf, x: Buf, w: Buf, rstd: Buf, rows: number, dim: number): void {
+    const n = rows * dim;
+    this.k.rmsnormBackward(
+      this.p(dx, n, "dx"), this.p(dw, dim, "dw"), this.p(dOut, n, "dOut"),
+      this.p(x, n, "x"), this.p(w, dim, "w"), this.p(rstd, rows, "rstd"), rows, dim,
+    );
+  }
+
+  private ropeArgs(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): number[] {
+    if (headDim % 2 !== 0) throw new RangeError(`rope needs an even head dimension, got ${headDim}`);
+    if (!isCount(posOffset)) throw new RangeError(`rope: bad position offset ${posOffset}`);
+    const n = batch * seq * heads * headDim, table = (posOffset + seq) * (headDim / 2);
+    return [this.p(out, n, "out"), this.p(x, n, "x"), this.p(cos, table, "cos table"), this.p(sin, table, "sin table")];
+  }
+  rope(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
+    const [op, xp, cp, sp] = this.ropeArgs(out, x, cos, sin, batch, seq, heads, headDim, posOffset);
+    this.k.rope(op, xp, cp, sp, batch, seq, heads, headDim, posOffset, 1, 0);
+  }
+  ropeBackward(dx: Buf, dOut: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
+    const [op, xp, cp, sp] = this.ropeArgs(dx, dOut, cos, sin, batch, seq, heads, headDim, posOffset);
+    this.k.rope(op, xp, cp, sp, batch, seq, heads, headDim, posOffset, -1, 1);
+  }
+
+  private checkHeads(heads: number, kvHeads: number): void {
+    if (!(kvHeads > 0) || heads % kvHeads !== 0) throw new RangeError(`attention: ${heads} heads cannot share ${kvHeads} KV heads`);
+  }
+  attention(out: Buf, probs: Buf, q: Buf, k: Buf, v: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
+    this.checkHeads(heads, kvHeads);
+    const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim;
+    this.k.attention(
+      this.p(out, nq, "out"), this.p(probs, batch * heads * seq * seq, "probs"),
+      this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v"),
+      batch, seq, heads, kvHeads, headDim, scale,
+    );
+  }
+  attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
+    this.checkHeads(heads, kvHeads);
+    const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim;
+    this.k.attentionBackward(
+      this.p(dq, nq, "dq"), this.p(dk, nkv, "dk"), this.p(dv, nkv, "dv"), this.p(dOut, nq, "dOut"),
+      this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v"), this.p(probs, batch * heads * seq * seq, "probs"),
+      batch, seq, heads, kvHeads, headDim, scale, this.scratch(seq * seq * 4),
+    );
+  }
+
+  swiglu(out: Buf, gate: Buf, up: Buf): void {
+    const n = out.length;
+    this.k.swiglu(this.p(out, n, "out"), this.p(gate, n, "gate"), this.p(up, n, "up"), n);
+  }
+  swigluBackward(dGate: Buf, dUp: Buf, dOut: Buf, gate: Buf, up: Buf): void {
+    const n = dOut.length;
+    this.k.swigluBackward(this.p(dGate, n, "dGate"), this.p(dUp, n, "dUp"), this.p(dOut, n, "dOut"), this.p(gate, n, "gate"), this.p(up, n, "up"), n);
+  }
+
+  private checkTargets(targets: Int32Array, rows: number, vocab: number): void {
+    if (targets.length < rows) throw new RangeError(`cross-entropy: ${targets.length} targets for ${rows} rows`);
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t >= vocab) throw new Error(`target ${t} out of range [0, ${vocab})`);
+    }
+  }
+  crossEntropy(losses: Buf, lse: Buf, logits: Buf, targets: Int32Array, rows: number, vocab: number): void {
+    this.checkTargets(targets, rows, vocab);
+    const lp = this.p(losses, rows, "losses"), ep = this.p(lse, rows, "lse"), xp = this.p(logits, rows * vocab, "logits");
+    this.k.crossEntropy(lp, ep, xp, this.ints(targets.subarray(0, rows)), rows, vocab);
+  }
+  crossEntropyBackward(dLogits: Buf, logits: Buf, lse: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number): void {
+    this.checkTargets(targets, rows, vocab);
+    const n = rows * vocab;
+    const dp = this.p(dLogits, n, "dLogits"), xp = this.p(logits, n, "logits"), ep = this.p(lse, rows, "lse"), gp = this.p(dLosses, rows, "dLosses");
+    this.k.crossEntropyBackward(dp, xp, ep, this.ints(targets.subarray(0, rows)), gp, rows, vocab);
+  }
+
+  dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void {
+    // The kernel takes the seed modulo 2^32 (wasm's i32 conversion), which is what dropoutUniform
+    // amounts to for integer seeds; fractional ones would hash differently, so they are refused.
+    if (!Number.isInteger(seed)) throw new RangeError(`dropout seed must be an integer, got ${seed}`);
+    const n = out.length;
+    this.k.dropout(this.p(out, n, "out"), this.p(mask, n, "mask"), this.p(x, n, "x"), n, p, seed);
+  }
+  dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void {
+    const n = dx.length;
+    this.k.dropoutBackward(this.p(dx, n, "dx"), this.p(dOut, n, "dOut"), this.p(mask, n, "mask"), n);
+  }
+
+  // ---- optimizer ------------------------------------------------------------------------------
+
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+    const n = param.length;
+    const stepSize = lr / (1 - Math.pow(beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    this.k.adamw(
+      this.p(param, n, "param"), this.p(grad, n, "grad"), this.p(m, n, "m"), this.p(v, n, "v"), n,
+      beta1, beta2, eps, 1 - lr * weightDecay, stepSize, bc2Sqrt,
+    );
+  }
+}

@@ -1,0 +1,59 @@
+// Flag parsing for the CLI: node's util.parseArgs (unknown flags are errors) plus typed,
+// range-checked accessors whose errors name the flag.
+import { parseArgs } from "node:util";
+
+export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+export class UsageError extends Error {}
+
+export class Flags {
+  constructor(
+    private readonly values: Record<string, string | boolean | undefined>,
+    readonly positionals: string[],
+  ) {}
+
+  static parse(argv: string[], spec: FlagSpec): Flags {
+    try {
+      const { values, positionals } = parseArgs({ args: argv, options: spec, strict: true, allowPositionals: true });
+      return new Flags(values as Record<string, string | boolean | undefined>, positionals);
+    } catch (e) {
+      // parseArgs explains how to pass '-'-prefixed positionals in a second sentence; keep the first.
+      throw new UsageError((e as Error).message.split(". ")[0].replace(/\.$/, ""));
+    }
+  }
+
+  has(name: string): boolean {
+    return this.values[name] !== undefined;
+  }
+
+  bool(name: string): boolean {
+    return this.values[name] === true;
+  }
+
+  str(name: string): string | undefined {
+    const v = this.values[name];
+    return typeof v === "string" ? v : undefined;
+  }
+
+  required(name: string): string {
+    const v = this.str(name);
+    if (v === undefined || v === "") throw new UsageError(`--${name} is required`);
+    return v;
+  }
+
+  num(name: string, fallback: number, check: { min?: number; max?: number; integer?: boolean; exclusiveMin?: boolean } = {}): number {
+    const raw = this.str(name);
+    if (raw === undefined) return fallback;
+    const v = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(v)) throw new UsageError(`--${name} must be a number (got "${raw}")`);
+    if (check.integer && !Number.isInteger(v)) throw new UsageError(`--${name} must be an integer (got ${raw})`);
+    if (check.min !== undefined && (check.exclusiveMin ? v <= check.min : v < check.min))
+      throw new UsageError(`--${name} must be ${check.exclusiveMin ? ">" : ">="} ${check.min} (got ${raw})`);
+    if (check.max !== undefined && v > check.max) throw new UsageError(`--${name} must be <= ${check.max} (got ${raw})`);
+    return v;
+  }
+
+  int(name: string, fallback: number, min = 0): number {
+    return this.num(name, fallback, { integer: true, min });
+  }
+}

@@ -1,0 +1,52 @@
+// `bonsai eval`: mean cross-entropy (nats per token) over a whole split, in consecutive
+// non-overlapping windows of the model's context length.
+import { type FlagSpec, Flags, UsageError } from "./args.js";
+import { createBackend } from "../backend/index.js";
+import { loadModel, readTextFile } from "../io/model-files-node.js";
+import { sequentialBatches, splitTrainVal } from "../data/batches.js";
+import { noGrad, scope } from "../tensor/tensor.js";
+import type { Llama } from "../nn/llama.js";
+
+export const evalFlags: FlagSpec = {
+  model: { type: "string" },
+  tokenizer: { type: "string" },
+  data: { type: "string" },
+  split: { type: "string" },
+  "block-size": { type: "string" },
+  "batch-size": { type: "string" },
+  backend: { type: "string" },
+};
+
+/** Σ loss / tokens over every window of `tokens`. */
+export function meanLoss(model: Llama, tokens: Int32Array, blockSize: number, batchSize: number, onProgress?: (done: number) => void): number {
+  let sum = 0, count = 0;
+  for (const b of sequentialBatches(tokens, batchSize, blockSize)) {
+    sum += noGrad(() => scope(() => model.backend.sum(model.losses(b.ids, b.targets, b.batch, b.seq).data)));
+    count += b.ids.length;
+    onProgress?.(count);
+  }
+  return sum / count;
+}
+
+export async function evalCommand(argv: string[]): Promise<void> {
+  const f = Flags.parse(argv, evalFlags);
+  const split = f.str("split") ?? "val";
+  if (!["train", "val", "all"].includes(split)) throw new UsageError(`--split must be train, val or all (got "${split}")`);
+  const backend = await createBackend(f.str("backend") ?? "wasm");
+  const { model, tokenizer } = loadModel(f.required("model"), backend, f.str("tokenizer"));
+  if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
+  const text = readTextFile(f.required("data"));
+  const tokens = Int32Array.from(tokenizer.encode(text));
+  const parts = splitTrainVal(tokens);
+  const chosen = split === "all" ? tokens : parts[split as "train" | "val"];
+  if (chosen.length < 2) throw new UsageError(`the ${split} split has fewer than 2 tokens`);
+  const blockSize = f.int("block-size", model.config.max_position_embeddings, 1);
+  if (blockSize > model.config.max_position_embeddings) throw new UsageError(`--block-size ${blockSize} exceeds the model's context ${model.config.max_position_embeddings}`);
+  const t0 = performance.now();
+  const loss = meanLoss(model, chosen, blockSize, f.int("batch-size", 16, 1), (done) => {
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[Keval ${done}/${chosen.length - 1} tokens`);
+  });
+  if (process.stderr.isTTY) process.stderr.write("\n");
+  process.stderr.write(`bonsai eval: ${chosen.length - 1} tokens of the ${split} split in windows of ${blockSize}, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stdout.write(`${split}_loss ${loss.toFixed(4)}\n`);
+}

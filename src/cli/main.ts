@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// The `bonsai` command line. Each subcommand lives in its own file; errors become one line on
+// stderr and a non-zero exit status, never a stack trace (set BONSAI_DEBUG=1 to see one).
+import { trainFlags, train } from "./train.js";
+import { evalCommand } from "./eval.js";
+import { generateCommand } from "./generate.js";
+import { convertCommand } from "./convert.js";
+import { demoCommand } from "./demo.js";
+import { Flags, UsageError } from "./args.js";
+
+const usage = `bonsai — small language models in TypeScript
+
+usage: bonsai <command> [flags]
+
+commands:
+  demo       train a small model on the bundled Brown Corpus, then sample from it
+  train      train a Llama model on a text file        (--data FILE --out DIR ...)
+  eval       mean cross-entropy over a data split       (--model DIR --data FILE --split val)
+  generate   sample text from a model                   (--model PATH --prompt TEXT ...)
+  convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
+
+Run "bonsai <command> --help" for a command's flags; see README.md for all of them.`;
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = {
+  train: async (argv) => void (await train(Flags.parse(argv, trainFlags))),
+  eval: evalCommand,
+  generate: generateCommand,
+  convert: convertCommand,
+  demo: demoCommand,
+};
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    process.stdout.write(usage + "\n");
+    return;
+  }
+  const run = commands[cmd];
+  if (!run) throw new UsageError(`unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(`see README.md, section "CLI", for the flags of bonsai ${cmd}\n`);
+    return;
+  }
+  await run(rest);
+}
+
+// A closed pipe (`bonsai generate | head`) ends the output, not the program with a stack trace.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (process.env.BONSAI_DEBUG) console.error(err);
+  else process.stderr.write(`bonsai: error: ${err.message.split("\n")[0]}\n`);
+  process.exit(err instanceof UsageError ? 2 : 1);
+});

@@ -1,0 +1,260 @@
+// `bonsai train`: pre-train a Llama model on a text file, with checkpoints that resume exactly.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { type FlagSpec, Flags, UsageError } from "./args.js";
+import { Progress, formatDuration } from "./progress.js";
+import { createBackend } from "../backend/index.js";
+import type { Backend } from "../backend/backend.js";
+import { Llama } from "../nn/llama.js";
+import { type LlamaConfig, defaultIntermediateSize, validateConfig } from "../nn/config.js";
+import { Trainer, type TrainOptions } from "../train/trainer.js";
+import { splitTrainVal } from "../data/batches.js";
+import { CharTokenizer } from "../tokenizer/char-tokenizer.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { jsonFile, modelFiles } from "../io/checkpoint.js";
+import { serializeSafetensors } from "../io/safetensors.js";
+import { loadModel, loadTokenizerFile, readCheckpointJson, readCheckpointTensors, readTextFile, writeCheckpoint } from "../io/model-files-node.js";
+import type { AdamW } from "../train/adamw.js";
+
+export const trainFlags: FlagSpec = {
+  data: { type: "string" },
+  tokenizer: { type: "string" },
+  layers: { type: "string" },
+  heads: { type: "string" },
+  "kv-heads": { type: "string" },
+  dim: { type: "string" },
+  "intermediate-size": { type: "string" },
+  "tie-embeddings": { type: "boolean" },
+  "rope-theta": { type: "string" },
+  "block-size": { type: "string" },
+  "batch-size": { type: "string" },
+  "grad-accum": { type: "string" },
+  iters: { type: "string" },
+  lr: { type: "string" },
+  "min-lr": { type: "string" },
+  warmup: { type: "string" },
+  "decay-iters": { type: "string" },
+  "weight-decay": { type: "string" },
+  beta1: { type: "string" },
+  beta2: { type: "string" },
+  "grad-clip": { type: "string" },
+  dropout: { type: "string" },
+  "eval-interval": { type: "string" },
+  "eval-iters": { type: "string" },
+  "log-interval": { type: "string" },
+  seed: { type: "string" },
+  out: { type: "string" },
+  resume: { type: "boolean" },
+  backend: { type: "string" },
+};
+
+const STATE_FILE = "training_state.json";
+const OPTIMIZER_FILE = "optimizer.safetensors";
+const METRICS_FILE = "metrics.jsonl";
+
+interface TrainingState {
+  format: "bonsai-training-state";
+  version: 1;
+  /** Completed iterations: a resumed run starts here. */
+  iter: number;
+  optimizerStep: number;
+  options: TrainOptions;
+  data: { path: string; bytes: number; fnv1a: string };
+}
+
+/** FNV-1a of the data file, to refuse resuming on different data. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+function optionsFromFlags(f: Flags): TrainOptions {
+  const iters = f.int("iters", 2000, 1);
+  return {
+    batchSize: f.int("batch-size", 12, 1),
+    blockSize: f.int("block-size", 64, 1),
+    iters,
+    lr: f.num("lr", 1e-3, { min: 0, exclusiveMin: true }),
+    minLr: f.num("min-lr", 1e-4, { min: 0 }),
+    warmup: f.int("warmup", 100, 0),
+    decayIters: f.int("decay-iters", iters, 1),
+    weightDecay: f.num("weight-decay", 0.1, { min: 0 }),
+    beta1: f.num("beta1", 0.9, { min: 0, max: 0.999999 }),
+    beta2: f.num("beta2", 0.99, { min: 0, max: 0.999999 }),
+    gradClip: f.num("grad-clip", 1.0, { min: 0 }),
+    gradAccum: f.int("grad-accum", 1, 1),
+    evalInterval: f.int("eval-interval", 250, 1),
+    evalIters: f.int("eval-iters", 20, 1),
+    seed: f.int("seed", 1337, 0),
+  };
+}
+
+function configFromFlags(f: Flags, vocabSize: number, blockSize: number): LlamaConfig {
+  const dim = f.int("dim", 128, 1), heads = f.int("heads", 4, 1);
+  const config: LlamaConfig = {
+    vocab_size: vocabSize,
+    hidden_size: dim,
+    intermediate_size: f.int("intermediate-size", defaultIntermediateSize(dim), 1),
+    num_hidden_layers: f.int("layers", 4, 1),
+    num_attention_heads: heads,
+    num_key_value_heads: f.int("kv-heads", heads, 1),
+    max_position_embeddings: blockSize,
+    rms_norm_eps: 1e-5,
+    rope_theta: f.num("rope-theta", 10000, { min: 0, exclusiveMin: true }),
+    tie_word_embeddings: f.bool("tie-embeddings"),
+    dropout: f.num("dropout", 0, { min: 0, max: 0.99 }),
+  };
+  try {
+    validateConfig(config);
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^config: /, "model: "));
+  }
+  return config;
+}
+
+export interface TrainRun {
+  out: string;
+  model: Llama;
+  tokenizer: Tokenizer;
+  valLoss: number;
+}
+
+/** Run `bonsai train` with parsed flags; also used by `bonsai demo` with a corpus given as text. */
+export async function train(f: Flags, corpus?: { name: string; text: string }): Promise<TrainRun> {
+  const out = f.required("out");
+  const backend: Backend = await createBackend(f.str("backend") ?? "wasm");
+  const resume = f.bool("resume");
+  const statePath = join(out, STATE_FILE);
+
+  let state: TrainingState | null = null;
+  let model: Llama, tokenizer: Tokenizer, options: TrainOptions, dataPath: string, text: string;
+  if (resume) {
+    state = readCheckpointJson(out, STATE_FILE) as TrainingState | null;
+    if (!state || state.format !== "bonsai-training-state") throw new UsageError(`--resume: ${out} holds no training run (${STATE_FILE} is missing)`);
+    for (const k of Object.keys(trainFlags))
+      if (f.has(k) && !["data", "out", "resume", "backend", "iters", "log-interval"].includes(k))
+        throw new UsageError(`--resume continues the run as it was configured; --${k} cannot be changed (only --iters)`);
+    options = { ...state.options };
+    if (f.has("iters")) {
+      options.iters = f.int("iters", options.iters, 1);
+      if (options.iters < state.iter) throw new UsageError(`--iters ${options.iters} is below the checkpoint's iteration ${state.iter}`);
+    }
+    dataPath = corpus?.name ?? f.str("data") ?? state.data.path;
+    text = corpus?.text ?? readTextFile(dataPath);
+    if (fnv1a(text) !== state.data.fnv1a || text.length !== state.data.bytes)
+      throw new UsageError(`--resume: ${dataPath} differs from the data this run was trained on (${state.data.path})`);
+    const loaded = loadModel(out, backend);
+    model = loaded.model;
+    if (!loaded.tokenizer) throw new UsageError(`--resume: ${out} has no tokenizer file`);
+    tokenizer = loaded.tokenizer;
+  } else {
+    if (existsSync(statePath)) throw new UsageError(`${out} already holds a training run; pass --resume to continue it, or choose another --out`);
+    dataPath = corpus?.name ?? f.required("data");
+    text = corpus?.text ?? readTextFile(dataPath);
+    if (text.length === 0) throw new UsageError(`${dataPath} is empty`);
+    const tokSpec = f.str("tokenizer") ?? "char";
+    tokenizer = tokSpec === "char" ? CharTokenizer.fromText(text) : loadTokenizerFile(tokSpec);
+    options = optionsFromFlags(f);
+    const config = configFromFlags(f, tokenizer.vocabSize, options.blockSize);
+    model = Llama.init(backend, config, options.seed);
+  }
+
+  const tokens = Int32Array.from(tokenizer.encode(text));
+  const data = splitTrainVal(tokens);
+  const trainer = new Trainer(model, options, data);
+  const start = state?.iter ?? 0;
+  if (state) trainer.optimizer.loadState(state.optimizerStep, readCheckpointTensors(out, OPTIMIZER_FILE));
+
+  mkdirSync(out, { recursive: true });
+  const metricsPath = join(out, METRICS_FILE);
+  truncateMetrics(metricsPath, start);
+  const metric = (m: object): void => appendFileSync(metricsPath, JSON.stringify(m) + "\n");
+
+  const c = model.config;
+  process.stderr.write(
+    `bonsai train: ${model.numParameters().toLocaleString("en-US")} parameters (${c.num_hidden_layers} layers, dim ${c.hidden_size}, ` +
+      `${c.num_attention_heads} heads / ${c.num_key_value_heads} kv, ffn ${c.intermediate_size}), vocab ${c.vocab_size}, ` +
+      `${data.train.length.toLocaleString("en-US")} train / ${data.val.length.toLocaleString("en-US")} val tokens, backend ${backend.name}` +
+      (start > 0 ? `, resuming at iteration ${start}` : "") + "\n",
+  );
+
+  const checkpoint = (iter: number, optimizer: AdamW): void => {
+    const st: TrainingState = {
+      format: "bonsai-training-state",
+      version: 1,
+      iter,
+      optimizerStep: optimizer.step,
+      options,
+      data: { path: resolve(dataPath), bytes: text.length, fnv1a: fnv1a(text) },
+    };
+    writeCheckpoint(out, [
+      ...modelFiles(model, tokenizer),
+      { name: OPTIMIZER_FILE, bytes: serializeSafetensors(optimizer.state()) },
+      jsonFile(STATE_FILE, st),
+    ]);
+  };
+
+  let stopRequested = false;
+  const onSignal = (): void => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    process.stderr.write("\nbonsai train: interrupted; saving a checkpoint (Ctrl-C again to quit without saving)\n");
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const progress = new Progress(options.iters, f.int("log-interval", 100, 1));
+  const t0 = performance.now();
+  let tokensSeen = 0, lastVal = NaN, emaLoss = NaN;
+  const result = await trainer.run(start, {
+    onStep(e) {
+      tokensSeen += e.tokens;
+      const elapsed = (performance.now() - t0) / 1000;
+      const tps = tokensSeen / elapsed;
+      emaLoss = Number.isNaN(emaLoss) ? e.loss : 0.9 * emaLoss + 0.1 * e.loss;
+      metric({ iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2) });
+      const done = e.iter + 1;
+      const eta = ((options.iters - done) * elapsed) / Math.max(done - start, 1);
+      progress.update(done, `loss ${emaLoss.toFixed(4)} | ${Math.round(tps).toLocaleString("en-US")} tok/s`, eta);
+    },
+    onEval(e) {
+      lastVal = e.val;
+      metric({ iter: e.iter, train_loss: e.train, val_loss: e.val });
+      progress.log(`step ${e.iter}: train loss ${e.train.toFixed(4)}, val loss ${e.val.toFixed(4)}`);
+    },
+    onCheckpoint: checkpoint,
+    shouldStop: () => stopRequested,
+  });
+  progress.done();
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  const wall = (performance.now() - t0) / 1000;
+  if (result.stopped) {
+    process.stderr.write(`bonsai train: stopped at iteration ${result.iter}; checkpoint in ${out} (continue with --resume)\n`);
+    process.exitCode = 130;
+  } else {
+    process.stderr.write(`bonsai train: done in ${formatDuration(wall)} (${wall.toFixed(1)} s); model in ${out}\n`);
+  }
+  return { out, model, tokenizer, valLoss: lastVal };
+}
+
+/** Drop metrics lines of iterations at or after `start` (left by an interrupted run being resumed). */
+function truncateMetrics(path: string, start: number): void {
+  if (!existsSync(path)) return;
+  if (start === 0) {
+    writeFileSync(path, "");
+    return;
+  }
+  const kept = readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => {
+      if (line.trim() === "") return false;
+      try {
+        return (JSON.parse(line) as { iter: number }).iter < start;
+      } catch {
+        return false;
+      }
+    });
+  writeFileSync(path, kept.map((l) => l + "\n").join(""));
+}

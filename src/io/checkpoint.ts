@@ -1,0 +1,74 @@
+// A Bonsai checkpoint is a Hugging Face Llama model directory — config.json, model.safetensors
+// (HF names, [out, in] layouts, rotate-half RoPE), generation_config.json — plus Bonsai's
+// tokenizer and, for training runs, optimizer.safetensors and training_state.json beside it.
+// This module turns models into file contents and back; writing them (atomically) is the job of
+// the Node adapter, so this runs in a browser too.
+import type { Backend } from "../backend/backend.js";
+import { Tensor } from "../tensor/tensor.js";
+import { Llama } from "../nn/llama.js";
+import { type LlamaConfig, normalizeConfig, parameterNames, toHfConfigJson } from "../nn/config.js";
+import type { NamedTensors } from "./host-tensor.js";
+import { parseSafetensors, serializeSafetensors } from "./safetensors.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+
+export interface CheckpointFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+export const TOKENIZER_FILE = "bonsai-tokenizer.json";
+
+const utf8 = new TextEncoder();
+export const jsonFile = (name: string, value: unknown): CheckpointFile => ({ name, bytes: utf8.encode(JSON.stringify(value, null, 2) + "\n") });
+
+/** The model's parameters as host float32 tensors under their HF names. */
+export function modelTensors(model: Llama): NamedTensors {
+  const out: NamedTensors = new Map();
+  for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.toArray()) });
+  return out;
+}
+
+/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer. */
+export function modelFiles(model: Llama, tokenizer: Tokenizer | null): CheckpointFile[] {
+  const config = { ...model.config };
+  if (tokenizer?.bosId != null) config.bos_token_id = tokenizer.bosId;
+  if (tokenizer?.eosId != null) config.eos_token_id = tokenizer.eosId;
+  const files = [
+    jsonFile("config.json", toHfConfigJson(config)),
+    jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id }),
+    // transformers refuses safetensors files without format metadata.
+    { name: "model.safetensors", bytes: serializeSafetensors(modelTensors(model), { format: "pt" }) },
+  ];
+  if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()));
+  return files;
+}
+
+/** Build a model on `backend` from a config.json object and named tensors (validated against the config). */
+export function modelFromTensors(backend: Backend, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
+  const arch = rawConfig.architectures;
+  if (Array.isArray(arch) && arch.length > 0 && !arch.includes("LlamaForCausalLM"))
+    throw new Error(`config.json: architecture ${arch.join(", ")} is not supported (only LlamaForCausalLM)`);
+  if (rawConfig.model_type !== undefined && rawConfig.model_type !== "llama")
+    throw new Error(`config.json: model_type "${String(rawConfig.model_type)}" is not supported (only "llama")`);
+  const config: LlamaConfig = normalizeConfig(rawConfig);
+  // Checkpoints saved with tied embeddings by other tools sometimes still carry lm_head.weight.
+  const params = new Map<string, Tensor>();
+  for (const name of parameterNames(config)) {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`model weights lack tensor ${name}`);
+    params.set(name, Tensor.from(backend, t.shape, t.data, true));
+  }
+  return new Llama(backend, config, params);
+}
+
+/** Parse a model.safetensors together with its config.json text. */
+export function modelFromFiles(backend: Backend, configJson: string, safetensors: Uint8Array): Llama {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(configJson);
+  } catch (e) {
+    throw new Error(`config.json is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error("config.json must hold a JSON object");
+  return modelFromTensors(backend, raw as Record<string, unknown>, parseSafetensors(safetensors).tensors);
+}

@@ -1,0 +1,103 @@
+// Node adapter: open any model Bonsai can load (a Bonsai/HF directory, a llama2.c .bin) with its
+// tokenizer, and write checkpoint directories atomically.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Backend } from "../backend/backend.js";
+import type { Llama } from "../nn/llama.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { tokenizerFromJSON } from "../tokenizer/load.js";
+import { parseLlama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
+import { parseLlama2cCheckpoint } from "./llama2c.js";
+import { parseSafetensors } from "./safetensors.js";
+import type { NamedTensors } from "./host-tensor.js";
+import { TOKENIZER_FILE, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
+import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
+
+export interface LoadedModel {
+  model: Llama;
+  tokenizer: Tokenizer | null;
+  /** What was opened, for messages. */
+  format: "hf-dir" | "llama2c";
+}
+
+function readJson(path: string): Record<string, unknown> {
+  const text = new TextDecoder().decode(readBytes(path));
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${path} must hold a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Weights of an HF directory: model.safetensors, or shards listed in model.safetensors.index.json. */
+function readDirectoryTensors(dir: string): NamedTensors {
+  const single = join(dir, "model.safetensors");
+  if (existsSync(single)) return parseSafetensors(readBytes(single)).tensors;
+  const index = join(dir, "model.safetensors.index.json");
+  if (!existsSync(index)) throw new Error(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
+  const weightMap = readJson(index).weight_map;
+  if (typeof weightMap !== "object" || weightMap === null) throw new Error(`${index} lacks a weight_map`);
+  const all: NamedTensors = new Map();
+  for (const shard of new Set(Object.values(weightMap as Record<string, string>)))
+    for (const [name, t] of parseSafetensors(readBytes(join(dir, shard))).tensors) all.set(name, t);
+  return all;
+}
+
+/**
+ * A tokenizer file: Bonsai's tokenizer JSON, or llama2.c's tokenizer.bin (vocabSize tells how
+ * many entries to read, as llama2.c's run.c does).
+ */
+export function loadTokenizerFile(path: string, vocabSize?: number): Tokenizer {
+  if (!existsSync(path)) throw new Error(`tokenizer not found: ${path}`);
+  if (path.endsWith(".json")) return tokenizerFromJSON(readJson(path));
+  return parseLlama2cTokenizer(readBytes(path), vocabSize);
+}
+
+/** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
+export function loadModel(path: string, backend: Backend, tokenizerPath?: string): LoadedModel {
+  if (!existsSync(path)) throw new Error(`model not found: ${path}`);
+  let loaded: LoadedModel;
+  if (statSync(path).isDirectory()) {
+    recoverCheckpointDir(path);
+    const configPath = join(path, "config.json");
+    if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
+    const model = modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
+    const own = join(path, TOKENIZER_FILE);
+    loaded = { model, tokenizer: existsSync(own) ? loadTokenizerFile(own) : null, format: "hf-dir" };
+  } else {
+    const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));
+    const model = modelFromTensors(backend, { ...config }, tensors);
+    // run.c's default is a tokenizer.bin next to the program; we look next to the model.
+    const sibling = join(dirname(path), "tokenizer.bin");
+    loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };
+  }
+  if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
+  const tok = loaded.tokenizer;
+  if (tok && tok.vocabSize > loaded.model.config.vocab_size)
+    throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${loaded.model.config.vocab_size}`);
+  return loaded;
+}
+
+/** Write checkpoint files into `dir` as one atomic commit (see fs-node.ts). */
+export function writeCheckpoint(dir: string, files: CheckpointFile[]): void {
+  commitFiles(dir, files);
+}
+
+/** Read a JSON file of a checkpoint directory, or null when absent. */
+export function readCheckpointJson(dir: string, name: string): Record<string, unknown> | null {
+  const p = join(dir, name);
+  return existsSync(p) ? readJson(p) : null;
+}
+
+export function readCheckpointTensors(dir: string, name: string): NamedTensors {
+  return parseSafetensors(readBytes(join(dir, name))).tensors;
+}
+
+export function readTextFile(path: string): string {
+  if (!existsSync(path)) throw new Error(`file not found: ${path}`);
+  if (statSync(path).isDirectory()) throw new Error(`${path} is a directory, expected a text file`);
+  return readFileSync(path, "utf8");
+}

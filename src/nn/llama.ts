@@ -1,0 +1,143 @@
+// The Llama-family decoder: token embedding, pre-norm blocks of grouped-query attention with
+// rotary positions and a SwiGLU MLP, a final RMSNorm and the LM head (optionally tied to the
+// embedding). The math is Hugging Face's LlamaForCausalLM; parameters carry HF names and layouts.
+import type { Backend } from "../backend/backend.js";
+import { Tensor, noGrad } from "../tensor/tensor.js";
+import * as op from "../tensor/ops.js";
+import { deriveSeed, Rng } from "../util/rng.js";
+import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
+
+export interface ForwardOptions {
+  /** Seed of this step's dropout masks; dropout is applied only when given and config.dropout > 0. */
+  dropoutSeed?: number;
+  /** Return logits for the last position of each sequence only ([batch, vocab]). */
+  lastOnly?: boolean;
+}
+
+/** cos/sin of pos·θᵢ, θᵢ = theta^(−2i/headDim), as [maxPos, headDim/2] tables. */
+export function ropeTables(hd: number, maxPos: number, theta: number): { cos: Float64Array; sin: Float64Array } {
+  const half = hd / 2;
+  const cos = new Float64Array(maxPos * half), sin = new Float64Array(maxPos * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = 1 / Math.pow(theta, (2 * i) / hd);
+    for (let p = 0; p < maxPos; p++) {
+      cos[p * half + i] = Math.cos(p * invFreq);
+      sin[p * half + i] = Math.sin(p * invFreq);
+    }
+  }
+  return { cos, sin };
+}
+
+export class Llama {
+  private readonly cos: Tensor;
+  private readonly sin: Tensor;
+
+  constructor(
+    readonly backend: Backend,
+    readonly config: LlamaConfig,
+    /** Every parameter by HF name (see parameterNames). */
+    readonly params: Map<string, Tensor>,
+  ) {
+    validateConfig(config);
+    for (const name of parameterNames(config)) {
+      const t = params.get(name);
+      if (!t) throw new Error(`model: missing parameter ${name}`);
+      const want = parameterShape(config, name);
+      if (t.shape.join(",") !== want.join(",")) throw new Error(`model: ${name} has shape [${t.shape}], config needs [${want}]`);
+    }
+    const tables = ropeTables(headDim(config), config.max_position_embeddings, config.rope_theta);
+    const half = headDim(config) / 2;
+    this.cos = Tensor.from(backend, [config.max_position_embeddings, half], tables.cos);
+    this.sin = Tensor.from(backend, [config.max_position_embeddings, half], tables.sin);
+  }
+
+  /** nanoGPT's initialisation: N(0, 0.02); residual output projections scaled by 1/sqrt(2·layers); norms 1. */
+  static init(backend: Backend, config: LlamaConfig, seed: number): Llama {
+    validateConfig(config);
+    const params = new Map<string, Tensor>();
+    const rng = new Rng(deriveSeed(seed, 0x1417));
+    const residualStd = 0.02 / Math.sqrt(2 * config.num_hidden_layers);
+    for (const name of parameterNames(config)) {
+      const shape = parameterShape(config, name);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const values = new Float32Array(n);
+      if (shape.length === 1) values.fill(1);
+      else {
+        const std = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualStd : 0.02;
+        for (let i = 0; i < n; i++) values[i] = std * rng.normal();
+      }
+      params.set(name, Tensor.from(backend, shape, values, true));
+    }
+    return new Llama(backend, config, params);
+  }
+
+  /** Parameters in a fixed order. */
+  parameters(): [string, Tensor][] {
+    return parameterNames(this.config).map((n) => [n, this.params.get(n)!]);
+  }
+
+  numParameters(): number {
+    return this.parameters().reduce((s, [, t]) => s + t.size, 0);
+  }
+
+  private p(name: string): Tensor {
+    return this.params.get(name)!;
+  }
+
+  /** Logits [batch·seq, vocab] (or [batch, vocab] with lastOnly) for token ids laid out [batch, seq]. */
+  forward(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
+    const c = this.config;
+    if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+    if (seq > c.max_position_embeddings) throw new Error(`forward: sequence of ${seq} exceeds max_position_embeddings ${c.max_position_embeddings}`);
+    const hd = headDim(c), H = c.num_attention_heads, KVH = c.num_key_value_heads;
+    const shape = { batch, seq, heads: H, kvHeads: KVH, headDim: hd };
+    const p = opts.dropoutSeed !== undefined ? (c.dropout ?? 0) : 0;
+    let site = 0;
+    const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
+
+    let x = drop(op.embedding(this.p("model.embed_tokens.weight"), ids, [batch, seq]));
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const pre = `model.layers.${l}.`;
+      const h = op.rmsnorm(x, this.p(pre + "input_layernorm.weight"), c.rms_norm_eps);
+      const q = op.rope(op.linear(h, this.p(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd);
+      const k = op.rope(op.linear(h, this.p(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd);
+      const v = op.linear(h, this.p(pre + "self_attn.v_proj.weight"));
+      const a = op.attention(q, k, v, shape);
+      x = op.add(x, drop(op.linear(a, this.p(pre + "self_attn.o_proj.weight"))));
+      const h2 = op.rmsnorm(x, this.p(pre + "post_attention_layernorm.weight"), c.rms_norm_eps);
+      const gate = op.linear(h2, this.p(pre + "mlp.gate_proj.weight"));
+      const up = op.linear(h2, this.p(pre + "mlp.up_proj.weight"));
+      x = op.add(x, drop(op.linear(op.swiglu(gate, up), this.p(pre + "mlp.down_proj.weight"))));
+    }
+    if (opts.lastOnly) x = lastPositions(x, batch, seq);
+    x = op.rmsnorm(x, this.p("model.norm.weight"), c.rms_norm_eps);
+    const head = c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight");
+    return op.linear(x, head);
+  }
+
+  /** Per-position cross-entropy losses [batch·seq] of next-token targets (−1 = ignore). */
+  losses(ids: Int32Array, targets: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
+    return op.crossEntropy(this.forward(ids, batch, seq, opts), targets);
+  }
+
+  /** Mean cross-entropy loss: the training objective. */
+  loss(ids: Int32Array, targets: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
+    return op.meanLoss(this.losses(ids, targets, batch, seq, opts), targets);
+  }
+
+  dispose(): void {
+    for (const [, t] of this.parameters()) t.dispose();
+    this.cos.dispose();
+    this.sin.dispose();
+  }
+}
+
+/** The hidden state of the last position of each sequence (inference only: no gradient). */
+function lastPositions(x: Tensor, batch: number, seq: number): Tensor {
+  const dim = x.shape[x.shape.length - 1];
+  return noGrad(() => {
+    const y = Tensor.zeros(x.backend, [batch, dim]);
+    for (let b = 0; b < batch; b++) x.backend.copy(y.data, b * dim, x.data, (b * seq + seq - 1) * dim, dim);
+    return y;
+  });
+}

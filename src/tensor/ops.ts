@@ -1,0 +1,150 @@
+// Differentiable ops. Each is one graph node over one or two backend kernels, with its backward
+// written out explicitly. Leading dimensions are flattened: a [B, T, D] activation is `rows × D`.
+import { Tensor, record, trackBuf } from "./tensor.js";
+
+const rowsOf = (t: Tensor): number => t.size / t.shape[t.shape.length - 1];
+const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1];
+
+function sameShape(a: Tensor, b: Tensor, op: string): void {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
+    throw new Error(`${op}: shapes [${a.shape}] and [${b.shape}] differ`);
+}
+
+/** y = x Wᵀ, W stored [out, in] as in PyTorch's nn.Linear. */
+export function linear(x: Tensor, w: Tensor): Tensor {
+  const be = x.backend;
+  const [outF, inF] = w.shape;
+  if (lastDim(x) !== inF) throw new Error(`linear: input has ${lastDim(x)} features, weight expects ${inF}`);
+  const rows = rowsOf(x);
+  const y = Tensor.zeros(be, [...x.shape.slice(0, -1), outF]);
+  be.matmul(y.data, x.data, w.data, rows, outF, inF, false, true, false);
+  return record(y, [x, w], () => {
+    if (x.requiresGrad) be.matmul(x.ensureGrad(), y.grad!, w.data, rows, inF, outF, false, false, true);
+    if (w.requiresGrad) be.matmul(w.ensureGrad(), y.grad!, x.data, outF, inF, rows, true, false, true);
+  });
+}
+
+/** Rows of `table` [V, D] picked by `ids`; the result has shape [...idsShape, D]. */
+export function embedding(table: Tensor, ids: Int32Array, idsShape: readonly number[]): Tensor {
+  const be = table.backend;
+  const dim = table.shape[1];
+  const y = Tensor.zeros(be, [...idsShape, dim]);
+  be.embedding(y.data, table.data, ids, dim);
+  return record(y, [table], () => be.embeddingBackward(table.ensureGrad(), y.grad!, ids, dim));
+}
+
+export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  const be = x.backend;
+  const dim = lastDim(x), rows = rowsOf(x);
+  if (w.size !== dim) throw new Error(`rmsnorm: weight has ${w.size} numbers, input rows have ${dim}`);
+  const y = Tensor.zeros(be, x.shape);
+  const rstd = trackBuf(be, be.alloc(rows));
+  be.rmsnorm(y.data, rstd, x.data, w.data, rows, dim, eps);
+  return record(y, [x, w], () => {
+    // The kernel needs both gradient buffers; a frozen side gets a scratch buffer.
+    const dx = x.requiresGrad ? x.ensureGrad() : trackBuf(be, be.alloc(x.size));
+    const dw = w.requiresGrad ? w.ensureGrad() : trackBuf(be, be.alloc(w.size));
+    be.rmsnormBackward(dx, dw, y.grad!, x.data, w.data, rstd, rows, dim);
+  });
+}
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/** Rotary embedding of x [batch, seq, heads·headDim] with precomputed cos/sin tables [maxPos, headDim/2]. */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor, batch: number, seq: number, heads: number, headDim: number, posOffset = 0): Tensor {
+  const be = x.backend;
+  if (x.size !== batch * seq * heads * headDim) throw new Error(`rope: input of ${x.size} numbers is not [${batch}, ${seq}, ${heads}, ${headDim}]`);
+  if ((posOffset + seq) * (headDim / 2) > cos.size) throw new Error(`rope: position ${posOffset + seq - 1} beyond the table`);
+  const y = Tensor.zeros(be, x.shape);
+  be.rope(y.data, x.data, cos.data, sin.data, batch, seq, heads, headDim, posOffset);
+  return record(y, [x], () => be.ropeBackward(x.ensureGrad(), y.grad!, cos.data, sin.data, batch, seq, heads, headDim, posOffset));
+}
+
+/** Causal grouped-query attention; q [B, T, H·D], k and v [B, T, KVH·D] → [B, T, H·D]. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): Tensor {
+  const be = q.backend;
+  const { batch, seq, heads, kvHeads, headDim } = s;
+  if (q.size !== batch * seq * heads * headDim) throw new Error("attention: q has the wrong size");
+  if (k.size !== batch * seq * kvHeads * headDim || v.size !== k.size) throw new Error("attention: k/v have the wrong size");
+  if (heads % kvHeads !== 0) throw new Error(`attention: ${kvHeads} kv heads do not divide ${heads} heads`);
+  const scale = 1 / Math.sqrt(headDim);
+  const y = Tensor.zeros(be, q.shape);
+  const probs = trackBuf(be, be.alloc(batch * heads * seq * seq));
+  be.attention(y.data, probs, q.data, k.data, v.data, batch, seq, heads, kvHeads, headDim, scale);
+  return record(y, [q, k, v], () =>
+    be.attentionBackward(q.ensureGrad(), k.ensureGrad(), v.ensureGrad(), y.grad!, q.data, k.data, v.data, probs, batch, seq, heads, kvHeads, headDim, scale),
+  );
+}
+
+/** silu(gate) ⊙ up */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  sameShape(gate, up, "swiglu");
+  const be = gate.backend;
+  const y = Tensor.zeros(be, gate.shape);
+  be.swiglu(y.data, gate.data, up.data);
+  return record(y, [gate, up], () => be.swigluBackward(gate.ensureGrad(), up.ensureGrad(), y.grad!, gate.data, up.data));
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  sameShape(a, b, "add");
+  const be = a.backend;
+  const y = Tensor.zeros(be, a.shape);
+  be.add(y.data, a.data, b.data);
+  return record(y, [a, b], () => {
+    if (a.requiresGrad) be.axpy(a.ensureGrad(), y.grad!, 1);
+    if (b.requiresGrad) be.axpy(b.ensureGrad(), y.grad!, 1);
+  });
+}
+
+/** Inverted dropout with a counter-based mask (same mask on every backend for the same seed). */
+export function dropout(x: Tensor, p: number, seed: number): Tensor {
+  if (p === 0) return x;
+  if (!(p > 0 && p < 1)) throw new Error(`dropout: p must be in [0, 1), got ${p}`);
+  const be = x.backend;
+  const y = Tensor.zeros(be, x.shape);
+  const mask = trackBuf(be, be.alloc(x.size));
+  be.dropout(y.data, mask, x.data, p, seed >>> 0);
+  return record(y, [x], () => be.dropoutBackward(x.ensureGrad(), y.grad!, mask));
+}
+
+/** Per-row cross-entropy of logits [N, V] against targets (−1 = ignore) → losses [N]. */
+export function crossEntropy(logits: Tensor, targets: Int32Array): Tensor {
+  const be = logits.backend;
+  const vocab = lastDim(logits), rows = rowsOf(logits);
+  if (targets.length !== rows) throw new Error(`crossEntropy: ${targets.length} targets for ${rows} rows`);
+  const losses = Tensor.zeros(be, [rows]);
+  const lse = trackBuf(be, be.alloc(rows));
+  be.crossEntropy(losses.data, lse, logits.data, targets, rows, vocab);
+  return record(losses, [logits], () => be.crossEntropyBackward(logits.ensureGrad(), logits.data, lse, targets, losses.grad!, rows, vocab));
+}
+
+/** Σ wᵢ·xᵢ with host-side weights: the mean (wᵢ = 1/N) or a per-sample weighted objective. */
+export function weightedSum(x: Tensor, weights: ArrayLike<number>): Tensor {
+  const be = x.backend;
+  if (weights.length !== x.size) throw new Error(`weightedSum: ${weights.length} weights for ${x.size} numbers`);
+  const values = be.read(x.data);
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += weights[i] * values[i];
+  const y = Tensor.from(be, [1], [s]);
+  return record(y, [x], () => {
+    const g = be.read(y.grad!)[0];
+    const w = trackBuf(be, be.alloc(x.size));
+    be.write(w, weights);
+    be.axpy(x.ensureGrad(), w, g);
+  });
+}
+
+/** Mean of per-row losses over the rows whose target is not ignored. */
+export function meanLoss(losses: Tensor, targets: Int32Array): Tensor {
+  let count = 0;
+  for (const t of targets) if (t >= 0) count++;
+  const w = new Float64Array(targets.length);
+  for (let i = 0; i < targets.length; i++) w[i] = targets[i] >= 0 ? 1 / Math.max(count, 1) : 0;
+  return weightedSum(losses, w);
+}

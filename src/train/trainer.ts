@@ -1,0 +1,154 @@
+// The training loop: random windows of the train split, AdamW with warm-up + cosine schedule,
+// gradient accumulation and clipping, periodic evaluation. Every random draw of iteration `i`
+// comes from a generator seeded by (seed, i, ...), so a run resumed at iteration i continues
+// exactly as the uninterrupted run would have. Files are not touched here: checkpoints and
+// metrics go through the callbacks, so this module runs in a browser too.
+import { Tensor, backward, noGrad, scope } from "../tensor/tensor.js";
+import type { Llama } from "../nn/llama.js";
+import { AdamW } from "./adamw.js";
+import { learningRate, type LrSchedule } from "./schedule.js";
+import { randomBatch } from "../data/batches.js";
+import { deriveSeed, Rng } from "../util/rng.js";
+
+export interface TrainOptions {
+  batchSize: number;
+  blockSize: number;
+  iters: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  /** Iteration where the cosine reaches minLr; defaults to `iters`. */
+  decayIters?: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  /** Clip the global gradient norm to this; 0 disables clipping. */
+  gradClip: number;
+  gradAccum: number;
+  evalInterval: number;
+  evalIters: number;
+  seed: number;
+}
+
+export interface StepEvent {
+  iter: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  seconds: number;
+}
+
+export interface EvalEvent {
+  iter: number;
+  train: number;
+  val: number;
+}
+
+export interface TrainCallbacks {
+  onStep?(e: StepEvent): void;
+  onEval?(e: EvalEvent): void;
+  /** Called after evaluations and at the end with the number of completed iterations. */
+  onCheckpoint?(iter: number, optimizer: AdamW): void;
+  /** Polled between iterations; returning true stops the run after a checkpoint. */
+  shouldStop?(): boolean;
+}
+
+const STREAM_BATCH = 1, STREAM_DROPOUT = 2, STREAM_EVAL = 3;
+
+export function validateTrainOptions(o: TrainOptions): void {
+  const positive: (keyof TrainOptions)[] = ["batchSize", "blockSize", "iters", "gradAccum", "evalInterval", "evalIters"];
+  for (const k of positive) {
+    const v = o[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`${k} must be a positive integer (got ${String(v)})`);
+  }
+  if (!(o.lr > 0)) throw new Error(`learning rate must be > 0 (got ${o.lr})`);
+  if (!(o.minLr >= 0 && o.minLr <= o.lr)) throw new Error(`min learning rate must be in [0, lr] (got ${o.minLr})`);
+  if (!(Number.isInteger(o.warmup) && o.warmup >= 0)) throw new Error(`warmup must be a non-negative integer (got ${o.warmup})`);
+  if (!(o.weightDecay >= 0)) throw new Error(`weight decay must be >= 0 (got ${o.weightDecay})`);
+  for (const [k, v] of [["beta1", o.beta1], ["beta2", o.beta2]] as const)
+    if (!(v >= 0 && v < 1)) throw new Error(`${k} must be in [0, 1) (got ${v})`);
+  if (!(o.gradClip >= 0)) throw new Error(`grad clip must be >= 0 (got ${o.gradClip})`);
+}
+
+export class Trainer {
+  readonly optimizer: AdamW;
+  private readonly schedule: LrSchedule;
+
+  constructor(
+    readonly model: Llama,
+    readonly opts: TrainOptions,
+    readonly data: { train: Int32Array; val: Int32Array },
+  ) {
+    validateTrainOptions(opts);
+    if (opts.blockSize > model.config.max_position_embeddings)
+      throw new Error(`block size ${opts.blockSize} exceeds the model's max_position_embeddings ${model.config.max_position_embeddings}`);
+    for (const [name, split] of Object.entries(data))
+      if (split.length < opts.blockSize + 1) throw new Error(`the ${name} split has ${split.length} tokens, fewer than block size + 1 = ${opts.blockSize + 1}`);
+    this.optimizer = new AdamW(model.parameters(), { beta1: opts.beta1, beta2: opts.beta2, eps: 1e-8, weightDecay: opts.weightDecay });
+    this.schedule = { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, decayIters: opts.decayIters ?? opts.iters };
+  }
+
+  /** Mean loss over `evalIters` random batches of each split (nanoGPT's estimate_loss). */
+  evaluate(iter: number): EvalEvent {
+    const o = this.opts;
+    const mean = (tokens: Int32Array, split: number): number => {
+      let sum = 0;
+      for (let i = 0; i < o.evalIters; i++) {
+        const b = randomBatch(tokens, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_EVAL, split, i)));
+        sum += noGrad(() => scope(() => this.model.loss(b.ids, b.targets, b.batch, b.seq).item()));
+      }
+      return sum / o.evalIters;
+    };
+    return { iter, train: mean(this.data.train, 0), val: mean(this.data.val, 1) };
+  }
+
+  /** One optimizer step (with gradient accumulation); returns the mean loss of its micro-batches. */
+  step(iter: number): StepEvent {
+    const o = this.opts, be = this.model.backend;
+    const t0 = performance.now();
+    let lossSum = 0;
+    for (let micro = 0; micro < o.gradAccum; micro++) {
+      const b = randomBatch(this.data.train, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro)));
+      lossSum += scope(() => {
+        const loss: Tensor = this.model.loss(b.ids, b.targets, b.batch, b.seq, { dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        backward(loss);
+        return loss.item();
+      });
+    }
+    if (o.gradAccum > 1) for (const [, p] of this.model.parameters()) if (p.grad) be.scale(p.grad, 1 / o.gradAccum);
+    const gradNorm = o.gradClip > 0 ? this.optimizer.clipGradNorm(o.gradClip) : this.optimizer.gradNorm();
+    const lr = learningRate(this.schedule, iter);
+    this.optimizer.update(lr);
+    this.optimizer.zeroGrad();
+    const loss = lossSum / o.gradAccum;
+    if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at iteration ${iter}; lower the learning rate`);
+    return { iter, loss, lr, gradNorm, tokens: o.batchSize * o.blockSize * o.gradAccum, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /**
+   * Train from iteration `start` (0, or the checkpoint's on resume) to `opts.iters`. Yields to
+   * the event loop between iterations so that signals (Ctrl-C) and UIs are served.
+   */
+  async run(start: number, cb: TrainCallbacks = {}): Promise<{ iter: number; stopped: boolean }> {
+    const o = this.opts;
+    for (let iter = start; iter < o.iters; iter++) {
+      await yieldToEventLoop();
+      if (iter % o.evalInterval === 0) {
+        cb.onEval?.(this.evaluate(iter));
+        if (iter > start) cb.onCheckpoint?.(iter, this.optimizer);
+      }
+      if (cb.shouldStop?.()) {
+        cb.onCheckpoint?.(iter, this.optimizer);
+        return { iter, stopped: true };
+      }
+      cb.onStep?.(this.step(iter));
+    }
+    cb.onEval?.(this.evaluate(o.iters));
+    cb.onCheckpoint?.(o.iters, this.optimizer);
+    return { iter: o.iters, stopped: false };
+  }
+}
+
+const yieldToEventLoop = (): Promise<void> =>
+  new Promise((resolve) => (typeof setImmediate === "function" ? setImmediate(resolve) : setTimeout(resolve, 0)));
