@@ -134,17 +134,21 @@ export class Trainer {
     const o = this.opts;
     for (let iter = start; iter < o.iters; iter++) {
       await yieldToEventLoop();
+      // (`cb.f?.(g())` would skip g() when f is absent: evaluate first.)
       if (iter % o.evalInterval === 0) {
-        cb.onEval?.(this.evaluate(iter));
+        const e = this.evaluate(iter);
+        cb.onEval?.(e);
         if (iter > start) cb.onCheckpoint?.(iter, this.optimizer);
       }
       if (cb.shouldStop?.()) {
         cb.onCheckpoint?.(iter, this.optimizer);
         return { iter, stopped: true };
       }
-      cb.onStep?.(this.step(iter));
+      const s = this.step(iter);
+      cb.onStep?.(s);
     }
-    cb.onEval?.(this.evaluate(o.iters));
+    const last = this.evaluate(o.iters);
+    cb.onEval?.(last);
     cb.onCheckpoint?.(o.iters, this.optimizer);
     return { iter: o.iters, stopped: false };
   }

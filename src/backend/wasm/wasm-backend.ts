@@ -1,7 +1,7 @@
 // The `wasm` backend: f32 kernels written in AssemblyScript (assembly/kernels.ts), compiled to
 // WebAssembly with SIMD. Every tensor lives in the module's linear memory; a Buf is just an
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
-// that memory: a small allocator (size-keyed free lists over a bump pointer) and the argument
+// that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
 import type { Backend, Buf } from "../backend.js";
 import { kernelsWasmBase64 } from "./kernels-wasm.js";
@@ -94,6 +94,17 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   return new WasmBackend(instance.exports as unknown as Kernels, memory);
 }
 
+/**
+ * Block sizes: multiples of ALIGN up to 4 KiB, then four classes per power of two (at most 25%
+ * waste). Training asks for the same sizes every step and reuses blocks exactly; generation's
+ * sizes grow with the context, and classes let those blocks be reused too instead of piling up.
+ */
+function sizeClass(bytes: number): number {
+  if (bytes <= 4096) return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+  const step = 2 ** Math.floor(Math.log2(bytes)) / 4;
+  return Math.ceil(bytes / step) * step;
+}
+
 const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
 
 export class WasmBackend implements Backend {
@@ -140,9 +151,9 @@ export class WasmBackend implements Backend {
     this.i32v = new Int32Array(this.memory.buffer);
   }
 
-  /** A zero-filled block of at least `bytes` bytes (rounded up to ALIGN). */
+  /** A zero-filled block of at least `bytes` bytes (rounded up to its size class). */
   private allocBytes(bytes: number): { ptr: number; bytes: number } {
-    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    bytes = sizeClass(bytes);
     const list = this.freeLists.get(bytes);
     if (list !== undefined && list.length > 0) {
       const ptr = list.pop()!;

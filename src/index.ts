@@ -1,0 +1,30 @@
+// The library's public surface. Everything exported here also runs in a browser; Node-only
+// helpers (files, checkpoints on disk) are exported from "bonsai-lm/node".
+export type { Backend, Buf, FloatArray } from "./backend/backend.js";
+export { createBackend, backendNames, type BackendName } from "./backend/index.js";
+export { JsBackend } from "./backend/js/js-backend.js";
+
+export { Tensor, backward, noGrad, scope } from "./tensor/tensor.js";
+export * as ops from "./tensor/ops.js";
+
+export { type LlamaConfig, defaultIntermediateSize, normalizeConfig, validateConfig, parameterNames, parameterShape, toHfConfigJson } from "./nn/config.js";
+export { Llama, type ForwardOptions } from "./nn/llama.js";
+
+export { Trainer, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
+export { AdamW, type AdamWOptions } from "./train/adamw.js";
+export { learningRate, type LrSchedule } from "./train/schedule.js";
+export { randomBatch, sequentialBatches, splitTrainVal, type Batch } from "./data/batches.js";
+
+export type { Tokenizer, EncodeOptions } from "./tokenizer/tokenizer.js";
+export { CharTokenizer } from "./tokenizer/char-tokenizer.js";
+export { Llama2cTokenizer, parseLlama2cTokenizer } from "./tokenizer/llama2c-tokenizer.js";
+export { tokenizerFromJSON } from "./tokenizer/load.js";
+
+export { generateTokens, type GenerateOptions } from "./runtime/generate.js";
+export { sampleToken, argmax, type SampleOptions } from "./runtime/sample.js";
+
+export type { HostTensor, NamedTensors } from "./io/host-tensor.js";
+export { parseSafetensors, serializeSafetensors } from "./io/safetensors.js";
+export { parseLlama2cCheckpoint } from "./io/llama2c.js";
+export { modelFiles, modelFromFiles, modelFromTensors, type CheckpointFile } from "./io/checkpoint.js";
+export { Rng } from "./util/rng.js";

@@ -1,0 +1,3 @@
+// Node-only helpers: models and checkpoints on disk.
+export { loadModel, loadTokenizerFile, writeCheckpoint, type LoadedModel } from "./io/model-files-node.js";
+export { readBytes, writeFileAtomic, commitFiles, recoverCheckpointDir } from "./io/fs-node.js";
