@@ -8,6 +8,10 @@
 //   llm.c: gradient buffers start at zero and every consumer of a tensor adds its share.
 // - Activations of attention-shaped tensors use the layout [batch, seq, heads, headDim], which is
 //   exactly what a projection `x @ W^T` produces, so no transposes are needed between ops.
+// - Buffers must hold at least the numbers the shapes imply; token ids and targets must be in
+//   range. Backends throw rather than read or write out of bounds (in WebAssembly memory an
+//   overrun would silently corrupt a neighbouring tensor).
+// - Outputs may alias inputs only where stated (rope; elementwise ops); never for matmul.
 
 /** Numbers owned by a backend. Opaque to callers except for their count. */
 export interface Buf {
@@ -35,7 +39,7 @@ export interface Backend {
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;
 
   // ---- elementwise and reductions (n = length of the first buffer) ----------------------------
-  /** out = a + b */
+  /** out = a + b (out may alias a or b) */
   add(out: Buf, a: Buf, b: Buf): void;
   /** acc += alpha * x */
   axpy(acc: Buf, x: Buf, alpha: number): void;
@@ -64,7 +68,7 @@ export interface Backend {
 
   /**
    * Rotary position embedding, Hugging Face "rotate half" convention: within each head, element i
-   * pairs with element i + headDim/2 and both rotate by angle pos·θ_i.
+   * pairs with element i + headDim/2 and both rotate by angle pos·θ_i. headDim is even.
    * x, out: [batch, seq, heads, headDim]. cos, sin: [maxPos, headDim/2] tables. Token t of the
    * sequence is at position posOffset + t. out may alias x.
    */
@@ -73,8 +77,8 @@ export interface Backend {
   ropeBackward(dx: Buf, dOut: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void;
 
   /**
-   * Causal self-attention with grouped-query heads: query head h reads KV head
-   * floor(h / (heads / kvHeads)). q, out: [batch, seq, heads, headDim]; k, v: [batch, seq, kvHeads, headDim].
+   * Causal self-attention with grouped-query heads (kvHeads divides heads): query head h reads KV
+   * head floor(h / (heads / kvHeads)). q, out: [batch, seq, heads, headDim]; k, v: [batch, seq, kvHeads, headDim].
    * probs: [batch, heads, seq, seq], the softmax weights (zero above the diagonal), saved for backward.
    * scores = scale · q·k.
    */
@@ -96,7 +100,7 @@ export interface Backend {
   /**
    * Inverted dropout: mask[i] = (dropoutUniform(seed, i) >= p) ? 1/(1-p) : 0; out = x · mask.
    * The random numbers come from the counter-based hash in `dropoutUniform` so that every backend
-   * draws the same mask for the same seed.
+   * draws the same mask for the same seed, an integer in [0, 2^32).
    */
   dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void;
   /** dx += dOut · mask */

@@ -99,7 +99,9 @@ export class JsBackend implements Backend {
   }
   embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {
     const dt = a(dTable), d = a(dOut);
+    const rows = dt.length / dim;
     for (let i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= rows) throw new Error(`token id ${ids[i]} out of range [0, ${rows})`);
       const base = ids[i] * dim;
       for (let j = 0; j < dim; j++) dt[base + j] += d[i * dim + j];
     }
@@ -257,6 +259,7 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) {
       const t = targets[r];
       if (t < 0) continue;
+      if (t >= vocab) throw new Error(`target ${t} out of range [0, ${vocab})`);
       const g = DL[r];
       for (let j = 0; j < vocab; j++) D[r * vocab + j] += g * (Math.exp(X[r * vocab + j] - E[r]) - (j === t ? 1 : 0));
     }
