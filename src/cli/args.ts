@@ -2,7 +2,15 @@
 // range-checked accessors whose errors name the flag.
 import { parseArgs } from "node:util";
 
-export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+/** A command's flags: each a string or a boolean switch, with a line of help. */
+export type FlagSpec = Record<string, { type: "string" | "boolean"; help: string }>;
+
+/** `--flag VALUE  help` lines for a command's --help. */
+export function flagHelp(spec: FlagSpec): string {
+  const left = (name: string): string => `  --${name}${spec[name].type === "string" ? " X" : ""}`;
+  const width = Math.max(...Object.keys(spec).map((n) => left(n).length)) + 2;
+  return Object.keys(spec).map((n) => left(n).padEnd(width) + spec[n].help).join("\n");
+}
 
 export class UsageError extends Error {}
 
@@ -14,7 +22,8 @@ export class Flags {
 
   static parse(argv: string[], spec: FlagSpec): Flags {
     try {
-      const { values, positionals } = parseArgs({ args: argv, options: spec, strict: true, allowPositionals: true });
+      const options = Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, { type: v.type }]));
+      const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
       return new Flags(values as Record<string, string | boolean | undefined>, positionals);
     } catch (e) {
       // parseArgs explains how to pass '-'-prefixed positionals in a second sentence; keep the first.

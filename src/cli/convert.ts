@@ -5,9 +5,9 @@ import { loadModel, writeCheckpoint } from "../io/model-files-node.js";
 import { modelFiles } from "../io/checkpoint.js";
 
 export const convertFlags: FlagSpec = {
-  model: { type: "string" },
-  tokenizer: { type: "string" },
-  out: { type: "string" },
+  model: { type: "string", help: "model directory or llama2.c .bin" },
+  tokenizer: { type: "string", help: "tokenizer file to store with it" },
+  out: { type: "string", help: "output directory" },
 };
 
 export async function convertCommand(argv: string[]): Promise<void> {

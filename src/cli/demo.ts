@@ -11,11 +11,11 @@ import { createBackend } from "../backend/index.js";
 import { loadModel, readCheckpointJson } from "../io/model-files-node.js";
 
 export const demoFlags: FlagSpec = {
-  out: { type: "string" },
-  iters: { type: "string" },
-  backend: { type: "string" },
-  prompt: { type: "string" },
-  seed: { type: "string" },
+  out: { type: "string", help: "directory of the demo model (out/demo)" },
+  iters: { type: "string", help: "training steps (1500)" },
+  backend: { type: "string", help: "wasm (default) or js" },
+  prompt: { type: "string", help: "text to continue when sampling (\"The \")" },
+  seed: { type: "string", help: "sampling seed (42)" },
 };
 
 export async function demoCommand(argv: string[]): Promise<void> {

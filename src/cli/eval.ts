@@ -8,13 +8,13 @@ import { noGrad, scope } from "../tensor/tensor.js";
 import type { Llama } from "../nn/llama.js";
 
 export const evalFlags: FlagSpec = {
-  model: { type: "string" },
-  tokenizer: { type: "string" },
-  data: { type: "string" },
-  split: { type: "string" },
-  "block-size": { type: "string" },
-  "batch-size": { type: "string" },
-  backend: { type: "string" },
+  model: { type: "string", help: "model directory or file" },
+  tokenizer: { type: "string", help: "tokenizer file overriding the model's" },
+  data: { type: "string", help: "text file" },
+  split: { type: "string", help: "val (last 10%, default), train (first 90%) or all" },
+  "block-size": { type: "string", help: "window length (the model's context)" },
+  "batch-size": { type: "string", help: "windows per forward pass (16)" },
+  backend: { type: "string", help: "wasm (default) or js" },
 };
 
 /** Σ loss / tokens over every window of `tokens`. */

@@ -8,14 +8,14 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Llama } from "../nn/llama.js";
 
 export const generateFlags: FlagSpec = {
-  model: { type: "string" },
-  tokenizer: { type: "string" },
-  prompt: { type: "string" },
-  temperature: { type: "string" },
-  "top-k": { type: "string" },
-  "max-tokens": { type: "string" },
-  seed: { type: "string" },
-  backend: { type: "string" },
+  model: { type: "string", help: "model directory or llama2.c .bin" },
+  tokenizer: { type: "string", help: "tokenizer file (tokenizer.bin, .json) overriding the model's" },
+  prompt: { type: "string", help: "text to continue (default: start of a document)" },
+  temperature: { type: "string", help: "sampling temperature; 0 = greedy (0.8)" },
+  "top-k": { type: "string", help: "sample among the k most likely tokens; 0 = all (0)" },
+  "max-tokens": { type: "string", help: "tokens to generate (256)" },
+  seed: { type: "string", help: "sampling seed (1337)" },
+  backend: { type: "string", help: "wasm (default) or js" },
 };
 
 export interface SampleRequest {

@@ -2,11 +2,11 @@
 // The `bonsai` command line. Each subcommand lives in its own file; errors become one line on
 // stderr and a non-zero exit status, never a stack trace (set BONSAI_DEBUG=1 to see one).
 import { trainFlags, train } from "./train.js";
-import { evalCommand } from "./eval.js";
-import { generateCommand } from "./generate.js";
-import { convertCommand } from "./convert.js";
-import { demoCommand } from "./demo.js";
-import { Flags, UsageError } from "./args.js";
+import { evalCommand, evalFlags } from "./eval.js";
+import { generateCommand, generateFlags } from "./generate.js";
+import { convertCommand, convertFlags } from "./convert.js";
+import { demoCommand, demoFlags } from "./demo.js";
+import { type FlagSpec, Flags, UsageError, flagHelp } from "./args.js";
 
 const usage = `bonsai — small language models in TypeScript
 
@@ -19,14 +19,14 @@ commands:
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
 
-Run "bonsai <command> --help" for a command's flags; see README.md for all of them.`;
+Run "bonsai <command> --help" for a command's flags.`;
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = {
-  train: async (argv) => void (await train(Flags.parse(argv, trainFlags))),
-  eval: evalCommand,
-  generate: generateCommand,
-  convert: convertCommand,
-  demo: demoCommand,
+const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec }> = {
+  train: { run: async (argv) => void (await train(Flags.parse(argv, trainFlags))), flags: trainFlags },
+  eval: { run: evalCommand, flags: evalFlags },
+  generate: { run: generateCommand, flags: generateFlags },
+  convert: { run: convertCommand, flags: convertFlags },
+  demo: { run: demoCommand, flags: demoFlags },
 };
 
 async function main(argv: string[]): Promise<void> {
@@ -35,13 +35,13 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(usage + "\n");
     return;
   }
-  const run = commands[cmd];
-  if (!run) throw new UsageError(`unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
+  const command = commands[cmd];
+  if (!command) throw new UsageError(`unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
   if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(`see README.md, section "CLI", for the flags of bonsai ${cmd}\n`);
+    process.stdout.write(`usage: bonsai ${cmd} [flags]\n\n${flagHelp(command.flags)}\n`);
     return;
   }
-  await run(rest);
+  await command.run(rest);
 }
 
 // A closed pipe (`bonsai generate | head`) ends the output, not the program with a stack trace.
