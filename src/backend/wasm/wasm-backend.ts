@@ -313,7 +313,7 @@ export class WasmBackend implements Backend {
     this.k.embedding(op, tp, this.ints(ids), ids.length, dim);
   }
   embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {
-    // Unlike the JS reference this must check ids: an out-of-range row would land in another tensor.
+    // An out-of-range row would land in another tensor: check before writing.
     this.checkIds(ids, dTable.length / dim);
     const tp = this.p(dTable, 0, "dTable"), dp = this.p(dOut, ids.length * dim, "dOut");
     this.k.embeddingBackward(tp, dp, this.ints(ids), ids.length, dim);
