@@ -53,7 +53,7 @@ test("char tokenizer: code points, sorted by code point as Python does", () => {
   assert.throws(() => new CharTokenizer(["a", "a"]), /appears twice/);
   assert.throws(() => new CharTokenizer(["ab"]), /not a single character/);
   assert.throws(() => CharTokenizer.fromJSON({ type: "char" }), /expected \{type: "char", chars: string\[\]\}/);
-  assert.throws(() => tokenizerFromJSON({ type: "nope" }), /unknown type "nope" \(known: char, llama2c\)/);
+  assert.throws(() => tokenizerFromJSON({ type: "nope" }), /unknown type "nope" \(known: char, llama2c, spm, byte-bpe\)/);
   assert.throws(() => tokenizerFromJSON({ type: "constructor" }), /unknown type/);
   assert.throws(() => tokenizerFromJSON(null), /missing "type"/);
 });

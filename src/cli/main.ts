@@ -6,6 +6,8 @@ import { evalCommand, evalFlags } from "./eval.js";
 import { generateCommand, generateFlags } from "./generate.js";
 import { convertCommand, convertFlags } from "./convert.js";
 import { demoCommand, demoFlags } from "./demo.js";
+import { exportCommand, exportFlags } from "./export.js";
+import { tokenizerCommand, tokenizerFlags } from "./tokenizer.js";
 import { type FlagSpec, Flags, UsageError, flagHelp } from "./args.js";
 
 const usage = `bonsai — small language models in TypeScript
@@ -18,6 +20,8 @@ commands:
   eval       mean cross-entropy over a data split       (--model DIR --data FILE --split val)
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
+  export     any loadable model → GGUF or an HF directory (--model PATH --format gguf --quant q8_0 --out F)
+  tokenizer  train a BPE tokenizer                      (tokenizer train --data FILE --vocab-size N --out F.json)
 
 Run "bonsai <command> --help" for a command's flags.`;
 
@@ -26,6 +30,8 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: 
   eval: { run: evalCommand, flags: evalFlags },
   generate: { run: generateCommand, flags: generateFlags },
   convert: { run: convertCommand, flags: convertFlags },
+  export: { run: exportCommand, flags: exportFlags },
+  tokenizer: { run: tokenizerCommand, flags: tokenizerFlags },
   demo: { run: demoCommand, flags: demoFlags },
 };
 

@@ -10,6 +10,11 @@ import { type LlamaConfig, normalizeConfig, parameterNames, toHfConfigJson } fro
 import type { NamedTensors } from "./host-tensor.js";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { Llama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
+import { SpmTokenizer } from "../tokenizer/spm.js";
+import { ByteBpeTokenizer } from "../tokenizer/byte-bpe.js";
+import { spmFromLlama2c } from "../tokenizer/gguf-vocab.js";
+import { tokenizerToHfJson } from "../tokenizer/hf-tokenizer-json.js";
 
 export interface CheckpointFile {
   name: string;
@@ -28,7 +33,27 @@ export function modelTensors(model: Llama): NamedTensors {
   return out;
 }
 
-/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer. */
+/**
+ * Hugging Face's files for a tokenizer — tokenizer.json and a tokenizer_config.json that
+ * AutoTokenizer reads — for the kinds that have that form (not the char-level one).
+ */
+function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
+  const hf = t instanceof Llama2cTokenizer ? spmFromLlama2c(t) : t instanceof SpmTokenizer || t instanceof ByteBpeTokenizer ? t : null;
+  if (!hf) return [];
+  const json = tokenizerToHfJson(hf) as { model: { vocab: Record<string, number> } };
+  const piece = (id: number | null): string | null => (id === null ? null : (Object.entries(json.model.vocab).find(([, v]) => v === id)?.[0] ?? null));
+  return [
+    jsonFile("tokenizer.json", json),
+    jsonFile("tokenizer_config.json", {
+      tokenizer_class: "PreTrainedTokenizerFast",
+      bos_token: piece(hf.bosId),
+      eos_token: piece(hf.eosId),
+      clean_up_tokenization_spaces: false,
+    }),
+  ];
+}
+
+/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms. */
 export function modelFiles(model: Llama, tokenizer: Tokenizer | null): CheckpointFile[] {
   const config = { ...model.config };
   if (tokenizer?.bosId != null) config.bos_token_id = tokenizer.bosId;
@@ -39,7 +64,7 @@ export function modelFiles(model: Llama, tokenizer: Tokenizer | null): Checkpoin
     // transformers refuses safetensors files without format metadata.
     { name: "model.safetensors", bytes: serializeSafetensors(modelTensors(model), { format: "pt" }) },
   ];
-  if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()));
+  if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()), ...hfTokenizerFiles(tokenizer));
   return files;
 }
 

@@ -1,6 +1,6 @@
-// Node adapter: open any model Bonsai can load (a Bonsai/HF directory, a llama2.c .bin) with its
-// tokenizer, and write checkpoint directories atomically.
-import { existsSync, readFileSync, statSync } from "node:fs";
+// Node adapter: open any model Bonsai can load (a Bonsai/HF directory, a GGUF file, a llama2.c
+// .bin) with its tokenizer, and write checkpoint directories atomically.
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Backend } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
@@ -12,12 +12,16 @@ import { parseSafetensors } from "./safetensors.js";
 import type { NamedTensors } from "./host-tensor.js";
 import { TOKENIZER_FILE, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
 import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
+import { FileSource } from "./byte-source-node.js";
+import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
+import { GGUF_MAGIC } from "./gguf.js";
+import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
 
 export interface LoadedModel {
   model: Llama;
   tokenizer: Tokenizer | null;
   /** What was opened, for messages. */
-  format: "hf-dir" | "llama2c";
+  format: "hf-dir" | "gguf" | "llama2c";
 }
 
 function readJson(path: string): Record<string, unknown> {
@@ -46,13 +50,39 @@ function readDirectoryTensors(dir: string): NamedTensors {
   return all;
 }
 
+/** The first four bytes of a file, as a little-endian u32 (0 for shorter files). */
+function magic(path: string): number {
+  const fd = openSync(path, "r");
+  try {
+    const b = new Uint8Array(4);
+    return readSync(fd, b, 0, 4, 0) === 4 ? new DataView(b.buffer).getUint32(0, true) : 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The tokenizer stored in a GGUF's metadata, or null for files without one. */
+function ggufTokenizer(f: GgufFile): Tokenizer | null {
+  return f.header.metadata.has("tokenizer.ggml.model") ? tokenizerFromGgufMetadata(f.header.metadata) : null;
+}
+
 /**
- * A tokenizer file: Bonsai's tokenizer JSON, or llama2.c's tokenizer.bin (vocabSize tells how
- * many entries to read, as llama2.c's run.c does).
+ * A tokenizer file: Bonsai's tokenizer JSON or HF tokenizer.json, a GGUF's vocabulary, or
+ * llama2.c's tokenizer.bin (vocabSize tells how many entries to read, as llama2.c's run.c does).
  */
 export function loadTokenizerFile(path: string, vocabSize?: number): Tokenizer {
   if (!existsSync(path)) throw new Error(`tokenizer not found: ${path}`);
   if (path.endsWith(".json")) return tokenizerFromJSON(readJson(path));
+  if (magic(path) === GGUF_MAGIC) {
+    const source = new FileSource(path);
+    try {
+      const tok = ggufTokenizer(GgufFile.open(source));
+      if (!tok) throw new Error(`${path} holds no tokenizer (no tokenizer.ggml.model)`);
+      return tok;
+    } finally {
+      source.close();
+    }
+  }
   return parseLlama2cTokenizer(readBytes(path), vocabSize);
 }
 
@@ -65,8 +95,20 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
     const model = modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
-    const own = join(path, TOKENIZER_FILE);
-    loaded = { model, tokenizer: existsSync(own) ? loadTokenizerFile(own) : null, format: "hf-dir" };
+    // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
+    const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
+    loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
+  } else if (magic(path) === GGUF_MAGIC) {
+    // Only the header is read here; each tensor is read as the model takes it.
+    const source = new FileSource(path);
+    try {
+      const file = GgufFile.open(source);
+      const config = llamaConfigFromGguf(file);
+      const model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
+      loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
+    } finally {
+      source.close();
+    }
   } else {
     const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));
     const model = modelFromTensors(backend, { ...config }, tensors);

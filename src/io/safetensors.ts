@@ -5,6 +5,7 @@
 // tensors must tile the byte buffer exactly (no overlaps, no holes, no trailing bytes), which is
 // also what makes a file unambiguous. Works on bytes only, so it runs in a browser as well.
 
+import { f16Table } from "./float16.js";
 import type { HostTensor, NamedTensors } from "./host-tensor.js";
 
 /** The reference implementation's limit, against absurd allocations on malformed input. */
@@ -40,6 +41,16 @@ function fail(msg: string): never {
   throw new Error(`safetensors: ${msg}`);
 }
 
+/** A name from the file, quoted and escaped so that error messages stay on one line. */
+function quote(s: string): string {
+  return oneLine(JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s));
+}
+
+/** Control characters and line separators escaped, as JSON.stringify would write them. */
+function oneLine(s: string): string {
+  return s.replace(/[\u0000-\u001f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -68,7 +79,7 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    fail(`header is not valid JSON (${(e as Error).message})`);
+    fail(`header is not valid JSON (${oneLine((e as Error).message)})`);
   }
   if (!isPlainObject(json)) fail("header is not a JSON object");
 
@@ -81,17 +92,17 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
     if (name === "__metadata__") {
       if (!isPlainObject(info)) fail(`"__metadata__" is not an object of strings`);
       for (const [k, v] of Object.entries(info)) {
-        if (typeof v !== "string") fail(`"__metadata__" value of "${k}" is not a string`);
+        if (typeof v !== "string") fail(`"__metadata__" value of ${quote(k)} is not a string`);
         metadata[k] = v;
       }
       continue;
     }
-    const what = `tensor "${name}"`;
+    const what = `tensor ${quote(name)}`;
     if (!isPlainObject(info)) fail(`${what}: entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = info;
     if (typeof dtype !== "string") fail(`${what}: dtype is missing or not a string`);
     const size = DTYPE_SIZE[dtype];
-    if (size === undefined) fail(`${what}: unknown dtype "${dtype}"`);
+    if (size === undefined) fail(`${what}: unknown dtype ${quote(dtype)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       fail(`${what}: shape must be an array of non-negative integers (got ${JSON.stringify(shape)})`);
     if (
@@ -113,7 +124,7 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
   let pos = 0;
   let prev: SafetensorsEntry | null = null;
   for (const e of entries) {
-    if (e.begin < pos) fail(`tensors "${prev!.name}" and "${e.name}" overlap in the data buffer`);
+    if (e.begin < pos) fail(`tensors ${quote(prev!.name)} and ${quote(e.name)} overlap in the data buffer`);
     if (e.begin > pos) fail(`bytes ${pos}..${e.begin} of the data buffer belong to no tensor`);
     pos = e.end;
     prev = e;
@@ -122,25 +133,8 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
   return { entries, metadata, dataStart };
 }
 
-// ---- half-precision conversion -----------------------------------------------------------------
-
-let f16Table: Float32Array | null = null;
-
-/** IEEE binary16 bits → number (exact: every f16 value is an f32 value). */
-export function f16ToF32(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const frac = bits & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // zero and subnormals
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/** bfloat16 bits → number: bf16 is the top half of an f32. */
-export function bf16ToF32(bits: number): number {
-  const u = new Uint32Array([(bits & 0xffff) << 16]);
-  return new Float32Array(u.buffer)[0]!;
-}
+// The half-precision helpers live in float16.ts; re-exported here for existing importers.
+export { bf16ToF32, f16ToF32 } from "./float16.js";
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -152,11 +146,7 @@ function decodeTensor(bytes: Uint8Array, dtype: string, count: number): Float32A
     if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes);
     else for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
   } else if (dtype === "F16") {
-    if (f16Table === null) {
-      f16Table = new Float32Array(65536);
-      for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
-    }
-    const table = f16Table;
+    const table = f16Table();
     for (let i = 0; i < count; i++) out[i] = table[view.getUint16(2 * i, true)]!;
   } else {
     // BF16: write the bits directly so NaN payloads survive.
@@ -172,7 +162,7 @@ export function parseSafetensors(bytes: Uint8Array): { tensors: NamedTensors; me
   const tensors: NamedTensors = new Map();
   for (const e of header.entries) {
     if (!READABLE.has(e.dtype))
-      fail(`tensor "${e.name}" has dtype ${e.dtype}; only F32, F16 and BF16 can be read`);
+      fail(`tensor ${quote(e.name)} has dtype ${e.dtype}; only F32, F16 and BF16 can be read`);
     const raw = bytes.subarray(header.dataStart + e.begin, header.dataStart + e.end);
     tensors.set(e.name, { shape: e.shape, data: decodeTensor(raw, e.dtype, elementCount(e.shape)) });
   }
@@ -189,7 +179,7 @@ export function serializeSafetensors(tensors: NamedTensors, metadata?: Record<st
   const parts: string[] = [];
   if (metadata !== undefined) {
     for (const [k, v] of Object.entries(metadata))
-      if (typeof v !== "string") fail(`metadata value of "${k}" is not a string`);
+      if (typeof v !== "string") fail(`metadata value of ${quote(k)} is not a string`);
     parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
   let offset = 0;
@@ -198,9 +188,9 @@ export function serializeSafetensors(tensors: NamedTensors, metadata?: Record<st
     if (name === "__metadata__") fail(`"__metadata__" cannot be a tensor name`);
     const t = tensors.get(name)!;
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
-      fail(`tensor "${name}": shape must be non-negative integers (got [${t.shape.join(", ")}])`);
+      fail(`tensor ${quote(name)}: shape must be non-negative integers (got [${t.shape.join(", ")}])`);
     const n = elementCount(t.shape);
-    if (t.data.length !== n) fail(`tensor "${name}": shape [${t.shape.join(", ")}] needs ${n} values, data has ${t.data.length}`);
+    if (t.data.length !== n) fail(`tensor ${quote(name)}: shape [${t.shape.join(", ")}] needs ${n} values, data has ${t.data.length}`);
     const end = offset + 4 * n;
     parts.push(`${JSON.stringify(name)}:{"dtype":"F32","shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${end}]}`);
     placed.push({ t, at: offset });

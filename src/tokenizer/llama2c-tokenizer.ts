@@ -7,9 +7,11 @@
 //   point becomes its token, or its bytes as byte tokens (id = byte + 3) when it has none; then
 //   repeatedly merge the adjacent pair whose concatenation is a token with the highest score
 //   (the leftmost such pair on ties; scores must exceed run.c's -1e10 floor); optional EOS.
-//   run.c rescans the whole sequence per merge (quadratic); we keep candidate pairs in a heap
-//   ordered by (score, position), which picks exactly the same pair at every step, and, when
-//   the vocabulary allows it, merge word by word (see splitsAtSpaces).
+//   run.c rescans the whole sequence per merge (quadratic); the merge loop shared with the other
+//   BPE tokenizers (spm.ts's mergePairs) keeps candidate pairs in a heap ordered by (score,
+//   position), which picks exactly the same pair at every step, and, when the vocabulary allows
+//   it, we merge word by word (see splitsAtSpaces). spm.ts is the same algorithm as llama.cpp runs
+//   it ("▁" for spaces, byte fallback after merging); gguf-vocab.ts converts this vocabulary to it.
 // - decode: a piece that follows BOS loses its leading space; <0xXX> pieces are raw bytes.
 // Deliberate differences: run.c stops reading text at a NUL byte, we encode it (<0x00>); run.c
 // would push id -1 when the vocabulary has no " " token, we use the byte token for 0x20; decode
@@ -17,6 +19,7 @@
 // Pieces are byte strings (they need not be valid UTF-8), so lookups use "binary strings":
 // one char per byte, which concatenate exactly as the bytes do.
 
+import { mergePairs } from "./spm.js";
 import type { EncodeOptions, Tokenizer } from "./tokenizer.js";
 
 const BOS = 1;
@@ -65,8 +68,6 @@ export class Llama2cTokenizer implements Tokenizer {
   private readonly lookup = new Map<string, number>();
   /** Byte value of <0xXX> pieces, else -1. */
   private readonly byteValue: Int16Array;
-  /** Memo of pair merges: left·vocabSize + right → merged id, or -1 for none. */
-  private readonly pairs = new Map<number, number>();
   /**
    * True when " " is a piece and no piece has a space after its first byte. Then no merge can
    * join a token to a following token that starts with a space, so the text can be merged word
@@ -229,100 +230,20 @@ export class Llama2cTokenizer implements Tokenizer {
     return id;
   }
 
-  private pairId(a: number, b: number): number {
-    const k = a * this.pieces.length + b;
-    let id = this.pairs.get(k);
-    if (id === undefined) {
-      id = this.lookup.get(this.keys[a]! + this.keys[b]!) ?? -1;
-      this.pairs.set(k, id);
-    }
-    return id;
-  }
-
   /** Greedy BPE: always merge the best-scoring pair, leftmost first (see the file comment). */
   private merge(ids: number[]): number[] {
-    const n = ids.length;
-    const tok = Int32Array.from(ids);
-    const next = new Int32Array(n), prev = new Int32Array(n), version = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      next[i] = i + 1 < n ? i + 1 : -1;
-      prev[i] = i - 1;
-    }
-    const heap = new PairHeap();
-    const consider = (l: number, r: number) => {
-      if (l < 0 || r < 0) return;
-      const id = this.pairId(tok[l]!, tok[r]!);
-      if (id < 0) return;
-      const score = this.scores[id]!;
-      if (score > SCORE_FLOOR) heap.push({ score, left: l, right: r, id, lv: version[l]!, rv: version[r]! });
+    const keys = ids.map((id) => this.keys[id]!);
+    const priority = (l: string, r: string) => {
+      const id = this.lookup.get(l + r);
+      const score = id === undefined ? undefined : this.scores[id]!;
+      return score !== undefined && score > SCORE_FLOOR ? score : undefined;
     };
-    for (let i = 0; i + 1 < n; i++) consider(i, i + 1);
-    for (let p = heap.pop(); p !== undefined; p = heap.pop()) {
-      // Stale if either side changed since the pair was queued.
-      if (version[p.left] !== p.lv || version[p.right] !== p.rv || next[p.left] !== p.right) continue;
-      tok[p.left] = p.id;
-      version[p.left]!++;
-      version[p.right]!++;
-      const after = next[p.right]!;
-      next[p.left] = after;
-      if (after >= 0) prev[after] = p.left;
-      consider(prev[p.left]!, p.left);
-      consider(p.left, after);
-    }
-    const out: number[] = [];
-    for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i]!) out.push(tok[i]!);
-    return out;
-  }
-}
-
-interface Pair {
-  score: number;
-  /** Position of the left token in the original sequence: order of positions = left-to-right order. */
-  left: number;
-  right: number;
-  id: number;
-  lv: number;
-  rv: number;
-}
-
-/** Binary max-heap on (score, then smaller left position). */
-class PairHeap {
-  private readonly a: Pair[] = [];
-
-  private static before(x: Pair, y: Pair): boolean {
-    return x.score > y.score || (x.score === y.score && x.left < y.left);
-  }
-
-  push(p: Pair): void {
-    const a = this.a;
-    let i = a.push(p) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!PairHeap.before(a[i]!, a[parent]!)) break;
-      [a[i], a[parent]] = [a[parent]!, a[i]!];
-      i = parent;
-    }
-  }
-
-  pop(): Pair | undefined {
-    const a = this.a;
-    if (a.length === 0) return undefined;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1, r = l + 1;
-        let m = i;
-        if (l < a.length && PairHeap.before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && PairHeap.before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
-    }
-    return top;
+    const merged = mergePairs(keys, priority);
+    // An unmerged symbol keeps its own id (a byte token stays that byte's token).
+    return merged.keys.map((k, i) => {
+      const start = merged.starts[i]!;
+      return k === keys[start] ? ids[start]! : this.lookup.get(k)!;
+    });
   }
 }
 

@@ -1,0 +1,206 @@
+// Llama models in GGUF, as llama.cpp writes and reads them: the `llama.*` metadata keys, the
+// `token_embd` / `blk.N.*` tensor names, and Q/K rows in ggml's adjacent-pair RoPE layout
+// (Bonsai's HF layout rotates halves; llama.cpp's converter permutes the rows, and so do we).
+import type { ByteSource } from "./byte-source.js";
+import { GgufNeedMoreBytes, GgufType, parseGgufHeader, plainValue, serializeGguf, validateTensorInfos, type GgufHeader, type GgufMetadataEntry, type GgufTensorInfo } from "./gguf.js";
+import { GgmlType, dequantize, ggmlTypeName, quantize } from "./ggml-quants.js";
+import type { HostTensor, NamedTensors } from "./host-tensor.js";
+import { permuteRopeToHalf, permuteRopeToPairs } from "./llama2c.js";
+import { type LlamaConfig, headDim, normalizeConfig, parameterNames } from "../nn/config.js";
+
+/** A GGUF file opened by its header; tensor data is read only when asked for. */
+export class GgufFile {
+  private readonly byName = new Map<string, { info: GgufTensorInfo; bytes: number }>();
+
+  private constructor(
+    readonly source: ByteSource,
+    readonly header: GgufHeader,
+  ) {
+    const sizes = validateTensorInfos(header, source.size);
+    header.tensors.forEach((info, i) => this.byName.set(info.name, { info, bytes: sizes[i] }));
+  }
+
+  /** Read the header, growing the prefix read until it fits. */
+  static open(source: ByteSource): GgufFile {
+    let want = Math.min(source.size, 1 << 20);
+    for (;;) {
+      try {
+        return new GgufFile(source, parseGgufHeader(source.read(0, want), source.size));
+      } catch (e) {
+        if (!(e instanceof GgufNeedMoreBytes) || want >= source.size) throw e;
+        want = Math.min(source.size, Math.max(e.needed, 2 * want));
+      }
+    }
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): GgufTensorInfo {
+    const t = this.byName.get(name);
+    if (!t) throw new Error(`gguf: the file has no tensor ${name}`);
+    return t.info;
+  }
+
+  /** A tensor as float32 in row-major order, shape slowest-varying first (dims reversed). */
+  read(name: string): HostTensor {
+    const t = this.info(name);
+    if (!(t.type in GgmlType))
+      throw new Error(`gguf: tensor ${name} is ${ggmlTypeName(t.type)}, which Bonsai cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)`);
+    const n = t.dims.reduce((a, b) => a * b, 1);
+    const bytes = this.source.read(this.header.dataOffset + t.offset, this.byName.get(name)!.bytes);
+    return { shape: [...t.dims].reverse(), data: dequantize(t.type, bytes, n) };
+  }
+
+  metadata(key: string): unknown {
+    return plainValue(this.header.metadata.get(key));
+  }
+}
+
+// ---- names --------------------------------------------------------------------------------------
+
+const layerNames: [hf: string, gguf: string][] = [
+  ["input_layernorm.weight", "attn_norm.weight"],
+  ["self_attn.q_proj.weight", "attn_q.weight"],
+  ["self_attn.k_proj.weight", "attn_k.weight"],
+  ["self_attn.v_proj.weight", "attn_v.weight"],
+  ["self_attn.o_proj.weight", "attn_output.weight"],
+  ["post_attention_layernorm.weight", "ffn_norm.weight"],
+  ["mlp.gate_proj.weight", "ffn_gate.weight"],
+  ["mlp.up_proj.weight", "ffn_up.weight"],
+  ["mlp.down_proj.weight", "ffn_down.weight"],
+];
+
+/** The GGUF name of an HF parameter name. */
+export function ggufTensorName(hf: string): string {
+  if (hf === "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf === "model.norm.weight") return "output_norm.weight";
+  if (hf === "lm_head.weight") return "output.weight";
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
+  const pair = m && layerNames.find(([h]) => h === m[2]);
+  if (!m || !pair) throw new Error(`no GGUF name for ${hf}`);
+  return `blk.${m[1]}.${pair[1]}`;
+}
+
+/** q_proj and k_proj rows are laid out by RoPE convention (rows / headDim heads each). */
+const isRopeProjection = (hf: string): boolean => hf.endsWith("q_proj.weight") || hf.endsWith("k_proj.weight");
+
+// ---- reading ------------------------------------------------------------------------------------
+
+function num(f: GgufFile, key: string, fallback?: number): number {
+  const v = f.metadata(key);
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (typeof v !== "number") throw new Error(`gguf: metadata ${key} is ${v === undefined ? "missing" : `not a number (${String(v)})`}`);
+  return v;
+}
+
+/** The model config of a `llama` GGUF, in HF field names. */
+export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
+  const arch = f.metadata("general.architecture");
+  if (arch !== "llama") throw new Error(`gguf: architecture "${String(arch)}" is not supported (only "llama")`);
+  const heads = num(f, "llama.attention.head_count");
+  const hidden = num(f, "llama.embedding_length");
+  const embd = f.info("token_embd.weight");
+  const config = normalizeConfig({
+    vocab_size: embd.dims[1],
+    hidden_size: hidden,
+    intermediate_size: num(f, "llama.feed_forward_length"),
+    num_hidden_layers: num(f, "llama.block_count"),
+    num_attention_heads: heads,
+    num_key_value_heads: num(f, "llama.attention.head_count_kv", heads),
+    max_position_embeddings: num(f, "llama.context_length"),
+    rms_norm_eps: num(f, "llama.attention.layer_norm_rms_epsilon", 1e-5),
+    rope_theta: num(f, "llama.rope.freq_base", 10000),
+    tie_word_embeddings: !f.has("output.weight"),
+  });
+  const ropeDims = num(f, "llama.rope.dimension_count", headDim(config));
+  if (ropeDims !== headDim(config)) throw new Error(`gguf: partial rotary embeddings (${ropeDims} of ${headDim(config)} dimensions) are not supported`);
+  for (const key of ["llama.rope.scaling.type", "llama.expert_count"]) {
+    const v = f.metadata(key);
+    if (v !== undefined && v !== "none" && v !== 0) throw new Error(`gguf: ${key} = ${String(v)} is not supported`);
+  }
+  const bos = f.metadata("tokenizer.ggml.bos_token_id"), eos = f.metadata("tokenizer.ggml.eos_token_id");
+  if (typeof bos === "number") config.bos_token_id = bos;
+  if (typeof eos === "number") config.eos_token_id = eos;
+  return config;
+}
+
+/** The model's parameters under HF names, in HF layouts (dequantized to float32). Reads only those tensors. */
+export function llamaTensorsFromGguf(f: GgufFile, config: LlamaConfig): NamedTensors {
+  const out: NamedTensors = new Map();
+  const hd = headDim(config);
+  for (const name of parameterNames(config)) {
+    const t = f.read(ggufTensorName(name));
+    const [rows, cols] = t.shape;
+    if (isRopeProjection(name)) t.data = permuteRopeToHalf(t.data, rows, cols, rows / hd);
+    out.set(name, t);
+  }
+  return out;
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+export type GgufQuant = "f32" | "f16" | "q8_0" | "q4_0";
+export const ggufQuants: readonly GgufQuant[] = ["f32", "f16", "q8_0", "q4_0"];
+
+const quantTypes: Record<GgufQuant, { type: GgmlType; fileType: number }> = {
+  f32: { type: GgmlType.F32, fileType: 0 }, // LLAMA_FTYPE_ALL_F32
+  f16: { type: GgmlType.F16, fileType: 1 }, // LLAMA_FTYPE_MOSTLY_F16
+  q4_0: { type: GgmlType.Q4_0, fileType: 2 }, // LLAMA_FTYPE_MOSTLY_Q4_0
+  q8_0: { type: GgmlType.Q8_0, fileType: 7 }, // LLAMA_FTYPE_MOSTLY_Q8_0
+};
+
+/**
+ * The ggml type a tensor gets: norms (1-D) stay F32 as in llama.cpp; matrices take the requested
+ * type, except quantized types on rows that are not a whole number of 32-blocks, which fall back
+ * to F16 (llama.cpp's quantizer falls back to a wider type too).
+ */
+export function ggufTensorType(quant: GgufQuant, shape: readonly number[]): GgmlType {
+  if (shape.length < 2) return GgmlType.F32;
+  const t = quantTypes[quant].type;
+  if ((t === GgmlType.Q8_0 || t === GgmlType.Q4_0) && shape[shape.length - 1] % 32 !== 0) return GgmlType.F16;
+  return t;
+}
+
+/** A complete GGUF file of a Llama model: metadata, tokenizer metadata (if any) and tensors. */
+export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: GgufQuant, opts: { name?: string; tokenizer?: GgufMetadataEntry[] } = {}): Uint8Array {
+  const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.UINT32, value });
+  const f32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.FLOAT32, value });
+  const meta: GgufMetadataEntry[] = [
+    { key: "general.architecture", type: GgufType.STRING, value: "llama" },
+    { key: "general.name", type: GgufType.STRING, value: opts.name ?? "bonsai" },
+    u32("llama.context_length", config.max_position_embeddings),
+    u32("llama.embedding_length", config.hidden_size),
+    u32("llama.block_count", config.num_hidden_layers),
+    u32("llama.feed_forward_length", config.intermediate_size),
+    u32("llama.rope.dimension_count", headDim(config)),
+    u32("llama.attention.head_count", config.num_attention_heads),
+    u32("llama.attention.head_count_kv", config.num_key_value_heads),
+    f32("llama.attention.layer_norm_rms_epsilon", config.rms_norm_eps),
+    f32("llama.rope.freq_base", config.rope_theta),
+    u32("llama.vocab_size", config.vocab_size),
+    u32("general.file_type", quantTypes[quant].fileType),
+  ];
+  if (quant === "q8_0" || quant === "q4_0") meta.push(u32("general.quantization_version", 2));
+  meta.push(...(opts.tokenizer ?? []));
+
+  const hd = headDim(config);
+  const out = parameterNames(config).map((name) => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`model lacks tensor ${name}`);
+    const [rows, cols] = t.shape;
+    let data = t.data;
+    if (isRopeProjection(name)) data = permuteRopeToPairs(data, rows, cols, rows / hd);
+    const type = ggufTensorType(quant, t.shape);
+    return { name: ggufTensorName(name), dims: [...t.shape].reverse(), type, data: quantize(type, data) };
+  });
+  return serializeGguf(meta, out);
+}
+
+/** For messages: "Q8_0 ×7, F32 ×3". */
+export function describeTypes(f: GgufFile): string {
+  const counts = new Map<string, number>();
+  for (const t of f.header.tensors) counts.set(ggmlTypeName(t.type), (counts.get(ggmlTypeName(t.type)) ?? 0) + 1);
+  return [...counts].map(([k, v]) => `${k} ×${v}`).join(", ");
+}
