@@ -86,6 +86,19 @@ export function loadTokenizerFile(path: string, vocabSize?: number): Tokenizer {
   return parseLlama2cTokenizer(readBytes(path), vocabSize);
 }
 
+/**
+ * The library's `loadTokenizer(path)`: a tokenizer file (HF tokenizer.json, Bonsai's JSON, a GGUF
+ * model or vocabulary, llama2.c's tokenizer.bin) or a model directory's tokenizer.
+ */
+export function loadTokenizer(path: string): Tokenizer {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    const file = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
+    if (!file) throw new Error(`${path} holds no tokenizer (${TOKENIZER_FILE} or tokenizer.json)`);
+    return loadTokenizerFile(file);
+  }
+  return loadTokenizerFile(path);
+}
+
 /** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
 export function loadModel(path: string, backend: Backend, tokenizerPath?: string): LoadedModel {
   if (!existsSync(path)) throw new Error(`model not found: ${path}`);
