@@ -13,7 +13,8 @@
 // list: JavaScript's \s would also match U+FEFF and miss U+0085.
 
 import type { Tokenizer } from "./tokenizer.js";
-import { type DetokenizeOptions, type SpecialEncodeOptions, TokenType, mergePairs, specialTokens, splitOnSpecials } from "./spm.js";
+import { mergePairs } from "./bpe-merge.js";
+import { type DetokenizeOptions, type SpecialEncodeOptions, TokenType, specialTokens, splitOnSpecials } from "./special-tokens.js";
 
 // ---- GPT-2's bytes ↔ unicode map ---------------------------------------------------------------
 

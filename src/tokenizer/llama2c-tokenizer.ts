@@ -19,7 +19,7 @@
 // Pieces are byte strings (they need not be valid UTF-8), so lookups use "binary strings":
 // one char per byte, which concatenate exactly as the bytes do.
 
-import { mergePairs } from "./spm.js";
+import { mergePairs } from "./bpe-merge.js";
 import type { EncodeOptions, Tokenizer } from "./tokenizer.js";
 
 const BOS = 1;

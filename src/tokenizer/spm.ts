@@ -10,32 +10,11 @@
 // - a final symbol that is not a token becomes byte tokens <0xXX> (byte fallback).
 // decode() renders what SentencePiece would (see its comment); detokenize() is llama.cpp's exactly.
 
-import type { EncodeOptions, Tokenizer } from "./tokenizer.js";
+import type { Tokenizer } from "./tokenizer.js";
+import { mergePairs } from "./bpe-merge.js";
+import { type DetokenizeOptions, type SpecialEncodeOptions, TokenType, specialTokens, splitOnSpecials } from "./special-tokens.js";
 
-/** llama.cpp's token types (tokenizer.ggml.token_type; SentencePiece's ModelProto piece types + 1). */
-export enum TokenType {
-  NORMAL = 1,
-  UNKNOWN = 2,
-  CONTROL = 3,
-  USER_DEFINED = 4,
-  UNUSED = 5,
-  BYTE = 6,
-}
-
-export interface SpecialEncodeOptions extends EncodeOptions {
-  addEos?: boolean;
-  /** llama.cpp's add_special: add BOS and EOS as the vocabulary's add_bos/add_eos flags say (overrides addBos/addEos). */
-  addSpecial?: boolean;
-  /** Recognise control tokens (e.g. "<s>") written in the text; user-defined tokens are always recognised. */
-  parseSpecial?: boolean;
-}
-
-export interface DetokenizeOptions {
-  /** Drop a leading BOS and a trailing EOS when the vocabulary adds them (llama.cpp's remove_special). */
-  removeSpecial?: boolean;
-  /** Render control and unknown tokens as their text (llama.cpp's unparse_special). */
-  unparseSpecial?: boolean;
-}
+export { TokenType, type DetokenizeOptions, type SpecialEncodeOptions } from "./special-tokens.js";
 
 export interface SpmVocab {
   tokens: string[];
@@ -71,146 +50,6 @@ const WORD_CACHE_SIZE = 1 << 16;
 
 function fail(msg: string): never {
   throw new Error(`spm tokenizer: ${msg}`);
-}
-
-// ---- the merge loop ---------------------------------------------------------------------------
-
-/**
- * The BPE merge loop shared by SentencePiece-style, byte-level and llama2.c tokenizers: `keys`
- * are the initial symbols (strings that concatenate as the text does); `priority(l, r)` is the
- * priority of merging adjacent symbols l and r (a token score, or minus a merge rank), or
- * undefined when they do not merge. Repeatedly merges the adjacent pair of highest priority,
- * the leftmost on ties. Candidate pairs wait in a heap and are dropped when either side has
- * changed since, which picks exactly the pair a full rescan would (run.c's quadratic loop;
- * llama.cpp's priority queues). Returns the final symbols and, for each, the index of the
- * initial symbol it starts with (a symbol that is still `keys[start]` was never merged).
- */
-export function mergePairs(keys: readonly string[], priority: (left: string, right: string) => number | undefined): { keys: string[]; starts: number[] } {
-  const n = keys.length;
-  const key = keys.slice();
-  const next = new Int32Array(n), prev = new Int32Array(n), version = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    next[i] = i + 1 < n ? i + 1 : -1;
-    prev[i] = i - 1;
-  }
-  const heap = new PairHeap();
-  const consider = (l: number, r: number) => {
-    if (l < 0 || r < 0) return;
-    const score = priority(key[l]!, key[r]!);
-    if (score !== undefined) heap.push({ score, left: l, right: r, lv: version[l]!, rv: version[r]! });
-  };
-  for (let i = 0; i + 1 < n; i++) consider(i, i + 1);
-  for (let p = heap.pop(); p !== undefined; p = heap.pop()) {
-    if (version[p.left] !== p.lv || version[p.right] !== p.rv || next[p.left] !== p.right) continue;
-    key[p.left] = key[p.left]! + key[p.right]!;
-    version[p.left]!++;
-    version[p.right]!++;
-    const after = next[p.right]!;
-    next[p.left] = after;
-    if (after >= 0) prev[after] = p.left;
-    consider(prev[p.left]!, p.left);
-    consider(p.left, after);
-  }
-  const out = { keys: [] as string[], starts: [] as number[] };
-  for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i]!) {
-    out.keys.push(key[i]!);
-    out.starts.push(i);
-  }
-  return out;
-}
-
-interface Pair {
-  score: number;
-  /** Original position of the left symbol: position order is left-to-right order. */
-  left: number;
-  right: number;
-  lv: number;
-  rv: number;
-}
-
-/** Binary max-heap on (score, then smaller left position). */
-class PairHeap {
-  private readonly a: Pair[] = [];
-
-  private static before(x: Pair, y: Pair): boolean {
-    return x.score > y.score || (x.score === y.score && x.left < y.left);
-  }
-
-  push(p: Pair): void {
-    const a = this.a;
-    let i = a.push(p) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!PairHeap.before(a[i]!, a[parent]!)) break;
-      [a[i], a[parent]] = [a[parent]!, a[i]!];
-      i = parent;
-    }
-  }
-
-  pop(): Pair | undefined {
-    const a = this.a;
-    if (a.length === 0) return undefined;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1, r = l + 1;
-        let m = i;
-        if (l < a.length && PairHeap.before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && PairHeap.before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-// ---- special tokens -----------------------------------------------------------------------------
-
-/** A piece of text to tokenize, or a special token found in the text. */
-export type Fragment = string | number;
-
-/**
- * llama.cpp's tokenizer_st_partition: split `text` at occurrences of the `specials` token texts,
- * taking the tokens in the given order (longest first) and each one's leftmost non-overlapping
- * occurrences in the text that earlier tokens left.
- */
-export function splitOnSpecials(text: string, specials: readonly { id: number; text: string }[]): Fragment[] {
-  let frags: Fragment[] = text === "" ? [] : [text];
-  for (const s of specials) {
-    if (s.text === "" || !frags.some((f) => typeof f === "string" && f.includes(s.text))) continue;
-    const out: Fragment[] = [];
-    for (const f of frags) {
-      if (typeof f !== "string") {
-        out.push(f);
-        continue;
-      }
-      let at = 0;
-      for (let hit = f.indexOf(s.text); hit >= 0; hit = f.indexOf(s.text, at)) {
-        if (hit > at) out.push(f.slice(at, hit));
-        out.push(s.id);
-        at = hit + s.text.length;
-      }
-      if (at < f.length) out.push(f.slice(at));
-    }
-    frags = out;
-  }
-  return frags;
-}
-
-/** The special tokens llama.cpp matches in text (control, user-defined, unknown), longest text first. */
-export function specialTokens(tokens: readonly string[], types: ArrayLike<number>): { id: number; text: string; type: number }[] {
-  const out: { id: number; text: string; type: number }[] = [];
-  tokens.forEach((text, id) => {
-    const t = types[id]!;
-    if (t === TokenType.CONTROL || t === TokenType.USER_DEFINED || t === TokenType.UNKNOWN) out.push({ id, text, type: t });
-  });
-  // Stable, so equal lengths keep id order (llama.cpp's std::sort leaves their order unspecified).
-  return out.sort((a, b) => b.text.length - a.text.length);
 }
 
 // ---- the tokenizer --------------------------------------------------------------------------------
