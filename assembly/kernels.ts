@@ -681,6 +681,46 @@ export function attention(out: usize, probs: usize, q: usize, k: usize, v: usize
 }
 
 /**
+ * Attention of `seq` new queries over a KV cache; see Backend.attentionCached. `scratch` holds
+ * posOffset + seq floats: the scores of one (query, head) row, turned into softmax weights in place.
+ */
+export function attentionCached(out: usize, q: usize, kCache: usize, vCache: usize, seq: i32, heads: i32, kvHeads: i32, headDim: i32, posOffset: i32, scale: f32, scratch: usize): void {
+  const group = heads / kvHeads;
+  const kvDim = kvHeads * headDim;
+  const kvStride = <usize>kvDim << 2; // bytes between consecutive positions of one KV head
+  const sv = splat(scale);
+  for (let t = 0; t < seq; t++) {
+    const n = posOffset + t + 1;
+    for (let h = 0; h < heads; h++) {
+      const kvo = <usize>((h / group) * headDim) << 2;
+      const qo = <usize>((t * heads + h) * headDim) << 2;
+      gemv(scratch, q + qo, kCache + kvo, n, headDim, kvDim, true, false);
+      let mv = splat(-Infinity);
+      let s = 0;
+      for (; s + 4 <= n; s += 4) {
+        const o = <usize>s << 2;
+        const x = f32x4.mul(v128.load(scratch + o), sv);
+        v128.store(scratch + o, x);
+        mv = f32x4.max(mv, x);
+      }
+      let mx = hmax(mv);
+      for (; s < n; s++) {
+        const o = <usize>s << 2;
+        const x = load<f32>(scratch + o) * scale;
+        store<f32>(scratch + o, x);
+        mx = max(mx, x);
+      }
+      const z = expShift(scratch, n, mx);
+      const zv = splat(z);
+      s = 0;
+      for (; s + 4 <= n; s += 4) v128.store(scratch + (<usize>s << 2), f32x4.div(v128.load(scratch + (<usize>s << 2)), zv));
+      for (; s < n; s++) store<f32>(scratch + (<usize>s << 2), load<f32>(scratch + (<usize>s << 2)) / z);
+      wsum(out + qo, scratch, 4, vCache + kvo, n, kvStride, headDim, false);
+    }
+  }
+}
+
+/**
  * dP = dO·Vᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP)); dQ += scale·dS·K; dK += scale·dSᵀ·Q; dV += Pᵀ·dO.
  * `scratch` holds seq·seq floats: dS of one (batch, head), so that dK and dV can then be summed
  * column by column in registers instead of being read and written once per (t, s) pair.

@@ -8,7 +8,7 @@ export { Tensor, backward, noGrad, scope } from "./tensor/tensor.js";
 export * as ops from "./tensor/ops.js";
 
 export { type LlamaConfig, defaultIntermediateSize, normalizeConfig, validateConfig, parameterNames, parameterShape, toHfConfigJson } from "./nn/config.js";
-export { Llama, type ForwardOptions } from "./nn/llama.js";
+export { Llama, type ForwardOptions, type Attend } from "./nn/llama.js";
 
 export { Trainer, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
 export { AdamW, type AdamWOptions } from "./train/adamw.js";
@@ -25,8 +25,11 @@ export { tokenizerFromHfJson, tokenizerToHfJson } from "./tokenizer/hf-tokenizer
 export { tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "./tokenizer/gguf-vocab.js";
 export { trainTokenizer } from "./tokenizer/train-bpe.js";
 
-export { generateTokens, type GenerateOptions } from "./runtime/generate.js";
-export { sampleToken, argmax, type SampleOptions } from "./runtime/sample.js";
+export { generateTokens, emptyStats, type GenerateOptions, type GenerationStats } from "./runtime/generate.js";
+export { sampleToken, argmax, applyPenalties, filterCandidates, type SampleOptions } from "./runtime/sample.js";
+export { Session, type SessionOptions, type PrefillOptions } from "./runtime/session.js";
+export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
+export { TextStream } from "./runtime/text-stream.js";
 
 export type { HostTensor, NamedTensors } from "./io/host-tensor.js";
 export { parseSafetensors, serializeSafetensors } from "./io/safetensors.js";

@@ -136,3 +136,22 @@ test("stories260K after bonsai convert to a directory", (t) => {
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.replace(/\n$/, ""), expected.replace(/\n$/, ""));
 });
+
+test("generate: --stop, --stats and sampling flags", (t) => {
+  // Sampling flags are checked before the model is opened.
+  assertOneLineError(bonsai("generate", "--model", join(tmp, "nope"), "--top-p", "1.5"), /--top-p must be <= 1/);
+  if (!existsSync(model260k)) return t.skip("../shared/data absent");
+  const expected = readFileSync(join(DATA, "models/stories260K.expected-greedy.txt"), "utf8");
+  const r = bonsai("generate", "--model", model260k, "--tokenizer", tok512, "--temperature", "0", "--max-tokens", "200", "--stop", "Lily", "--stats");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, expected.slice(0, expected.indexOf("Lily")) + "\n", "text up to the stop string, without it");
+  const stats = JSON.parse(r.stderr.trim().split("\n").at(-1)!);
+  assert.ok(stats.prefill_tokens_per_s > 0 && stats.decode_tokens_per_s > 0 && stats.load_seconds >= 0, JSON.stringify(stats));
+  assert.ok(Number.isInteger(stats.tokens) && stats.tokens > 0, JSON.stringify(stats));
+  const s = bonsai("generate", "--model", model260k, "--tokenizer", tok512, "--temperature", "0.9", "--top-p", "0.9", "--min-p", "0.05",
+    "--repeat-penalty", "1.2", "--repeat-last-n", "32", "--frequency-penalty", "0.1", "--presence-penalty", "0.1", "--max-tokens", "60", "--seed", "4");
+  assert.equal(s.code, 0, s.stderr);
+  const again = bonsai("generate", "--model", model260k, "--tokenizer", tok512, "--temperature", "0.9", "--top-p", "0.9", "--min-p", "0.05",
+    "--repeat-penalty", "1.2", "--repeat-last-n", "32", "--frequency-penalty", "0.1", "--presence-penalty", "0.1", "--max-tokens", "60", "--seed", "4");
+  assert.equal(again.stdout, s.stdout, "same seed, same text");
+});

@@ -310,6 +310,38 @@ test("attention and its backward: MHA, GQA, MQA, odd head sizes", () => {
   wasm.free(b);
 });
 
+test("attentionCached: MHA, GQA, MQA, odd head sizes, offsets; equals attention over the same rows", () => {
+  const configs = [
+    // seq (new queries), heads, kvHeads, headDim, posOffset, cache rows
+    [1, 1, 1, 4, 0, 4],
+    [1, 4, 2, 8, 9, 16], // one decode step, GQA
+    [3, 4, 1, 6, 5, 10], // a prefill chunk after 5 cached positions, MQA
+    [7, 3, 3, 5, 0, 7], // odd head size, prefill from the start
+    [2, 6, 2, 33, 30, 40],
+    [5, 2, 1, 64, 11, 20],
+  ];
+  for (const [seq, heads, kvHeads, headDim, pos, rows] of configs) {
+    const nq = seq * heads * headDim, nc = rows * kvHeads * headDim;
+    const scale = 1 / Math.sqrt(headDim);
+    const label = `attentionCached T=${seq} h=${heads} kv=${kvHeads} d=${headDim} pos=${pos}`;
+    const [[wo, wq, wk, wv], [ro, rq, rk, rv]] = pairs(randn(nq), randn(nq, 2), randn(nc, 2), randn(nc));
+    wasm.attentionCached(wo, wq, wk, wv, seq, heads, kvHeads, headDim, pos, scale);
+    ref.attentionCached(ro, rq, rk, rv, seq, heads, kvHeads, headDim, pos, scale);
+    compare(wo, ro, label);
+    if (pos === 0) {
+      // From position 0 the cache rows are exactly the k, v of causal attention over the chunk.
+      const full = ref.alloc(nq), probs = ref.alloc(heads * seq * seq);
+      ref.attention(full, probs, rq, rk, rv, 1, seq, heads, kvHeads, headDim, scale);
+      assertClose(ref.read(ro), ref.read(full), `${label} vs attention`, 1e-12);
+    }
+    freeAll([wo, wq, wk, wv], wasm);
+  }
+  const b = wasm.alloc(64);
+  assert.throws(() => wasm.attentionCached(b, b, b, b, 1, 3, 2, 4, 0, 1), /KV heads/);
+  assert.throws(() => wasm.attentionCached(b, b, b, b, 1, 2, 1, 4, 20, 1), /kCache needs/);
+  wasm.free(b);
+});
+
 test("swiglu and its backward, including saturated gates", () => {
   for (const n of [1, 3, 4, 17, 1000]) {
     const gate = randn(n, 6);

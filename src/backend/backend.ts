@@ -85,6 +85,14 @@ export interface Backend {
   attention(out: Buf, probs: Buf, q: Buf, k: Buf, v: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
 
+  /**
+   * Inference attention over a KV cache (one sequence, no backward). q, out: [seq, heads, headDim],
+   * the queries of positions posOffset..posOffset+seq−1; kCache, vCache: [maxSeq, kvHeads, headDim]
+   * rows by position (at least posOffset + seq of them filled). Query t attends causally to cache
+   * rows 0..posOffset+t, with query head h reading KV head floor(h / (heads / kvHeads)).
+   */
+  attentionCached(out: Buf, q: Buf, kCache: Buf, vCache: Buf, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number): void;
+
   /** out = silu(gate) * up, silu(x) = x·sigmoid(x). */
   swiglu(out: Buf, gate: Buf, up: Buf): void;
   swigluBackward(dGate: Buf, dUp: Buf, dOut: Buf, gate: Buf, up: Buf): void;

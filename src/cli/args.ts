@@ -2,8 +2,8 @@
 // range-checked accessors whose errors name the flag.
 import { parseArgs } from "node:util";
 
-/** A command's flags: each a string or a boolean switch, with a line of help. */
-export type FlagSpec = Record<string, { type: "string" | "boolean"; help: string }>;
+/** A command's flags: each a string or a boolean switch, with a line of help; `multiple` strings may repeat. */
+export type FlagSpec = Record<string, { type: "string" | "boolean"; help: string; multiple?: boolean }>;
 
 /** `--flag VALUE  help` lines for a command's --help. */
 export function flagHelp(spec: FlagSpec): string {
@@ -16,15 +16,15 @@ export class UsageError extends Error {}
 
 export class Flags {
   constructor(
-    private readonly values: Record<string, string | boolean | undefined>,
+    private readonly values: Record<string, string | string[] | boolean | undefined>,
     readonly positionals: string[],
   ) {}
 
   static parse(argv: string[], spec: FlagSpec): Flags {
     try {
-      const options = Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, { type: v.type }]));
+      const options = Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, { type: v.type, multiple: v.multiple ?? false }]));
       const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
-      return new Flags(values as Record<string, string | boolean | undefined>, positionals);
+      return new Flags(values as Record<string, string | string[] | boolean | undefined>, positionals);
     } catch (e) {
       // parseArgs explains how to pass '-'-prefixed positionals in a second sentence; keep the first.
       throw new UsageError((e as Error).message.split(". ")[0].replace(/\.$/, ""));
@@ -42,6 +42,12 @@ export class Flags {
   str(name: string): string | undefined {
     const v = this.values[name];
     return typeof v === "string" ? v : undefined;
+  }
+
+  /** Every value of a `multiple` flag, in order. */
+  list(name: string): string[] {
+    const v = this.values[name];
+    return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
   }
 
   required(name: string): string {

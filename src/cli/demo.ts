@@ -42,7 +42,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const prompt = f.str("prompt") ?? "The ";
   process.stderr.write(`\nbonsai demo: sampling 500 characters at temperature 0.8 from "${prompt}":\n\n`);
   process.stdout.write(prompt);
-  streamCompletion(model, tokenizer!, { prompt, temperature: 0.8, topK: 0, maxTokens: 500, seed: f.int("seed", 42, 0) }, (s) => process.stdout.write(s));
+  await streamCompletion(model, tokenizer!, { prompt, temperature: 0.8, topK: 0, maxTokens: 500, seed: f.int("seed", 42, 0) }, (s) => process.stdout.write(s));
   process.stdout.write("\n");
   process.stderr.write(`\nbonsai demo: try  npx bonsai generate --model ${out} --prompt "It was" --temperature 0.8 --max-tokens 300\n`);
   if (!existsSync(join(out, "config.json"))) throw new Error(`demo finished without a model in ${out}`);

@@ -3,7 +3,9 @@
 import { type FlagSpec, Flags, UsageError } from "./args.js";
 import { createBackend } from "../backend/index.js";
 import { loadModel } from "../io/model-files-node.js";
-import { generateTokens } from "../runtime/generate.js";
+import { type GenerationStats, emptyStats } from "../runtime/generate.js";
+import type { SampleOptions } from "../runtime/sample.js";
+import { promptIds, stream } from "../runtime/stream.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Llama } from "../nn/llama.js";
 
@@ -13,74 +15,78 @@ export const generateFlags: FlagSpec = {
   prompt: { type: "string", help: "text to continue (default: start of a document)" },
   temperature: { type: "string", help: "sampling temperature; 0 = greedy (0.8)" },
   "top-k": { type: "string", help: "sample among the k most likely tokens; 0 = all (0)" },
+  "top-p": { type: "string", help: "sample among the most likely tokens holding this probability mass; 1 = all (1)" },
+  "min-p": { type: "string", help: "drop tokens less likely than min-p × the most likely one; 0 = off (0)" },
+  "repeat-penalty": { type: "string", help: "divide positive / multiply negative logits of recent tokens; 1 = off (1)" },
+  "repeat-last-n": { type: "string", help: "recent tokens the penalties look at; -1 = all (64)" },
+  "frequency-penalty": { type: "string", help: "subtract count × this from a recent token's logit (0)" },
+  "presence-penalty": { type: "string", help: "subtract this from the logit of any recent token (0)" },
+  stop: { type: "string", multiple: true, help: "stop when the text contains STR (not printed); repeatable" },
   "max-tokens": { type: "string", help: "tokens to generate (256)" },
   seed: { type: "string", help: "sampling seed (1337)" },
+  stats: { type: "boolean", help: "print one JSON line of speeds to stderr" },
   backend: { type: "string", help: "wasm (default) or js" },
 };
 
-export interface SampleRequest {
+export interface SampleRequest extends SampleOptions {
   prompt: string;
-  temperature: number;
-  topK: number;
   maxTokens: number;
   seed: number;
+  stop?: string[];
+  stats?: GenerationStats;
 }
 
-/** The prompt's ids: BOS first when the tokenizer has one; an empty prompt without BOS starts from a newline. */
-export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
-  if (tokenizer.bosId !== null) return tokenizer.encode(prompt, { addBos: true });
-  if (prompt === "") {
-    try {
-      return tokenizer.encode("\n");
-    } catch {
-      return [0];
-    }
-  }
-  return tokenizer.encode(prompt);
-}
-
-/**
- * Stream a completion to `write`; returns the number of generated tokens. Text is the suffix of
- * decode(prompt + generated) not yet written, held back while it ends in an incomplete UTF-8
- * character (byte tokens) — so any tokenizer's decoding rules apply unchanged.
- */
-export function streamCompletion(model: Llama, tokenizer: Tokenizer, r: SampleRequest, write: (s: string) => void): number {
-  const ids = promptIds(tokenizer, r.prompt);
-  const stopIds = [tokenizer.eosId, tokenizer.bosId].filter((x): x is number => x !== null);
-  const all = [...ids];
-  let written = tokenizer.decode(ids).length;
+/** Stream a completion to `write`; returns the number of generated tokens. */
+export async function streamCompletion(model: Llama, tokenizer: Tokenizer, r: SampleRequest, write: (s: string) => void): Promise<number> {
   let n = 0;
-  for (const id of generateTokens(model, ids, { temperature: r.temperature, topK: r.topK, maxTokens: r.maxTokens, seed: r.seed, stopIds })) {
-    n++;
-    all.push(id);
-    const text = tokenizer.decode(all);
-    if (!text.endsWith("\uFFFD") && text.length > written) {
-      write(text.slice(written));
-      written = text.length;
-    }
+  for await (const piece of stream(model, tokenizer, promptIds(tokenizer, r.prompt), r)) {
+    if (piece.token !== null) n++;
+    if (piece.text !== "") write(piece.text);
   }
-  const text = tokenizer.decode(all);
-  if (text.length > written) write(text.slice(written));
   return n;
 }
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, generateFlags);
-  const t0 = performance.now();
-  const backend = await createBackend(f.str("backend") ?? "wasm");
-  const { model, tokenizer } = loadModel(f.required("model"), backend, f.str("tokenizer"));
-  if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
-  const loadSeconds = (performance.now() - t0) / 1000;
+  const stats = emptyStats();
   const r: SampleRequest = {
     prompt: f.str("prompt") ?? "",
     temperature: f.num("temperature", 0.8, { min: 0 }),
     topK: f.int("top-k", 0, 0),
+    topP: f.num("top-p", 1, { min: 0, exclusiveMin: true, max: 1 }),
+    minP: f.num("min-p", 0, { min: 0, max: 1 }),
+    repeatPenalty: f.num("repeat-penalty", 1, { min: 0, exclusiveMin: true }),
+    repeatLastN: f.int("repeat-last-n", 64, -1),
+    frequencyPenalty: f.num("frequency-penalty", 0),
+    presencePenalty: f.num("presence-penalty", 0),
+    stop: f.list("stop"),
     maxTokens: f.int("max-tokens", 256, 0),
     seed: f.int("seed", 1337, 0),
+    stats,
   };
+  const modelPath = f.required("model");
+  const t0 = performance.now();
+  const backend = await createBackend(f.str("backend") ?? "wasm");
+  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"));
+  if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
+  const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();
-  const n = streamCompletion(model, tokenizer, r, (s) => process.stdout.write(s));
+  const n = await streamCompletion(model, tokenizer, r, (s) => process.stdout.write(s));
   process.stdout.write("\n");
   const s = (performance.now() - t1) / 1000;
-  process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s), load ${loadSeconds.toFixed(2)} s, backend ${backend.name}\n`);
+  if (!f.bool("stats")) {
+    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s), load ${loadSeconds.toFixed(2)} s, backend ${backend.name}\n`);
+  } else {
+    // Machine-readable instead: prefill and decode timed separately (forward passes only).
+    const rate = (tokens: number, seconds: number): number | null => (seconds > 0 ? Number((tokens / seconds).toFixed(1)) : null);
+    const line = {
+      prefill_tokens_per_s: rate(stats.prefillTokens, stats.prefillSeconds),
+      decode_tokens_per_s: rate(stats.decodeTokens, stats.decodeSeconds),
+      prefill_tokens: stats.prefillTokens,
+      tokens: n,
+      load_seconds: Number(loadSeconds.toFixed(3)),
+      backend: backend.name,
+    };
+    process.stderr.write(JSON.stringify(line) + "\n");
+  }
 }

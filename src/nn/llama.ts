@@ -7,11 +7,23 @@ import * as op from "../tensor/ops.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
 
+/**
+ * How a layer's attention finds its keys and values. q [batch, seq, H·D] and k, v [batch, seq,
+ * KVH·D] arrive projected and rotated. Training attends within the batch (op.attention); an
+ * inference session (runtime/session.ts) stores k and v in its cache and attends over that, so
+ * both run this one statement of the model.
+ */
+export type Attend = (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor;
+
 export interface ForwardOptions {
   /** Seed of this step's dropout masks; dropout is applied only when given and config.dropout > 0. */
   dropoutSeed?: number;
   /** Return logits for the last position of each sequence only ([batch, vocab]). */
   lastOnly?: boolean;
+  /** Position of the first token (RoPE angle); default 0. */
+  posOffset?: number;
+  /** Attention strategy; default: causal attention within the given tokens. */
+  attend?: Attend;
 }
 
 /** cos/sin of pos·θᵢ, θᵢ = theta^(−2i/headDim), as [maxPos, headDim/2] tables. */
@@ -88,9 +100,12 @@ export class Llama {
   forward(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
     const c = this.config;
     if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
-    if (seq > c.max_position_embeddings) throw new Error(`forward: sequence of ${seq} exceeds max_position_embeddings ${c.max_position_embeddings}`);
+    const pos = opts.posOffset ?? 0;
+    if (!Number.isInteger(pos) || pos < 0) throw new Error(`forward: bad position offset ${pos}`);
+    if (pos + seq > c.max_position_embeddings) throw new Error(`forward: positions up to ${pos + seq} exceed max_position_embeddings ${c.max_position_embeddings}`);
     const hd = headDim(c), H = c.num_attention_heads, KVH = c.num_key_value_heads;
     const shape = { batch, seq, heads: H, kvHeads: KVH, headDim: hd };
+    const attend: Attend = opts.attend ?? ((_l, q, k, v) => op.attention(q, k, v, shape));
     const p = opts.dropoutSeed !== undefined ? (c.dropout ?? 0) : 0;
     let site = 0;
     const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
@@ -99,10 +114,10 @@ export class Llama {
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const pre = `model.layers.${l}.`;
       const h = op.rmsnorm(x, this.p(pre + "input_layernorm.weight"), c.rms_norm_eps);
-      const q = op.rope(op.linear(h, this.p(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd);
-      const k = op.rope(op.linear(h, this.p(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd);
+      const q = op.rope(op.linear(h, this.p(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd, pos);
+      const k = op.rope(op.linear(h, this.p(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd, pos);
       const v = op.linear(h, this.p(pre + "self_attn.v_proj.weight"));
-      const a = op.attention(q, k, v, shape);
+      const a = attend(l, q, k, v);
       x = op.add(x, drop(op.linear(a, this.p(pre + "self_attn.o_proj.weight"))));
       const h2 = op.rmsnorm(x, this.p(pre + "post_attention_layernorm.weight"), c.rms_norm_eps);
       const gate = op.linear(h2, this.p(pre + "mlp.gate_proj.weight"));

@@ -1,15 +1,29 @@
-// Autoregressive generation. This version recomputes the forward pass over the context window
-// for each new token (no KV cache yet), keeping only the last position's logits.
+// Autoregressive generation over a KV-cache session: the prompt in one forward pass (prefill),
+// then one pass per new token (decode).
+import type { FloatArray } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
-import { noGrad, scope } from "../tensor/tensor.js";
 import { Rng } from "../util/rng.js";
 import { type SampleOptions, sampleToken, validateSampleOptions } from "./sample.js";
+import { Session } from "./session.js";
 
 export interface GenerateOptions extends SampleOptions {
   maxTokens: number;
   seed?: number;
   /** Generation ends (without emitting it) when one of these is produced. */
   stopIds?: number[];
+  /** Filled in as generation proceeds (timings of the forward passes). */
+  stats?: GenerationStats;
+}
+
+export interface GenerationStats {
+  prefillTokens: number;
+  prefillSeconds: number;
+  decodeTokens: number;
+  decodeSeconds: number;
+}
+
+export function emptyStats(): GenerationStats {
+  return { prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
 }
 
 /** Yields generated token ids one at a time. */
@@ -19,16 +33,41 @@ export function* generateTokens(model: Llama, prompt: number[], o: GenerateOptio
   if (prompt.length === 0) throw new Error("generation needs at least one prompt token");
   const vocab = model.config.vocab_size;
   for (const id of prompt) if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new Error(`prompt token ${id} is outside the vocabulary [0, ${vocab})`);
+  if (o.maxTokens === 0) return;
   const window = model.config.max_position_embeddings;
   const rng = new Rng(o.seed ?? 0);
   const stop = new Set(o.stopIds ?? []);
+  const stats = o.stats ?? emptyStats();
   const context = [...prompt];
-  for (let i = 0; i < o.maxTokens; i++) {
-    const ids = Int32Array.from(context.slice(-window));
-    const logits = noGrad(() => scope(() => model.forward(ids, 1, ids.length, { lastOnly: true }).toArray()));
-    const next = sampleToken(logits, o, rng);
-    if (stop.has(next)) return;
-    context.push(next);
-    yield next;
+  const session = new Session(model);
+  // The context's last `window` tokens, recomputed from scratch: the start, and whenever the
+  // context outgrows the model's positions (the window then slides, as without a cache).
+  const refill = (): FloatArray => {
+    session.truncate(0);
+    const t0 = performance.now();
+    const ids = context.slice(-window);
+    const logits = session.prefill(ids);
+    stats.prefillSeconds += (performance.now() - t0) / 1000;
+    stats.prefillTokens += ids.length;
+    return logits;
+  };
+  try {
+    let logits = refill();
+    for (let i = 0; i < o.maxTokens; i++) {
+      const next = sampleToken(logits, o, rng, context);
+      if (stop.has(next)) return;
+      context.push(next);
+      yield next;
+      if (i + 1 === o.maxTokens) return;
+      if (session.position === window) logits = refill();
+      else {
+        const t0 = performance.now();
+        logits = session.decode(next);
+        stats.decodeSeconds += (performance.now() - t0) / 1000;
+        stats.decodeTokens++;
+      }
+    }
+  } finally {
+    session.dispose();
   }
 }

@@ -1,6 +1,6 @@
-// Choosing the next token from logits: greedy (temperature 0), or sampling from
-// softmax(logits / temperature), optionally restricted to the top-k tokens.
-import type { FloatArray } from "../backend/backend.js";
+// Choosing the next token from logits. llama.cpp's sampler chain and semantics: penalties over the
+// recent tokens, then the top-k, top-p and min-p filters (on probabilities at temperature 1),
+// then temperature, then a draw — or, at temperature 0, the argmax of the penalized logits.
 import type { Rng } from "../util/rng.js";
 
 export interface SampleOptions {
@@ -8,6 +8,18 @@ export interface SampleOptions {
   temperature: number;
   /** Keep only the k most likely tokens (0 = all). */
   topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability mass reaches p (1 = all). */
+  topP?: number;
+  /** Keep tokens with probability ≥ minP · (largest probability) (0 = all). */
+  minP?: number;
+  /** Divide positive / multiply negative logits of recently seen tokens (1 = off). */
+  repeatPenalty?: number;
+  /** How many recent tokens the penalties look at (default 64; 0 = none, −1 = all). */
+  repeatLastN?: number;
+  /** Subtract count · f from a recent token's logit (0 = off). */
+  frequencyPenalty?: number;
+  /** Subtract p from the logit of any token among the recent ones (0 = off). */
+  presencePenalty?: number;
 }
 
 /** Index of the largest value; the first one on ties (as llama2.c's argmax). */
@@ -18,20 +30,93 @@ export function argmax(x: ArrayLike<number>): number {
 }
 
 export function validateSampleOptions(o: SampleOptions): void {
-  if (!(o.temperature >= 0) || !Number.isFinite(o.temperature)) throw new Error(`temperature must be >= 0 (got ${o.temperature})`);
+  const check = (ok: boolean, what: string, v: unknown): void => {
+    if (!ok) throw new Error(`${what} (got ${v})`);
+  };
+  check(o.temperature >= 0 && Number.isFinite(o.temperature), "temperature must be >= 0", o.temperature);
   const k = o.topK ?? 0;
-  if (!Number.isInteger(k) || k < 0) throw new Error(`top-k must be a non-negative integer (got ${k})`);
+  check(Number.isInteger(k) && k >= 0, "top-k must be a non-negative integer", k);
+  const p = o.topP ?? 1;
+  check(p > 0 && p <= 1, "top-p must be in (0, 1]", p);
+  const m = o.minP ?? 0;
+  check(m >= 0 && m <= 1, "min-p must be in [0, 1]", m);
+  const r = o.repeatPenalty ?? 1;
+  check(r > 0 && Number.isFinite(r), "repeat penalty must be > 0", r);
+  const n = o.repeatLastN ?? 64;
+  check(Number.isInteger(n) && n >= -1, "repeat-last-n must be an integer >= -1", n);
+  check(Number.isFinite(o.frequencyPenalty ?? 0), "frequency penalty must be a finite number", o.frequencyPenalty);
+  check(Number.isFinite(o.presencePenalty ?? 0), "presence penalty must be a finite number", o.presencePenalty);
 }
 
-export function sampleToken(logits: FloatArray, o: SampleOptions, rng: Rng): number {
-  if (o.temperature === 0) return argmax(logits);
+/**
+ * llama.cpp's penalties, in place, over the last `repeatLastN` tokens of `history`: a seen token's
+ * logit is divided by the repeat penalty when positive and multiplied by it when negative (it gets
+ * less likely either way), then count·frequency + presence is subtracted.
+ */
+export function applyPenalties(logits: Float64Array, history: readonly number[], o: SampleOptions): void {
+  const r = o.repeatPenalty ?? 1, f = o.frequencyPenalty ?? 0, p = o.presencePenalty ?? 0;
+  if (r === 1 && f === 0 && p === 0) return;
+  const lastN = o.repeatLastN ?? 64;
+  const recent = lastN < 0 ? history : history.slice(Math.max(0, history.length - lastN));
+  const counts = new Map<number, number>();
+  for (const t of recent) if (t >= 0 && t < logits.length) counts.set(t, (counts.get(t) ?? 0) + 1);
+  for (const [t, count] of counts) {
+    logits[t] = logits[t] <= 0 ? logits[t] * r : logits[t] / r;
+    logits[t] -= count * f + p;
+  }
+}
+
+/**
+ * Candidate token ids after top-k, top-p and min-p (probabilities at temperature 1). Ids stay in
+ * index order unless a filter needs them ranked (then most likely first), as the draw depends on it.
+ */
+export function filterCandidates(logits: ArrayLike<number>, o: SampleOptions): number[] {
   const n = logits.length;
-  let candidates = Array.from({ length: n }, (_, i) => i);
-  const k = o.topK ?? 0;
-  if (k > 0 && k < n) candidates = candidates.sort((a, b) => logits[b] - logits[a]).slice(0, k);
+  let ids = Array.from({ length: n }, (_, i) => i);
+  const k = o.topK ?? 0, topP = o.topP ?? 1, minP = o.minP ?? 0;
+  if (k > 0 && k < n) ids = ids.sort((a, b) => logits[b] - logits[a]).slice(0, k);
+  if (topP < 1) {
+    ids = ids.sort((a, b) => logits[b] - logits[a]);
+    const probs = softmaxOf(logits, ids);
+    // The smallest prefix whose mass reaches p (at least one token).
+    let mass = 0, keep = ids.length;
+    for (let j = 0; j < ids.length; j++) {
+      mass += probs[j];
+      if (mass >= topP) {
+        keep = j + 1;
+        break;
+      }
+    }
+    ids = ids.slice(0, keep);
+  }
+  if (minP > 0) {
+    // p_i ≥ minP·p_max ⇔ logit_i ≥ max + ln(minP); the best token always survives.
+    let max = -Infinity;
+    for (const i of ids) max = Math.max(max, logits[i]);
+    const threshold = max + Math.log(minP);
+    ids = ids.filter((i) => logits[i] >= threshold);
+  }
+  return ids;
+}
+
+/** softmax(logits) restricted to `ids`, in their order. */
+function softmaxOf(logits: ArrayLike<number>, ids: number[]): number[] {
   let max = -Infinity;
-  for (const i of candidates) max = Math.max(max, logits[i]);
-  const weights = candidates.map((i) => Math.exp((logits[i] - max) / o.temperature));
+  for (const i of ids) max = Math.max(max, logits[i]);
+  const w = ids.map((i) => Math.exp(logits[i] - max));
+  const z = w.reduce((a, b) => a + b, 0);
+  return w.map((x) => x / z);
+}
+
+/** The next token. `history` (prompt and generated ids so far) feeds the penalties. */
+export function sampleToken(logits: ArrayLike<number>, o: SampleOptions, rng: Rng, history: readonly number[] = []): number {
+  const x = Float64Array.from(logits);
+  applyPenalties(x, history, o);
+  if (o.temperature === 0) return argmax(x);
+  const candidates = filterCandidates(x, o);
+  let max = -Infinity;
+  for (const i of candidates) max = Math.max(max, x[i]);
+  const weights = candidates.map((i) => Math.exp((x[i] - max) / o.temperature));
   const total = weights.reduce((a, b) => a + b, 0);
   let r = rng.next() * total;
   for (let j = 0; j < candidates.length; j++) {

@@ -82,6 +82,21 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): T
   );
 }
 
+/**
+ * Inference-only attention of q [T, H·D] (positions posOffset..posOffset+T−1) over KV caches
+ * [maxSeq, KVH·D] → [T, H·D]. It has no backward, so it refuses inputs that would need one.
+ */
+export function attentionCached(q: Tensor, kCache: Tensor, vCache: Tensor, heads: number, kvHeads: number, headDim: number, posOffset: number): Tensor {
+  if (q.requiresGrad) throw new Error("attentionCached: no backward pass; run inference under noGrad");
+  const seq = q.size / (heads * headDim);
+  if (!Number.isInteger(seq)) throw new Error(`attentionCached: q of ${q.size} numbers is not [T, ${heads}·${headDim}]`);
+  if ((posOffset + seq) * kvHeads * headDim > kCache.size || vCache.size !== kCache.size) throw new Error(`attentionCached: positions up to ${posOffset + seq} exceed the cache`);
+  if (heads % kvHeads !== 0) throw new Error(`attentionCached: ${kvHeads} kv heads do not divide ${heads} heads`);
+  const y = Tensor.zeros(q.backend, q.shape);
+  q.backend.attentionCached(y.data, q.data, kCache.data, vCache.data, seq, heads, kvHeads, headDim, posOffset, 1 / Math.sqrt(headDim));
+  return y;
+}
+
 /** silu(gate) ⊙ up */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   sameShape(gate, up, "swiglu");

@@ -194,6 +194,33 @@ export class JsBackend implements Backend {
         }
       }
   }
+  attentionCached(out: Buf, q: Buf, kCache: Buf, vCache: Buf, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number): void {
+    const O = a(out), Q = a(q), K = a(kCache), V = a(vCache);
+    const group = heads / kvHeads, kvDim = kvHeads * headDim;
+    const p = new Float64Array(posOffset + seq);
+    for (let t = 0; t < seq; t++) {
+      const n = posOffset + t + 1; // cache rows this query may see
+      for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / group);
+        const qb = (t * heads + h) * headDim;
+        let max = -Infinity;
+        for (let s = 0; s < n; s++) {
+          let dot = 0;
+          for (let d = 0; d < headDim; d++) dot += Q[qb + d] * K[s * kvDim + kh * headDim + d];
+          p[s] = dot * scale;
+          if (p[s] > max) max = p[s];
+        }
+        let z = 0;
+        for (let s = 0; s < n; s++) z += p[s] = Math.exp(p[s] - max);
+        for (let s = 0; s < n; s++) p[s] /= z;
+        for (let d = 0; d < headDim; d++) {
+          let acc = 0;
+          for (let s = 0; s < n; s++) acc += p[s] * V[s * kvDim + kh * headDim + d];
+          O[qb + d] = acc;
+        }
+      }
+    }
+  }
   attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
     const DQ = a(dq), DK = a(dk), DV = a(dv), DO = a(dOut), Q = a(q), K = a(k), V = a(v), P = a(probs);
     const group = heads / kvHeads;

@@ -22,6 +22,7 @@ interface Kernels {
   rmsnormBackward(dx: number, dw: number, dOut: number, x: number, w: number, rstd: number, rows: number, dim: number): void;
   rope(out: number, x: number, cos: number, sin: number, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void;
   attention(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionCached(out: number, q: number, kCache: number, vCache: number, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number, scratch: number): void;
   attentionBackward(dq: number, dk: number, dv: number, dOut: number, q: number, k: number, v: number, probs: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, scratch: number): void;
   swiglu(out: number, gate: number, up: number, n: number): void;
   swigluBackward(dGate: number, dUp: number, dOut: number, gate: number, up: number, n: number): void;
@@ -357,6 +358,13 @@ export class WasmBackend implements Backend {
       this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v"),
       batch, seq, heads, kvHeads, headDim, scale,
     );
+  }
+  attentionCached(out: Buf, q: Buf, kCache: Buf, vCache: Buf, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number): void {
+    this.checkHeads(heads, kvHeads);
+    if (!isCount(seq) || !isCount(posOffset) || !isCount(headDim)) throw new RangeError(`attentionCached: bad shape seq ${seq}, posOffset ${posOffset}, headDim ${headDim}`);
+    const nq = seq * heads * headDim, nkv = (posOffset + seq) * kvHeads * headDim;
+    const op = this.p(out, nq, "out"), qp = this.p(q, nq, "q"), kp = this.p(kCache, nkv, "kCache"), vp = this.p(vCache, nkv, "vCache");
+    this.k.attentionCached(op, qp, kp, vp, seq, heads, kvHeads, headDim, posOffset, scale, this.scratch((posOffset + seq) * 4));
   }
   attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
     this.checkHeads(heads, kvHeads);

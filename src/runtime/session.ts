@@ -1,0 +1,92 @@
+// An inference session: one sequence's KV cache over a loaded model. Keys and values of every
+// position seen so far stay in preallocated buffers, so each new token costs one forward pass of
+// that token alone instead of the whole context. The cache can be rolled back to any earlier
+// position (a rejected draft in speculative decoding, an edited prompt).
+import type { FloatArray } from "../backend/backend.js";
+import { type Attend, Llama } from "../nn/llama.js";
+import { headDim } from "../nn/config.js";
+import { Tensor, noGrad, scope } from "../tensor/tensor.js";
+import * as op from "../tensor/ops.js";
+
+export interface SessionOptions {
+  /** Cache capacity in positions; default and maximum: the model's max_position_embeddings. */
+  maxSeq?: number;
+}
+
+export interface PrefillOptions {
+  /** Return logits for every new position ([T·vocab], row-major), not only the last ([vocab]). */
+  allLogits?: boolean;
+}
+
+export class Session {
+  readonly maxSeq: number;
+  /** Cache memory per position: K and V of every layer. */
+  readonly cacheBytesPerToken: number;
+  /** Per layer: [maxSeq, kvHeads·headDim], a row per position (GQA: only the KV heads are stored). */
+  private readonly keys: Tensor[] = [];
+  private readonly values: Tensor[] = [];
+  private pos = 0;
+
+  constructor(
+    readonly model: Llama,
+    opts: SessionOptions = {},
+  ) {
+    const c = model.config;
+    this.maxSeq = opts.maxSeq ?? c.max_position_embeddings;
+    if (!Number.isInteger(this.maxSeq) || this.maxSeq < 1 || this.maxSeq > c.max_position_embeddings)
+      throw new Error(`session: maxSeq must be in [1, ${c.max_position_embeddings}] (got ${this.maxSeq})`);
+    const kvDim = c.num_key_value_heads * headDim(c);
+    // The session owns these (dispose); create it outside scope() so that no scope frees them.
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      this.keys.push(Tensor.zeros(model.backend, [this.maxSeq, kvDim]));
+      this.values.push(Tensor.zeros(model.backend, [this.maxSeq, kvDim]));
+    }
+    this.cacheBytesPerToken = 2 * c.num_hidden_layers * kvDim * (model.backend.dtype === "f64" ? 8 : 4);
+  }
+
+  /** Number of positions in the cache: the next token goes at this position. */
+  get position(): number {
+    return this.pos;
+  }
+
+  /** Run `tokens` through the model in one forward pass, appending them to the cache. */
+  prefill(tokens: ArrayLike<number>, opts: PrefillOptions = {}): FloatArray {
+    const c = this.model.config;
+    const n = tokens.length;
+    if (n === 0) throw new Error("session: prefill needs at least one token");
+    if (this.pos + n > this.maxSeq) throw new Error(`session: ${n} tokens at position ${this.pos} overflow the cache of ${this.maxSeq}`);
+    const ids = Int32Array.from(tokens);
+    for (const id of ids) if (!(id >= 0 && id < c.vocab_size)) throw new Error(`session: token ${id} is outside the vocabulary [0, ${c.vocab_size})`);
+    const pos = this.pos;
+    const kvDim = this.keys[0]?.shape[1] ?? 0;
+    const be = this.model.backend;
+    const attend: Attend = (l, q, k, v) => {
+      be.copy(this.keys[l].data, pos * kvDim, k.data, 0, n * kvDim);
+      be.copy(this.values[l].data, pos * kvDim, v.data, 0, n * kvDim);
+      return op.attentionCached(q, this.keys[l], this.values[l], c.num_attention_heads, c.num_key_value_heads, headDim(c), pos);
+    };
+    const logits = noGrad(() =>
+      scope(() => this.model.forward(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits }).toArray()),
+    );
+    // Only a completed pass advances the position; rows written by a failed one are never read.
+    this.pos += n;
+    return logits;
+  }
+
+  /** One new token: its logits [vocab]. */
+  decode(token: number): FloatArray {
+    return this.prefill([token]);
+  }
+
+  /** Roll the cache back to `pos` positions (0 ≤ pos ≤ position); later rows are overwritten as needed. */
+  truncate(pos: number): void {
+    if (!Number.isInteger(pos) || pos < 0 || pos > this.pos) throw new Error(`session: cannot truncate to ${pos} (position ${this.pos})`);
+    this.pos = pos;
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+    this.keys.length = 0;
+    this.values.length = 0;
+  }
+}
