@@ -136,9 +136,14 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
   return loaded;
 }
 
+/** Tokenizer files a model directory may hold; a new commit without one removes the old one. */
+const TOKENIZER_FILES = [TOKENIZER_FILE, "tokenizer.json", "tokenizer_config.json"];
+
 /** Write checkpoint files into `dir` as one atomic commit (see fs-node.ts). */
 export function writeCheckpoint(dir: string, files: CheckpointFile[]): void {
-  commitFiles(dir, files);
+  const names = new Set(files.map((f) => f.name));
+  const stale = TOKENIZER_FILES.filter((n) => !names.has(n) && existsSync(join(dir, n)));
+  commitFiles(dir, files, { remove: stale });
 }
 
 /** Read a JSON file of a checkpoint directory, or null when absent. */
