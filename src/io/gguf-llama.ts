@@ -6,7 +6,7 @@ import { GgufNeedMoreBytes, GgufType, parseGgufHeader, plainValue, serializeGguf
 import { GgmlType, dequantize, ggmlTypeName, quantize } from "./ggml-quants.js";
 import type { HostTensor, NamedTensors } from "./host-tensor.js";
 import { permuteRopeToHalf, permuteRopeToPairs } from "./llama2c.js";
-import { type LlamaConfig, headDim, normalizeConfig, parameterNames } from "../nn/config.js";
+import { type LlamaConfig, headDim, normalizeConfig, parameterNames, parameterShape } from "../nn/config.js";
 
 /** A GGUF file opened by its header; tensor data is read only when asked for. */
 export class GgufFile {
@@ -88,23 +88,29 @@ const isRopeProjection = (hf: string): boolean => hf.endsWith("q_proj.weight") |
 
 // ---- reading ------------------------------------------------------------------------------------
 
+/** A metadata value for a message: short and on one line whatever the file holds. */
+function show(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.slice(0, 80)).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return String(v);
+}
+
 function num(f: GgufFile, key: string, fallback?: number): number {
   const v = f.metadata(key);
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== "number") throw new Error(`gguf: metadata ${key} is ${v === undefined ? "missing" : `not a number (${String(v)})`}`);
+  if (typeof v !== "number") throw new Error(`gguf: metadata ${key} is ${v === undefined ? "missing" : `not a number (${show(v)})`}`);
   return v;
 }
 
 /** The model config of a `llama` GGUF, in HF field names. */
 export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
   const arch = f.metadata("general.architecture");
-  if (arch !== "llama") throw new Error(`gguf: architecture "${String(arch)}" is not supported (only "llama")`);
+  if (arch !== "llama") throw new Error(`gguf: architecture ${show(arch)} is not supported (only "llama")`);
   const heads = num(f, "llama.attention.head_count");
-  const hidden = num(f, "llama.embedding_length");
   const embd = f.info("token_embd.weight");
-  const config = normalizeConfig({
+  const raw = {
     vocab_size: embd.dims[1],
-    hidden_size: hidden,
+    hidden_size: num(f, "llama.embedding_length"),
     intermediate_size: num(f, "llama.feed_forward_length"),
     num_hidden_layers: num(f, "llama.block_count"),
     num_attention_heads: heads,
@@ -113,12 +119,21 @@ export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
     rms_norm_eps: num(f, "llama.attention.layer_norm_rms_epsilon", 1e-5),
     rope_theta: num(f, "llama.rope.freq_base", 10000),
     tie_word_embeddings: !f.has("output.weight"),
-  });
+  };
+  // Each layer has 9 tensors: a layer count the file cannot hold is rejected before anything is sized by it.
+  if (raw.num_hidden_layers > f.header.tensors.length / 9)
+    throw new Error(`gguf: llama.block_count ${raw.num_hidden_layers} needs more tensors than the file's ${f.header.tensors.length}`);
+  let config: LlamaConfig;
+  try {
+    config = normalizeConfig(raw);
+  } catch (e) {
+    throw new Error(`gguf: ${(e as Error).message}`); // "config: …", caused by the metadata
+  }
   const ropeDims = num(f, "llama.rope.dimension_count", headDim(config));
   if (ropeDims !== headDim(config)) throw new Error(`gguf: partial rotary embeddings (${ropeDims} of ${headDim(config)} dimensions) are not supported`);
   for (const key of ["llama.rope.scaling.type", "llama.expert_count"]) {
     const v = f.metadata(key);
-    if (v !== undefined && v !== "none" && v !== 0) throw new Error(`gguf: ${key} = ${String(v)} is not supported`);
+    if (v !== undefined && v !== "none" && v !== 0) throw new Error(`gguf: ${key} = ${show(v)} is not supported`);
   }
   const bos = f.metadata("tokenizer.ggml.bos_token_id"), eos = f.metadata("tokenizer.ggml.eos_token_id");
   if (typeof bos === "number") config.bos_token_id = bos;
@@ -131,7 +146,13 @@ export function llamaTensorsFromGguf(f: GgufFile, config: LlamaConfig): NamedTen
   const out: NamedTensors = new Map();
   const hd = headDim(config);
   for (const name of parameterNames(config)) {
-    const t = f.read(ggufTensorName(name));
+    // Check the shape before reading: a tensor of other dims would be read, then misused.
+    const gguf = ggufTensorName(name);
+    const want = [...parameterShape(config, name)].reverse();
+    const dims = f.info(gguf).dims;
+    if (dims.length !== want.length || dims.some((d, i) => d !== want[i]))
+      throw new Error(`gguf: tensor ${gguf} has dims [${dims.join(", ")}], the config needs [${want.join(", ")}]`);
+    const t = f.read(gguf);
     const [rows, cols] = t.shape;
     if (isRopeProjection(name)) t.data = permuteRopeToHalf(t.data, rows, cols, rows / hd);
     out.set(name, t);

@@ -238,11 +238,16 @@ function fail(msg: string): never {
   throw new Error(`byte-level BPE tokenizer: ${msg}`);
 }
 
+/** A string from a file, quoted on one line for a message (JSON.stringify leaves U+2028/9 as they are). */
+function quote(s: string): string {
+  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s).replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+}
+
 /** "left right" → [left, right], split at the first space after the first character as llama.cpp does. */
 export function splitMerge(m: string | readonly [string, string]): [string, string] {
   if (typeof m !== "string") return [m[0], m[1]];
   const at = m.indexOf(" ", 1);
-  if (at < 0) fail(`merge ${JSON.stringify(m)} has no space`);
+  if (at < 0) fail(`merge ${quote(m)} has no space`);
   return [m.slice(0, at), m.slice(at + 1)];
 }
 
@@ -273,7 +278,7 @@ export class ByteBpeTokenizer implements Tokenizer {
     const n = v.tokens.length;
     if (v.types.length !== n) fail(`${n} tokens but ${v.types.length} types`);
     const pre = PRE_TOKENIZERS[v.pre];
-    if (pre === undefined) fail(`unknown pre-tokenizer "${v.pre}" (known: ${PRE_TOKENIZER_NAMES.join(", ")})`);
+    if (pre === undefined) fail(`unknown pre-tokenizer ${quote(String(v.pre))} (known: ${PRE_TOKENIZER_NAMES.join(", ")})`);
     for (const [name, id] of [["bos", v.bosId], ["eos", v.eosId], ["unk", v.unkId ?? null], ["pad", v.padId ?? null]] as const)
       if (id !== null && (!Number.isInteger(id) || id < 0 || id >= n)) fail(`${name} id ${id} is outside the vocabulary (size ${n})`);
     this.tokens = [...v.tokens];
@@ -401,6 +406,10 @@ export class ByteBpeTokenizer implements Tokenizer {
     const o = obj as Partial<ByteBpeTokenizerJSON> | null;
     if (typeof o !== "object" || o === null || o.type !== "byte-bpe" || !Array.isArray(o.tokens) || !Array.isArray(o.types) || !Array.isArray(o.merges) || typeof o.pre !== "string")
       fail(`expected {type: "byte-bpe", tokens, types, merges, pre, …}`);
+    if (!o.tokens.every((t) => typeof t === "string")) fail("tokens must be strings");
+    if (!o.types.every((t) => typeof t === "number")) fail("types must be numbers");
+    if (!o.merges.every((m) => typeof m === "string" || (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string"))))
+      fail(`merges must be "left right" strings or [left, right] pairs`);
     const id = (v: unknown) => (typeof v === "number" ? v : null);
     return new ByteBpeTokenizer({
       tokens: o.tokens,

@@ -19,6 +19,13 @@ function fail(msg: string): never {
   throw new Error(`gguf tokenizer: ${msg}`);
 }
 
+/** A metadata value for a message, on one line (JSON.stringify throws on 64-bit values and keeps U+2028). */
+function show(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.slice(0, 80)).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return String(v);
+}
+
 /** Read the tokenizer a GGUF file's metadata describes. */
 export function tokenizerFromGgufMetadata(metadata: Map<string, GgufValue>): Tokenizer {
   const get = (k: string) => plainValue(metadata.get(`tokenizer.ggml.${k}`));
@@ -75,7 +82,7 @@ export function tokenizerFromGgufMetadata(metadata: Map<string, GgufValue>): Tok
       addEos: flag("add_eos_token"),
     });
   }
-  fail(`tokenizer.ggml.model ${JSON.stringify(model)} is not supported (Bonsai reads "llama" and "gpt2")`);
+  fail(`tokenizer.ggml.model ${show(model)} is not supported (Bonsai reads "llama" and "gpt2")`);
 }
 
 /** A llama2.c tokenizer as the SentencePiece vocabulary it was flattened from (see the file comment). */

@@ -22,15 +22,33 @@ type Json = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** Any value from the file, short and on one line, for a message (never throws: no JSON.stringify of deep junk). */
+function describe(v: unknown): string {
+  if (typeof v === "string") {
+    const s = JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+    return s.replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+  }
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (isObject(v)) return typeof v.type === "string" ? `a ${describe(v.type)} object` : "an object";
+  return String(v);
+}
+
+// Components nest as Sequences; deeper nesting than this is junk (and would overflow the stack).
+const MAX_NESTING = 64;
+// Ids may leave a few holes (filled with placeholders), but an id such as 2^31 must not make a
+// two-billion-entry vocabulary.
+const MAX_HOLES = 1024;
+
 /** Whether `obj` looks like an HF tokenizer.json (rather than Bonsai's own tokenizer JSON). */
 export function isHfTokenizerJson(obj: unknown): boolean {
   return isObject(obj) && isObject(obj.model) && !("type" in obj && typeof obj.type === "string");
 }
 
 /** The components of a Sequence (normalizers, pre_tokenizers, decoders), or the one component. */
-function flatten(v: unknown, list: string): Json[] {
+function flatten(v: unknown, list: string, depth = 0): Json[] {
   if (!isObject(v)) return [];
-  if (v.type === "Sequence" && Array.isArray(v[list])) return (v[list] as unknown[]).flatMap((x) => flatten(x, list));
+  if (depth > MAX_NESTING) fail(`${list} nest deeper than ${MAX_NESTING} Sequences`);
+  if (v.type === "Sequence" && Array.isArray(v[list])) return (v[list] as unknown[]).flatMap((x) => flatten(x, list, depth + 1));
   return [v];
 }
 
@@ -42,27 +60,36 @@ const EOS_NAMES = ["</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_en
 export function tokenizerFromHfJson(obj: unknown): Tokenizer {
   if (!isObject(obj) || !isObject(obj.model)) fail("not a tokenizer.json (no model)");
   const model = obj.model;
-  if (model.type !== undefined && model.type !== "BPE") fail(`model type ${JSON.stringify(model.type)} is not supported (Bonsai reads BPE)`);
+  if (model.type !== undefined && model.type !== "BPE") fail(`model type ${describe(model.type)} is not supported (Bonsai reads BPE)`);
   if (!isObject(model.vocab)) fail("model.vocab is missing");
   if (!Array.isArray(model.merges)) fail("model.merges is missing");
   const merges = (model.merges as unknown[]).map((m, i) => {
-    if (typeof m === "string" || (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string"))) return splitMerge(m as string | [string, string]);
-    fail(`merge ${i} is neither "a b" nor [a, b]`);
+    if (typeof m === "string" && m.indexOf(" ", 1) > 0) return splitMerge(m);
+    if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string")) return splitMerge(m as [string, string]);
+    fail(`merge ${i} (${describe(m)}) is neither "a b" nor [a, b]`);
   });
 
   // Tokens by id: the vocabulary, then added tokens (which may repeat vocabulary entries).
   const tokens: string[] = [];
   const types: number[] = [];
-  for (const [text, id] of Object.entries(model.vocab)) {
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) fail(`vocab entry ${JSON.stringify(text)} has id ${String(id)}`);
-    tokens[id] = text;
-    types[id] = TokenType.NORMAL;
-  }
+  const entries = Object.entries(model.vocab);
   const added = Array.isArray(obj.added_tokens) ? (obj.added_tokens as unknown[]) : [];
+  const idLimit = entries.length + added.length + MAX_HOLES;
+  const checkId = (what: string, id: unknown): number => {
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= idLimit)
+      fail(`${what} has id ${describe(id)} (ids must be integers from 0, leaving at most ${MAX_HOLES} unused)`);
+    return id;
+  };
+  for (const [text, id] of entries) {
+    const i = checkId(`vocab entry ${describe(text)}`, id);
+    tokens[i] = text;
+    types[i] = TokenType.NORMAL;
+  }
   for (const a of added) {
-    if (!isObject(a) || typeof a.id !== "number" || typeof a.content !== "string") fail("an added_tokens entry lacks id or content");
-    tokens[a.id] = a.content;
-    types[a.id] = a.special === true ? TokenType.CONTROL : TokenType.USER_DEFINED;
+    if (!isObject(a) || typeof a.content !== "string") fail("an added_tokens entry lacks id or content");
+    const id = checkId(`added token ${describe(a.content)}`, a.id);
+    tokens[id] = a.content;
+    types[id] = a.special === true ? TokenType.CONTROL : TokenType.USER_DEFINED;
   }
   for (let i = 0; i < tokens.length; i++) {
     if (tokens[i] === undefined) {
@@ -103,11 +130,11 @@ export function tokenizerFromHfJson(obj: unknown): Tokenizer {
       const regexes = splits.map((p) => {
         const pattern = isObject(p.pattern) ? p.pattern.Regex : undefined;
         if (p.type !== "Split" || typeof pattern !== "string" || p.behavior !== "Isolated" || p.invert === true)
-          fail(`pre-tokenizer ${JSON.stringify(p).slice(0, 120)} is not a Split regex (Isolated)`);
+          fail(`pre-tokenizer ${describe(p)} is not a Split regex (Isolated)`);
         return pattern;
       });
       pre = preTokenizerName(regexes, model.ignore_merges === true);
-      if (pre === undefined) fail(`the pre-tokenizer regexes ${JSON.stringify(regexes).slice(0, 200)} are not one of llama.cpp's`);
+      if (pre === undefined) fail(`the pre-tokenizer regexes ${regexes.map(describe).join(", ").slice(0, 300)} are not one of llama.cpp's`);
     }
     if (normalizers.length > 0) fail("normalizers before a byte-level BPE are not supported");
     return new ByteBpeTokenizer({ tokens, types, merges, pre, bosId, eosId, unkId, addBos, addEos: false });

@@ -272,6 +272,7 @@ export class SpmTokenizer implements Tokenizer {
     if (typeof o !== "object" || o === null || o.type !== "spm" || !Array.isArray(o.tokens) || !Array.isArray(o.scores) || !Array.isArray(o.types))
       fail(`expected {type: "spm", tokens, scores, types, …}`);
     if (!o.tokens.every((t) => typeof t === "string")) fail("tokens must be strings");
+    if (!o.types.every((t) => typeof t === "number")) fail("types must be numbers");
     const scores = o.scores.map((s, i) => {
       const v = typeof s === "string" && ["NaN", "Infinity", "-Infinity"].includes(s) ? Number(s) : s;
       if (typeof v !== "number") fail(`score ${i} is not a number`);
