@@ -937,3 +937,222 @@ export function adamw(param: usize, grad: usize, m: usize, v: usize, n: i32, bet
     store<f32>(param + o, load<f32>(param + o) * decay - stepSize * (mm / denom));
   }
 }
+
+// ---- quantized weights (ggml Q8_0 / Q4_0 blocks) ------------------------------------------------
+//
+// A quantized matrix W [n, k] is n rows of k/32 blocks, each an f16 scale d followed by 32 int8
+// (Q8_0, 34 bytes) or 16 bytes of nibbles (Q4_0, 18 bytes: byte j holds element j in its low
+// nibble and j + 16 in its high one, value (q − 8)·d). Blocks are decoded on the fly: int8 lanes
+// widened to i32, converted to f32, multiplied with x and scaled by d once per block. Sums are f32.
+
+const Q8_0: i32 = 0;
+const Q4_0: i32 = 1;
+
+// IEEE binary16 bits → f32 (exact).
+// @ts-ignore: decorator
+@inline function halfToFloat(h: u32): f32 {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) {
+    const v = <f32>m * 5.9604644775390625e-8; // zero and subnormals: m·2^−24
+    return sign ? -v : v;
+  }
+  if (e == 31) return reinterpret<f32>(sign | 0x7f800000 | (m << 13));
+  return reinterpret<f32>(sign | ((e + 112) << 23) | (m << 13));
+}
+
+// The 32 signed integer values of a block as two i8x16 vectors (elements 0–15 and 16–31).
+// @ts-ignore: decorator
+@inline function blockLow(w: usize, type: i32): v128 {
+  if (type == Q8_0) return v128.load(w, 2);
+  return i8x16.sub(v128.and(v128.load(w, 2), i8x16.splat(0x0f)), i8x16.splat(8));
+}
+// @ts-ignore: decorator
+@inline function blockHigh(w: usize, type: i32): v128 {
+  if (type == Q8_0) return v128.load(w, 18);
+  return i8x16.sub(i8x16.shr_u(v128.load(w, 2), 4), i8x16.splat(8));
+}
+
+// Lanes 4i..4i+3 of 16 int8 as f32.
+// @ts-ignore: decorator
+@inline function i8Quarter0(q: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(q))); }
+// @ts-ignore: decorator
+@inline function i8Quarter1(q: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(i16x8.extend_low_i8x16_s(q))); }
+// @ts-ignore: decorator
+@inline function i8Quarter2(q: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_high_i8x16_s(q))); }
+// @ts-ignore: decorator
+@inline function i8Quarter3(q: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(i16x8.extend_high_i8x16_s(q))); }
+
+/** acc + Σ_{e<16} q[e]·x[e] on four lanes. */
+// @ts-ignore: decorator
+@inline function dot16(acc: v128, q: v128, x: usize): v128 {
+  acc = madd(acc, i8Quarter0(q), v128.load(x));
+  acc = madd(acc, i8Quarter1(q), v128.load(x, 16));
+  acc = madd(acc, i8Quarter2(q), v128.load(x, 32));
+  return madd(acc, i8Quarter3(q), v128.load(x, 48));
+}
+
+/** Σ_e W[row][e]·x[e] over `blocks` blocks starting at `w`. */
+// @ts-ignore: decorator
+@inline function quantRowDot(w: usize, x: usize, blocks: i32, type: i32, blockBytes: usize): f32 {
+  let acc = splat(0);
+  for (let b = 0; b < blocks; b++) {
+    // Two independent chains per block, then one scale by d.
+    const lo = dot16(splat(0), blockLow(w, type), x);
+    const hi = dot16(splat(0), blockHigh(w, type), x + 64);
+    acc = madd(acc, splat(halfToFloat(<u32>load<u16>(w))), f32x4.add(lo, hi));
+    w += blockBytes;
+    x += 128;
+  }
+  return hsum(acc);
+}
+
+/** dst[0..32·blocks) = the dequantized row. */
+function dequantizeRow(dst: usize, w: usize, blocks: i32, type: i32, blockBytes: usize): void {
+  for (let b = 0; b < blocks; b++) {
+    const d = splat(halfToFloat(<u32>load<u16>(w)));
+    const lo = blockLow(w, type), hi = blockHigh(w, type);
+    v128.store(dst, f32x4.mul(i8Quarter0(lo), d)); v128.store(dst, f32x4.mul(i8Quarter1(lo), d), 16);
+    v128.store(dst, f32x4.mul(i8Quarter2(lo), d), 32); v128.store(dst, f32x4.mul(i8Quarter3(lo), d), 48);
+    v128.store(dst, f32x4.mul(i8Quarter0(hi), d), 64); v128.store(dst, f32x4.mul(i8Quarter1(hi), d), 80);
+    v128.store(dst, f32x4.mul(i8Quarter2(hi), d), 96); v128.store(dst, f32x4.mul(i8Quarter3(hi), d), 112);
+    w += blockBytes;
+    dst += 128;
+  }
+}
+
+/** Rows of W dequantized at a time for prefill: a panel for the float GEMM. */
+const QROWS = 128;
+
+/** Bytes of scratch matmulQuantized needs: the float GEMM's, a dequantized panel, its output. */
+export function matmulQuantizedScratchBytes(m: i32, k: i32): usize {
+  return matmulScratchBytes() + (<usize>QROWS * <usize>k << 2) + (<usize>m * QROWS << 2);
+}
+
+/**
+ * C[m,n] = (accumulate ? C : 0) + A[m,k]·Wᵀ with W [n,k] quantized (type 0 = Q8_0, 1 = Q4_0;
+ * k a multiple of 32). Decode (m = 1) fuses decoding into the dot products; prefill (m > 1)
+ * decodes QROWS rows of W at a time into scratch and runs the packed float GEMM on them, so the
+ * decoding is paid once per weight, not once per token.
+ */
+export function matmulQuantized(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32, scratch: usize): void {
+  const blocks = k >> 5;
+  const blockBytes: usize = type == Q8_0 ? 34 : 18;
+  const rowBytes = <usize>blocks * blockBytes;
+  if (m == 1) {
+    for (let j = 0; j < n; j++) {
+      const wr = w + <usize>j * rowBytes;
+      // Specialised per type so the block decoding has no branch in the loop.
+      const t = type == Q8_0 ? quantRowDot(wr, a, blocks, Q8_0, 34) : quantRowDot(wr, a, blocks, Q4_0, 18);
+      const co = c + (<usize>j << 2);
+      store<f32>(co, accumulate ? load<f32>(co) + t : t);
+    }
+    return;
+  }
+  const panel = scratch + matmulScratchBytes();
+  const tmp = panel + (<usize>QROWS * <usize>k << 2);
+  const ldc = <usize>n << 2;
+  for (let j0 = 0; j0 < n; j0 += QROWS) {
+    const rows = min(QROWS, n - j0);
+    for (let r = 0; r < rows; r++) dequantizeRow(panel + (<usize>r * <usize>k << 2), w + <usize>(j0 + r) * rowBytes, blocks, type, blockBytes);
+    matmul(tmp, a, panel, m, rows, k, 0, 1, 0, scratch);
+    // The panel's columns j0..j0+rows of C.
+    for (let i = 0; i < m; i++) {
+      const src = tmp + (<usize>(i * rows) << 2), dst = c + <usize>i * ldc + (<usize>j0 << 2);
+      if (accumulate) add(dst, dst, src, rows);
+      else memory.copy(dst, src, <usize>rows << 2);
+    }
+  }
+}
+
+// ---- quantized weights × Q8_0 activations (llama.cpp's integer path) ---------------------------
+//
+// llama.cpp multiplies Q8_0/Q4_0 weights by activations quantized to Q8_0 per 32-block
+// (quantize_row_q8_0: d = amax/127 rounded to f16, q = round(x/d)) with integer dot products,
+// one float multiply-add per block: Σ_b d_w·d_x·Σ_e q_w·q_x. Faster than decoding to floats, at
+// the price of rounding the activations; the float kernel above stays the reference.
+
+// x ≥ 0 rounded to the nearest f16 value (ties to even), as f32: llama.cpp stores d as f16.
+// @ts-ignore: decorator
+@inline function roundToHalf(x: f32): f32 {
+  if (x < 6.103515625e-5) return f32.nearest(x * 16777216.0) / 16777216.0; // subnormal f16 steps: 2^−24
+  const b = reinterpret<u32>(x);
+  return reinterpret<f32>((b + 0xfff + ((b >> 13) & 1)) & 0xffffe000);
+}
+
+/** Rows of x [m,k] → int8 [m,k] at q and f32 block scales [m, k/32] at d. */
+function quantizeRowsQ8(q: usize, d: usize, x: usize, m: i32, k: i32): void {
+  const blocks = m * (k >> 5);
+  for (let b = 0; b < blocks; b++) {
+    const v0 = v128.load(x), v1 = v128.load(x, 16), v2 = v128.load(x, 32), v3 = v128.load(x, 48);
+    const v4 = v128.load(x, 64), v5 = v128.load(x, 80), v6 = v128.load(x, 96), v7 = v128.load(x, 112);
+    const a = f32x4.max(f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
+      f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
+    const amax = hmax(a);
+    const scale: f32 = amax / 127;
+    const id = splat(scale != 0 ? 1 / scale : 0);
+    store<f32>(d, roundToHalf(scale));
+    // round-half-away (roundf) of x·(1/d) ∈ [−127, 127]: trunc(x·id + copysign(0.5, x)).
+    const half = splat(0.5), sign = i32x4.splat(0x80000000);
+    const r0 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v0, id), v128.or(half, v128.and(v0, sign))));
+    const r1 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v1, id), v128.or(half, v128.and(v1, sign))));
+    const r2 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v2, id), v128.or(half, v128.and(v2, sign))));
+    const r3 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v3, id), v128.or(half, v128.and(v3, sign))));
+    const r4 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v4, id), v128.or(half, v128.and(v4, sign))));
+    const r5 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v5, id), v128.or(half, v128.and(v5, sign))));
+    const r6 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v6, id), v128.or(half, v128.and(v6, sign))));
+    const r7 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v7, id), v128.or(half, v128.and(v7, sign))));
+    v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3)));
+    v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r4, r5), i16x8.narrow_i32x4_s(r6, r7)), 16);
+    x += 128;
+    q += 32;
+    d += 4;
+  }
+}
+
+/** Σ over 16 int8 lane pairs, as four i32 partial sums. */
+// @ts-ignore: decorator
+@inline function dotI8(a: v128, b: v128): v128 {
+  return i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)),
+  );
+}
+
+/** Σ_b d_w·d_x·Σ_e q_w·q_x over a row of W and a quantized row of x. */
+// @ts-ignore: decorator
+@inline function quantRowDotQ8(w: usize, xq: usize, xd: usize, blocks: i32, type: i32, blockBytes: usize): f32 {
+  let acc = splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const s = i32x4.add(dotI8(blockLow(w, type), v128.load(xq)), dotI8(blockHigh(w, type), v128.load(xq, 16)));
+    acc = madd(acc, f32x4.convert_i32x4_s(s), splat(halfToFloat(<u32>load<u16>(w)) * load<f32>(xd)));
+    w += blockBytes;
+    xq += 32;
+    xd += 4;
+  }
+  return hsum(acc);
+}
+
+/** Bytes of scratch matmulQuantizedQ8 needs: x as int8 plus its block scales. */
+export function matmulQuantizedQ8ScratchBytes(m: i32, k: i32): usize {
+  return (<usize>m * <usize>k) + (<usize>m * <usize>(k >> 5) << 2);
+}
+
+/** matmulQuantized's contract, by llama.cpp's integer path (activations quantized to Q8_0). */
+export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32, scratch: usize): void {
+  const blocks = k >> 5;
+  const blockBytes: usize = type == Q8_0 ? 34 : 18;
+  const rowBytes = <usize>blocks * blockBytes;
+  const xq = scratch, xd = scratch + <usize>m * <usize>k;
+  quantizeRowsQ8(xq, xd, a, m, k);
+  const ldc = <usize>n << 2;
+  for (let j = 0; j < n; j++) {
+    const wr = w + <usize>j * rowBytes;
+    for (let i = 0; i < m; i++) {
+      const xqi = xq + <usize>i * <usize>k, xdi = xd + (<usize>(i * blocks) << 2);
+      const t = type == Q8_0 ? quantRowDotQ8(wr, xqi, xdi, blocks, Q8_0, 34) : quantRowDotQ8(wr, xqi, xdi, blocks, Q4_0, 18);
+      const co = c + <usize>i * ldc + (<usize>j << 2);
+      store<f32>(co, accumulate ? load<f32>(co) + t : t);
+    }
+  }
+}

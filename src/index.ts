@@ -1,14 +1,16 @@
 // The library's public surface. Everything exported here also runs in a browser; Node-only
 // helpers (files, checkpoints on disk) are exported from "bonsai-lm/node".
-export type { Backend, Buf, FloatArray } from "./backend/backend.js";
+export type { Backend, Buf, FloatArray, QBuf, QuantType } from "./backend/backend.js";
 export { createBackend, backendNames, type BackendName } from "./backend/index.js";
 export { JsBackend } from "./backend/js/js-backend.js";
 
 export { Tensor, backward, noGrad, scope } from "./tensor/tensor.js";
 export * as ops from "./tensor/ops.js";
+export { QuantizedWeight } from "./tensor/quantized-weight.js";
 
 export { type LlamaConfig, defaultIntermediateSize, normalizeConfig, validateConfig, parameterNames, parameterShape, toHfConfigJson } from "./nn/config.js";
 export { Llama, type ForwardOptions, type Attend } from "./nn/llama.js";
+export { type Weight, applyWeight } from "./nn/weight.js";
 
 export { Trainer, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
 export { AdamW, type AdamWOptions } from "./train/adamw.js";
@@ -31,12 +33,13 @@ export { Session, type SessionOptions, type PrefillOptions } from "./runtime/ses
 export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
 export { TextStream } from "./runtime/text-stream.js";
 
-export type { HostTensor, NamedTensors } from "./io/host-tensor.js";
+export type { HostTensor, NamedTensors, QuantizedHostTensor } from "./io/host-tensor.js";
 export { parseSafetensors, serializeSafetensors } from "./io/safetensors.js";
 export { parseLlama2cCheckpoint } from "./io/llama2c.js";
 export { parseGgufHeader, serializeGguf, GgufType, type GgufHeader, type GgufValue, type GgufMetadataEntry } from "./io/gguf.js";
 export { GgmlType, quantize, dequantize } from "./io/ggml-quants.js";
 export { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "./io/gguf-llama.js";
+export { llamaWeightsFromGguf, llamaFromGgufWeights, type LlamaGgufWeights } from "./io/gguf-llama-quantized.js";
 export { MemorySource, type ByteSource } from "./io/byte-source.js";
 export { modelFiles, modelFromFiles, modelFromTensors, modelTensors, type CheckpointFile } from "./io/checkpoint.js";
 export { Rng } from "./util/rng.js";

@@ -1,4 +1,4 @@
 // Node-only helpers: models, tokenizers and checkpoints on disk.
-export { loadModel, loadTokenizer, loadTokenizerFile, writeCheckpoint, type LoadedModel } from "./io/model-files-node.js";
+export { loadModel, loadTokenizer, loadTokenizerFile, writeCheckpoint, type LoadedModel, type LoadModelOptions } from "./io/model-files-node.js";
 export { readBytes, writeFileAtomic, commitFiles, recoverCheckpointDir } from "./io/fs-node.js";
 export { FileSource } from "./io/byte-source-node.js";

@@ -20,6 +20,22 @@ export interface Buf {
 
 export type FloatArray = Float32Array | Float64Array;
 
+/** Block-quantized weight formats a backend can hold and multiply by (ggml's block layouts). */
+export type QuantType = "q8_0" | "q4_0";
+
+/** Bytes per block of 32 values: an f16 scale d, then 32 int8 (Q8_0) or 16 bytes of nibbles (Q4_0). */
+export const QUANT_BLOCK_BYTES: Readonly<Record<QuantType, number>> = { q8_0: 34, q4_0: 18 };
+
+/**
+ * A matrix [rows, cols] of quantized blocks owned by a backend, row-major: each row is cols/32
+ * whole blocks, so rows can be permuted as byte ranges. Opaque to callers except for its shape.
+ */
+export interface QBuf {
+  readonly type: QuantType;
+  readonly rows: number;
+  readonly cols: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** Precision of stored numbers: `f64` for the reference backend used in gradient checks. */
@@ -55,6 +71,20 @@ export interface Backend {
    * A linear layer y = x W^T is matmul(y, x, W, rows, out, in, false, true, false).
    */
   matmul(c: Buf, a: Buf, b: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+
+  // ---- quantized weights (inference only) ------------------------------------------------------
+  /**
+   * Hold a [rows, cols] matrix of ggml blocks (`bytes`: rows·cols/32 blocks of QUANT_BLOCK_BYTES;
+   * cols a multiple of 32) in backend memory, as they are: it stays quantized.
+   */
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf;
+  /** Release a quantized matrix. Using it afterwards or freeing it twice is an error. */
+  freeQuantized(w: QBuf): void;
+  /**
+   * C[m,n] = (accumulate ? C : 0) + A[m,k] · Wᵀ, W the quantized [n, k] matrix: a linear layer
+   * y = x Wᵀ whose weights are dequantized block by block on the fly (sums in float).
+   */
+  matmulQuantized(c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void;
 
   // ---- model kernels ---------------------------------------------------------------------------
   /** out[i, :] = table[ids[i], :]  (out: [ids.length, dim]) */

@@ -8,15 +8,16 @@ export const backendNames: readonly BackendName[] = ["js", "wasm"];
 
 /**
  * `js` is the float32 TypeScript reference (float64 with `{ precision: "f64" }`, for gradient
- * checks); `wasm` runs AssemblyScript SIMD kernels over WebAssembly memory.
+ * checks); `wasm` runs AssemblyScript SIMD kernels over WebAssembly memory (`q8Activations`:
+ * quantized weights multiply decode activations rounded to Q8_0, as llama.cpp; see wasm-backend.ts).
  */
-export async function createBackend(name: string, opts: { precision?: "f32" | "f64" } = {}): Promise<Backend> {
+export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; q8Activations?: boolean } = {}): Promise<Backend> {
   switch (name) {
     case "js":
       return new JsBackend(opts.precision ?? "f32");
     case "wasm":
       // Loaded on demand: the module embeds the compiled kernels.
-      return (await import("./wasm/wasm-backend.js")).createWasmBackend();
+      return (await import("./wasm/wasm-backend.js")).createWasmBackend({ q8Activations: opts.q8Activations });
     default:
       throw new Error(`unknown backend "${name}" (choose ${backendNames.join(" or ")})`);
   }

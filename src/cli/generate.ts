@@ -25,6 +25,8 @@ export const generateFlags: FlagSpec = {
   "max-tokens": { type: "string", help: "tokens to generate (256)" },
   seed: { type: "string", help: "sampling seed (1337)" },
   stats: { type: "boolean", help: "print one JSON line of speeds to stderr" },
+  dequantize: { type: "boolean", help: "run a quantized GGUF's Q8_0/Q4_0 weights as f32 (default: quantized kernels)" },
+  "q8-activations": { type: "boolean", help: "wasm: decode with activations rounded to Q8_0 and integer dot products, as llama.cpp (faster)" },
   backend: { type: "string", help: "wasm (default) or js" },
 };
 
@@ -66,8 +68,10 @@ export async function generateCommand(argv: string[]): Promise<void> {
   };
   const modelPath = f.required("model");
   const t0 = performance.now();
-  const backend = await createBackend(f.str("backend") ?? "wasm");
-  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"));
+  if (f.bool("q8-activations") && f.bool("dequantize")) throw new UsageError("--q8-activations applies to quantized weights; drop --dequantize");
+  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: f.bool("q8-activations") });
+  // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
+  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize") });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();

@@ -8,6 +8,7 @@ import { convertCommand, convertFlags } from "./convert.js";
 import { demoCommand, demoFlags } from "./demo.js";
 import { exportCommand, exportFlags } from "./export.js";
 import { tokenizerCommand, tokenizerFlags } from "./tokenizer.js";
+import { quantizeCommand, quantizeFlags } from "./quantize.js";
 import { type FlagSpec, Flags, UsageError, flagHelp } from "./args.js";
 
 const usage = `bonsai — small language models in TypeScript
@@ -21,6 +22,7 @@ commands:
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
   export     any loadable model → GGUF or an HF directory (--model PATH --format gguf --quant q8_0 --out F)
+  quantize   any loadable model → a Q8_0/Q4_0 GGUF     (--model PATH --quant q8_0 --out F)
   tokenizer  train a BPE tokenizer                      (tokenizer train --data FILE --vocab-size N --out F.json)
 
 Run "bonsai <command> --help" for a command's flags.`;
@@ -32,6 +34,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: 
   convert: { run: convertCommand, flags: convertFlags },
   export: { run: exportCommand, flags: exportFlags },
   tokenizer: { run: tokenizerCommand, flags: tokenizerFlags },
+  quantize: { run: quantizeCommand, flags: quantizeFlags },
   demo: { run: demoCommand, flags: demoFlags },
 };
 

@@ -8,3 +8,10 @@ export interface HostTensor {
 
 /** Tensors by name, in a meaningful order (readers keep the file's or the model's order). */
 export type NamedTensors = Map<string, HostTensor>;
+
+/** A matrix [rows, cols] of ggml Q8_0 / Q4_0 blocks on the host, row-major (cols/32 blocks a row). */
+export interface QuantizedHostTensor {
+  type: "q8_0" | "q4_0";
+  shape: [number, number];
+  bytes: Uint8Array;
+}

@@ -15,6 +15,7 @@ import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
 import { FileSource } from "./byte-source-node.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
 import { GGUF_MAGIC } from "./gguf.js";
+import { llamaFromGgufWeights, llamaWeightsFromGguf } from "./gguf-llama-quantized.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
 
 export interface LoadedModel {
@@ -99,8 +100,16 @@ export function loadTokenizer(path: string): Tokenizer {
   return loadTokenizerFile(path);
 }
 
+export interface LoadModelOptions {
+  /**
+   * Keep a GGUF's Q8_0 / Q4_0 projection matrices quantized and run them through the backend's
+   * quantized kernels (inference only). Default false: every tensor is dequantized to f32.
+   */
+  quantized?: boolean;
+}
+
 /** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
-export function loadModel(path: string, backend: Backend, tokenizerPath?: string): LoadedModel {
+export function loadModel(path: string, backend: Backend, tokenizerPath?: string, opts: LoadModelOptions = {}): LoadedModel {
   if (!existsSync(path)) throw new Error(`model not found: ${path}`);
   let loaded: LoadedModel;
   if (statSync(path).isDirectory()) {
@@ -117,7 +126,9 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
-      const model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
+      const model = opts.quantized
+        ? llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(file, config))
+        : modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
       loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
     } finally {
       source.close();

@@ -4,6 +4,8 @@
 import type { Backend } from "../backend/backend.js";
 import { Tensor, noGrad } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
+import type { QuantizedWeight } from "../tensor/quantized-weight.js";
+import { type Weight, applyWeight } from "./weight.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
 
@@ -47,15 +49,32 @@ export class Llama {
   constructor(
     readonly backend: Backend,
     readonly config: LlamaConfig,
-    /** Every parameter by HF name (see parameterNames). */
+    /** Every parameter by HF name (see parameterNames), except those in `quantized`. */
     readonly params: Map<string, Tensor>,
+    /**
+     * Projection matrices held quantized (inference only), by HF name. A model with any is not
+     * trainable: its float parameters are only the rest.
+     */
+    readonly quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
     validateConfig(config);
     for (const name of parameterNames(config)) {
-      const t = params.get(name);
+      const t = params.get(name) ?? quantized.get(name);
       if (!t) throw new Error(`model: missing parameter ${name}`);
+      if (params.has(name) && quantized.has(name)) throw new Error(`model: parameter ${name} is both float and quantized`);
+      // The embedding is a table of rows (op.embedding), not a projection: it stays float.
+      if (quantized.has(name) && (name === "model.embed_tokens.weight" || parameterShape(config, name).length !== 2))
+        throw new Error(`model: ${name} cannot be quantized`);
       const want = parameterShape(config, name);
       if (t.shape.join(",") !== want.join(",")) throw new Error(`model: ${name} has shape [${t.shape}], config needs [${want}]`);
+    }
+    for (const name of quantized.keys()) {
+      if (parameterNames(config).includes(name)) continue;
+      // A tied model may keep a quantized copy of the embedding as its LM head (llama.cpp runs
+      // the head on the quantized token_embd), beside the float table the embedding lookup reads.
+      if (name !== "lm_head.weight" || !config.tie_word_embeddings) throw new Error(`model: unknown quantized weight ${name}`);
+      const want = [config.vocab_size, config.hidden_size];
+      if (quantized.get(name)!.shape.join(",") !== want.join(",")) throw new Error(`model: quantized LM head has shape [${quantized.get(name)!.shape}], config needs [${want}]`);
     }
     const tables = ropeTables(headDim(config), config.max_position_embeddings, config.rope_theta);
     const half = headDim(config) / 2;
@@ -83,17 +102,23 @@ export class Llama {
     return new Llama(backend, config, params);
   }
 
-  /** Parameters in a fixed order. */
+  /** Float parameters in a fixed order (all of them unless some weights are quantized). */
   parameters(): [string, Tensor][] {
-    return parameterNames(this.config).map((n) => [n, this.params.get(n)!]);
+    return parameterNames(this.config).filter((n) => this.params.has(n)).map((n) => [n, this.params.get(n)!]);
   }
 
+  /** Weights counted whether float or quantized. */
   numParameters(): number {
-    return this.parameters().reduce((s, [, t]) => s + t.size, 0);
+    return this.parameters().reduce((s, [, t]) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
   }
 
   private p(name: string): Tensor {
     return this.params.get(name)!;
+  }
+
+  /** A projection's weight, float or quantized. */
+  private w(name: string): Weight {
+    return this.quantized.get(name) ?? this.params.get(name)!;
   }
 
   /** Logits [batch·seq, vocab] (or [batch, vocab] with lastOnly) for token ids laid out [batch, seq]. */
@@ -114,20 +139,20 @@ export class Llama {
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const pre = `model.layers.${l}.`;
       const h = op.rmsnorm(x, this.p(pre + "input_layernorm.weight"), c.rms_norm_eps);
-      const q = op.rope(op.linear(h, this.p(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd, pos);
-      const k = op.rope(op.linear(h, this.p(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd, pos);
-      const v = op.linear(h, this.p(pre + "self_attn.v_proj.weight"));
+      const q = op.rope(applyWeight(h, this.w(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd, pos);
+      const k = op.rope(applyWeight(h, this.w(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd, pos);
+      const v = applyWeight(h, this.w(pre + "self_attn.v_proj.weight"));
       const a = attend(l, q, k, v);
-      x = op.add(x, drop(op.linear(a, this.p(pre + "self_attn.o_proj.weight"))));
+      x = op.add(x, drop(applyWeight(a, this.w(pre + "self_attn.o_proj.weight"))));
       const h2 = op.rmsnorm(x, this.p(pre + "post_attention_layernorm.weight"), c.rms_norm_eps);
-      const gate = op.linear(h2, this.p(pre + "mlp.gate_proj.weight"));
-      const up = op.linear(h2, this.p(pre + "mlp.up_proj.weight"));
-      x = op.add(x, drop(op.linear(op.swiglu(gate, up), this.p(pre + "mlp.down_proj.weight"))));
+      const gate = applyWeight(h2, this.w(pre + "mlp.gate_proj.weight"));
+      const up = applyWeight(h2, this.w(pre + "mlp.up_proj.weight"));
+      x = op.add(x, drop(applyWeight(op.swiglu(gate, up), this.w(pre + "mlp.down_proj.weight"))));
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
     x = op.rmsnorm(x, this.p("model.norm.weight"), c.rms_norm_eps);
-    const head = c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight");
-    return op.linear(x, head);
+    const head = this.quantized.get("lm_head.weight") ?? (c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight"));
+    return applyWeight(x, head);
   }
 
   /** Per-position cross-entropy losses [batch·seq] of next-token targets (−1 = ignore). */
@@ -142,6 +167,7 @@ export class Llama {
 
   dispose(): void {
     for (const [, t] of this.parameters()) t.dispose();
+    for (const w of this.quantized.values()) w.dispose();
     this.cos.dispose();
     this.sin.dispose();
   }

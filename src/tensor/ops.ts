@@ -1,6 +1,7 @@
 // Differentiable ops. Each is one graph node over one or two backend kernels, with its backward
 // written out explicitly. Leading dimensions are flattened: a [B, T, D] activation is `rows × D`.
 import { Tensor, record, trackBuf } from "./tensor.js";
+import type { QuantizedWeight } from "./quantized-weight.js";
 
 const rowsOf = (t: Tensor): number => t.size / t.shape[t.shape.length - 1];
 const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1];
@@ -22,6 +23,19 @@ export function linear(x: Tensor, w: Tensor): Tensor {
     if (x.requiresGrad) be.matmul(x.ensureGrad(), y.grad!, w.data, rows, inF, outF, false, false, true);
     if (w.requiresGrad) be.matmul(w.ensureGrad(), y.grad!, x.data, outF, inF, rows, true, false, true);
   });
+}
+
+/**
+ * y = x Wᵀ with W quantized ([out, in] blocks). Inference only: there is no backward, so it
+ * refuses inputs that would record a graph (run under noGrad).
+ */
+export function linearQuantized(x: Tensor, w: QuantizedWeight): Tensor {
+  if (x.requiresGrad) throw new Error("linearQuantized: no backward pass; run inference under noGrad");
+  const [outF, inF] = w.shape;
+  if (lastDim(x) !== inF) throw new Error(`linearQuantized: input has ${lastDim(x)} features, weight expects ${inF}`);
+  const y = Tensor.zeros(x.backend, [...x.shape.slice(0, -1), outF]);
+  x.backend.matmulQuantized(y.data, x.data, w.data, rowsOf(x), outF, inF, false);
+  return y;
 }
 
 /** Rows of `table` [V, D] picked by `ids`; the result has shape [...idsShape, D]. */

@@ -1,6 +1,7 @@
 // The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
-import { type Backend, type Buf, type FloatArray, dropoutUniform } from "../backend.js";
+import { type Backend, type Buf, type FloatArray, type QBuf, type QuantType, QUANT_BLOCK_BYTES, dropoutUniform } from "../backend.js";
+import { checkQuantized, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
   constructor(public data: FloatArray | null) {}
@@ -14,6 +15,15 @@ class JsBuf implements Buf {
 }
 
 const a = (b: Buf): FloatArray => (b as JsBuf).arr;
+
+class JsQBuf implements QBuf {
+  constructor(
+    readonly type: QuantType,
+    readonly rows: number,
+    readonly cols: number,
+    public bytes: Uint8Array | null,
+  ) {}
+}
 
 export class JsBackend implements Backend {
   readonly name = "js";
@@ -85,6 +95,37 @@ export class JsBackend implements Backend {
         }
       }
       for (let j = 0; j < n; j++) C[i * n + j] = accumulate ? C[i * n + j] + row[j] : row[j];
+    }
+  }
+
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
+    checkQuantized(type, rows, cols, bytes.length);
+    return new JsQBuf(type, rows, cols, bytes.slice(0, (rows * cols / 32) * QUANT_BLOCK_BYTES[type]));
+  }
+  freeQuantized(w: QBuf): void {
+    const q = w as JsQBuf;
+    if (q.bytes === null) throw new Error("js backend: double free of a quantized matrix");
+    q.bytes = null;
+  }
+  matmulQuantized(c: Buf, ab: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void {
+    const q = w as JsQBuf;
+    if (q.bytes === null) throw new Error("js backend: quantized matrix used after free");
+    if (q.rows !== n || q.cols !== k) throw new RangeError(`js backend: quantized matrix is [${q.rows}, ${q.cols}], matmul needs [${n}, ${k}]`);
+    const C = a(c), A = a(ab);
+    // Blockwise, as the definition reads: Σ_blocks d · Σ_j q_j·x_j, in float64.
+    const values = new Float64Array(32);
+    const blocks = k / 32;
+    for (let j = 0; j < n; j++) {
+      for (let i = 0; i < m; i++) {
+        let s = 0;
+        for (let b = 0; b < blocks; b++) {
+          const d = quantizedValues(q.type, q.bytes, j * blocks + b, values);
+          let t = 0;
+          for (let e = 0; e < 32; e++) t += values[e] * A[i * k + b * 32 + e];
+          s += d * t;
+        }
+        C[i * n + j] = accumulate ? C[i * n + j] + s : s;
+      }
     }
   }
 

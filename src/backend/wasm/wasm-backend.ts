@@ -3,7 +3,8 @@
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
-import type { Backend, Buf } from "../backend.js";
+import { type Backend, type Buf, type QBuf, type QuantType, QUANT_BLOCK_BYTES } from "../backend.js";
+import { checkQuantized } from "../quantized-blocks.js";
 import { kernelsWasmBase64 } from "./kernels-wasm.js";
 
 /** The module's exports. Pointers are byte offsets; booleans are 0/1. */
@@ -16,6 +17,10 @@ interface Kernels {
   sumSquares(p: number, n: number): number;
   matmulScratchBytes(): number;
   matmul(c: number, a: number, b: number, m: number, n: number, k: number, transA: number, transB: number, accumulate: number, scratch: number): void;
+  matmulQuantizedScratchBytes(m: number, k: number): number;
+  matmulQuantized(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
+  matmulQuantizedQ8ScratchBytes(m: number, k: number): number;
+  matmulQuantizedQ8(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
   embedding(out: number, table: number, ids: number, count: number, dim: number): void;
   embeddingBackward(dTable: number, dOut: number, ids: number, count: number, dim: number): void;
   rmsnorm(out: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
@@ -50,6 +55,21 @@ class WasmBuf implements Buf {
   ) {}
 }
 
+class WasmQBuf implements QBuf {
+  constructor(
+    readonly owner: WasmBackend,
+    readonly type: QuantType,
+    readonly rows: number,
+    readonly cols: number,
+    /** Byte offset of the first block; -1 once freed. */
+    public ptr: number,
+    readonly bytes: number,
+  ) {}
+}
+
+/** The kernels' type codes. */
+const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1 };
+
 export interface WasmBackendOptions {
   /**
    * Linear memory to run in (at least 32 pages, zero-filled). Defaults to a fresh, growable
@@ -57,6 +77,12 @@ export interface WasmBackendOptions {
    * the module's heap base: other instances over the same memory must not allocate.
    */
   memory?: WebAssembly.Memory;
+  /**
+   * Multiply quantized weights by a single row (decode) as llama.cpp does: activations quantized
+   * to Q8_0 per 32-block and integer dot products (faster; rounds the activations). Default
+   * false: weights decoded to f32 on the fly and every product in float — the reference.
+   */
+  q8Activations?: boolean;
 }
 
 /** Allocator figures, for tests and memory reports. */
@@ -92,7 +118,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       },
     },
   });
-  return new WasmBackend(instance.exports as unknown as Kernels, memory);
+  return new WasmBackend(instance.exports as unknown as Kernels, memory, options.q8Activations ?? false);
 }
 
 /**
@@ -127,7 +153,12 @@ export class WasmBackend implements Backend {
   private readonly matmulScratch: number;
 
   /** Use createWasmBackend(); this takes an already instantiated module. */
-  constructor(kernels: Kernels, memory: WebAssembly.Memory) {
+  constructor(
+    kernels: Kernels,
+    memory: WebAssembly.Memory,
+    /** See WasmBackendOptions.q8Activations. */
+    readonly q8Activations = false,
+  ) {
     this.k = kernels;
     this.memory = memory;
     this.heapStart = Math.ceil(kernels.heapBase() / ALIGN) * ALIGN;
@@ -296,6 +327,45 @@ export class WasmBackend implements Backend {
     // m = 1 and n = 1 are matrix-vector products that need no packing space.
     const scratch = m > 1 && n > 1 && k > 0 ? this.scratch(this.matmulScratch) : 0;
     this.k.matmul(cp, ap, bp, m, n, k, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0, scratch);
+  }
+
+  // ---- quantized weights ----------------------------------------------------------------------
+
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
+    checkQuantized(type, rows, cols, bytes.length);
+    const size = (rows * cols / 32) * QUANT_BLOCK_BYTES[type];
+    const block = this.allocBytes(size);
+    new Uint8Array(this.memory.buffer, block.ptr, size).set(bytes.subarray(0, size));
+    return new WasmQBuf(this, type, rows, cols, block.ptr, block.bytes);
+  }
+
+  private qp(w: QBuf): WasmQBuf {
+    const q = w as WasmQBuf;
+    if (!(q instanceof WasmQBuf) || q.owner !== this) throw new Error("wasm backend: not a quantized matrix of this backend");
+    if (q.ptr < 0) throw new Error("wasm backend: quantized matrix used after free");
+    return q;
+  }
+
+  freeQuantized(w: QBuf): void {
+    const q = w as WasmQBuf;
+    if (q instanceof WasmQBuf && q.owner === this && q.ptr < 0) throw new Error("wasm backend: double free of a quantized matrix");
+    this.releaseBytes(this.qp(w).ptr, q.bytes);
+    q.ptr = -1;
+  }
+
+  matmulQuantized(c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void {
+    const q = this.qp(w);
+    if (!isCount(m) || q.rows !== n || q.cols !== k) throw new RangeError(`wasm backend: quantized matmul of ${m} rows by [${q.rows}, ${q.cols}] called as ${m}x${n}x${k}`);
+    const cp = this.p(c, m * n, "matmulQuantized C"), ap = this.p(a, m * k, "matmulQuantized A");
+    // Prefill (m > 1) always takes the float path: it decodes each weight once for all rows and
+    // runs the packed GEMM, faster than per-row integer dot products.
+    if (this.q8Activations && m === 1) {
+      const scratch = this.scratch(this.k.matmulQuantizedQ8ScratchBytes(m, k));
+      this.k.matmulQuantizedQ8(cp, ap, q.ptr, m, n, k, QUANT_CODES[q.type], accumulate ? 1 : 0, scratch);
+      return;
+    }
+    const scratch = m > 1 ? this.scratch(this.k.matmulQuantizedScratchBytes(m, k)) : 0;
+    this.k.matmulQuantized(cp, ap, q.ptr, m, n, k, QUANT_CODES[q.type], accumulate ? 1 : 0, scratch);
   }
 
   // ---- model kernels --------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+// The ggml blocks behind quantized weights, read one at a time: the readable statement of the
+// formats that the wasm kernels (assembly/kernels.ts) decode with SIMD. Shared by the backends
+// for their argument checks.
+import { type QuantType, QUANT_BLOCK_BYTES } from "./backend.js";
+import { f16ToF32 } from "../io/float16.js";
+
+/** Throw unless `byteLength` bytes can hold a [rows, cols] matrix of `type` blocks. */
+export function checkQuantized(type: QuantType, rows: number, cols: number, byteLength: number): void {
+  if (!(type in QUANT_BLOCK_BYTES)) throw new Error(`quantized matrix: unknown type ${String(type)}`);
+  if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(cols) || cols < 0 || cols % 32 !== 0)
+    throw new RangeError(`quantized matrix: bad shape [${rows}, ${cols}] (columns must be a multiple of 32)`);
+  const need = (rows * cols / 32) * QUANT_BLOCK_BYTES[type];
+  if (byteLength < need) throw new RangeError(`quantized matrix: [${rows}, ${cols}] ${type} needs ${need} bytes, got ${byteLength}`);
+}
+
+/**
+ * The integer values of block `block` (q for Q8_0, q − 8 for Q4_0) into `out[0..32)`; returns
+ * the block's scale d, so that element e is d·out[e].
+ */
+export function quantizedValues(type: QuantType, bytes: Uint8Array, block: number, out: Float64Array): number {
+  const p = block * QUANT_BLOCK_BYTES[type];
+  const d = f16ToF32(bytes[p] | (bytes[p + 1] << 8));
+  if (type === "q8_0") {
+    for (let e = 0; e < 32; e++) out[e] = (bytes[p + 2 + e] << 24) >> 24;
+  } else {
+    for (let e = 0; e < 16; e++) {
+      const byte = bytes[p + 2 + e];
+      out[e] = (byte & 0x0f) - 8; // low nibble: element e
+      out[e + 16] = (byte >>> 4) - 8; // high nibble: element e + 16
+    }
+  }
+  return d;
+}

@@ -1,0 +1,90 @@
+// Reading a llama GGUF for quantized execution: Q8_0 and Q4_0 projection matrices are kept as
+// their ggml blocks (the backend multiplies by them directly); everything else — norms, the
+// embedding table, matrices of other types — is dequantized to f32 as llamaTensorsFromGguf does.
+import { GgmlType, ggmlRowBytes } from "./ggml-quants.js";
+import type { NamedTensors, QuantizedHostTensor } from "./host-tensor.js";
+import { type GgufFile, ggufTensorName } from "./gguf-llama.js";
+import { permuteRopeToHalf } from "./llama2c.js";
+import { type LlamaConfig, headDim, parameterNames, parameterShape } from "../nn/config.js";
+import type { Backend } from "../backend/backend.js";
+import { Llama } from "../nn/llama.js";
+import { Tensor } from "../tensor/tensor.js";
+import { QuantizedWeight } from "../tensor/quantized-weight.js";
+
+export interface LlamaGgufWeights {
+  /** Float parameters under HF names, in HF layouts. */
+  tensors: NamedTensors;
+  /**
+   * Projection matrices kept quantized, under HF names, rows in HF's layout; for a tied model
+   * also `lm_head.weight`, the quantized embedding, which the LM head uses.
+   */
+  quantized: Map<string, QuantizedHostTensor>;
+}
+
+const KEPT: Partial<Record<number, QuantizedHostTensor["type"]>> = { [GgmlType.Q8_0]: "q8_0", [GgmlType.Q4_0]: "q4_0" };
+
+/**
+ * ggml's adjacent-pair RoPE row order → HF's rotate-half order, moving whole rows of `rowBytes`
+ * bytes (blocks never straddle rows, so quantized rows move like float rows).
+ */
+export function permuteRowsToHalf(bytes: Uint8Array, rows: number, rowBytes: number, nHeads: number): Uint8Array {
+  const hd = rows / nHeads, half = hd / 2;
+  if (!Number.isInteger(half) || bytes.length !== rows * rowBytes) throw new Error(`cannot permute ${rows} rows into ${nHeads} heads`);
+  const out = new Uint8Array(bytes.length);
+  for (let h = 0; h < nHeads; h++)
+    for (let i = 0; i < half; i++)
+      for (let j = 0; j < 2; j++) {
+        const src = (h * hd + 2 * i + j) * rowBytes, dst = (h * hd + j * half + i) * rowBytes;
+        out.set(bytes.subarray(src, src + rowBytes), dst);
+      }
+  return out;
+}
+
+/** The model's parameters, quantized projections kept as blocks. Reads only those tensors. */
+export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgufWeights {
+  const tensors: NamedTensors = new Map();
+  const quantized = new Map<string, QuantizedHostTensor>();
+  const hd = headDim(config);
+  for (const name of parameterNames(config)) {
+    const gguf = ggufTensorName(name);
+    const shape = parameterShape(config, name);
+    const info = f.info(gguf);
+    const want = [...shape].reverse();
+    if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
+      throw new Error(`gguf: tensor ${gguf} has dims [${info.dims.join(", ")}], the config needs [${want.join(", ")}]`);
+    const rope = name.endsWith("q_proj.weight") || name.endsWith("k_proj.weight");
+    const type = KEPT[info.type];
+    const blocks = (): Uint8Array => {
+      // A copy: the source may hand out a view of a buffer it reuses.
+      const [rows, cols] = shape, rowBytes = ggmlRowBytes(info.type, cols);
+      const bytes = f.source.read(f.header.dataOffset + info.offset, rows * rowBytes).slice();
+      return rope ? permuteRowsToHalf(bytes, rows, rowBytes, rows / hd) : bytes;
+    };
+    // A tied model's head runs on the quantized embedding, as in llama.cpp; the lookup needs floats.
+    if (type !== undefined && name === "model.embed_tokens.weight" && config.tie_word_embeddings)
+      quantized.set("lm_head.weight", { type, shape: [shape[0], shape[1]], bytes: blocks() });
+    if (type !== undefined && shape.length === 2 && name !== "model.embed_tokens.weight") {
+      quantized.set(name, { type, shape: [shape[0], shape[1]], bytes: blocks() });
+    } else {
+      const t = f.read(gguf);
+      if (rope) t.data = permuteRopeToHalf(t.data, t.shape[0], t.shape[1], t.shape[0] / hd);
+      tensors.set(name, t);
+    }
+  }
+  return { tensors, quantized };
+}
+
+/** A model on `backend` whose quantized projections stay quantized (inference only). */
+export function llamaFromGgufWeights(backend: Backend, config: LlamaConfig, w: LlamaGgufWeights): Llama {
+  const params = new Map<string, Tensor>();
+  const quantized = new Map<string, QuantizedWeight>();
+  try {
+    for (const [name, t] of w.tensors) params.set(name, Tensor.from(backend, t.shape, t.data, true));
+    for (const [name, q] of w.quantized) quantized.set(name, new QuantizedWeight(backend, q.type, q.shape, q.bytes));
+    return new Llama(backend, config, params, quantized);
+  } catch (e) {
+    for (const t of params.values()) t.dispose();
+    for (const q of quantized.values()) q.dispose();
+    throw e;
+  }
+}

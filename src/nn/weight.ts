@@ -1,0 +1,13 @@
+// The weight of a linear projection: a float tensor (trainable) or a quantized matrix
+// (inference only). The model's layer loop applies either through `applyWeight`, so one
+// statement of the model math serves training, float inference and quantized inference.
+import { Tensor } from "../tensor/tensor.js";
+import { QuantizedWeight } from "../tensor/quantized-weight.js";
+import * as op from "../tensor/ops.js";
+
+export type Weight = Tensor | QuantizedWeight;
+
+/** y = x Wᵀ */
+export function applyWeight(x: Tensor, w: Weight): Tensor {
+  return w instanceof QuantizedWeight ? op.linearQuantized(x, w) : op.linear(x, w);
+}

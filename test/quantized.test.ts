@@ -1,0 +1,284 @@
+// Quantized execution: Q8_0 / Q4_0 weights kept as ggml blocks and multiplied by directly. The wasm
+// kernels against the blockwise JS reference and against dequantize-then-float-matmul; whole models
+// against the same model with the weights dequantized to f32; stories260K's greedy text.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Backend, Buf, FloatArray, QuantType } from "../src/backend/backend.js";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { quantizedValues } from "../src/backend/quantized-blocks.js";
+import { GgmlType, dequantize, quantize } from "../src/io/ggml-quants.js";
+import { MemorySource } from "../src/io/byte-source.js";
+import { GgufFile, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "../src/io/gguf-llama.js";
+import { llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";
+import { modelFromTensors, modelTensors } from "../src/io/checkpoint.js";
+import { parseLlama2cCheckpoint } from "../src/io/llama2c.js";
+import { loadModel } from "../src/io/model-files-node.js";
+import type { LlamaConfig } from "../src/nn/config.js";
+import { Llama } from "../src/nn/llama.js";
+import { Session } from "../src/runtime/session.js";
+import { argmax } from "../src/runtime/sample.js";
+import { noGrad, scope } from "../src/tensor/tensor.js";
+import { quantizeCommand } from "../src/cli/quantize.js";
+
+const wasm = await createWasmBackend();
+const ref = new JsBackend("f64");
+const DATA = "../shared/data";
+const STORIES = `${DATA}/models/stories260K.bin`;
+
+const GGML: Record<QuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = rng(7);
+const randn = (n: number): Float32Array => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+
+function buf(be: Backend, data: ArrayLike<number>): Buf {
+  const b = be.alloc(data.length);
+  be.write(b, data);
+  return b;
+}
+
+/** max |a − b| / max |b| */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+// ---- kernels ------------------------------------------------------------------------------------
+
+const shapes: [m: number, n: number, k: number][] = [[1, 33, 64], [1, 7, 32], [1, 128, 288], [3, 17, 96], [5, 64, 128], [8, 9, 256], [2, 1, 32], [4, 4, 512], [6, 300, 64]];
+
+for (const type of ["q8_0", "q4_0"] as const) {
+  test(`${type} matmul: wasm = JS reference = dequantize then float matmul`, () => {
+    for (const [m, n, k] of shapes) {
+      const w = randn(n * k), x = randn(m * k), c0 = randn(m * n);
+      const bytes = quantize(GGML[type], w);
+      // Dequantize, then the float reference matmul (f64 sums) of x·Wᵀ.
+      const dense = buf(ref, dequantize(GGML[type], bytes, n * k)), xr = buf(ref, x);
+      const want = ref.alloc(m * n);
+      ref.matmul(want, xr, dense, m, n, k, false, true, false);
+      const wantArr = ref.read(want);
+      for (const be of [ref, wasm] as Backend[]) {
+        const q = be.allocQuantized(type, n, k, bytes), xb = buf(be, x), c = be.alloc(m * n);
+        be.matmulQuantized(c, xb, q, m, n, k, false);
+        const got = be.read(c);
+        const tol = be === ref ? 1e-12 : 2e-6;
+        assert.ok(relErr(got, wantArr) < tol, `${be.name} ${type} ${m}x${n}x${k}: rel err ${relErr(got, wantArr)}`);
+        // accumulate adds to what C held
+        be.write(c, c0);
+        be.matmulQuantized(c, xb, q, m, n, k, true);
+        const acc = be.read(c), wantAcc = wantArr.map((v, i) => v + c0[i]);
+        assert.ok(relErr(acc, wantAcc) < tol * 4, `${be.name} ${type} ${m}x${n}x${k} accumulate: rel err ${relErr(acc, wantAcc)}`);
+        be.freeQuantized(q);
+        for (const b of [xb, c]) be.free(b);
+      }
+    }
+  });
+}
+
+/**
+ * llama.cpp's numbers for x·Wᵀ on its integer path: each row of x quantized by ggml's reference
+ * quantize_row_q8_0 (the exact bytes, f16 scales), then Σ_b d_w·d_x·Σ_e q_w·q_x in f64.
+ */
+function llamaCppQ8Matmul(type: QuantType, wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number): Float64Array {
+  const out = new Float64Array(m * n), blocks = k / 32;
+  const wv = new Float64Array(32), xv = new Float64Array(32);
+  for (let i = 0; i < m; i++) {
+    const xq = quantize(GgmlType.Q8_0, x.subarray(i * k, (i + 1) * k));
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let b = 0; b < blocks; b++) {
+        const dw = quantizedValues(type, wBytes, j * blocks + b, wv), dx = quantizedValues("q8_0", xq, b, xv);
+        let t = 0;
+        for (let e = 0; e < 32; e++) t += wv[e] * xv[e];
+        s += dw * dx * t;
+      }
+      out[i * n + j] = s;
+    }
+  }
+  return out;
+}
+
+const wasmQ8 = await createWasmBackend({ q8Activations: true });
+
+for (const type of ["q8_0", "q4_0"] as const) {
+  test(`${type} matvec with Q8_0 activations (wasm, llama.cpp's integer path) = llama.cpp's numerics`, () => {
+    // Decode only (m = 1): prefill takes the float path on this backend too.
+    for (const [m, n, k] of shapes) {
+      const w = randn(n * k), x = randn(m * k);
+      const cpp = m === 1;
+      // A block of zeros and a block with one large value: the scale's edge cases.
+      if (k >= 64) {
+        x.fill(0, 0, 32);
+        x[40] = 30;
+      }
+      const bytes = quantize(GGML[type], w);
+      const q = wasmQ8.allocQuantized(type, n, k, bytes), xb = buf(wasmQ8, x), c = wasmQ8.alloc(m * n);
+      wasmQ8.matmulQuantized(c, xb, q, m, n, k, false);
+      const got = wasmQ8.read(c), want = llamaCppQ8Matmul(type, bytes, x, m, n, k);
+      if (cpp) assert.ok(relErr(got, want) < 2e-6, `${type} ${m}x${n}x${k}: rel err ${relErr(got, want)}`);
+      // …and within activation rounding of the float path.
+      const exact = ref.alloc(m * n), qr = ref.allocQuantized(type, n, k, bytes), xr = buf(ref, x);
+      ref.matmulQuantized(exact, xr, qr, m, n, k, false);
+      assert.ok(relErr(got, ref.read(exact)) < (cpp ? 5e-2 : 2e-6), `${type} ${m}x${n}x${k} vs float: rel err ${relErr(got, ref.read(exact))}`);
+      wasmQ8.freeQuantized(q);
+      for (const b of [xb, c]) wasmQ8.free(b);
+    }
+  });
+}
+
+test("quantized matrices: shape checks, use after free and double free are errors", () => {
+  for (const be of [ref, wasm] as Backend[]) {
+    const bytes = quantize(GgmlType.Q8_0, randn(64));
+    assert.throws(() => be.allocQuantized("q8_0", 2, 48, bytes), /multiple of 32/);
+    assert.throws(() => be.allocQuantized("q8_0", 3, 32, bytes), /needs 102 bytes/);
+    const q = be.allocQuantized("q8_0", 2, 32, bytes), x = be.alloc(32), c = be.alloc(2);
+    assert.throws(() => be.matmulQuantized(c, x, q, 1, 2, 64, false), /quantized/);
+    be.freeQuantized(q);
+    assert.throws(() => be.matmulQuantized(c, x, q, 1, 2, 32, false), /after free/);
+    assert.throws(() => be.freeQuantized(q), /double free/);
+  }
+});
+
+// ---- models -------------------------------------------------------------------------------------
+
+const config: LlamaConfig = {
+  vocab_size: 100, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32,
+  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+};
+
+/** The same GGUF loaded twice on `be`: projections kept quantized, and everything dequantized to f32. */
+function bothModels(be: Backend, cfg: LlamaConfig, gguf: Uint8Array): { quantized: Llama; float: Llama } {
+  const f = GgufFile.open(new MemorySource(gguf));
+  return {
+    quantized: llamaFromGgufWeights(be, cfg, llamaWeightsFromGguf(f, cfg)),
+    float: modelFromTensors(be, { ...cfg }, llamaTensorsFromGguf(f, cfg)),
+  };
+}
+
+const logitsOf = (model: Llama, ids: number[]): FloatArray =>
+  noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
+
+for (const quant of ["q8_0", "q4_0"] as GgufQuant[]) {
+  for (const tied of [false, true]) {
+    test(`${quant} model${tied ? " (tied embeddings)" : ""}: logits = the dequantized float model's, prefill and decode, both backends`, () => {
+      const cfg = { ...config, tie_word_embeddings: tied };
+      const gguf = llamaToGguf(cfg, modelTensors(Llama.init(new JsBackend("f32"), cfg, 3)), quant);
+      const ids = [5, 17, 3, 99, 42, 0, 64];
+      for (const be of [wasm, ref] as Backend[]) {
+        const { quantized, float } = bothModels(be, cfg, gguf);
+        // 7 projections per layer, plus the LM head (for a tied model: the quantized embedding).
+        assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + 1);
+        assert.ok(relErr(logitsOf(quantized, ids), logitsOf(float, ids)) < 1e-4, `${be.name} prefill`);
+        const sq = new Session(quantized), sf = new Session(float);
+        sq.prefill(ids.slice(0, 3));
+        sf.prefill(ids.slice(0, 3));
+        for (const id of ids.slice(3)) assert.ok(relErr(sq.decode(id), sf.decode(id)) < 1e-4, `${be.name} decode`);
+        // Recording a graph through quantized weights is refused (no backward pass).
+        assert.throws(() => scope(() => quantized.forward(Int32Array.from(ids), 1, ids.length)), /noGrad/);
+        for (const x of [sq, sf, quantized, float]) x.dispose();
+      }
+    });
+  }
+}
+
+// ---- stories260K ----------------------------------------------------------------------------------
+
+function greedy(model: Llama, n: number): number[] {
+  const s = new Session(model);
+  const out: number[] = [];
+  let next = argmax(s.prefill([1]));
+  for (let i = 0; i < n; i++) {
+    out.push(next);
+    next = argmax(s.decode(next));
+  }
+  s.dispose();
+  return out;
+}
+
+test("stories260K Q8_0: 200 greedy tokens equal the dequantized float model's", (t) => {
+  if (!existsSync(STORIES)) {
+    t.skip("../shared/data absent");
+    return;
+  }
+  const b = readFileSync(STORIES);
+  const { config: cfg, tensors } = parseLlama2cCheckpoint(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+  const { quantized, float } = bothModels(wasm, cfg, llamaToGguf(cfg, tensors, "q8_0"));
+  // intermediate_size 172 is not whole 32-blocks: down_proj falls back to F16 (float), the rest
+  // are Q8_0, and the tied LM head runs on the Q8_0 embedding.
+  assert.equal(quantized.quantized.size, 6 * cfg.num_hidden_layers + 1);
+  assert.deepEqual(greedy(quantized, 200), greedy(float, 200));
+  quantized.dispose();
+  float.dispose();
+});
+
+test("bonsai quantize writes a Q4_0 GGUF that loadModel runs quantized", async (t) => {
+  if (!existsSync(STORIES)) {
+    t.skip("../shared/data absent");
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-quant-"));
+  try {
+    const out = join(dir, "s.gguf");
+    const write = process.stderr.write;
+    process.stderr.write = () => true; // the command's one-line summary
+    try {
+      await quantizeCommand(["--model", STORIES, "--quant", "q4_0", "--out", out]);
+    } finally {
+      process.stderr.write = write;
+    }
+    const q = loadModel(out, wasm, undefined, { quantized: true }).model;
+    const f = loadModel(out, wasm).model;
+    assert.equal(q.quantized.size, 6 * q.config.num_hidden_layers + 1);
+    assert.equal(f.quantized.size, 0);
+    assert.ok(relErr(logitsOf(q, [1, 20, 30]), logitsOf(f, [1, 20, 30])) < 1e-4);
+    await assert.rejects(quantizeCommand(["--model", STORIES, "--quant", "q5_0", "--out", out]), /--quant must be one of q8_0, q4_0/);
+    q.dispose();
+    f.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("bonsai generate runs a Q8_0 GGUF quantized by default: greedy text = --dequantize's", (t) => {
+  if (!existsSync(STORIES)) {
+    t.skip("../shared/data absent");
+    return;
+  }
+  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const bonsai = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 120_000 });
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-quant-"));
+  try {
+    const gguf = join(dir, "s.gguf");
+    const e = bonsai("export", "--model", STORIES, "--tokenizer", `${DATA}/models/tok512.bin`, "--format", "gguf", "--quant", "q8_0", "--out", gguf);
+    assert.equal(e.status, 0, e.stderr);
+    const run = (...extra: string[]) => bonsai("generate", "--model", gguf, "--temperature", "0", "--max-tokens", "100", ...extra);
+    const q = run(), d = run("--dequantize"), q8 = run("--q8-activations");
+    for (const r of [q, d, q8]) assert.equal(r.status, 0, r.stderr);
+    assert.ok(q.stdout.length > 100);
+    assert.equal(q.stdout, d.stdout);
+    // llama.cpp's integer path rounds activations: the text is close, not necessarily identical.
+    assert.equal(q8.stdout.slice(0, 20), q.stdout.slice(0, 20));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
