@@ -685,13 +685,18 @@ export function attention(out: usize, probs: usize, q: usize, k: usize, v: usize
  * posOffset + seq floats: the scores of one (query, head) row, turned into softmax weights in place.
  */
 export function attentionCached(out: usize, q: usize, kCache: usize, vCache: usize, seq: i32, heads: i32, kvHeads: i32, headDim: i32, posOffset: i32, scale: f32, scratch: usize): void {
+  attentionCachedHeads(out, q, kCache, vCache, seq, heads, kvHeads, headDim, posOffset, scale, scratch, 0, heads);
+}
+
+/** attentionCached for heads h0..h1 only: threads split attention by heads (each its own scratch). */
+export function attentionCachedHeads(out: usize, q: usize, kCache: usize, vCache: usize, seq: i32, heads: i32, kvHeads: i32, headDim: i32, posOffset: i32, scale: f32, scratch: usize, h0: i32, h1: i32): void {
   const group = heads / kvHeads;
   const kvDim = kvHeads * headDim;
   const kvStride = <usize>kvDim << 2; // bytes between consecutive positions of one KV head
   const sv = splat(scale);
   for (let t = 0; t < seq; t++) {
     const n = posOffset + t + 1;
-    for (let h = 0; h < heads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvo = <usize>((h / group) * headDim) << 2;
       const qo = <usize>((t * heads + h) * headDim) << 2;
       gemv(scratch, q + qo, kCache + kvo, n, headDim, kvDim, true, false);

@@ -6,6 +6,8 @@
 // threads. Rows: stories260K (llama2.c's model, exported to GGUF F32) and a random-weight model of
 // llama2.c's stories15M shape with Llama-2's 32000-token vocabulary at F32, Q8_0 and Q4_0 (Bonsai
 // runs the quantized files twice: with its quantized kernels, and dequantized to f32 on load).
+// Bonsai runs fused (loadModel's {fuse: true}, as `bonsai generate`) and, for the --no-fuse
+// columns, unfused (the graph as trained).
 // Run: npm run bench:infer   (needs ../shared/data; env BENCH_RUNS=N changes the run count, ≥ 5)
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -47,7 +49,7 @@ interface BonsaiResult {
 
 // ---- the Bonsai side (child process) ------------------------------------------------------------
 
-async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: boolean): Promise<void> {
+async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: boolean, fuse: boolean): Promise<void> {
   const prompt: number[] = JSON.parse(readFileSync(tokensPath, "utf8"));
   const backend = await createBackend("wasm");
   let peakRss = process.memoryUsage().rss;
@@ -57,7 +59,7 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: bo
   const baseRss = peakRss;
   const t0 = performance.now();
   // quantized: Q8_0/Q4_0 matrices stay quantized and run through the backend's quantized kernels.
-  const { model } = loadModel(modelPath, backend, undefined, { quantized });
+  const { model } = loadModel(modelPath, backend, undefined, { quantized, fuse });
   const loadSeconds = (performance.now() - t0) / 1000;
   sample();
   const session = new Session(model);
@@ -101,8 +103,8 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: bo
   process.stdout.write(JSON.stringify(res) + "\n");
 }
 
-function runBonsai(modelPath: string, tokensPath: string, quantized: boolean): BonsaiResult {
-  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, quantized ? "quantized" : "f32"];
+function runBonsai(modelPath: string, tokensPath: string, quantized: boolean, fuse = true): BonsaiResult {
+  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, quantized ? "quantized" : "f32", fuse ? "fuse" : "no-fuse"];
   const r = spawnSync(process.execPath, args, {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
@@ -236,13 +238,13 @@ function types(path: string): string {
 
 async function main(): Promise<void> {
   const header =
-    "| model | quant | Bonsai ran | threads | Bonsai prefill tok/s | llama.cpp prefill tok/s | ratio | Bonsai decode tok/s | llama.cpp decode tok/s | ratio |\n" +
-    "|---|---|---|---|---|---|---|---|---|---|";
+    "| model | quant | Bonsai ran | threads | Bonsai prefill tok/s | llama.cpp prefill tok/s | ratio | Bonsai decode tok/s | llama.cpp decode tok/s | ratio | Bonsai --no-fuse prefill / decode tok/s |\n" +
+    "|---|---|---|---|---|---|---|---|---|---|---|";
   if (!existsSync(`${DATA}/models/stories260K.bin`) || !existsSync(`${DATA}/tokenizers/ggml-vocab-llama-spm.gguf`) || !existsSync(`${DATA}/corpora/tinystories-2MiB.txt`)) {
     console.log(`bench:infer: ${DATA} (models, tokenizers, corpora) is absent; every row skipped`);
     console.log(header);
     for (const [m, q] of [["stories260K", "F32"], ["stories15M-shape", "F32"], ["stories15M-shape", "Q8_0"], ["stories15M-shape", "Q4_0"]])
-      console.log(`| ${m} | ${q} | — | — | skipped (no ${DATA}) | | | | | |`);
+      console.log(`| ${m} | ${q} | — | — | skipped (no ${DATA}) | | | | | | |`);
     return;
   }
   const started = performance.now();
@@ -255,7 +257,7 @@ async function main(): Promise<void> {
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });
     console.log(
       `bench:infer — ${N} prompt tokens (BOS + held-out tinystories text), ${N} greedy decode tokens from BOS; median of ${RUNS} runs after a warm-up run.\n` +
-        `Bonsai: KV-cache Session, wasm backend, 1 thread; Q8_0/Q4_0 files run both with loadModel's {quantized: true} kernels and dequantized to f32 on load. ` +
+        `Bonsai: KV-cache Session, wasm backend, 1 thread, fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run both with loadModel's {quantized: true} kernels and dequantized to f32 on load. ` +
         `llama.cpp: node-llama-cpp 3.21.1 CPU, KV cache F16 (default), flash attention off, batch 512, context 512.\n`,
     );
     const rows: string[] = [];
@@ -271,7 +273,7 @@ async function main(): Promise<void> {
 
       // Quantized files run twice on Bonsai's side: with its quantized kernels, and dequantized to f32 on load.
       const variants = m.quant === "F32" ? [{ quantized: false, ran: "F32" }] : [{ quantized: true, ran: `${m.quant} kernels` }, { quantized: false, ran: `F32 (dequantized ${m.quant})` }];
-      const bonsai = variants.map((v) => ({ ...v, r: runBonsai(m.path, tokensPath, v.quantized) }));
+      const bonsai = variants.map((v) => ({ ...v, r: runBonsai(m.path, tokensPath, v.quantized), unfused: runBonsai(m.path, tokensPath, v.quantized, false) }));
       const lm = await llama.loadModel({ modelPath: m.path });
       try {
         const theirs = lm.tokenize(text.slice(0, 2000));
@@ -289,11 +291,12 @@ async function main(): Promise<void> {
         for (const threads of THREADS) {
           const l = await runLlamaCpp(lm, prompt, threads);
           const lp = median(l.prefill), ld = median(l.decode);
-          for (const { ran, r: b } of bonsai) {
+          for (const { ran, r: b, unfused: u } of bonsai) {
             const bp = median(b.prefill), bd = median(b.decode);
             rows.push(
-              `| ${m.label} | ${m.quant} | ${ran} | ${threads} | ${bp.toFixed(0)} | ${lp.toFixed(0)} | ${mark(bp / lp, 0.5)} | ${bd.toFixed(0)} | ${ld.toFixed(0)}${l.capped !== null ? "†" : ""} | ${mark(bd / ld, 1.0)} |`,
+              `| ${m.label} | ${m.quant} | ${ran} | ${threads} | ${bp.toFixed(0)} | ${lp.toFixed(0)} | ${mark(bp / lp, 0.5)} | ${bd.toFixed(0)} | ${ld.toFixed(0)}${l.capped !== null ? "†" : ""} | ${mark(bd / ld, 1.0)} | ${median(u.prefill).toFixed(0)} / ${median(u.decode).toFixed(0)} |`,
             );
+            if (u.decoded.some((t, i) => t !== b.decoded[i])) notes.push(`  - Bonsai ${ran}: fused and --no-fuse greedy tokens DIFFER.`);
             let agree = 0;
             while (agree < Math.min(b.decoded.length, l.decoded.length) && b.decoded[agree] === l.decoded[agree]) agree++;
             notes.push(
@@ -323,5 +326,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] === "quantized");
+if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] === "quantized", process.argv[6] !== "no-fuse");
 else await main();

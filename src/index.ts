@@ -10,7 +10,8 @@ export { QuantizedWeight } from "./tensor/quantized-weight.js";
 
 export { type LlamaConfig, defaultIntermediateSize, normalizeConfig, validateConfig, parameterNames, parameterShape, toHfConfigJson } from "./nn/config.js";
 export { Llama, type ForwardOptions, type Attend } from "./nn/llama.js";
-export { type Weight, applyWeight } from "./nn/weight.js";
+export { type Weight, applyWeight, applyWeights } from "./nn/weight.js";
+export { type FuseOptions, type ModelWeights, type LayerWeights } from "./nn/fusion.js";
 
 export { Trainer, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
 export { AdamW, type AdamWOptions } from "./train/adamw.js";

@@ -76,6 +76,11 @@ test("train, eval, generate, convert round trip on a tiny model", () => {
   assert.equal(g.stdout.length, 41, "40 characters and a newline on stdout");
   const g2 = bonsai("generate", "--model", out, "--prompt", "the ", "--temperature", "0.8", "--max-tokens", "40", "--seed", "3");
   assert.equal(g2.stdout, g.stdout, "same seed, same text");
+  // The folded graph (the default) and --no-fuse compute the same logits up to rounding.
+  const greedy = ["generate", "--model", out, "--prompt", "the ", "--temperature", "0", "--max-tokens", "40"];
+  const fused = bonsai(...greedy), plain = bonsai(...greedy, "--no-fuse");
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout, fused.stdout, "--no-fuse generates the same greedy text");
 
   const conv = join(tmp, "converted");
   assert.equal(bonsai("convert", "--model", out, "--out", conv).code, 0);

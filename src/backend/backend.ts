@@ -40,6 +40,8 @@ export interface Backend {
   readonly name: string;
   /** Precision of stored numbers: `f64` for the reference backend used in gradient checks. */
   readonly dtype: "f32" | "f64";
+  /** Release what the backend holds outside its buffers (worker threads). Optional. */
+  dispose?(): void;
 
   // ---- memory -------------------------------------------------------------------------------
   /** Allocate `length` numbers, zero-filled. */

@@ -10,13 +10,19 @@ export const backendNames: readonly BackendName[] = ["js", "wasm"];
  * `js` is the float32 TypeScript reference (float64 with `{ precision: "f64" }`, for gradient
  * checks); `wasm` runs AssemblyScript SIMD kernels over WebAssembly memory (`q8Activations`:
  * quantized weights multiply decode activations rounded to Q8_0, as llama.cpp; see wasm-backend.ts).
+ * `threads` > 1 (wasm only) splits matrix products and cached attention across worker threads
+ * sharing the memory, with results bitwise identical to one thread; default 1, no workers.
+ * Call the backend's `dispose()` to stop them (idle workers never keep a Node process alive).
  */
-export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; q8Activations?: boolean } = {}): Promise<Backend> {
+export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; q8Activations?: boolean; threads?: number } = {}): Promise<Backend> {
+  const threads = opts.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   switch (name) {
     case "js":
       return new JsBackend(opts.precision ?? "f32");
     case "wasm":
-      // Loaded on demand: the module embeds the compiled kernels.
+      // Loaded on demand: the modules embed the compiled kernels.
+      if (threads > 1) return (await import("./wasm/threaded-wasm-backend.js")).createThreadedWasmBackend({ threads, q8Activations: opts.q8Activations });
       return (await import("./wasm/wasm-backend.js")).createWasmBackend({ q8Activations: opts.q8Activations });
     default:
       throw new Error(`unknown backend "${name}" (choose ${backendNames.join(" or ")})`);

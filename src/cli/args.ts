@@ -1,5 +1,6 @@
 // Flag parsing for the CLI: node's util.parseArgs (unknown flags are errors) plus typed,
 // range-checked accessors whose errors name the flag.
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 
 /** A command's flags: each a string or a boolean switch, with a line of help; `multiple` strings may repeat. */
@@ -13,6 +14,17 @@ export function flagHelp(spec: FlagSpec): string {
 }
 
 export class UsageError extends Error {}
+
+/** The `--threads` flag of commands that run a model (see threadCount). */
+export const threadsFlag: FlagSpec[string] = {
+  type: "string",
+  help: "wasm: threads for matrix products and attention (default: the number of cores; 1 = no workers)",
+};
+
+/** `--threads N`, by default the machine's cores (results are the same for any N). */
+export function threadCount(f: Flags): number {
+  return f.int("threads", availableParallelism(), 1);
+}
 
 export class Flags {
   constructor(

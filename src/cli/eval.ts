@@ -1,6 +1,6 @@
 // `bonsai eval`: mean cross-entropy (nats per token) over a whole split, in consecutive
 // non-overlapping windows of the model's context length.
-import { type FlagSpec, Flags, UsageError } from "./args.js";
+import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
 import { createBackend } from "../backend/index.js";
 import { loadModel, readTextFile } from "../io/model-files-node.js";
 import { sequentialBatches, splitTrainVal } from "../data/batches.js";
@@ -15,6 +15,7 @@ export const evalFlags: FlagSpec = {
   "block-size": { type: "string", help: "window length (the model's context)" },
   "batch-size": { type: "string", help: "windows per forward pass (16)" },
   backend: { type: "string", help: "wasm (default) or js" },
+  threads: threadsFlag,
 };
 
 /** Σ loss / tokens over every window of `tokens`. */
@@ -32,7 +33,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, evalFlags);
   const split = f.str("split") ?? "val";
   if (!["train", "val", "all"].includes(split)) throw new UsageError(`--split must be train, val or all (got "${split}")`);
-  const backend = await createBackend(f.str("backend") ?? "wasm");
+  const backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
   const { model, tokenizer } = loadModel(f.required("model"), backend, f.str("tokenizer"));
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const text = readTextFile(f.required("data"));

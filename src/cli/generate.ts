@@ -1,6 +1,6 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
-import { type FlagSpec, Flags, UsageError } from "./args.js";
+import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
 import { createBackend } from "../backend/index.js";
 import { loadModel } from "../io/model-files-node.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
@@ -27,7 +27,9 @@ export const generateFlags: FlagSpec = {
   stats: { type: "boolean", help: "print one JSON line of speeds to stderr" },
   dequantize: { type: "boolean", help: "run a quantized GGUF's Q8_0/Q4_0 weights as f32 (default: quantized kernels)" },
   "q8-activations": { type: "boolean", help: "wasm: decode with activations rounded to Q8_0 and integer dot products, as llama.cpp (faster)" },
+  "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
   backend: { type: "string", help: "wasm (default) or js" },
+  threads: threadsFlag,
 };
 
 export interface SampleRequest extends SampleOptions {
@@ -69,9 +71,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const modelPath = f.required("model");
   const t0 = performance.now();
   if (f.bool("q8-activations") && f.bool("dequantize")) throw new UsageError("--q8-activations applies to quantized weights; drop --dequantize");
-  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: f.bool("q8-activations") });
+  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: f.bool("q8-activations"), threads: threadCount(f) });
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
-  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize") });
+  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();

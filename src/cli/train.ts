@@ -1,7 +1,7 @@
 // `bonsai train`: pre-train a Llama model on a text file, with checkpoints that resume exactly.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type FlagSpec, Flags, UsageError } from "./args.js";
+import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
 import { Progress, formatDuration } from "./progress.js";
 import { createBackend } from "../backend/index.js";
 import type { Backend } from "../backend/backend.js";
@@ -46,6 +46,7 @@ export const trainFlags: FlagSpec = {
   out: { type: "string", help: "checkpoint directory" },
   resume: { type: "boolean", help: "continue the run saved in --out" },
   backend: { type: "string", help: "wasm (default) or js" },
+  threads: threadsFlag,
 };
 
 const STATE_FILE = "training_state.json";
@@ -123,7 +124,7 @@ export interface TrainRun {
 /** Run `bonsai train` with parsed flags; also used by `bonsai demo` with a corpus given as text. */
 export async function train(f: Flags, corpus?: { name: string; text: string }): Promise<TrainRun> {
   const out = f.required("out");
-  const backend: Backend = await createBackend(f.str("backend") ?? "wasm");
+  const backend: Backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
   const resume = f.bool("resume");
   const statePath = join(out, STATE_FILE);
 

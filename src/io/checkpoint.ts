@@ -28,6 +28,7 @@ export const jsonFile = (name: string, value: unknown): CheckpointFile => ({ nam
 
 /** The model's parameters as host float32 tensors under their HF names. */
 export function modelTensors(model: Llama): NamedTensors {
+  if (model.fused) throw new Error("the model is fused for inference; load it without fusing to save or convert it");
   if (model.quantized.size > 0) throw new Error("the model holds quantized weights; load it dequantized to save or convert it");
   const out: NamedTensors = new Map();
   for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.toArray()) });

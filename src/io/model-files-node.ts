@@ -106,6 +106,11 @@ export interface LoadModelOptions {
    * quantized kernels (inference only). Default false: every tensor is dequantized to f32.
    */
   quantized?: boolean;
+  /**
+   * Fold the graph for inference (Llama.fuse: stacked Q/K/V and gate/up, norm gains folded):
+   * faster, but the model can then not be trained or saved. Default false.
+   */
+  fuse?: boolean;
 }
 
 /** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
@@ -126,9 +131,13 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
-      const model = opts.quantized
-        ? llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(file, config))
-        : modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
+      let model: Llama;
+      if (opts.quantized) {
+        const weights = llamaWeightsFromGguf(file, config);
+        model = llamaFromGgufWeights(backend, config, weights);
+        // Stacking quantized matrices needs their blocks, still on the host here.
+        if (opts.fuse) model.fuse({ quantizedBytes: (name) => weights.quantized.get(name)?.bytes });
+      } else model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
       loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
     } finally {
       source.close();
@@ -140,6 +149,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     const sibling = join(dirname(path), "tokenizer.bin");
     loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };
   }
+  if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
   if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
   const tok = loaded.tokenizer;
   if (tok && tok.vocabSize > loaded.model.config.vocab_size)

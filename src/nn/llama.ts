@@ -5,7 +5,8 @@ import type { Backend } from "../backend/backend.js";
 import { Tensor, noGrad } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
-import { type Weight, applyWeight } from "./weight.js";
+import { type Weight, applyWeight, applyWeights } from "./weight.js";
+import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
 
@@ -45,6 +46,9 @@ export function ropeTables(hd: number, maxPos: number, theta: number): { cos: Fl
 export class Llama {
   private readonly cos: Tensor;
   private readonly sin: Tensor;
+  /** The fused weights once fuse() ran (inference only); null: the parameters as they are. */
+  private fusedWeights: ModelWeights | null = null;
+  private fusedCount = 0;
 
   constructor(
     readonly backend: Backend,
@@ -109,6 +113,7 @@ export class Llama {
 
   /** Weights counted whether float or quantized. */
   numParameters(): number {
+    if (this.fusedWeights) return this.fusedCount;
     return this.parameters().reduce((s, [, t]) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
   }
 
@@ -119,6 +124,52 @@ export class Llama {
   /** A projection's weight, float or quantized. */
   private w(name: string): Weight {
     return this.quantized.get(name) ?? this.params.get(name)!;
+  }
+
+  /** True once fuse() ran: the model runs inference only (no training, no saving). */
+  get fused(): boolean {
+    return this.fusedWeights !== null;
+  }
+
+  /**
+   * Fold the graph for inference (nn/fusion.ts): stacked Q/K/V and gate/up matrices, RMSNorm
+   * gains folded into float projections, residual adds fused into the output projections. The
+   * replaced parameters are freed; the model can no longer be trained or saved.
+   */
+  fuse(opts: FuseOptions = {}): void {
+    if (this.fusedWeights) return;
+    const count = this.numParameters();
+    const names = (l: number) => {
+      const pre = `model.layers.${l}.`;
+      return { q: pre + "self_attn.q_proj.weight", k: pre + "self_attn.k_proj.weight", v: pre + "self_attn.v_proj.weight", gate: pre + "mlp.gate_proj.weight", up: pre + "mlp.up_proj.weight" };
+    };
+    const { fused, unused } = fuseWeights(this.backend, this.weights(), names, this.config.tie_word_embeddings, opts);
+    for (const w of unused) {
+      for (const map of [this.params, this.quantized as Map<string, Weight>]) for (const [n, t] of map) if (t === w) map.delete(n);
+      w.dispose();
+    }
+    this.fusedWeights = fused;
+    this.fusedCount = count;
+  }
+
+  /** The weights the layer loop applies: the fused ones, or the parameters by name. */
+  private weights(): ModelWeights {
+    if (this.fusedWeights) return this.fusedWeights;
+    const c = this.config;
+    const layers = [];
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const pre = `model.layers.${l}.`;
+      layers.push({
+        inputNorm: this.p(pre + "input_layernorm.weight"),
+        qkv: [this.w(pre + "self_attn.q_proj.weight"), this.w(pre + "self_attn.k_proj.weight"), this.w(pre + "self_attn.v_proj.weight")],
+        o: this.w(pre + "self_attn.o_proj.weight"),
+        postNorm: this.p(pre + "post_attention_layernorm.weight"),
+        gateUp: [this.w(pre + "mlp.gate_proj.weight"), this.w(pre + "mlp.up_proj.weight")],
+        down: this.w(pre + "mlp.down_proj.weight"),
+      });
+    }
+    const head = this.quantized.get("lm_head.weight") ?? (c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight"));
+    return { layers, norm: this.p("model.norm.weight"), head, accumulateResidual: false };
   }
 
   /** Logits [batch·seq, vocab] (or [batch, vocab] with lastOnly) for token ids laid out [batch, seq]. */
@@ -135,24 +186,25 @@ export class Llama {
     let site = 0;
     const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
 
+    const W = this.weights();
+    if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
+    // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
+    const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, a, w) : op.add(x, drop(applyWeight(a, w))));
     let x = drop(op.embedding(this.p("model.embed_tokens.weight"), ids, [batch, seq]));
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      const pre = `model.layers.${l}.`;
-      const h = op.rmsnorm(x, this.p(pre + "input_layernorm.weight"), c.rms_norm_eps);
-      const q = op.rope(applyWeight(h, this.w(pre + "self_attn.q_proj.weight")), this.cos, this.sin, batch, seq, H, hd, pos);
-      const k = op.rope(applyWeight(h, this.w(pre + "self_attn.k_proj.weight")), this.cos, this.sin, batch, seq, KVH, hd, pos);
-      const v = applyWeight(h, this.w(pre + "self_attn.v_proj.weight"));
-      const a = attend(l, q, k, v);
-      x = op.add(x, drop(applyWeight(a, this.w(pre + "self_attn.o_proj.weight"))));
-      const h2 = op.rmsnorm(x, this.p(pre + "post_attention_layernorm.weight"), c.rms_norm_eps);
-      const gate = applyWeight(h2, this.w(pre + "mlp.gate_proj.weight"));
-      const up = applyWeight(h2, this.w(pre + "mlp.up_proj.weight"));
-      x = op.add(x, drop(applyWeight(op.swiglu(gate, up), this.w(pre + "mlp.down_proj.weight"))));
+      const L = W.layers[l];
+      const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
+      const [qh, kh, v] = applyWeights(h, L.qkv, [H * hd, KVH * hd, KVH * hd]);
+      const q = op.rope(qh, this.cos, this.sin, batch, seq, H, hd, pos);
+      const k = op.rope(kh, this.cos, this.sin, batch, seq, KVH, hd, pos);
+      x = residual(x, attend(l, q, k, v), L.o);
+      const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
+      const [gate, up] = applyWeights(h2, L.gateUp, [c.intermediate_size, c.intermediate_size]);
+      x = residual(x, op.swiglu(gate, up), L.down);
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
-    x = op.rmsnorm(x, this.p("model.norm.weight"), c.rms_norm_eps);
-    const head = this.quantized.get("lm_head.weight") ?? (c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight"));
-    return applyWeight(x, head);
+    x = op.rmsnorm(x, W.norm, c.rms_norm_eps);
+    return applyWeight(x, W.head);
   }
 
   /** Per-position cross-entropy losses [batch·seq] of next-token targets (−1 = ignore). */
@@ -166,6 +218,8 @@ export class Llama {
   }
 
   dispose(): void {
+    const W = this.fusedWeights;
+    if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
     for (const [, t] of this.parameters()) t.dispose();
     for (const w of this.quantized.values()) w.dispose();
     this.cos.dispose();

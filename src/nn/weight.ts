@@ -11,3 +11,13 @@ export type Weight = Tensor | QuantizedWeight;
 export function applyWeight(x: Tensor, w: Weight): Tensor {
   return w instanceof QuantizedWeight ? op.linearQuantized(x, w) : op.linear(x, w);
 }
+
+/**
+ * Projections of x that output `widths` features each: one weight per output, or one fused
+ * weight (rows of all outputs stacked, see nn/fusion.ts) whose result is split.
+ */
+export function applyWeights(x: Tensor, ws: readonly Weight[], widths: readonly number[]): Tensor[] {
+  if (ws.length === widths.length) return ws.map((w) => applyWeight(x, w));
+  if (ws.length !== 1) throw new Error(`applyWeights: ${ws.length} weights for ${widths.length} outputs`);
+  return op.splitColumns(applyWeight(x, ws[0]), widths);
+}

@@ -38,6 +38,37 @@ export function linearQuantized(x: Tensor, w: QuantizedWeight): Tensor {
   return y;
 }
 
+/**
+ * y += x Wᵀ in place (W float or quantized): a residual add fused into the projection's
+ * accumulate. Inference only: it overwrites y, which a graph would still need.
+ */
+export function linearAccumulate(y: Tensor, x: Tensor, w: Tensor | QuantizedWeight): Tensor {
+  if (y.requiresGrad || x.requiresGrad) throw new Error("linearAccumulate: no backward pass; run inference under noGrad");
+  const [outF, inF] = w.shape;
+  if (lastDim(x) !== inF || lastDim(y) !== outF || rowsOf(x) !== rowsOf(y)) throw new Error(`linearAccumulate: [${x.shape}] · [${w.shape}]ᵀ does not fit [${y.shape}]`);
+  if (w instanceof Tensor) x.backend.matmul(y.data, x.data, w.data, rowsOf(x), outF, inF, false, true, true);
+  else x.backend.matmulQuantized(y.data, x.data, w.data, rowsOf(x), outF, inF, true);
+  return y;
+}
+
+/**
+ * The column blocks of x [..., Σ widths] as separate tensors [..., widthᵢ] (copies): the outputs
+ * of a fused projection. Inference only.
+ */
+export function splitColumns(x: Tensor, widths: readonly number[]): Tensor[] {
+  if (x.requiresGrad) throw new Error("splitColumns: no backward pass; run inference under noGrad");
+  const n = lastDim(x), rows = rowsOf(x);
+  if (widths.reduce((a, b) => a + b, 0) !== n) throw new Error(`splitColumns: widths [${widths}] do not add up to ${n}`);
+  const be = x.backend;
+  let col = 0;
+  return widths.map((w) => {
+    const y = Tensor.zeros(be, [...x.shape.slice(0, -1), w]);
+    for (let r = 0; r < rows; r++) be.copy(y.data, r * w, x.data, r * n + col, w);
+    col += w;
+    return y;
+  });
+}
+
 /** Rows of `table` [V, D] picked by `ids`; the result has shape [...idsShape, D]. */
 export function embedding(table: Tensor, ids: Int32Array, idsShape: readonly number[]): Tensor {
   const be = table.backend;

@@ -8,7 +8,7 @@ import { checkQuantized } from "../quantized-blocks.js";
 import { kernelsWasmBase64 } from "./kernels-wasm.js";
 
 /** The module's exports. Pointers are byte offsets; booleans are 0/1. */
-interface Kernels {
+export interface Kernels {
   heapBase(): number;
   add(out: number, a: number, b: number, n: number): void;
   axpy(acc: number, x: number, alpha: number, n: number): void;
@@ -28,6 +28,7 @@ interface Kernels {
   rope(out: number, x: number, cos: number, sin: number, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void;
   attention(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionCached(out: number, q: number, kCache: number, vCache: number, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number, scratch: number): void;
+  attentionCachedHeads(out: number, q: number, kCache: number, vCache: number, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number, scratch: number, h0: number, h1: number): void;
   attentionBackward(dq: number, dk: number, dv: number, dOut: number, q: number, k: number, v: number, probs: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, scratch: number): void;
   swiglu(out: number, gate: number, up: number, n: number): void;
   swigluBackward(dGate: number, dUp: number, dOut: number, gate: number, up: number, n: number): void;
@@ -68,13 +69,14 @@ class WasmQBuf implements QBuf {
 }
 
 /** The kernels' type codes. */
-const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1 };
+export const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1 };
 
 export interface WasmBackendOptions {
   /**
-   * Linear memory to run in (at least 32 pages, zero-filled). Defaults to a fresh, growable
-   * memory; a later multi-threaded backend passes a shared one. The backend owns everything above
-   * the module's heap base: other instances over the same memory must not allocate.
+   * Linear memory to run in (at least 32 pages, zero-filled, not shared: a shared memory needs
+   * the shared build of the kernels, which threaded-wasm-backend.ts uses). Defaults to a fresh,
+   * growable memory. The backend owns everything above the module's heap base: other instances
+   * over the same memory (the threaded backend's workers) must not allocate.
    */
   memory?: WebAssembly.Memory;
   /**
@@ -95,11 +97,23 @@ export interface WasmMemoryStats {
   freeBytes: number;
 }
 
-function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+export function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s); // in browsers and Node ≥ 16 alike; Buffer is Node-only
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
+}
+
+/** What the kernels module imports: its memory and an abort hook. */
+export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return {
+    env: {
+      memory,
+      abort(): never {
+        throw new Error("wasm backend: kernel aborted");
+      },
+    },
+  };
 }
 
 // One compilation serves every backend instance.
@@ -110,14 +124,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   compiled ??= WebAssembly.compile(decodeBase64(kernelsWasmBase64));
   const module = await compiled;
   const memory = options.memory ?? new WebAssembly.Memory({ initial: 32 });
-  const instance = await WebAssembly.instantiate(module, {
-    env: {
-      memory,
-      abort(): never {
-        throw new Error("wasm backend: kernel aborted");
-      },
-    },
-  });
+  const instance = await WebAssembly.instantiate(module, kernelImports(memory));
   return new WasmBackend(instance.exports as unknown as Kernels, memory, options.q8Activations ?? false);
 }
 
@@ -132,14 +139,14 @@ function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
-const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
+export const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
 
 export class WasmBackend implements Backend {
   readonly name = "wasm";
   readonly dtype = "f32" as const;
 
-  private readonly k: Kernels;
-  private readonly memory: WebAssembly.Memory;
+  protected readonly k: Kernels;
+  protected readonly memory: WebAssembly.Memory;
   private readonly heapStart: number;
   private top: number;
   private readonly freeLists = new Map<number, number[]>();
@@ -150,7 +157,7 @@ export class WasmBackend implements Backend {
   // One reusable scratch block (packed matmul panels, ids/targets, attention rows).
   private scratchPtr = -1;
   private scratchBytes = 0;
-  private readonly matmulScratch: number;
+  protected readonly matmulScratch: number;
 
   /** Use createWasmBackend(); this takes an already instantiated module. */
   constructor(
@@ -184,7 +191,7 @@ export class WasmBackend implements Backend {
   }
 
   /** A zero-filled block of at least `bytes` bytes (rounded up to its size class). */
-  private allocBytes(bytes: number): { ptr: number; bytes: number } {
+  protected allocBytes(bytes: number): { ptr: number; bytes: number } {
     bytes = sizeClass(bytes);
     const list = this.freeLists.get(bytes);
     if (list !== undefined && list.length > 0) {
@@ -201,7 +208,7 @@ export class WasmBackend implements Backend {
     return { ptr, bytes };
   }
 
-  private releaseBytes(ptr: number, bytes: number): void {
+  protected releaseBytes(ptr: number, bytes: number): void {
     let list = this.freeLists.get(bytes);
     if (list === undefined) this.freeLists.set(bytes, (list = []));
     list.push(ptr);
@@ -228,7 +235,7 @@ export class WasmBackend implements Backend {
   }
 
   /** Scratch space for the duration of one kernel call. */
-  private scratch(bytes: number): number {
+  protected scratch(bytes: number): number {
     if (bytes > this.scratchBytes) {
       if (this.scratchPtr >= 0) this.releaseBytes(this.scratchPtr, this.scratchBytes);
       const block = this.allocBytes(Math.max(bytes, 2 * this.scratchBytes));
@@ -246,7 +253,7 @@ export class WasmBackend implements Backend {
   }
 
   /** Byte offset of a live buffer of this backend holding at least `need` numbers. */
-  private p(buf: Buf, need: number, what: string): number {
+  protected p(buf: Buf, need: number, what: string): number {
     const b = buf as WasmBuf;
     if (!(b instanceof WasmBuf) || b.owner !== this) throw new Error(`wasm backend: ${what} is not a buffer of this backend`);
     if (b.ptr < 0) throw new Error(`wasm backend: ${what} used after free`);
@@ -339,7 +346,7 @@ export class WasmBackend implements Backend {
     return new WasmQBuf(this, type, rows, cols, block.ptr, block.bytes);
   }
 
-  private qp(w: QBuf): WasmQBuf {
+  protected qp(w: QBuf): WasmQBuf {
     const q = w as WasmQBuf;
     if (!(q instanceof WasmQBuf) || q.owner !== this) throw new Error("wasm backend: not a quantized matrix of this backend");
     if (q.ptr < 0) throw new Error("wasm backend: quantized matrix used after free");

@@ -1,0 +1,71 @@
+// Prefill and decode speed of the wasm backend on 1 and 2 threads (more with BENCH_THREADS=1,2,4),
+// KV-cache session, medians of 5 runs after a warm-up: stories260K and a random-weight model of
+// llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, hidden 768, vocab 32000). Also checks
+// that every thread count decodes the same greedy tokens (the kernels are bitwise deterministic).
+// Run: npm run build && node dist/bench/threads.js   (stories260K needs ../shared/data/models)
+import { existsSync } from "node:fs";
+import { createBackend, type Backend } from "../src/backend/index.js";
+import { loadModel } from "../src/io/model-files-node.js";
+import { Llama } from "../src/nn/llama.js";
+import type { LlamaConfig } from "../src/nn/config.js";
+import { Session } from "../src/runtime/session.js";
+import { argmax } from "../src/runtime/sample.js";
+
+const DATA = "../shared/data/models";
+const N = 256; // prompt tokens and decoded tokens
+const RUNS = 5;
+const THREADS = (process.env.BENCH_THREADS ?? "1,2").split(",").map(Number);
+
+const stories15M: LlamaConfig = {
+  vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6,
+  num_attention_heads: 6, num_key_value_heads: 6, max_position_embeddings: 512,
+  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+};
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+function measure(model: Llama): { prefill: number; decode: number; tokens: number[] } {
+  const s = new Session(model);
+  const prompt = Array.from({ length: N }, (_, i) => 1 + ((i * 37) % (model.config.vocab_size - 1)));
+  const prefill = (): number => {
+    s.truncate(0);
+    const t = performance.now();
+    s.prefill(prompt);
+    return N / ((performance.now() - t) / 1000);
+  };
+  let tokens: number[] = [];
+  const decode = (): number => {
+    s.truncate(0);
+    const out: number[] = [];
+    let tok = 1;
+    const t = performance.now();
+    for (let i = 0; i < N; i++) out.push((tok = argmax(s.decode(tok))));
+    const rate = N / ((performance.now() - t) / 1000);
+    tokens = out;
+    return rate;
+  };
+  prefill(); // warm-up: JIT, the allocator's free lists
+  decode();
+  const p: number[] = [], d: number[] = [];
+  for (let r = 0; r < RUNS; r++) p.push(prefill());
+  for (let r = 0; r < RUNS; r++) d.push(decode());
+  s.dispose();
+  return { prefill: median(p), decode: median(d), tokens };
+}
+
+const models: [string, (b: Backend) => Llama][] = [];
+if (existsSync(`${DATA}/stories260K.bin`)) models.push(["stories260K", (b) => loadModel(`${DATA}/stories260K.bin`, b).model]);
+else console.log("stories260K absent (../shared/data/models); skipped");
+models.push(["stories15M-shaped, random", (b) => Llama.init(b, stories15M, 1)]);
+
+for (const [name, load] of models) {
+  let reference: number[] | undefined;
+  for (const threads of THREADS) {
+    const backend = await createBackend("wasm", { threads });
+    const r = measure(load(backend));
+    backend.dispose?.();
+    const same = reference === undefined ? "" : reference.join() === r.tokens.join() ? "  (same tokens)" : "  (TOKENS DIFFER)";
+    reference ??= r.tokens;
+    console.log(`${name}, ${threads} thread${threads > 1 ? "s" : ""}: prefill ${r.prefill.toFixed(0)} tok/s, decode ${r.decode.toFixed(0)} tok/s${same}`);
+  }
+}

@@ -1,0 +1,119 @@
+// Graph folding for inference: the same model math over fewer, larger kernels. At load time
+// - Q, K and V become one [q+k+v, dim] matrix and gate and up one [2·inter, dim] matrix: one
+//   matmul instead of three (two), the input read once; the result is split by copies.
+// - RMSNorm gains fold into the projections that follow: W·(g ⊙ x̂) = (W·diag(g))·x̂, so W's
+//   columns are scaled by g and the norm runs with unit gain (exact up to float rounding).
+//   Float weights only: rescaling quantized blocks would re-round them. The final norm folds into
+//   an untied LM head only (a tied head is the embedding table, which the lookup needs unscaled).
+// - The output projections accumulate into the residual stream (matmul with accumulate) instead
+//   of writing a fresh tensor that op.add then adds.
+// A fused model is inference-only: it holds no separate q/k/v/gate/up parameters to train.
+import type { Backend, FloatArray } from "../backend/backend.js";
+import { Tensor } from "../tensor/tensor.js";
+import { QuantizedWeight } from "../tensor/quantized-weight.js";
+import type { Weight } from "./weight.js";
+
+/** The weights one layer of the loop applies; see Llama.forward. */
+export interface LayerWeights {
+  /** Gain of the attention RMSNorm (ones once folded into `qkv`). */
+  inputNorm: Tensor;
+  /** [q, k, v], or one matrix whose output columns are q‖k‖v. */
+  qkv: Weight[];
+  o: Weight;
+  /** Gain of the MLP RMSNorm (ones once folded into `gateUp`). */
+  postNorm: Tensor;
+  /** [gate, up], or one matrix whose output columns are gate‖up. */
+  gateUp: Weight[];
+  down: Weight;
+}
+
+export interface ModelWeights {
+  layers: LayerWeights[];
+  /** Gain of the final RMSNorm (ones once folded into `head`). */
+  norm: Tensor;
+  head: Weight;
+  /** Output projections add into the residual stream in place (inference only). */
+  accumulateResidual: boolean;
+}
+
+export interface FuseOptions {
+  /**
+   * The host bytes of quantized weights by HF name (a loader has them): concatenating quantized
+   * matrices needs their blocks, which a backend does not hand back. Without them, quantized
+   * groups stay unfused.
+   */
+  quantizedBytes?: (name: string) => Uint8Array | undefined;
+}
+
+/**
+ * The fused form of `w` (the unfused weights of a model): new tensors for the fused groups and the
+ * folded head, the rest shared. Returns also the weights that became unused (the caller disposes them).
+ */
+export function fuseWeights(be: Backend, w: ModelWeights, names: (layer: number) => Record<"q" | "k" | "v" | "gate" | "up", string>, tiedHead: boolean, opts: FuseOptions = {}): { fused: ModelWeights; unused: Weight[] } {
+  const created: Weight[] = [];
+  const unused: Weight[] = [];
+  try {
+    // The unit gain of a norm whose gain was folded, made on first use.
+    let unit: Tensor | null = null;
+    const ones = (): Tensor => {
+      if (unit === null) created.push((unit = Tensor.from(be, w.norm.shape, new Float64Array(w.norm.size).fill(1))));
+      return unit;
+    };
+    const group = (parts: Weight[], partNames: string[], gain: Tensor): { weights: Weight[]; folded: boolean } => {
+      const fused = concatRows(be, parts, partNames, gain, opts);
+      if (fused === null) return { weights: parts, folded: false };
+      created.push(fused.weight);
+      unused.push(...parts);
+      return { weights: [fused.weight], folded: fused.folded };
+    };
+    const layers = w.layers.map((L, l) => {
+      const n = names(l);
+      const qkv = group(L.qkv, [n.q, n.k, n.v], L.inputNorm);
+      const gateUp = group(L.gateUp, [n.gate, n.up], L.postNorm);
+      return { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones() : L.inputNorm, gateUp: gateUp.weights, postNorm: gateUp.folded ? ones() : L.postNorm };
+    });
+    let { norm, head } = w;
+    if (!tiedHead && head instanceof Tensor) {
+      const scaled = concatRows(be, [head], ["lm_head.weight"], norm, opts)!;
+      created.push(scaled.weight);
+      unused.push(head);
+      head = scaled.weight;
+      norm = ones();
+    }
+    return { fused: { layers, norm, head, accumulateResidual: true }, unused };
+  } catch (e) {
+    for (const t of created) t.dispose();
+    throw e;
+  }
+}
+
+/**
+ * The rows of `parts` stacked into one matrix; float columns scaled by `gain`. Null when the parts
+ * cannot be stacked: float mixed with quantized, different quantized types, or no bytes at hand.
+ */
+function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor, opts: FuseOptions): { weight: Weight; folded: boolean } | null {
+  const cols = parts[0].shape[1];
+  const rows = parts.reduce((s, p) => s + p.shape[0], 0);
+  if (parts.every((p) => p instanceof Tensor)) {
+    const g = be.read(gain.data);
+    const out: FloatArray = be.dtype === "f64" ? new Float64Array(rows * cols) : new Float32Array(rows * cols);
+    let off = 0;
+    for (const p of parts) {
+      const v = be.read((p as Tensor).data);
+      for (let i = 0; i < v.length; i++) out[off + i] = v[i] * g[i % cols];
+      off += v.length;
+    }
+    return { weight: Tensor.from(be, [rows, cols], out), folded: true };
+  }
+  if (!parts.every((p) => p instanceof QuantizedWeight && p.type === (parts[0] as QuantizedWeight).type)) return null;
+  const bytes = names.map((n) => opts.quantizedBytes?.(n));
+  if (bytes.some((b) => b === undefined)) return null;
+  const all = new Uint8Array(bytes.reduce((s, b) => s + b!.length, 0));
+  let off = 0;
+  for (const b of bytes) {
+    all.set(b!, off);
+    off += b!.length;
+  }
+  // Each row is whole blocks, so stacking rows is concatenating bytes. Gains are not folded.
+  return { weight: new QuantizedWeight(be, (parts[0] as QuantizedWeight).type, [rows, cols], all), folded: false };
+}

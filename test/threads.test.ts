@@ -1,0 +1,183 @@
+// The threaded wasm backend: matrix products and cached attention split across worker threads
+// must give results bitwise identical to one thread (each output element computed by exactly one
+// thread with the same arithmetic), for any thread count and shape; so must a whole model's
+// logits and sampled tokens. The pool must shut down cleanly and never keep a process alive.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
+import { createBackend } from "../src/backend/index.js";
+import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { createThreadedWasmBackend, type ThreadedWasmBackend } from "../src/backend/wasm/threaded-wasm-backend.js";
+import { splitBounds } from "../src/backend/wasm/split.js";
+import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import type { LlamaConfig } from "../src/nn/config.js";
+import { Llama } from "../src/nn/llama.js";
+import { generateTokens } from "../src/runtime/generate.js";
+import { Session } from "../src/runtime/session.js";
+import { Rng } from "../src/util/rng.js";
+
+/** Bitwise equality of two float arrays (NaN payloads aside, which these kernels never make). */
+function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
+  for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
+}
+
+function randoms(rng: Rng, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.next() * 2 - 1;
+  return out;
+}
+
+function buf(b: Backend, values: Float32Array): Buf {
+  const x = b.alloc(values.length);
+  b.write(x, values);
+  return x;
+}
+
+/** One thread (the plain module), then 2 and 3 threads splitting every kernel however small. */
+async function backends(opts: { q8Activations?: boolean } = {}): Promise<[number, Backend][]> {
+  return [
+    [1, await createWasmBackend(opts)],
+    [2, await createThreadedWasmBackend({ threads: 2, minWorkPerThread: 0, ...opts })],
+    [3, await createThreadedWasmBackend({ threads: 3, minWorkPerThread: 0, ...opts })],
+  ];
+}
+
+const dispose = (bs: [number, Backend][]): void => bs.forEach(([, b]) => b.dispose?.());
+
+test("splitBounds: whole units, every part non-empty, remainder last", () => {
+  assert.deepEqual(splitBounds(3, 4, 2), [0, 3]);
+  assert.deepEqual(splitBounds(9, 4, 3), [0, 4, 9]);
+  assert.deepEqual(splitBounds(16, 4, 3), [0, 4, 8, 16]);
+  assert.deepEqual(splitBounds(5, 1, 2), [0, 2, 5]);
+  assert.deepEqual(splitBounds(100, 4, 1), [0, 100]);
+});
+
+test("matmul: 1, 2 and 3 threads give bitwise identical results", async () => {
+  const bs = await backends(), rng = new Rng(5);
+  const shapes: [number, number, number][] = [];
+  for (const n of [1, 3, 4, 5, 17, 64, 100, 513]) for (const k of [1, 7, 64, 300]) shapes.push([1, n, k]);
+  for (const m of [2, 3, 5, 8, 9, 17, 130, 257]) for (const n of [1, 2, 16, 33, 300]) for (const k of [5, 64, 257]) shapes.push([m, n, k]);
+  for (const [m, n, k] of shapes)
+    for (const [transA, transB] of [[false, true], [false, false], [true, false]] as const)
+      for (const accumulate of [false, true]) {
+        const a = randoms(rng, m * k), b = randoms(rng, k * n), c0 = randoms(rng, m * n);
+        const results = bs.map(([, be]) => {
+          const c = buf(be, c0);
+          be.matmul(c, buf(be, a), buf(be, b), m, n, k, transA, transB, accumulate);
+          return be.read(c);
+        });
+        for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${m}x${n}x${k} tA=${transA} tB=${transB} acc=${accumulate}`);
+      }
+  dispose(bs);
+});
+
+for (const q8Activations of [false, true])
+  test(`matmulQuantized${q8Activations ? " (Q8_0 activations)" : ""}: 1, 2 and 3 threads give bitwise identical results`, async () => {
+    const bs = await backends({ q8Activations }), rng = new Rng(9);
+    for (const [type, ggml] of [["q8_0", GgmlType.Q8_0], ["q4_0", GgmlType.Q4_0]] as const)
+      for (const m of [1, 2, 5, 9, 130])
+        for (const n of [1, 4, 7, 33, 129, 300])
+          for (const k of [32, 96, 256]) {
+            const bytes = quantize(ggml, randoms(rng, n * k)), a = randoms(rng, m * k), c0 = randoms(rng, m * n);
+            for (const accumulate of [false, true]) {
+              const results = bs.map(([, be]) => {
+                const w = be.allocQuantized(type, n, k, bytes), c = buf(be, c0);
+                be.matmulQuantized(c, buf(be, a), w, m, n, k, accumulate);
+                return be.read(c);
+              });
+              for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${type} ${m}x${n}x${k} acc=${accumulate}`);
+            }
+          }
+    dispose(bs);
+  });
+
+test("attentionCached: 1, 2 and 3 threads give bitwise identical results", async () => {
+  const bs = await backends(), rng = new Rng(13);
+  for (const [heads, kvHeads] of [[1, 1], [4, 4], [4, 2], [6, 3], [5, 1]])
+    for (const headDim of [6, 8, 16])
+      for (const seq of [1, 3, 7])
+        for (const posOffset of [0, 5, 40]) {
+          const q = randoms(rng, seq * heads * headDim), kv = (posOffset + seq) * kvHeads * headDim;
+          const kc = randoms(rng, kv), vc = randoms(rng, kv);
+          const results = bs.map(([, be]) => {
+            const out = be.alloc(seq * heads * headDim);
+            be.attentionCached(out, buf(be, q), buf(be, kc), buf(be, vc), seq, heads, kvHeads, headDim, posOffset, 1 / Math.sqrt(headDim));
+            return be.read(out);
+          });
+          for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${heads}/${kvHeads} heads, hd ${headDim}, seq ${seq}, pos ${posOffset}`);
+        }
+  dispose(bs);
+});
+
+const config: LlamaConfig = {
+  vocab_size: 301, hidden_size: 48, intermediate_size: 136, num_hidden_layers: 2,
+  num_attention_heads: 6, num_key_value_heads: 2, max_position_embeddings: 40,
+  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+};
+
+test("a whole model: logits, greedy and seeded samples identical on 1, 2 and 3 threads", async () => {
+  const bs = await backends();
+  // The default threshold too, so that the tuned path (some kernels split, some not) is covered.
+  bs.push([2, await createThreadedWasmBackend({ threads: 2 })]);
+  const runs = bs.map(([, be]) => {
+    const model = Llama.init(be, config, 21);
+    const s = new Session(model);
+    const logits = [s.prefill([1, 7, 30, 200, 5, 9, 11], { allLogits: true })];
+    for (const id of [3, 100, 250, 17]) logits.push(s.decode(id));
+    s.dispose();
+    const greedy = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 25 })];
+    const seeded = [...generateTokens(model, [1, 2, 3], { temperature: 1, maxTokens: 25, seed: 42 })];
+    return { logits, greedy, seeded };
+  });
+  for (let i = 1; i < runs.length; i++) {
+    runs[i].logits.forEach((l, j) => assertBitwise(l, runs[0].logits[j], `${bs[i][0]} threads, logits of step ${j}`));
+    assert.deepEqual(runs[i].greedy, runs[0].greedy, `${bs[i][0]} threads, greedy tokens`);
+    assert.deepEqual(runs[i].seeded, runs[0].seeded, `${bs[i][0]} threads, seeded tokens`);
+  }
+  dispose(bs);
+});
+
+test("createBackend threads option; dispose stops the pool; a process with an undisposed pool exits", async () => {
+  const b = await createBackend("wasm", { threads: 2 });
+  assert.equal((b as ThreadedWasmBackend).threads, 2);
+  b.dispose!();
+  // After dispose the backend still works, on the main thread alone.
+  const x = b.alloc(64 * 64), y = b.alloc(64 * 64);
+  b.write(x, new Float32Array(64 * 64).fill(0.5));
+  b.matmul(y, x, x, 64, 64, 64, false, true, false);
+  assert.equal(b.read(y, 0, 1)[0], 16);
+  await assert.rejects(createBackend("wasm", { threads: 0 }), /positive integer/);
+  // Workers sleeping in Atomics.wait must not keep Node alive: a child that never disposes exits.
+  const index = new URL("../src/backend/index.js", import.meta.url).href;
+  const script = `const { createBackend } = await import(${JSON.stringify(index)});
+    const b = await createBackend("wasm", { threads: 3 });
+    const x = b.alloc(256 * 256); b.matmul(b.alloc(256 * 256), x, x, 256, 256, 256, false, true, false);
+    console.log("done");`;
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-threads-"));
+  writeFileSync(join(dir, "undisposed.mjs"), script);
+  const child = spawnSync(process.execPath, [join(dir, "undisposed.mjs")], { timeout: 20000, encoding: "utf8" });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(child.status, 0, child.stderr);
+  assert.match(child.stdout, /done/);
+});
+
+const STORIES = "../shared/data/models/stories260K.bin";
+test("bonsai generate --threads 1 and 2 print the same text (stories260K, seeded sampling)", { skip: !existsSync(STORIES) && "../shared/data absent" }, () => {
+  const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const run = (threads: number): string => {
+    const args = [main, "generate", "--model", STORIES, "--tokenizer", "../shared/data/models/tok512.bin", "--temperature", "1", "--seed", "5", "--max-tokens", "80", "--threads", String(threads)];
+    const r = spawnSync(process.execPath, args, { encoding: "utf8", timeout: 30000 });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const one = run(1);
+  assert.ok(one.length > 20);
+  assert.equal(run(2), one);
+});
