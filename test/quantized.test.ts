@@ -2,6 +2,7 @@
 // kernels against the blockwise JS reference and against dequantize-then-float-matmul; whole models
 // against the same model with the weights dequantized to f32; stories260K's greedy text.
 import { test } from "node:test";
+import { Rng } from "../src/util/rng.js";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -34,14 +35,8 @@ const STORIES = `${DATA}/models/stories260K.bin`;
 const GGML: Record<QuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 const rand = rng(7);
 const randn = (n: number): Float32Array => Float32Array.from({ length: n }, () => rand() * 2 - 1);

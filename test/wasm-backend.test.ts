@@ -1,6 +1,7 @@
 // The wasm backend against the f64 JS reference: every kernel on random inputs over shapes that hit
 // the SIMD main loops, their scalar tails and the matmul edge tiles; plus the allocator.
 import { test } from "node:test";
+import { Rng } from "../src/util/rng.js";
 import assert from "node:assert/strict";
 import type { Backend, Buf } from "../src/backend/backend.js";
 import { dropoutUniform } from "../src/backend/backend.js";
@@ -10,16 +11,10 @@ import { createWasmBackend, type WasmBackend } from "../src/backend/wasm/wasm-ba
 const wasm: WasmBackend = await createWasmBackend();
 const ref = new JsBackend("f64");
 
-// Deterministic inputs (mulberry32), rounded to f32 so both backends start from the same numbers.
+// Deterministic inputs, rounded to f32 so both backends start from the same numbers.
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 const rand = rng(42);
 function randn(n: number, scale = 1): Float32Array {
