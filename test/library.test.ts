@@ -50,3 +50,14 @@ test("library code imports no Node built-ins (browser-safe); only *-node, node.t
   walk(root);
   assert.deepEqual(offenders, []);
 });
+
+test("a config claiming a 2^31-token context costs nothing until positions are used", async () => {
+  const backend = await createBackend("wasm");
+  const model = Llama.init(backend, {
+    vocab_size: 10, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
+    num_key_value_heads: 1, max_position_embeddings: 2 ** 31, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+  }, 1);
+  const ids = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 5 })];
+  assert.equal(ids.length, 5);
+  model.dispose();
+});

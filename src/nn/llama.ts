@@ -2,7 +2,7 @@
 // rotary positions and a SwiGLU MLP, a final RMSNorm and the LM head (optionally tied to the
 // embedding). The math is Hugging Face's LlamaForCausalLM; parameters carry HF names and layouts.
 import type { Backend } from "../backend/backend.js";
-import { Tensor, noGrad } from "../tensor/tensor.js";
+import { Tensor, noGrad, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
 import { type Weight, applyWeight, applyWeights } from "./weight.js";
@@ -44,8 +44,9 @@ export function ropeTables(hd: number, maxPos: number, theta: number): { cos: Fl
 }
 
 export class Llama {
-  private readonly cos: Tensor;
-  private readonly sin: Tensor;
+  // RoPE tables, built for the positions used so far (a config may claim a huge context).
+  private cos: Tensor | null = null;
+  private sin: Tensor | null = null;
   /** The fused weights once fuse() ran (inference only); null: the parameters as they are. */
   private fusedWeights: ModelWeights | null = null;
   private fusedCount = 0;
@@ -80,10 +81,26 @@ export class Llama {
       const want = [config.vocab_size, config.hidden_size];
       if (quantized.get(name)!.shape.join(",") !== want.join(",")) throw new Error(`model: quantized LM head has shape [${quantized.get(name)!.shape}], config needs [${want}]`);
     }
-    const tables = ropeTables(headDim(config), config.max_position_embeddings, config.rope_theta);
-    const half = headDim(config) / 2;
-    this.cos = Tensor.from(backend, [config.max_position_embeddings, half], tables.cos);
-    this.sin = Tensor.from(backend, [config.max_position_embeddings, half], tables.sin);
+  }
+
+  /**
+   * cos/sin tables covering positions [0, end): the first 4096 positions at once (all of them for
+   * most small models), then doubling up to the context on demand.
+   */
+  private ropeUpTo(end: number): { cos: Tensor; sin: Tensor } {
+    if (this.cos === null || this.cos.shape[0] < end) {
+      const c = this.config;
+      const rows = Math.min(c.max_position_embeddings, Math.max(end, 4096, 2 * (this.cos?.shape[0] ?? 0)));
+      const tables = ropeTables(headDim(c), rows, c.rope_theta);
+      this.cos?.dispose();
+      this.sin?.dispose();
+      // Outside any scope: the tables live as long as the model.
+      [this.cos, this.sin] = unscoped(() => [
+        Tensor.from(this.backend, [rows, headDim(c) / 2], tables.cos),
+        Tensor.from(this.backend, [rows, headDim(c) / 2], tables.sin),
+      ]);
+    }
+    return { cos: this.cos, sin: this.sin! };
   }
 
   /** nanoGPT's initialisation: N(0, 0.02); residual output projections scaled by 1/sqrt(2·layers); norms 1. */
@@ -187,6 +204,7 @@ export class Llama {
     const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
 
     const W = this.weights();
+    const rope = this.ropeUpTo(pos + seq);
     if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, a, w) : op.add(x, drop(applyWeight(a, w))));
@@ -195,8 +213,8 @@ export class Llama {
       const L = W.layers[l];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(h, L.qkv, [H * hd, KVH * hd, KVH * hd]);
-      const q = op.rope(qh, this.cos, this.sin, batch, seq, H, hd, pos);
-      const k = op.rope(kh, this.cos, this.sin, batch, seq, KVH, hd, pos);
+      const q = op.rope(qh, rope.cos, rope.sin, batch, seq, H, hd, pos);
+      const k = op.rope(kh, rope.cos, rope.sin, batch, seq, KVH, hd, pos);
       x = residual(x, attend(l, q, k, v), L.o);
       const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
       const [gate, up] = applyWeights(h2, L.gateUp, [c.intermediate_size, c.intermediate_size]);
@@ -222,8 +240,8 @@ export class Llama {
     if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
     for (const [, t] of this.parameters()) t.dispose();
     for (const w of this.quantized.values()) w.dispose();
-    this.cos.dispose();
-    this.sin.dispose();
+    this.cos?.dispose();
+    this.sin?.dispose();
   }
 }
 

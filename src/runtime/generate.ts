@@ -39,7 +39,8 @@ export function* generateTokens(model: Llama, prompt: number[], o: GenerateOptio
   const stop = new Set(o.stopIds ?? []);
   const stats = o.stats ?? emptyStats();
   const context = [...prompt];
-  const session = new Session(model);
+  // A cache for the positions this generation can reach, not the model's whole context.
+  const session = new Session(model, { maxSeq: Math.min(window, prompt.length + o.maxTokens) });
   // The context's last `window` tokens, recomputed from scratch: the start, and whenever the
   // context outgrows the model's positions (the window then slides, as without a cache).
   const refill = (): FloatArray => {

@@ -170,6 +170,16 @@ export function scope<T>(fn: () => T): T {
   return result;
 }
 
+/** Run `fn` outside every scope: what it creates lives until disposed (state a model owns). */
+export function unscoped<T>(fn: () => T): T {
+  const saved = scopes.splice(0);
+  try {
+    return fn();
+  } finally {
+    scopes.push(...saved);
+  }
+}
+
 function collectTensors(v: unknown, out: Set<Tensor>): void {
   if (v instanceof Tensor) out.add(v);
   else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
