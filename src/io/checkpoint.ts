@@ -94,7 +94,7 @@ export function modelFromFiles(backend: Backend, configJson: string, safetensors
   try {
     raw = JSON.parse(configJson);
   } catch (e) {
-    throw new Error(`config.json is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`config.json is not valid JSON: ${(e as Error).message.replace(/\s+/g, " ")}`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error("config.json must hold a JSON object");
   return modelFromTensors(backend, raw as Record<string, unknown>, parseSafetensors(safetensors).tensors);

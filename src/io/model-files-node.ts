@@ -31,7 +31,7 @@ function readJson(path: string): Record<string, unknown> {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`${path} is not valid JSON: ${(e as Error).message.replace(/\s+/g, " ")}`);
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${path} must hold a JSON object`);
   return v as Record<string, unknown>;
