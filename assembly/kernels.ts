@@ -637,12 +637,36 @@ function expShift(p: usize, n: i32, mx: f32): f32 {
   return z;
 }
 
+/** p[0..n) ← softmax(scale · p[0..n)), in place: the attention weights of one query row. */
+function softmaxScaled(p: usize, n: i32, scale: f32): void {
+  const sv = splat(scale);
+  let mv = splat(-Infinity);
+  let s = 0;
+  for (; s + 4 <= n; s += 4) {
+    const o = <usize>s << 2;
+    const x = f32x4.mul(v128.load(p + o), sv);
+    v128.store(p + o, x);
+    mv = f32x4.max(mv, x);
+  }
+  let mx = hmax(mv);
+  for (; s < n; s++) {
+    const o = <usize>s << 2;
+    const x = load<f32>(p + o) * scale;
+    store<f32>(p + o, x);
+    mx = max(mx, x);
+  }
+  const z = expShift(p, n, mx);
+  const zv = splat(z);
+  s = 0;
+  for (; s + 4 <= n; s += 4) v128.store(p + (<usize>s << 2), f32x4.div(v128.load(p + (<usize>s << 2)), zv));
+  for (; s < n; s++) store<f32>(p + (<usize>s << 2), load<f32>(p + (<usize>s << 2)) / z);
+}
+
 /** Causal GQA attention; see Backend.attention. heads % kvHeads == 0 was checked by the caller. */
 export function attention(out: usize, probs: usize, q: usize, k: usize, v: usize, batch: i32, seq: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const group = heads / kvHeads;
   const kvStride = <usize>(kvHeads * headDim) << 2; // bytes between consecutive positions of one KV head
   const seqBytes = <usize>seq << 2;
-  const sv = splat(scale);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const kh = h / group;
@@ -653,26 +677,7 @@ export function attention(out: usize, probs: usize, q: usize, k: usize, v: usize
         const n = t + 1;
         // Scores q·k_s for s ≤ t (four keys per pass share the loads of q), then scale and max.
         gemv(pr, q + qo, k + kvo, n, headDim, kvHeads * headDim, true, false);
-        let mv = splat(-Infinity);
-        let s = 0;
-        for (; s + 4 <= n; s += 4) {
-          const o = <usize>s << 2;
-          const x = f32x4.mul(v128.load(pr + o), sv);
-          v128.store(pr + o, x);
-          mv = f32x4.max(mv, x);
-        }
-        let mx = hmax(mv);
-        for (; s < n; s++) {
-          const o = <usize>s << 2;
-          const x = load<f32>(pr + o) * scale;
-          store<f32>(pr + o, x);
-          mx = max(mx, x);
-        }
-        const z = expShift(pr, n, mx);
-        const zv = splat(z);
-        s = 0;
-        for (; s + 4 <= n; s += 4) v128.store(pr + (<usize>s << 2), f32x4.div(v128.load(pr + (<usize>s << 2)), zv));
-        for (; s < n; s++) store<f32>(pr + (<usize>s << 2), load<f32>(pr + (<usize>s << 2)) / z);
+        softmaxScaled(pr, n, scale);
         if (n < seq) memory.fill(pr + (<usize>n << 2), 0, <usize>(seq - n) << 2);
         wsum(out + qo, pr, 4, v + kvo, n, kvStride, headDim, false);
       }
@@ -693,33 +698,13 @@ export function attentionCachedHeads(out: usize, q: usize, kCache: usize, vCache
   const group = heads / kvHeads;
   const kvDim = kvHeads * headDim;
   const kvStride = <usize>kvDim << 2; // bytes between consecutive positions of one KV head
-  const sv = splat(scale);
   for (let t = 0; t < seq; t++) {
     const n = posOffset + t + 1;
     for (let h = h0; h < h1; h++) {
       const kvo = <usize>((h / group) * headDim) << 2;
       const qo = <usize>((t * heads + h) * headDim) << 2;
       gemv(scratch, q + qo, kCache + kvo, n, headDim, kvDim, true, false);
-      let mv = splat(-Infinity);
-      let s = 0;
-      for (; s + 4 <= n; s += 4) {
-        const o = <usize>s << 2;
-        const x = f32x4.mul(v128.load(scratch + o), sv);
-        v128.store(scratch + o, x);
-        mv = f32x4.max(mv, x);
-      }
-      let mx = hmax(mv);
-      for (; s < n; s++) {
-        const o = <usize>s << 2;
-        const x = load<f32>(scratch + o) * scale;
-        store<f32>(scratch + o, x);
-        mx = max(mx, x);
-      }
-      const z = expShift(scratch, n, mx);
-      const zv = splat(z);
-      s = 0;
-      for (; s + 4 <= n; s += 4) v128.store(scratch + (<usize>s << 2), f32x4.div(v128.load(scratch + (<usize>s << 2)), zv));
-      for (; s < n; s++) store<f32>(scratch + (<usize>s << 2), load<f32>(scratch + (<usize>s << 2)) / z);
+      softmaxScaled(scratch, n, scale);
       wsum(out + qo, scratch, 4, vCache + kvo, n, kvStride, headDim, false);
     }
   }
