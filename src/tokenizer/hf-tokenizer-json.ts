@@ -187,13 +187,14 @@ function mergeList(merges: readonly (readonly [string, string])[]): (string | [s
   return merges.map(([l, r]) => (pairs ? [l, r] : `${l} ${r}`));
 }
 
-function template(bos: string | null): Json | null {
-  if (bos === null) return null;
+function template(t: { addBos: boolean; bosId: number | null; tokens: readonly string[] }): Json | null {
+  if (!t.addBos || t.bosId === null) return null;
+  const bos = t.tokens[t.bosId]!;
   return {
     type: "TemplateProcessing",
     single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
     pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: bos, type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
-    special_tokens: { [bos]: { id: bos, ids: [], tokens: [bos] } },
+    special_tokens: { [bos]: { id: bos, ids: [t.bosId], tokens: [bos] } },
   };
 }
 
@@ -212,9 +213,7 @@ export function tokenizerToHfJson(t: Tokenizer): Json {
               { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
             ],
           };
-    const bos = t.addBos && t.bosId !== null ? t.tokens[t.bosId]! : null;
-    const post = template(bos);
-    if (post) (post.special_tokens as Json)[bos!] = { id: bos, ids: [t.bosId], tokens: [bos] };
+    const post = template(t);
     return {
       ...base,
       added_tokens: addedTokens(t.tokens, t.types),
@@ -237,9 +236,7 @@ export function tokenizerToHfJson(t: Tokenizer): Json {
     };
   }
   if (t instanceof SpmTokenizer) {
-    const bos = t.addBos && t.bosId !== null ? t.tokens[t.bosId]! : null;
-    const post = template(bos);
-    if (post) (post.special_tokens as Json)[bos!] = { id: bos, ids: [t.bosId], tokens: [bos] };
+    const post = template(t);
     return {
       ...base,
       added_tokens: addedTokens(t.tokens, t.types),
