@@ -4,10 +4,11 @@
 // exactly as the uninterrupted run would have. Files are not touched here: checkpoints and
 // metrics go through the callbacks, so this module runs in a browser too.
 import { Tensor, backward, noGrad, scope } from "../tensor/tensor.js";
+import { meanLoss } from "../tensor/ops.js";
 import type { Llama } from "../nn/llama.js";
 import { AdamW } from "./adamw.js";
 import { learningRate, type LrSchedule } from "./schedule.js";
-import { randomBatch } from "../data/batches.js";
+import { randomBatch, type Batch } from "../data/batches.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 
 export interface TrainOptions {
@@ -54,6 +55,19 @@ export interface TrainCallbacks {
   shouldStop?(): boolean;
 }
 
+/**
+ * What training minimises on a batch: per-position losses [batch·seq] with the graph recorded
+ * (positions whose target is −1 are ignored). The trainer averages them. Pre-training uses
+ * next-token cross-entropy; distillation plugs in its teacher losses here.
+ */
+export interface Objective {
+  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor;
+}
+
+export const languageModelling: Objective = {
+  rowLosses: (model, b, ctx) => model.losses(b.ids, b.targets, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }),
+};
+
 const STREAM_BATCH = 1, STREAM_DROPOUT = 2, STREAM_EVAL = 3;
 
 export function validateTrainOptions(o: TrainOptions): void {
@@ -79,6 +93,7 @@ export class Trainer {
     readonly model: Llama,
     readonly opts: TrainOptions,
     readonly data: { train: Int32Array; val: Int32Array },
+    readonly objective: Objective = languageModelling,
   ) {
     validateTrainOptions(opts);
     if (opts.blockSize > model.config.max_position_embeddings)
@@ -113,7 +128,8 @@ export class Trainer {
     for (let micro = 0; micro < o.gradAccum; micro++) {
       const b = randomBatch(this.data.train, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro)));
       lossSum += scope(() => {
-        const loss: Tensor = this.model.loss(b.ids, b.targets, b.batch, b.seq, { dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        const rows = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        const loss: Tensor = meanLoss(rows, b.targets);
         backward(loss);
         return loss.item();
       });
