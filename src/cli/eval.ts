@@ -37,7 +37,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const { model, tokenizer } = loadModel(f.required("model"), backend, f.str("tokenizer"));
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const text = readTextFile(f.required("data"));
-  const tokens = Int32Array.from(tokenizer.encode(text));
+  const tokens = Int32Array.from(tokenizer.encode(text, { parseSpecial: true }));
   const parts = splitTrainVal(tokens);
   const chosen = split === "all" ? tokens : parts[split as "train" | "val"];
   if (chosen.length < 2) throw new UsageError(`the ${split} split has fewer than 2 tokens`);

@@ -161,7 +161,7 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
     model = Llama.init(backend, config, options.seed);
   }
 
-  const tokens = Int32Array.from(tokenizer.encode(text));
+  const tokens = Int32Array.from(tokenizer.encode(text, { parseSpecial: true }));
   const data = splitTrainVal(tokens);
   const trainer = new Trainer(model, options, data);
   const start = state?.iter ?? 0;

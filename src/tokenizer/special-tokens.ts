@@ -16,8 +16,7 @@ export interface SpecialEncodeOptions extends EncodeOptions {
   addEos?: boolean;
   /** llama.cpp's add_special: add BOS and EOS as the vocabulary's add_bos/add_eos flags say (overrides addBos/addEos). */
   addSpecial?: boolean;
-  /** Recognise control tokens (e.g. "<s>") written in the text; user-defined tokens are always recognised. */
-  parseSpecial?: boolean;
+  // parseSpecial (EncodeOptions): control tokens too; user-defined tokens are always recognised.
 }
 
 export interface DetokenizeOptions {

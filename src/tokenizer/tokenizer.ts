@@ -5,6 +5,11 @@
 export interface EncodeOptions {
   /** Prepend the BOS id. Ignored by tokenizers without one (bosId === null). */
   addBos?: boolean;
+  /**
+   * Read special tokens written in the text (e.g. "<|endoftext|>", "<s>") as those tokens, as
+   * llama.cpp's parse_special. Tokenizers without such tokens ignore it.
+   */
+  parseSpecial?: boolean;
 }
 
 export interface Tokenizer {
