@@ -9,6 +9,7 @@ import { type Weight, applyWeight, applyWeights } from "./weight.js";
 import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
+import type { Qat } from "../train/qat.js";
 
 /**
  * How a layer's attention finds its keys and values. q [batch, seq, H·D] and k, v [batch, seq,
@@ -50,6 +51,11 @@ export class Llama {
   /** The fused weights once fuse() ran (inference only); null: the parameters as they are. */
   private fusedWeights: ModelWeights | null = null;
   private fusedCount = 0;
+  /**
+   * Quantization-aware training (train/qat.ts; set it with applyQat): every pass uses the weights
+   * fake-quantized as the GGUF export will store them. Null: the weights as they are.
+   */
+  qat: Qat | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -138,9 +144,9 @@ export class Llama {
     return this.params.get(name)!;
   }
 
-  /** A projection's weight, float or quantized. */
-  private w(name: string): Weight {
-    return this.quantized.get(name) ?? this.params.get(name)!;
+  /** A projection's weight, float or quantized; under QAT `fq` gives the float one's fake-quantized form. */
+  private w(name: string, fq: FakeQuantizer = noFakeQuant): Weight {
+    return this.quantized.get(name) ?? fq(name, this.params.get(name)!);
   }
 
   /** True once fuse() ran: the model runs inference only (no training, no saving). */
@@ -155,6 +161,9 @@ export class Llama {
    */
   fuse(opts: FuseOptions = {}): void {
     if (this.fusedWeights) return;
+    // Fusion needs the final numbers: the fake-quantized weights become the weights.
+    this.qat?.bake();
+    this.qat = null;
     const count = this.numParameters();
     const names = (l: number) => {
       const pre = `model.layers.${l}.`;
@@ -170,7 +179,7 @@ export class Llama {
   }
 
   /** The weights the layer loop applies: the fused ones, or the parameters by name. */
-  private weights(): ModelWeights {
+  private weights(fq: FakeQuantizer = noFakeQuant): ModelWeights {
     if (this.fusedWeights) return this.fusedWeights;
     const c = this.config;
     const layers = [];
@@ -178,14 +187,14 @@ export class Llama {
       const pre = `model.layers.${l}.`;
       layers.push({
         inputNorm: this.p(pre + "input_layernorm.weight"),
-        qkv: [this.w(pre + "self_attn.q_proj.weight"), this.w(pre + "self_attn.k_proj.weight"), this.w(pre + "self_attn.v_proj.weight")],
-        o: this.w(pre + "self_attn.o_proj.weight"),
+        qkv: [this.w(pre + "self_attn.q_proj.weight", fq), this.w(pre + "self_attn.k_proj.weight", fq), this.w(pre + "self_attn.v_proj.weight", fq)],
+        o: this.w(pre + "self_attn.o_proj.weight", fq),
         postNorm: this.p(pre + "post_attention_layernorm.weight"),
-        gateUp: [this.w(pre + "mlp.gate_proj.weight"), this.w(pre + "mlp.up_proj.weight")],
-        down: this.w(pre + "mlp.down_proj.weight"),
+        gateUp: [this.w(pre + "mlp.gate_proj.weight", fq), this.w(pre + "mlp.up_proj.weight", fq)],
+        down: this.w(pre + "mlp.down_proj.weight", fq),
       });
     }
-    const head = this.quantized.get("lm_head.weight") ?? (c.tie_word_embeddings ? this.p("model.embed_tokens.weight") : this.p("lm_head.weight"));
+    const head = this.quantized.get("lm_head.weight") ?? this.w(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", fq);
     return { layers, norm: this.p("model.norm.weight"), head, accumulateResidual: false };
   }
 
@@ -203,26 +212,29 @@ export class Llama {
     let site = 0;
     const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
 
-    const W = this.weights();
+    const fq = this.qat?.forPass() ?? noFakeQuant;
+    const W = this.weights(fq);
+    // Under QAT with int8 activations, the input of every (fake-)quantized projection is quantized per token.
+    const act = (t: Tensor): Tensor => (this.qat ? this.qat.activation(t) : t);
     const rope = this.ropeUpTo(pos + seq);
     if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
-    const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, a, w) : op.add(x, drop(applyWeight(a, w))));
-    let x = drop(op.embedding(this.p("model.embed_tokens.weight"), ids, [batch, seq]));
+    const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, act(a), w) : op.add(x, drop(applyWeight(act(a), w))));
+    let x = drop(op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const L = W.layers[l];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
-      const [qh, kh, v] = applyWeights(h, L.qkv, [H * hd, KVH * hd, KVH * hd]);
+      const [qh, kh, v] = applyWeights(act(h), L.qkv, [H * hd, KVH * hd, KVH * hd]);
       const q = op.rope(qh, rope.cos, rope.sin, batch, seq, H, hd, pos);
       const k = op.rope(kh, rope.cos, rope.sin, batch, seq, KVH, hd, pos);
       x = residual(x, attend(l, q, k, v), L.o);
       const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
-      const [gate, up] = applyWeights(h2, L.gateUp, [c.intermediate_size, c.intermediate_size]);
+      const [gate, up] = applyWeights(act(h2), L.gateUp, [c.intermediate_size, c.intermediate_size]);
       x = residual(x, op.swiglu(gate, up), L.down);
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
     x = op.rmsnorm(x, W.norm, c.rms_norm_eps);
-    return applyWeight(x, W.head);
+    return applyWeight(act(x), W.head);
   }
 
   /** Per-position cross-entropy losses [batch·seq] of next-token targets (−1 = ignore). */
@@ -240,10 +252,15 @@ export class Llama {
     if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
     for (const [, t] of this.parameters()) t.dispose();
     for (const w of this.quantized.values()) w.dispose();
+    this.qat?.invalidate();
     this.cos?.dispose();
     this.sin?.dispose();
   }
 }
+
+/** Name, float weight → the weight a forward pass uses (QAT: fake-quantized). */
+type FakeQuantizer = (name: string, w: Tensor) => Tensor;
+const noFakeQuant: FakeQuantizer = (_name, w) => w;
 
 /** The hidden state of the last position of each sequence (inference only: no gradient). */
 function lastPositions(x: Tensor, batch: number, seq: number): Tensor {

@@ -87,6 +87,11 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Whether ops record a graph now (false inside noGrad). */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
 /**
  * Make `out` a graph node over `parents` if any parent needs a gradient. `backward` reads
  * `out.grad` and accumulates into the parents' gradients (`ensureGrad()`).
