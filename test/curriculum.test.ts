@@ -204,6 +204,9 @@ test("teacher-loss: each sample's mean per-token loss under the reference model 
   const cur = new Curriculum(samples, { scorer: "teacher-loss", scoreBatch: 3 }, { blockSize: 12, teacher });
   const byHand = samples.map((s) => windowedLoss(teacher, s, 12));
   cur.scores!.forEach((v, i) => close(v, byHand[i], 2e-6, `sample ${i}`));
+  // scoreTokens: only the first N targets of each sample.
+  const first5 = new Curriculum(samples, { scorer: "teacher-loss", scoreTokens: 5 }, { blockSize: 12, teacher });
+  first5.scores!.forEach((v, i) => close(v, windowedLoss(teacher, { ...samples[i], ids: samples[i].ids.subarray(0, 6) }, 12), 2e-6, `sample ${i}, 5 targets`));
   assert.throws(() => sampleLosses(teacher, [sample([1, 12])], { seq: 4 }), /token id 12, outside the scoring model's vocabulary of 12/);
 });
 
@@ -307,7 +310,6 @@ test("TinyStories with stories260K as teacher: stories split, teacher-loss score
   assert.ok(stories.length > 2000, `${stories.length} stories`);
   assert.ok(stories.every((d) => !d.text.includes("<|endoftext|>") && d.text === d.text.trim()));
   const be = await createBackend("wasm");
-  // Unfused: batched forward passes of the unfused model are the faster ones.
   const { model, tokenizer } = loadModel(`${DATA}/models/stories260K.bin`, be, `${DATA}/models/tok512.bin`, { fuse: false });
   const { samples } = tokenizeDocuments(stories.slice(0, 8), tokenizer!, { addBos: true });
   const cur = new Curriculum(samples, { scorer: "teacher-loss" }, { blockSize: 64, teacher: model });

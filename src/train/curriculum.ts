@@ -149,12 +149,15 @@ export function fieldScores(samples: readonly Sample[], field: string): Float64A
 
 /**
  * Each sample's mean per-token cross-entropy under `model` (no dropout, no gradient): every
- * target once, in windows of at most `seq` targets that start without context (see
- * sampleWindowBatches), `batch` windows per forward pass. `teacher-loss` and `self-paced` both
- * score with this; it is deterministic, so equal weights give equal scores.
+ * target once (or its first `maxTargets`, when > 0), in windows of at most `seq` targets that
+ * start without context (see sampleWindowBatches), `batch` windows per forward pass.
+ * `teacher-loss` and `self-paced` both score with this; it is deterministic, so equal weights
+ * give equal scores.
  */
-export function sampleLosses(model: Llama, samples: readonly Sample[], opts: { seq: number; batch?: number }): Float64Array {
+export function sampleLosses(model: Llama, samples: readonly Sample[], opts: { seq: number; batch?: number; maxTargets?: number }): Float64Array {
   const seq = Math.min(opts.seq, model.config.max_position_embeddings);
+  const limit = opts.maxTargets ?? 0;
+  if (limit > 0) samples = samples.map((s) => ({ ...s, ids: s.ids.subarray(0, limit + 1) }));
   const vocab = model.config.vocab_size;
   for (const s of samples)
     for (const id of s.ids) if (id < 0 || id >= vocab) throw new Error(`sample on line ${s.line} has token id ${id}, outside the scoring model's vocabulary of ${vocab}`);
@@ -191,10 +194,15 @@ export interface CurriculumOptions {
   rescoreEvery: number;
   /** Windows per forward pass when scoring by loss. */
   scoreBatch: number;
+  /**
+   * Loss scorers: score only the first N targets of each sample (0: all). Scoring all of them
+   * costs a forward pass over all the data each time (self-paced: every rescoreEvery steps).
+   */
+  scoreTokens: number;
 }
 
 export const curriculumDefaults: Omit<CurriculumOptions, "scorer"> = {
-  pacing: "root", mode: "hard", c0: 0.1, fullAt: 0.5, stages: 4, softness: 0.1, rescoreEvery: 100, scoreBatch: 16,
+  pacing: "root", mode: "hard", c0: 0.1, fullAt: 0.5, stages: 4, softness: 0.1, rescoreEvery: 100, scoreBatch: 16, scoreTokens: 0,
 };
 
 /** Fill defaults and check every option; errors name the option. */
@@ -207,6 +215,7 @@ export function curriculumOptions(o: Partial<CurriculumOptions> & { scorer: stri
   if (!(r.fullAt > 0 && r.fullAt <= 1)) throw new Error(`curriculum T (fraction of training to full competence) must be in (0, 1] (got ${r.fullAt})`);
   for (const k of ["stages", "rescoreEvery", "scoreBatch"] as const)
     if (!(Number.isInteger(r[k]) && r[k] > 0)) throw new Error(`curriculum ${k} must be a positive integer (got ${r[k]})`);
+  if (!(Number.isInteger(r.scoreTokens) && r.scoreTokens >= 0)) throw new Error(`curriculum scoreTokens must be a non-negative integer (got ${r.scoreTokens})`);
   if (!(r.softness > 0)) throw new Error(`curriculum softness must be > 0 (got ${r.softness})`);
   return r;
 }
@@ -272,7 +281,11 @@ export class Curriculum {
     if (s.kind === "teacher-loss" && !ctx.teacher) throw new Error("curriculum scorer teacher-loss needs a reference model (teacher)");
     if (s.kind === "length") this.setScores(lengthScores(samples), 0);
     else if (s.kind === "field") this.setScores(fieldScores(samples, s.field), 0);
-    else if (s.kind === "teacher-loss") this.setScores(sampleLosses(ctx.teacher!, samples, { seq: ctx.blockSize, batch: this.options.scoreBatch }), 0);
+    else if (s.kind === "teacher-loss") this.setScores(sampleLosses(ctx.teacher!, samples, this.lossScoring(ctx.blockSize)), 0);
+  }
+
+  private lossScoring(seq: number): { seq: number; batch: number; maxTargets: number } {
+    return { seq, batch: this.options.scoreBatch, maxTargets: this.options.scoreTokens };
   }
 
   /** The difficulty scores in use (a copy), or null before a self-paced curriculum's first scoring. */
@@ -303,7 +316,7 @@ export class Curriculum {
       if (this.scoredAt !== due) {
         if (iter !== due)
           throw new Error(`self-paced curriculum: resuming at iteration ${iter} needs the scores computed at iteration ${due} (load the saved curriculum state)`);
-        this.setScores(sampleLosses(model, this.samples, { seq: this.blockSize, batch: this.options.scoreBatch }), iter);
+        this.setScores(sampleLosses(model, this.samples, this.lossScoring(this.blockSize)), iter);
         rescored = true;
       }
     }
