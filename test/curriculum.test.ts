@@ -26,7 +26,7 @@ const sample = (ids: number[], fields: Record<string, number> = {}, line = 1): S
 
 test("documents: stories, lines and JSONL records; errors name the line", () => {
   const stories = splitDocuments("Once there was a cat.\n<|endoftext|>\nA dog ran. <|endoftext|>  \n<|endoftext|>The end", "stories");
-  assert.deepEqual(stories.map((d) => d.text), ["Once there was a cat.", "A dog ran.", "The end"], "trimmed, empty pieces skipped");
+  assert.deepEqual(stories.map((d) => [d.text, d.line]), [["Once there was a cat.", 1], ["A dog ran.", 3], ["The end", 4]], "trimmed, empty pieces skipped");
   const lines = splitDocuments("emma\r\nolivia\n\n  \nava\n", "lines");
   assert.deepEqual(lines.map((d) => [d.text, d.line]), [["emma", 1], ["olivia", 2], ["ava", 5]]);
   const jsonl = splitDocuments('{"text":"easy","score":1.5,"tag":"x","n":null}\n\n{"score":-2,"text":"hard","extra":3}\n', "jsonl");
@@ -281,23 +281,29 @@ test("self-paced: re-scored from the student every K steps; a resumed run contin
   assert.ok(full[0].curriculum!.eligible === 0.25 && full[19].curriculum!.eligible === 1, "competence grows from c0 to 1");
   assert.ok(full[0].curriculum!.weightMin < 1 && full[19].curriculum!.weightMin === 1);
 
-  // Stop after 11 steps (scores from iteration 8), save model, optimizer and curriculum state, resume.
-  const model = Llama.init(be, config, 9);
+  // Through checkpoint files: stop at 8 (a re-scoring step: the resumed run re-scores, no state
+  // needed), stop again at 11 (scores from iteration 8: they come from the saved state), finish.
+  const resume = (from: Trainer, cur: Curriculum | null): [Trainer, Curriculum] => {
+    const files = new Map(modelFiles(from.model, null).map((f) => [f.name, f.bytes]));
+    const model = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
+    const next = new Curriculum(train, curOptions, { blockSize: 16 });
+    if (cur) next.loadState(JSON.parse(JSON.stringify(cur.state())) as CurriculumState);
+    const trainer = new Trainer(model, options, data, undefined, next);
+    trainer.optimizer.loadState(from.optimizer.step, parseSafetensors(serializeSafetensors(from.optimizer.state())).tensors);
+    return [trainer, next];
+  };
   const curA = new Curriculum(train, curOptions, { blockSize: 16 });
-  const first = new Trainer(model, options, data, undefined, curA);
-  const head = await run(first, 0, 11);
-  assert.equal(head.length, 11);
-  const files = new Map(modelFiles(model, null).map((f) => [f.name, f.bytes]));
-  const optimizerBytes = serializeSafetensors(first.optimizer.state());
-  const saved = JSON.parse(JSON.stringify(curA.state())) as CurriculumState;
+  const first = new Trainer(Llama.init(be, config, 9), options, data, undefined, curA);
+  const head = await run(first, 0, 8);
+  assert.equal(curA.state()!.scoredAt, 4);
+  const [second, curB] = resume(first, null);
+  const mid = await run(second, 8, 11);
+  const saved = curB.state()!;
   assert.equal(saved.scoredAt, 8);
-  const restored = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
-  const curB = new Curriculum(train, curOptions, { blockSize: 16 });
-  curB.loadState(saved);
-  const second = new Trainer(restored, options, data, undefined, curB);
-  second.optimizer.loadState(first.optimizer.step, parseSafetensors(optimizerBytes).tensors);
-  const tail = await run(second, 11);
-  assert.deepEqual([...head, ...tail].map(strip), full.map(strip));
+  const [third] = resume(second, curB);
+  const tail = await run(third, 11);
+  assert.deepEqual([head.length, mid.length, tail.length], [8, 3, 9]);
+  assert.deepEqual([...head, ...mid, ...tail].map(strip), full.map(strip));
   assert.throws(() => curB.loadState({ ...saved, scorer: "length" }), /saved with scorer length, not self-paced/);
 });
 

@@ -14,7 +14,7 @@ export interface Document {
   text: string;
   /** Numeric fields of a JSONL record (other than the text), for the `field:NAME` scorer. */
   fields: Record<string, number>;
-  /** 1-based line of the record (lines, jsonl) or index of the story (stories), for messages. */
+  /** 1-based line of the input where the document starts, for messages. */
   line: number;
 }
 
@@ -35,10 +35,12 @@ export function splitDocuments(text: string, format: DocumentFormat, opts: Split
   const name = opts.name ?? format;
   const docs: Document[] = [];
   if (format === "stories") {
-    text.split(END_OF_TEXT).forEach((piece, i) => {
+    let line = 1;
+    for (const piece of text.split(END_OF_TEXT)) {
       const story = piece.trim();
-      if (story !== "") docs.push({ text: story, fields: {}, line: i + 1 });
-    });
+      if (story !== "") docs.push({ text: story, fields: {}, line: line + newlines(piece.slice(0, piece.indexOf(story))) });
+      line += newlines(piece);
+    }
   } else if (format === "lines") {
     text.split(/\r?\n/).forEach((line, i) => {
       if (line.trim() !== "") docs.push({ text: line, fields: {}, line: i + 1 });
@@ -66,6 +68,12 @@ export function splitDocuments(text: string, format: DocumentFormat, opts: Split
   }
   if (docs.length === 0) throw new Error(`${name}: no documents (empty input)`);
   return docs;
+}
+
+function newlines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf("\n"); i >= 0; i = s.indexOf("\n", i + 1)) n++;
+  return n;
 }
 
 /** A tokenized document: the unit a curriculum scores, weights and draws. */
