@@ -1,8 +1,9 @@
 // The training loop: random windows of the train split, AdamW with warm-up + cosine schedule,
 // gradient accumulation and clipping, periodic evaluation. Every random draw of iteration `i`
 // comes from a generator seeded by (seed, i, ...), so a run resumed at iteration i continues
-// exactly as the uninterrupted run would have. Files are not touched here: checkpoints and
-// metrics go through the callbacks, so this module runs in a browser too.
+// exactly as the uninterrupted run would have. A batch source (a Curriculum) may replace the
+// random windows: its batches hold one sample per row, weighted (see curriculum.ts). Files are not
+// touched here: checkpoints and metrics go through the callbacks, so this module runs in a browser too.
 import { Tensor, backward, noGrad, scope } from "../tensor/tensor.js";
 import { meanLoss } from "../tensor/ops.js";
 import type { Llama } from "../nn/llama.js";
@@ -10,6 +11,7 @@ import { AdamW } from "./adamw.js";
 import { learningRate, type LrSchedule } from "./schedule.js";
 import { randomBatch, type Batch } from "../data/batches.js";
 import { deriveSeed, Rng } from "../util/rng.js";
+import { sampleWeightedLoss, type CurriculumStats, type WeightedBatch } from "./curriculum.js";
 
 export interface TrainOptions {
   batchSize: number;
@@ -33,11 +35,15 @@ export interface TrainOptions {
 
 export interface StepEvent {
   iter: number;
+  /** The objective: the mean loss, or with a batch source the weighted Σ w·L / Σ w (mean over micro-batches). */
   loss: number;
   lr: number;
   gradNorm: number;
+  /** Targets trained on (with a batch source: without the padding). */
   tokens: number;
   seconds: number;
+  /** With a batch source: its weights at this step, and the plain mean per-token loss of the step's batches. */
+  curriculum?: CurriculumStats & { tokenLoss: number };
 }
 
 export interface EvalEvent {
@@ -68,6 +74,16 @@ export const languageModelling: Objective = {
   rowLosses: (model, b, ctx) => model.losses(b.ids, b.targets, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }),
 };
 
+/**
+ * Training batches instead of random windows of the train split: the Curriculum. beginStep is
+ * called once per optimizer step, then batch once per micro-batch with that micro-batch's
+ * generator (its only source of randomness, for exact resumes). The loss is Σ w·L / Σ w over rows.
+ */
+export interface BatchSource {
+  beginStep(iter: number, iters: number, model: Llama): CurriculumStats;
+  batch(rng: Rng, batchSize: number, blockSize: number): WeightedBatch;
+}
+
 const STREAM_BATCH = 1, STREAM_DROPOUT = 2, STREAM_EVAL = 3;
 
 export function validateTrainOptions(o: TrainOptions): void {
@@ -94,6 +110,7 @@ export class Trainer {
     readonly opts: TrainOptions,
     readonly data: { train: Int32Array; val: Int32Array },
     readonly objective: Objective = languageModelling,
+    readonly source?: BatchSource,
   ) {
     validateTrainOptions(opts);
     if (opts.blockSize > model.config.max_position_embeddings)
@@ -124,13 +141,25 @@ export class Trainer {
   step(iter: number): StepEvent {
     const o = this.opts, be = this.model.backend;
     const t0 = performance.now();
-    let lossSum = 0;
+    const stats = this.source?.beginStep(iter, o.iters, this.model);
+    let lossSum = 0, tokens = 0, tokenLossSum = 0;
     for (let micro = 0; micro < o.gradAccum; micro++) {
-      const b = randomBatch(this.data.train, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro)));
+      const rng = new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro));
+      const weighted = this.source?.batch(rng, o.batchSize, o.blockSize);
+      const b: Batch = weighted ?? randomBatch(this.data.train, o.batchSize, o.blockSize, rng);
       lossSum += scope(() => {
         const rows = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
-        const loss: Tensor = meanLoss(rows, b.targets);
+        const loss: Tensor = weighted ? sampleWeightedLoss(rows, b, weighted.rowWeights) : meanLoss(rows, b.targets);
         backward(loss);
+        if (weighted) {
+          // The unweighted per-token loss too: weighted losses of different curricula do not compare.
+          const values = rows.toArray();
+          for (let j = 0; j < b.targets.length; j++)
+            if (b.targets[j] >= 0) {
+              tokens++;
+              tokenLossSum += values[j];
+            }
+        }
         return loss.item();
       });
     }
@@ -141,7 +170,9 @@ export class Trainer {
     this.optimizer.zeroGrad();
     const loss = lossSum / o.gradAccum;
     if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at iteration ${iter}; lower the learning rate`);
-    return { iter, loss, lr, gradNorm, tokens: o.batchSize * o.blockSize * o.gradAccum, seconds: (performance.now() - t0) / 1000 };
+    const seconds = (performance.now() - t0) / 1000;
+    if (stats) return { iter, loss, lr, gradNorm, tokens, seconds, curriculum: { ...stats, tokenLoss: tokenLossSum / tokens } };
+    return { iter, loss, lr, gradNorm, tokens: o.batchSize * o.blockSize * o.gradAccum, seconds };
   }
 
   /**
