@@ -16,6 +16,7 @@ import { FileSource } from "./byte-source-node.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
 import { GGUF_MAGIC } from "./gguf.js";
 import { llamaFromGgufWeights, llamaWeightsFromGguf } from "./gguf-llama-quantized.js";
+import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
 
 export interface LoadedModel {
@@ -111,6 +112,14 @@ export interface LoadModelOptions {
    * faster, but the model can then not be trained or saved. Default false.
    */
   fuse?: boolean;
+  /**
+   * Read a GGUF's tensors on first use instead of at open (io/lazy-weights.ts): opening reads the
+   * header only, each layer's weights are read straight into backend memory the first time the
+   * forward pass reaches it, and tensors the model does not use are never read. With `fuse`,
+   * fusion reads every weight at open (it combines their values), still without a host copy of
+   * the float weights. Default false. Other formats are read at open either way.
+   */
+  lazy?: boolean;
 }
 
 /** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
@@ -128,11 +137,22 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
   } else if (magic(path) === GGUF_MAGIC) {
     // Only the header is read here; each tensor is read as the model takes it.
     const source = new FileSource(path);
+    let owned = false; // a lazy model keeps the file open until it has read its weights
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
       let model: Llama;
-      if (opts.quantized) {
+      if (opts.lazy) {
+        const keepBytes = opts.fuse && opts.quantized ? new Map<string, Uint8Array>() : undefined;
+        model = lazyLlamaFromGguf(backend, file, config, { quantized: opts.quantized, keepBytes });
+        owned = true;
+        try {
+          if (opts.fuse) model.fuse({ quantizedBytes: (name) => keepBytes?.get(name) });
+        } catch (e) {
+          model.dispose(); // closes the file
+          throw e;
+        }
+      } else if (opts.quantized) {
         const weights = llamaWeightsFromGguf(file, config);
         model = llamaFromGgufWeights(backend, config, weights);
         // Stacking quantized matrices needs their blocks, still on the host here.
@@ -140,7 +160,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
       } else model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
       loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
     } finally {
-      source.close();
+      if (!owned) source.close();
     }
   } else {
     const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));

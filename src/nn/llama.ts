@@ -5,7 +5,7 @@ import type { Backend } from "../backend/backend.js";
 import { Tensor, noGrad, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
-import { type Weight, applyWeight, applyWeights } from "./weight.js";
+import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
 import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
@@ -50,6 +50,8 @@ export class Llama {
   /** The fused weights once fuse() ran (inference only); null: the parameters as they are. */
   private fusedWeights: ModelWeights | null = null;
   private fusedCount = 0;
+  /** Weights still to be read from the model file on first use (a lazily loaded model), or null. */
+  deferred: DeferredWeights | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -125,13 +127,14 @@ export class Llama {
 
   /** Float parameters in a fixed order (all of them unless some weights are quantized). */
   parameters(): [string, Tensor][] {
+    this.deferred?.ensureAll(); // callers train or save them: they must hold the file's values
     return parameterNames(this.config).filter((n) => this.params.has(n)).map((n) => [n, this.params.get(n)!]);
   }
 
   /** Weights counted whether float or quantized. */
   numParameters(): number {
     if (this.fusedWeights) return this.fusedCount;
-    return this.parameters().reduce((s, [, t]) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
+    return [...this.params.values()].reduce((s, t) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
   }
 
   private p(name: string): Tensor {
@@ -155,6 +158,7 @@ export class Llama {
    */
   fuse(opts: FuseOptions = {}): void {
     if (this.fusedWeights) return;
+    this.deferred?.ensureAll(); // fusion combines the weights' values, so a lazy model reads them all here
     const count = this.numParameters();
     const names = (l: number) => {
       const pre = `model.layers.${l}.`;
@@ -208,8 +212,10 @@ export class Llama {
     if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, a, w) : op.add(x, drop(applyWeight(a, w))));
+    this.deferred?.ensure("embed");
     let x = drop(op.embedding(this.p("model.embed_tokens.weight"), ids, [batch, seq]));
     for (let l = 0; l < c.num_hidden_layers; l++) {
+      this.deferred?.ensure(l);
       const L = W.layers[l];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(h, L.qkv, [H * hd, KVH * hd, KVH * hd]);
@@ -221,6 +227,7 @@ export class Llama {
       x = residual(x, op.swiglu(gate, up), L.down);
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
+    this.deferred?.ensure("head");
     x = op.rmsnorm(x, W.norm, c.rms_norm_eps);
     return applyWeight(x, W.head);
   }
@@ -236,9 +243,10 @@ export class Llama {
   }
 
   dispose(): void {
+    this.deferred?.close();
     const W = this.fusedWeights;
     if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
-    for (const [, t] of this.parameters()) t.dispose();
+    for (const t of this.params.values()) t.dispose(); // not parameters(): that would read deferred weights
     for (const w of this.quantized.values()) w.dispose();
     this.cos?.dispose();
     this.sin?.dispose();
