@@ -3,14 +3,16 @@
 // eagerly loaded model's bit for bit, and a file that loses its bytes fails with the tensor's name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { createBackend } from "../src/backend/index.js";
 import type { Backend } from "../src/backend/backend.js";
 import { Llama } from "../src/nn/llama.js";
-import { modelTensors } from "../src/io/checkpoint.js";
+import { llamaConfigFromJson, modelFiles, modelTensors } from "../src/io/checkpoint.js";
+import { openSafetensors, serializeSafetensors } from "../src/io/safetensors.js";
+import { lazyModelFromSafetensors, type SafetensorsLocation } from "../src/io/safetensors-lazy.js";
 import { GgufFile, type GgufQuant, llamaConfigFromGguf, llamaToGguf } from "../src/io/gguf-llama.js";
 import { ggufMetadataEntries, serializeGguf, tensorByteSize } from "../src/io/gguf.js";
 import { GgmlType, quantize } from "../src/io/ggml-quants.js";
@@ -164,4 +166,27 @@ test("a bad header fails at open; bytes lost after open fail at first use with t
   assert.throws(() => model.forward(ids, 1, 2), (e: Error) => message.test(e.message));
   assert.throws(() => model.parameters(), (e: Error) => message.test(e.message));
   model.dispose();
+});
+
+test("an HF directory's safetensors are read by range on first use; the unused tensor never", () => {
+  const dir = join(tmp, "hf");
+  mkdirSync(dir);
+  const eager = Llama.init(js, base, 11);
+  const tensors = modelTensors(eager);
+  tensors.set("unused.weight", { shape: [EXTRA / 4], data: new Float32Array(EXTRA / 4).fill(0.25) });
+  for (const f of modelFiles(eager, null)) writeFileSync(join(dir, f.name), f.name === "model.safetensors" ? serializeSafetensors(tensors) : f.bytes);
+  const source = new FileSource(join(dir, "model.safetensors"));
+  const header = openSafetensors(source);
+  assert.equal(source.bytesRead, header.dataStart, "open reads the size field and the header only");
+  const where = new Map<string, SafetensorsLocation>(header.entries.map((entry) => [entry.name, { source, dataStart: header.dataStart, entry }]));
+  const config = llamaConfigFromJson({ ...base });
+  const lazy = lazyModelFromSafetensors(js, config, where, [source]);
+  assert.equal(source.bytesRead, header.dataStart, "building the model reads nothing");
+  const ids = [4, 2, 4, 2];
+  assert.deepEqual(logits(lazy, ids), logits(eager, ids));
+  assert.equal(source.bytesRead, source.size - EXTRA, "then the model's tensors, once each; not the unused one");
+  // Through the public loader, with and without lazy: the same logits.
+  const viaLoader = loadModel(dir, js, undefined, { lazy: true }).model;
+  assert.deepEqual(logits(viaLoader, ids), logits(loadModel(dir, js).model, ids));
+  for (const m of [lazy, viaLoader, eager]) m.dispose();
 });

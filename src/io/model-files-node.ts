@@ -10,7 +10,9 @@ import { parseLlama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
 import { parseLlama2cCheckpoint } from "./llama2c.js";
 import { parseSafetensors } from "./safetensors.js";
 import type { NamedTensors } from "./host-tensor.js";
-import { TOKENIZER_FILE, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
+import { TOKENIZER_FILE, llamaConfigFromJson, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
+import { openSafetensors } from "./safetensors.js";
+import { type SafetensorsLocation, lazyModelFromSafetensors } from "./safetensors-lazy.js";
 import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
 import { FileSource } from "./byte-source-node.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
@@ -40,16 +42,44 @@ function readJson(path: string): Record<string, unknown> {
 
 /** Weights of an HF directory: model.safetensors, or shards listed in model.safetensors.index.json. */
 function readDirectoryTensors(dir: string): NamedTensors {
+  const all: NamedTensors = new Map();
+  for (const file of safetensorsFiles(dir)) for (const [name, t] of parseSafetensors(readBytes(file)).tensors) all.set(name, t);
+  return all;
+}
+
+/** The safetensors files of an HF directory (model.safetensors, or the shards an index lists). */
+function safetensorsFiles(dir: string): string[] {
   const single = join(dir, "model.safetensors");
-  if (existsSync(single)) return parseSafetensors(readBytes(single)).tensors;
+  if (existsSync(single)) return [single];
   const index = join(dir, "model.safetensors.index.json");
   if (!existsSync(index)) throw new Error(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
   const weightMap = readJson(index).weight_map;
   if (typeof weightMap !== "object" || weightMap === null) throw new Error(`${index} lacks a weight_map`);
-  const all: NamedTensors = new Map();
-  for (const shard of new Set(Object.values(weightMap as Record<string, string>)))
-    for (const [name, t] of parseSafetensors(readBytes(join(dir, shard))).tensors) all.set(name, t);
-  return all;
+  return [...new Set(Object.values(weightMap as Record<string, string>))].map((shard) => join(dir, shard));
+}
+
+/** A model of an HF directory whose tensors are read on first use (the files stay open until then). */
+function lazyDirectoryModel(dir: string, backend: Backend, rawConfig: Record<string, unknown>): Llama {
+  const config = llamaConfigFromJson(rawConfig);
+  const sources: FileSource[] = [];
+  try {
+    const where = new Map<string, SafetensorsLocation>();
+    for (const path of safetensorsFiles(dir)) {
+      const source = new FileSource(path);
+      sources.push(source);
+      let header;
+      try {
+        header = openSafetensors(source);
+      } catch (e) {
+        throw new Error(`${path}: ${(e as Error).message}`);
+      }
+      for (const entry of header.entries) where.set(entry.name, { source, dataStart: header.dataStart, entry });
+    }
+    return lazyModelFromSafetensors(backend, config, where, sources);
+  } catch (e) {
+    for (const s of sources) s.close();
+    throw e;
+  }
 }
 
 /** The first four bytes of a file, as a little-endian u32 (0 for shorter files). */
@@ -117,7 +147,8 @@ export interface LoadModelOptions {
    * header only, each layer's weights are read straight into backend memory the first time the
    * forward pass reaches it, and tensors the model does not use are never read. With `fuse`,
    * fusion reads every weight at open (it combines their values), still without a host copy of
-   * the float weights. Default false. Other formats are read at open either way.
+   * the float weights. HF directories read their safetensors tensors by range the same way.
+   * Default false. llama2.c .bin files are read at open either way.
    */
   lazy?: boolean;
 }
@@ -130,7 +161,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     recoverCheckpointDir(path);
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
-    const model = modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
+    const model = opts.lazy ? lazyDirectoryModel(path, backend, readJson(configPath)) : modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
     loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
