@@ -45,12 +45,12 @@ function writeModel(quant: GgufQuant, tied: boolean): string {
   return path;
 }
 
-/** A FileSource that records every range read. */
+/** A FileSource that records every range read (read() goes through readInto). */
 class RecordingSource extends FileSource {
   reads: [number, number][] = [];
-  override read(offset: number, length: number): Uint8Array {
-    this.reads.push([offset, length]);
-    return super.read(offset, length);
+  override readInto(offset: number, dst: Uint8Array): void {
+    this.reads.push([offset, dst.length]);
+    super.readInto(offset, dst);
   }
 }
 

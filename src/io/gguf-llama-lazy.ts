@@ -43,7 +43,7 @@ export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaCo
       const at = f.header.dataOffset + info.offset;
       const nHeads = rows / hd;
       const rope = name.endsWith("q_proj.weight") || name.endsWith("k_proj.weight");
-      const decode = (bytes: Uint8Array, n: number): Float32Array => dequantize(info.type, bytes, n * cols);
+      const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => dequantize(info.type, bytes, n * cols, into);
       const blocks = (bytes: Uint8Array, as = name): Uint8Array => {
         const b = rope ? permuteRowsToHalf(bytes, rows, rowBytes, nHeads) : bytes;
         opts.keepBytes?.set(as, b);
@@ -69,13 +69,13 @@ export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaCo
           const bytes = f.source.read(at, rows * rowBytes);
           for (let r0 = 0; r0 < rows; r0 += 1024) {
             const n = Math.min(1024, rows - r0);
-            backend.write(t.data, decode(bytes.subarray(r0 * rowBytes, (r0 + n) * rowBytes), n), r0 * cols);
+            backend.write(t.data, decode(bytes.subarray(r0 * rowBytes, (r0 + n) * rowBytes), n, lazy.staging.floats(n * cols)), r0 * cols);
           }
           head.load(blocks(bytes, "lm_head.weight"));
         });
         continue;
       }
-      lazy.add(name, gguf, () => fillRows(f.source, at, rows, rowBytes, decode, t, rope ? ropeRowToHalf(rows, nHeads) : undefined));
+      lazy.add(name, gguf, () => fillRows(f.source, at, rows, rowBytes, decode, t, lazy.staging, rope ? ropeRowToHalf(rows, nHeads) : undefined));
     }
     const model = new Llama(backend, config, params, quantized);
     model.deferred = lazy;

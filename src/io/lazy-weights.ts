@@ -5,7 +5,7 @@
 // throws the same one-line error, so nothing runs silently on half-filled weights.
 //
 // Fusion (nn/fusion.ts) combines weights' values, so Llama.fuse() reads all parts first.
-import type { ByteSource } from "./byte-source.js";
+import { type ByteSource, readInto } from "./byte-source.js";
 import type { DeferredWeights } from "../nn/weight.js";
 import type { Tensor } from "../tensor/tensor.js";
 
@@ -21,7 +21,23 @@ export function partOf(name: string): Part {
 /** Bytes read from the file per step when filling a float tensor: bounds the host staging copy. */
 export const CHUNK_BYTES = 1 << 20;
 
+/** Reused host buffers of the chunked fills: file bytes and decoded floats, one chunk each. */
+export class Staging {
+  private b = new Uint8Array(0);
+  private f = new Float32Array(0);
+  bytes(n: number): Uint8Array {
+    if (this.b.length < n) this.b = new Uint8Array(n);
+    return this.b.subarray(0, n);
+  }
+  floats(n: number): Float32Array {
+    if (this.f.length < n) this.f = new Float32Array(n);
+    return this.f.subarray(0, n);
+  }
+}
+
 export class LazyWeights implements DeferredWeights {
+  /** The fills' staging buffers (garbage-free reads: a fresh buffer per chunk would pile up until GC). */
+  staging = new Staging();
   private readonly pending = new Map<Part, { name: string; fill: () => void }[]>();
   private failure: Error | null = null;
   private closed = false;
@@ -67,22 +83,28 @@ export class LazyWeights implements DeferredWeights {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.staging = new Staging();
     for (const s of this.sources) s.close();
   }
 }
+
+/** Rows of file bytes to floats: `rows` whole rows of `bytes` decoded into `into`. */
+export type RowDecoder = (bytes: Uint8Array, rows: number, into: Float32Array) => Float32Array;
 
 /**
  * Fill float tensor `t` from `rows` rows of `rowBytes` bytes each starting at file offset
  * `offset`, `decode` turning a run of whole rows into floats. Row r of the file lands in row
  * `dest(r)` of `t` (a RoPE permutation), by default row r. At most about CHUNK_BYTES are read at
- * a time, so no host copy of the whole tensor exists.
+ * a time, into `staging`'s reused buffers, so no host copy of the whole tensor exists.
  */
-export function fillRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: (bytes: Uint8Array, rows: number) => Float32Array, t: Tensor, dest?: (row: number) => number): void {
+export function fillRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: RowDecoder, t: Tensor, staging: Staging, dest?: (row: number) => number): void {
   const cols = t.size / rows;
   const step = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
-    const values = decode(source.read(offset + r0 * rowBytes, n * rowBytes), n);
+    const bytes = staging.bytes(n * rowBytes);
+    readInto(source, offset + r0 * rowBytes, bytes);
+    const values = decode(bytes, n, staging.floats(n * cols));
     if (dest === undefined) t.backend.write(t.data, values, r0 * cols);
     else for (let r = 0; r < n; r++) t.backend.write(t.data, values.subarray(r * cols, (r + 1) * cols), dest(r0 + r) * cols);
   }

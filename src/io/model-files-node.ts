@@ -200,11 +200,16 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     const sibling = join(dirname(path), "tokenizer.bin");
     loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };
   }
-  if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
-  if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
-  const tok = loaded.tokenizer;
-  if (tok && tok.vocabSize > loaded.model.config.vocab_size)
-    throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${loaded.model.config.vocab_size}`);
+  try {
+    if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
+    if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
+    const tok = loaded.tokenizer;
+    if (tok && tok.vocabSize > loaded.model.config.vocab_size)
+      throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${loaded.model.config.vocab_size}`);
+  } catch (e) {
+    loaded.model.dispose(); // its memory, and a lazy model's open files
+    throw e;
+  }
   return loaded;
 }
 

@@ -36,8 +36,8 @@ export function lazyModelFromSafetensors(backend: Backend, config: LlamaConfig, 
       const [rows, cols] = shape.length === 2 ? shape : [1, shape[0]];
       const t = Tensor.zeros(backend, shape, true);
       params.set(name, t);
-      const decode = (bytes: Uint8Array, n: number): Float32Array => decodeTensor(bytes, entry.dtype, n * cols);
-      lazy.add(name, name, () => fillRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, t));
+      const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => decodeTensor(bytes, entry.dtype, n * cols, into);
+      lazy.add(name, name, () => fillRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, t, lazy.staging));
     }
     const model = new Llama(backend, config, params);
     model.deferred = lazy;

@@ -143,20 +143,20 @@ export { bf16ToF32, f16ToF32 } from "./float16.js";
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** `count` elements of `dtype` (F32, F16 or BF16, little-endian) widened to f32. */
-export function decodeTensor(bytes: Uint8Array, dtype: string, count: number): Float32Array {
-  const out = new Float32Array(count);
+/** `count` elements of `dtype` (F32, F16 or BF16, little-endian) widened to f32 (into `into`'s first `count` when given). */
+export function decodeTensor(bytes: Uint8Array, dtype: string, count: number, into?: Float32Array): Float32Array {
+  const out = into === undefined ? new Float32Array(count) : into.subarray(0, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dtype === "F32") {
     // Copy the bytes rather than aliasing the input: its offset may not be 4-aligned.
-    if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes);
+    if (LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset, 4 * count).set(bytes.subarray(0, 4 * count));
     else for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
   } else if (dtype === "F16") {
     const table = f16Table();
     for (let i = 0; i < count; i++) out[i] = table[view.getUint16(2 * i, true)]!;
   } else {
     // BF16: write the bits directly so NaN payloads survive.
-    const u = new Uint32Array(out.buffer);
+    const u = new Uint32Array(out.buffer, out.byteOffset, count);
     for (let i = 0; i < count; i++) u[i] = view.getUint16(2 * i, true) << 16;
   }
   return out;
