@@ -3,7 +3,7 @@
 // eagerly loaded model's bit for bit, and a file that loses its bytes fails with the tensor's name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { JsBackend } from "../src/backend/js/js-backend.js";
@@ -189,4 +189,14 @@ test("an HF directory's safetensors are read by range on first use; the unused t
   const viaLoader = loadModel(dir, js, undefined, { lazy: true }).model;
   assert.deepEqual(logits(viaLoader, ids), logits(loadModel(dir, js).model, ids));
   for (const m of [lazy, viaLoader, eager]) m.dispose();
+});
+
+test("llama.cpp's llama-2-tiny-random.gguf (F16): lazy logits equal eager logits bit for bit", (t) => {
+  const path = "../shared/data/models/llama-2-tiny-random.gguf";
+  if (!existsSync(path)) return t.skip(`${path} is absent`);
+  const ids = [1, 450, 4996, 17354];
+  const eager = loadModel(path, js).model, lazy = loadModel(path, js, undefined, { lazy: true }).model;
+  assert.deepEqual(logits(lazy, ids), logits(eager, ids));
+  eager.dispose();
+  lazy.dispose();
 });
