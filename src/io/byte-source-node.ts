@@ -18,10 +18,17 @@ export class FileSource implements ByteSource {
   }
 
   read(offset: number, length: number): Uint8Array {
-    if (this.fd === null) throw new Error(`${this.path} is closed`);
-    if (offset < 0 || length < 0 || offset + length > this.size)
-      throw new Error(`read of ${length} bytes at ${offset} is past the end of ${this.path} (${this.size} bytes)`);
+    if (!(length >= 0)) throw new Error(`read of ${length} bytes at ${offset} from ${this.path}: bad length`);
     const out = new Uint8Array(length);
+    this.readInto(offset, out);
+    return out;
+  }
+
+  readInto(offset: number, out: Uint8Array): void {
+    const length = out.length;
+    if (this.fd === null) throw new Error(`${this.path} is closed`);
+    if (offset < 0 || offset + length > this.size)
+      throw new Error(`read of ${length} bytes at ${offset} is past the end of ${this.path} (${this.size} bytes)`);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);
@@ -29,7 +36,6 @@ export class FileSource implements ByteSource {
       done += n;
     }
     this.bytesRead += length;
-    return out;
   }
 
   close(): void {

@@ -7,6 +7,8 @@ export interface ByteSource {
   readonly size: number;
   /** `length` bytes from `offset`; throws past the end. */
   read(offset: number, length: number): Uint8Array;
+  /** Optional: `dst.length` bytes from `offset` into `dst` (a reused buffer: no allocation). */
+  readInto?(offset: number, dst: Uint8Array): void;
   /** Bytes handed out so far (for tests and memory reports). */
   readonly bytesRead: number;
   close(): void;
@@ -24,5 +26,14 @@ export class MemorySource implements ByteSource {
     this.bytesRead += length;
     return this.bytes.subarray(offset, offset + length);
   }
+  readInto(offset: number, dst: Uint8Array): void {
+    dst.set(this.read(offset, dst.length));
+  }
   close(): void {}
+}
+
+/** `dst.length` bytes of `source` from `offset` into `dst`, through readInto when the source has it. */
+export function readInto(source: ByteSource, offset: number, dst: Uint8Array): void {
+  if (source.readInto) source.readInto(offset, dst);
+  else dst.set(source.read(offset, dst.length));
 }

@@ -70,14 +70,19 @@ export function modelFiles(model: Llama, tokenizer: Tokenizer | null): Checkpoin
   return files;
 }
 
-/** Build a model on `backend` from a config.json object and named tensors (validated against the config). */
-export function modelFromTensors(backend: Backend, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
+/** The model config of a config.json object (a Llama architecture only). */
+export function llamaConfigFromJson(rawConfig: Record<string, unknown>): LlamaConfig {
   const arch = rawConfig.architectures;
   if (Array.isArray(arch) && arch.length > 0 && !arch.includes("LlamaForCausalLM"))
     throw new Error(`config.json: architecture ${arch.join(", ")} is not supported (only LlamaForCausalLM)`);
   if (rawConfig.model_type !== undefined && rawConfig.model_type !== "llama")
     throw new Error(`config.json: model_type "${String(rawConfig.model_type)}" is not supported (only "llama")`);
-  const config: LlamaConfig = normalizeConfig(rawConfig);
+  return normalizeConfig(rawConfig);
+}
+
+/** Build a model on `backend` from a config.json object and named tensors (validated against the config). */
+export function modelFromTensors(backend: Backend, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
+  const config = llamaConfigFromJson(rawConfig);
   // Checkpoints saved with tied embeddings by other tools sometimes still carry lm_head.weight.
   const params = new Map<string, Tensor>();
   for (const name of parameterNames(config)) {

@@ -100,16 +100,20 @@ export function ggmlRowBytes(type: number, nElements: number): number {
 const fr = Math.fround;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** Decode `n` elements of `type` from `bytes` (at least ggmlRowBytes(type, n) long) to f32. */
-export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float32Array {
+/**
+ * Decode `n` elements of `type` from `bytes` (at least ggmlRowBytes(type, n) long) to f32, into
+ * `into` when given (a reused buffer of at least n; the result is its first n elements).
+ */
+export function dequantize(type: GgmlType, bytes: Uint8Array, n: number, into?: Float32Array): Float32Array {
   const size = ggmlRowBytes(type, n);
   if (bytes.length < size) fail(`${n} ${ggmlTypeName(type)} elements need ${size} bytes, got ${bytes.length}`);
+  if (into !== undefined && into.length < n) fail(`${n} elements do not fit an output of ${into.length}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(n);
+  const out = into === undefined ? new Float32Array(n) : into.subarray(0, n);
   switch (type) {
     case GgmlType.F32:
       // Copy bytes rather than values so NaN payloads survive (ggml files are little-endian).
-      if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(0, 4 * n));
+      if (LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset, 4 * n).set(bytes.subarray(0, 4 * n));
       else for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
       break;
     case GgmlType.F16: {
@@ -119,7 +123,7 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float3
     }
     case GgmlType.BF16: {
       // Write the bits directly so NaN payloads survive.
-      const u = new Uint32Array(out.buffer);
+      const u = new Uint32Array(out.buffer, out.byteOffset, n);
       for (let i = 0; i < n; i++) u[i] = view.getUint16(2 * i, true) << 16;
       break;
     }

@@ -22,7 +22,8 @@ export class GgufFile {
 
   /** Read the header, growing the prefix read until it fits. */
   static open(source: ByteSource): GgufFile {
-    let want = Math.min(source.size, 1 << 20);
+    // 64 KiB holds most headers; larger ones (a 32000-token vocabulary) grow it by doubling.
+    let want = Math.min(source.size, 1 << 16);
     for (;;) {
       try {
         return new GgufFile(source, parseGgufHeader(source.read(0, want), source.size));

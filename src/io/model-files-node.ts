@@ -10,12 +10,15 @@ import { parseLlama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
 import { parseLlama2cCheckpoint } from "./llama2c.js";
 import { parseSafetensors } from "./safetensors.js";
 import type { NamedTensors } from "./host-tensor.js";
-import { TOKENIZER_FILE, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
+import { TOKENIZER_FILE, llamaConfigFromJson, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
+import { openSafetensors } from "./safetensors.js";
+import { type SafetensorsLocation, lazyModelFromSafetensors } from "./safetensors-lazy.js";
 import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
 import { FileSource } from "./byte-source-node.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
 import { GGUF_MAGIC } from "./gguf.js";
 import { llamaFromGgufWeights, llamaWeightsFromGguf } from "./gguf-llama-quantized.js";
+import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
 
 export interface LoadedModel {
@@ -39,16 +42,44 @@ function readJson(path: string): Record<string, unknown> {
 
 /** Weights of an HF directory: model.safetensors, or shards listed in model.safetensors.index.json. */
 function readDirectoryTensors(dir: string): NamedTensors {
+  const all: NamedTensors = new Map();
+  for (const file of safetensorsFiles(dir)) for (const [name, t] of parseSafetensors(readBytes(file)).tensors) all.set(name, t);
+  return all;
+}
+
+/** The safetensors files of an HF directory (model.safetensors, or the shards an index lists). */
+function safetensorsFiles(dir: string): string[] {
   const single = join(dir, "model.safetensors");
-  if (existsSync(single)) return parseSafetensors(readBytes(single)).tensors;
+  if (existsSync(single)) return [single];
   const index = join(dir, "model.safetensors.index.json");
   if (!existsSync(index)) throw new Error(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
   const weightMap = readJson(index).weight_map;
   if (typeof weightMap !== "object" || weightMap === null) throw new Error(`${index} lacks a weight_map`);
-  const all: NamedTensors = new Map();
-  for (const shard of new Set(Object.values(weightMap as Record<string, string>)))
-    for (const [name, t] of parseSafetensors(readBytes(join(dir, shard))).tensors) all.set(name, t);
-  return all;
+  return [...new Set(Object.values(weightMap as Record<string, string>))].map((shard) => join(dir, shard));
+}
+
+/** A model of an HF directory whose tensors are read on first use (the files stay open until then). */
+function lazyDirectoryModel(dir: string, backend: Backend, rawConfig: Record<string, unknown>): Llama {
+  const config = llamaConfigFromJson(rawConfig);
+  const sources: FileSource[] = [];
+  try {
+    const where = new Map<string, SafetensorsLocation>();
+    for (const path of safetensorsFiles(dir)) {
+      const source = new FileSource(path);
+      sources.push(source);
+      let header;
+      try {
+        header = openSafetensors(source);
+      } catch (e) {
+        throw new Error(`${path}: ${(e as Error).message}`);
+      }
+      for (const entry of header.entries) where.set(entry.name, { source, dataStart: header.dataStart, entry });
+    }
+    return lazyModelFromSafetensors(backend, config, where, sources);
+  } catch (e) {
+    for (const s of sources) s.close();
+    throw e;
+  }
 }
 
 /** The first four bytes of a file, as a little-endian u32 (0 for shorter files). */
@@ -111,6 +142,15 @@ export interface LoadModelOptions {
    * faster, but the model can then not be trained or saved. Default false.
    */
   fuse?: boolean;
+  /**
+   * Read a GGUF's tensors on first use instead of at open (io/lazy-weights.ts): opening reads the
+   * header only, each layer's weights are read straight into backend memory the first time the
+   * forward pass reaches it, and tensors the model does not use are never read. With `fuse`,
+   * fusion reads every weight at open (it combines their values), still without a host copy of
+   * the float weights. HF directories read their safetensors tensors by range the same way.
+   * Default false. llama2.c .bin files are read at open either way.
+   */
+  lazy?: boolean;
 }
 
 /** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
@@ -121,18 +161,29 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     recoverCheckpointDir(path);
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
-    const model = modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
+    const model = opts.lazy ? lazyDirectoryModel(path, backend, readJson(configPath)) : modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
     loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
   } else if (magic(path) === GGUF_MAGIC) {
     // Only the header is read here; each tensor is read as the model takes it.
     const source = new FileSource(path);
+    let owned = false; // a lazy model keeps the file open until it has read its weights
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
       let model: Llama;
-      if (opts.quantized) {
+      if (opts.lazy) {
+        const keepBytes = opts.fuse && opts.quantized ? new Map<string, Uint8Array>() : undefined;
+        model = lazyLlamaFromGguf(backend, file, config, { quantized: opts.quantized, keepBytes });
+        owned = true;
+        try {
+          if (opts.fuse) model.fuse({ quantizedBytes: (name) => keepBytes?.get(name) });
+        } catch (e) {
+          model.dispose(); // closes the file
+          throw e;
+        }
+      } else if (opts.quantized) {
         const weights = llamaWeightsFromGguf(file, config);
         model = llamaFromGgufWeights(backend, config, weights);
         // Stacking quantized matrices needs their blocks, still on the host here.
@@ -140,7 +191,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
       } else model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
       loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
     } finally {
-      source.close();
+      if (!owned) source.close();
     }
   } else {
     const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));
@@ -149,11 +200,16 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     const sibling = join(dirname(path), "tokenizer.bin");
     loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };
   }
-  if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
-  if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
-  const tok = loaded.tokenizer;
-  if (tok && tok.vocabSize > loaded.model.config.vocab_size)
-    throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${loaded.model.config.vocab_size}`);
+  try {
+    if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
+    if (tokenizerPath !== undefined) loaded.tokenizer = loadTokenizerFile(tokenizerPath, loaded.model.config.vocab_size);
+    const tok = loaded.tokenizer;
+    if (tok && tok.vocabSize > loaded.model.config.vocab_size)
+      throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${loaded.model.config.vocab_size}`);
+  } catch (e) {
+    loaded.model.dispose(); // its memory, and a lazy model's open files
+    throw e;
+  }
   return loaded;
 }
 

@@ -7,6 +7,7 @@
 
 import { f16Table } from "./float16.js";
 import type { HostTensor, NamedTensors } from "./host-tensor.js";
+import type { ByteSource } from "./byte-source.js";
 
 /** The reference implementation's limit, against absurd allocations on malformed input. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -61,13 +62,17 @@ function elementCount(shape: number[]): number {
   return n;
 }
 
-/** Read and validate the header against the file's size; the tensor bytes are not touched. */
-export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header size field`);
+/**
+ * Read and validate the header against the file's size; the tensor bytes are not touched.
+ * `bytes` is the whole file, or (with `fileSize`) a prefix of it that holds the header.
+ */
+export function readSafetensorsHeader(bytes: Uint8Array, fileSize = bytes.length): SafetensorsHeader {
+  if (fileSize < 8) fail(`file is ${fileSize} bytes, shorter than the 8-byte header size field`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
   if (n > MAX_HEADER_BYTES) fail(`header size ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  if (8 + n > bytes.length) fail(`header size ${n} runs past the end of the file (${bytes.length} bytes)`);
+  if (8 + n > fileSize) fail(`header size ${n} runs past the end of the file (${fileSize} bytes)`);
+  if (8 + n > bytes.length) throw new RangeError(`safetensors: the header needs ${8 + n} bytes, ${bytes.length} given`);
 
   let text: string;
   try {
@@ -84,7 +89,7 @@ export function readSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
   if (!isPlainObject(json)) fail("header is not a JSON object");
 
   const dataStart = 8 + n;
-  const dataLength = bytes.length - dataStart;
+  const dataLength = fileSize - dataStart;
   const metadata: Record<string, string> = {};
   const entries: SafetensorsEntry[] = [];
 
@@ -138,22 +143,42 @@ export { bf16ToF32, f16ToF32 } from "./float16.js";
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function decodeTensor(bytes: Uint8Array, dtype: string, count: number): Float32Array {
-  const out = new Float32Array(count);
+/** `count` elements of `dtype` (F32, F16 or BF16, little-endian) widened to f32 (into `into`'s first `count` when given). */
+export function decodeTensor(bytes: Uint8Array, dtype: string, count: number, into?: Float32Array): Float32Array {
+  const out = into === undefined ? new Float32Array(count) : into.subarray(0, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dtype === "F32") {
     // Copy the bytes rather than aliasing the input: its offset may not be 4-aligned.
-    if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes);
+    if (LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset, 4 * count).set(bytes.subarray(0, 4 * count));
     else for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
   } else if (dtype === "F16") {
     const table = f16Table();
     for (let i = 0; i < count; i++) out[i] = table[view.getUint16(2 * i, true)]!;
   } else {
     // BF16: write the bits directly so NaN payloads survive.
-    const u = new Uint32Array(out.buffer);
+    const u = new Uint32Array(out.buffer, out.byteOffset, count);
     for (let i = 0; i < count; i++) u[i] = view.getUint16(2 * i, true) << 16;
   }
   return out;
+}
+
+/** Open a file by its header (two reads: the size field, then the header); tensors stay unread. */
+export function openSafetensors(source: ByteSource): SafetensorsHeader {
+  if (source.size < 8) fail(`file is ${source.size} bytes, shorter than the 8-byte header size field`);
+  const size = source.read(0, 8);
+  const view = new DataView(size.buffer, size.byteOffset, 8);
+  const n = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
+  if (n > MAX_HEADER_BYTES) fail(`header size ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (8 + n > source.size) fail(`header size ${n} runs past the end of the file (${source.size} bytes)`);
+  const prefix = new Uint8Array(8 + n);
+  prefix.set(size);
+  prefix.set(source.read(8, n), 8);
+  return readSafetensorsHeader(prefix, source.size);
+}
+
+/** Whether Bonsai can decode a dtype (others are validated, not read). */
+export function isReadableDtype(dtype: string): boolean {
+  return READABLE.has(dtype);
 }
 
 /** Parse a whole file; every tensor is converted to f32. Tensors come in data-buffer order. */

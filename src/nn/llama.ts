@@ -5,7 +5,7 @@ import type { Backend } from "../backend/backend.js";
 import { Tensor, noGrad, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
-import { type Weight, applyWeight, applyWeights } from "./weight.js";
+import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
 import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
@@ -56,6 +56,8 @@ export class Llama {
    * fake-quantized as the GGUF export will store them. Null: the weights as they are.
    */
   qat: Qat | null = null;
+  /** Weights still to be read from the model file on first use (a lazily loaded model), or null. */
+  deferred: DeferredWeights | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -131,13 +133,14 @@ export class Llama {
 
   /** Float parameters in a fixed order (all of them unless some weights are quantized). */
   parameters(): [string, Tensor][] {
+    this.deferred?.ensureAll(); // callers train or save them: they must hold the file's values
     return parameterNames(this.config).filter((n) => this.params.has(n)).map((n) => [n, this.params.get(n)!]);
   }
 
   /** Weights counted whether float or quantized. */
   numParameters(): number {
     if (this.fusedWeights) return this.fusedCount;
-    return this.parameters().reduce((s, [, t]) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
+    return [...this.params.values()].reduce((s, t) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
   }
 
   private p(name: string): Tensor {
@@ -161,6 +164,7 @@ export class Llama {
    */
   fuse(opts: FuseOptions = {}): void {
     if (this.fusedWeights) return;
+    this.deferred?.ensureAll(); // fusion combines the weights' values, so a lazy model reads them all here
     // Fusion needs the final numbers: the fake-quantized weights become the weights.
     this.qat?.bake();
     this.qat = null;
@@ -212,6 +216,7 @@ export class Llama {
     let site = 0;
     const drop = (t: Tensor): Tensor => (p > 0 ? op.dropout(t, p, deriveSeed(opts.dropoutSeed!, site++)) : t);
 
+    if (this.qat) this.deferred?.ensureAll(); // fake quantization below reads every weight up front
     const fq = this.qat?.forPass() ?? noFakeQuant;
     const W = this.weights(fq);
     // Under QAT with int8 activations, the input of every (fake-)quantized projection is quantized per token.
@@ -220,8 +225,10 @@ export class Llama {
     if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, act(a), w) : op.add(x, drop(applyWeight(act(a), w))));
+    this.deferred?.ensure("embed");
     let x = drop(op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
     for (let l = 0; l < c.num_hidden_layers; l++) {
+      this.deferred?.ensure(l);
       const L = W.layers[l];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(act(h), L.qkv, [H * hd, KVH * hd, KVH * hd]);
@@ -233,6 +240,7 @@ export class Llama {
       x = residual(x, op.swiglu(gate, up), L.down);
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
+    this.deferred?.ensure("head");
     x = op.rmsnorm(x, W.norm, c.rms_norm_eps);
     return applyWeight(act(x), W.head);
   }
@@ -248,9 +256,10 @@ export class Llama {
   }
 
   dispose(): void {
+    this.deferred?.close();
     const W = this.fusedWeights;
     if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
-    for (const [, t] of this.parameters()) t.dispose();
+    for (const t of this.params.values()) t.dispose(); // not parameters(): that would read deferred weights
     for (const w of this.quantized.values()) w.dispose();
     this.qat?.invalidate();
     this.cos?.dispose();

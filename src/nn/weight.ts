@@ -21,3 +21,16 @@ export function applyWeights(x: Tensor, ws: readonly Weight[], widths: readonly 
   if (ws.length !== 1) throw new Error(`applyWeights: ${ws.length} weights for ${widths.length} outputs`);
   return op.splitColumns(applyWeight(x, ws[0]), widths);
 }
+
+/**
+ * Weights that are allocated but filled from a model file on first use (io/lazy-weights.ts).
+ * The model asks for each part before it applies it; a part is read once, the first time.
+ */
+export interface DeferredWeights {
+  /** Fill the embedding table, layer `l`'s weights, or the final norm and LM head, unless done. */
+  ensure(part: "embed" | "head" | number): void;
+  /** Fill every weight not yet filled (fusion, training and saving need them all). */
+  ensureAll(): void;
+  /** Stop reading: the model is being disposed. */
+  close(): void;
+}

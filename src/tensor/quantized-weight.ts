@@ -4,19 +4,29 @@ import type { Backend, QBuf, QuantType } from "../backend/backend.js";
 
 export class QuantizedWeight {
   private buf: QBuf | null;
+  private loaded: boolean;
 
   constructor(
     readonly backend: Backend,
     readonly type: QuantType,
     /** [out, in], as a float weight of nn.Linear. */
     readonly shape: readonly [number, number],
-    bytes: Uint8Array,
+    /** The blocks; null defers them to load() (a lazily loaded model file, see io/lazy-weights.ts). */
+    bytes: Uint8Array | null,
   ) {
-    this.buf = backend.allocQuantized(type, shape[0], shape[1], bytes);
+    this.buf = bytes === null ? null : backend.allocQuantized(type, shape[0], shape[1], bytes);
+    this.loaded = bytes !== null;
+  }
+
+  /** Allocate and fill a deferred weight (once). */
+  load(bytes: Uint8Array): void {
+    if (this.loaded) throw new Error("quantized weight is already loaded");
+    this.buf = this.backend.allocQuantized(this.type, this.shape[0], this.shape[1], bytes);
+    this.loaded = true;
   }
 
   get data(): QBuf {
-    if (this.buf === null) throw new Error("quantized weight used after dispose");
+    if (this.buf === null) throw new Error(this.loaded ? "quantized weight used after dispose" : "quantized weight used before it was loaded");
     return this.buf;
   }
 
@@ -26,6 +36,7 @@ export class QuantizedWeight {
   }
 
   dispose(): void {
+    this.loaded = true; // a deferred weight disposed unloaded is never loaded later
     if (this.buf === null) return;
     this.backend.freeQuantized(this.buf);
     this.buf = null;

@@ -1,0 +1,145 @@
+// Memory of loading and generating: peak RSS of a child process per case (the kernel's high-water
+// mark, VmHWM, so no transient peak is missed) after creating the wasm
+// backend (the baseline: Node + backend), after opening the model, after the first token and after
+// 256 greedy tokens, against the file's size and its weight bytes. Each GGUF runs eagerly (every
+// tensor read at open) and lazily (loadModel {lazy: true}: header at open, each layer's tensors on
+// first use, straight into wasm memory), fused (as `bonsai generate` runs) and unfused, with
+// Q8_0/Q4_0 matrices kept quantized (generate's default).
+// Models: stories260K (../shared/data; skipped with a message when absent) exported to GGUF, and a
+// random-weight model of llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000),
+// each at F32, Q8_0 and Q4_0.
+// Run: npm run bench:memory
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createBackend } from "../src/backend/index.js";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { loadModel } from "../src/io/model-files-node.js";
+import { modelTensors } from "../src/io/checkpoint.js";
+import { GgufFile, type GgufQuant, llamaToGguf } from "../src/io/gguf-llama.js";
+import { tensorByteSize } from "../src/io/gguf.js";
+import { FileSource } from "../src/io/byte-source-node.js";
+import { Llama } from "../src/nn/llama.js";
+import { normalizeConfig } from "../src/nn/config.js";
+import { Session } from "../src/runtime/session.js";
+import { argmax } from "../src/runtime/sample.js";
+
+const DATA = "../shared/data";
+const N = 256; // greedy tokens generated from BOS
+const MiB = 1 << 20;
+
+interface Measured {
+  base: number; // peak RSS, bytes, after creating the backend
+  open: number; // … after loadModel
+  first: number; // … after the first generated token
+  gen: number; // … after N tokens
+  loadSeconds: number; // loadModel
+  firstSeconds: number; // loadModel to the first token (a lazy model reads its weights here)
+}
+
+// ---- child: one case ----------------------------------------------------------------------------
+
+/**
+ * Peak RSS in bytes: Linux's VmHWM (this process's high-water mark). Not getrusage's maxRSS,
+ * which a child inherits from the parent it was forked from (ours builds the model files).
+ */
+function peak(): number {
+  const hwm = existsSync("/proc/self/status") ? /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8")) : null;
+  return hwm ? Number(hwm[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+async function worker(path: string, lazy: boolean, fuse: boolean): Promise<void> {
+  const backend = await createBackend("wasm");
+  const m: Measured = { base: peak(), open: 0, first: 0, gen: 0, loadSeconds: 0, firstSeconds: 0 };
+  const t0 = performance.now();
+  const { model } = loadModel(path, backend, undefined, { quantized: true, fuse, lazy });
+  m.loadSeconds = (performance.now() - t0) / 1000;
+  m.open = peak();
+  const session = new Session(model, { maxSeq: N + 1 });
+  let tok = argmax(session.prefill([model.config.bos_token_id ?? 1]));
+  m.firstSeconds = (performance.now() - t0) / 1000;
+  m.first = peak();
+  for (let i = 1; i < N; i++) tok = argmax(session.decode(tok));
+  m.gen = peak();
+  process.stdout.write(JSON.stringify(m) + "\n");
+}
+
+function runCase(path: string, lazy: boolean, fuse: boolean): Measured {
+  const args = [fileURLToPath(import.meta.url), "--worker", path, lazy ? "lazy" : "eager", fuse ? "fuse" : "no-fuse"];
+  const r = spawnSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  if (r.status !== 0) throw new Error(`memory worker for ${path} failed (status ${r.status})`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as Measured;
+}
+
+// ---- parent -------------------------------------------------------------------------------------
+
+interface ModelFile {
+  label: string;
+  quant: string;
+  path: string;
+}
+
+function buildModels(dir: string): ModelFile[] {
+  const js = new JsBackend("f32");
+  const files: ModelFile[] = [];
+  const write = (label: string, name: string, model: Llama): void => {
+    const tensors = modelTensors(model);
+    for (const quant of ["f32", "q8_0", "q4_0"] as GgufQuant[]) {
+      const path = join(dir, `${name}-${quant}.gguf`);
+      writeFileSync(path, llamaToGguf(model.config, tensors, quant, { name }));
+      files.push({ label, quant: quant.toUpperCase(), path });
+    }
+  };
+  const stories = `${DATA}/models/stories260K.bin`;
+  if (existsSync(stories)) write("stories260K", "stories260K", loadModel(stories, js).model);
+  else console.log(`bench:memory: ${stories} is absent; stories260K skipped`);
+  const config = normalizeConfig({
+    vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6, num_attention_heads: 6,
+    num_key_value_heads: 6, max_position_embeddings: 512, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+  });
+  write("stories15M-shape (random)", "stories15M-shape", Llama.init(js, config, 15));
+  return files;
+}
+
+/** Bytes of the file's tensors (all of them are the model's weights here). */
+function weightBytes(path: string): number {
+  const src = new FileSource(path);
+  try {
+    return GgufFile.open(src).header.tensors.reduce((s, t) => s + tensorByteSize(t), 0);
+  } finally {
+    src.close();
+  }
+}
+
+function main(): void {
+  const dir = mkdtempSync(join(os.tmpdir(), "bonsai-memory-"));
+  try {
+    const files = buildModels(dir);
+    console.log(
+      `bench:memory — peak RSS (VmHWM) of a child process per case: wasm backend, 1 thread, Q8_0/Q4_0 kept quantized; ` +
+        `${N} greedy tokens from BOS (KV cache of ${N + 1} positions). Δ = peak − baseline (Node + backend); ÷ W = Δ ÷ weight bytes.\n`,
+    );
+    console.log("| model | quant | file MiB | weights MiB | load | fuse | baseline MiB | Δ open MiB | Δ first token MiB | Δ 256 tokens MiB | ÷ W open | ÷ W first | ÷ W 256 | load s | to first token s |");
+    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (const f of files) {
+      const size = statSync(f.path).size, w = weightBytes(f.path);
+      for (const fuse of [true, false])
+        for (const lazy of [false, true]) {
+          const m = runCase(f.path, lazy, fuse);
+          const d = (x: number): number => x - m.base;
+          const mib = (x: number): string => (x / MiB).toFixed(1);
+          const ratio = (x: number): string => (d(x) / w).toFixed(2);
+          console.log(
+            `| ${f.label} | ${f.quant} | ${mib(size)} | ${mib(w)} | ${lazy ? "lazy" : "eager"} | ${fuse ? "fused" : "unfused"} | ${mib(m.base)} | ${mib(d(m.open))} | ${mib(d(m.first))} | ${mib(d(m.gen))} | ${ratio(m.open)} | ${ratio(m.first)} | ${ratio(m.gen)} | ${m.loadSeconds.toFixed(3)} | ${m.firstSeconds.toFixed(3)} |`,
+          );
+        }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === "--worker") await worker(process.argv[3], process.argv[4] === "lazy", process.argv[5] === "fuse");
+else main();

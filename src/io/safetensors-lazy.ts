@@ -1,0 +1,49 @@
+// A model from safetensors files opened lazily: the headers give each tensor's byte range, the
+// float parameters are allocated on the backend at open and filled by range on first use (see
+// lazy-weights.ts), F16/BF16 widened chunk by chunk. Tensors the model does not use stay unread.
+import type { ByteSource } from "./byte-source.js";
+import { LazyWeights, fillRows } from "./lazy-weights.js";
+import { type SafetensorsEntry, decodeTensor, isReadableDtype } from "./safetensors.js";
+import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
+import type { Backend } from "../backend/backend.js";
+import { Llama } from "../nn/llama.js";
+import { Tensor } from "../tensor/tensor.js";
+
+/** Where a tensor lies: its file, the file's data start, and its header entry. */
+export interface SafetensorsLocation {
+  source: ByteSource;
+  dataStart: number;
+  entry: SafetensorsEntry;
+}
+
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+
+/**
+ * A model on `backend` whose parameters are read from `tensors` on first use. The model owns
+ * `sources` (every file the locations point into): closed once all is read, or on dispose.
+ */
+export function lazyModelFromSafetensors(backend: Backend, config: LlamaConfig, tensors: ReadonlyMap<string, SafetensorsLocation>, sources: ByteSource[]): Llama {
+  const lazy = new LazyWeights(sources);
+  const params = new Map<string, Tensor>();
+  try {
+    for (const name of parameterNames(config)) {
+      const at = tensors.get(name);
+      if (!at) throw new Error(`model weights lack tensor ${name}`);
+      const { entry, source, dataStart } = at;
+      const shape = parameterShape(config, name);
+      if (entry.shape.join(",") !== shape.join(",")) throw new Error(`model: ${name} has shape [${entry.shape}], config needs [${shape}]`);
+      if (!isReadableDtype(entry.dtype)) throw new Error(`safetensors: tensor ${name} has dtype ${entry.dtype}; only F32, F16 and BF16 can be read`);
+      const [rows, cols] = shape.length === 2 ? shape : [1, shape[0]];
+      const t = Tensor.zeros(backend, shape, true);
+      params.set(name, t);
+      const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => decodeTensor(bytes, entry.dtype, n * cols, into);
+      lazy.add(name, name, () => fillRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, t, lazy.staging));
+    }
+    const model = new Llama(backend, config, params);
+    model.deferred = lazy;
+    return model;
+  } catch (e) {
+    for (const t of params.values()) t.dispose();
+    throw e;
+  }
+}
