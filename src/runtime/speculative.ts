@@ -13,13 +13,49 @@
 // q is a point mass on its proposal: accept x with probability p(x), else draw from p without x —
 // the same formula with q = δx.
 import type { FloatArray } from "../backend/backend.js";
-import type { Llama } from "../nn/llama.js";
+import { Llama } from "../nn/llama.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Rng } from "../util/rng.js";
 import { type GenerateOptions, emptyStats } from "./generate.js";
 import { type NgramOptions, ngramDraft, validateNgramOptions } from "./ngram-draft.js";
 import { drawFrom, finalProbs, validateSampleOptions } from "./sample.js";
-import { Session } from "./session.js";
+import { type PrefillOptions, Session } from "./session.js";
+
+/**
+ * What speculative decoding needs of a model: its vocabulary, its window, and KV-cache sessions
+ * that can roll back (session.ts). A Llama is adapted to it; so can be any logits provider.
+ */
+export interface DecoderModel {
+  readonly vocabSize: number;
+  /** Positions one pass can see (max_position_embeddings). */
+  readonly window: number;
+  session(maxSeq: number): DecoderSession;
+}
+
+export interface DecoderSession {
+  readonly position: number;
+  readonly maxSeq: number;
+  prefill(tokens: ArrayLike<number>, opts?: PrefillOptions): FloatArray;
+  decode(token: number): FloatArray;
+  truncate(pos: number): void;
+  dispose(): void;
+}
+
+function asDecoder(m: Llama | DecoderModel): DecoderModel {
+  if (!(m instanceof Llama)) return m;
+  return { vocabSize: m.config.vocab_size, window: m.config.max_position_embeddings, session: (maxSeq) => new Session(m, { maxSeq }) };
+}
+
+/** One round, for observers: the drafts, how many were accepted, the context after the round. */
+export interface SpeculativeRound {
+  drafted: readonly number[];
+  accepted: number;
+  /** The accepted context (prompt and every token so far, this round's included). */
+  context: readonly number[];
+  /** The caches, rolled back: the target's holds all of `context` but its last token (lent for inspection; leave their positions as they are). */
+  target: DecoderSession;
+  draft: DecoderSession | null;
+}
 
 /**
  * How `auto` picks the draft length. "heuristic": Hugging Face's schedule, K += 2 after a round
@@ -33,7 +69,7 @@ export const DEFAULT_ADAPTIVE_RULE: AdaptiveRule = "confidence";
 
 export interface SpeculativeConfig extends NgramOptions {
   /** A draft model over the same vocabulary, or "ngram" for prompt lookup. */
-  draft: Llama | "ngram";
+  draft: Llama | DecoderModel | "ngram";
   /** Tokens drafted per round, or "auto" (default) to adapt it. */
   draftTokens?: number | "auto";
   /** The adaptive rule for "auto" (default DEFAULT_ADAPTIVE_RULE). */
@@ -44,6 +80,8 @@ export interface SpeculativeConfig extends NgramOptions {
   pMin?: number;
   /** Filled in as generation proceeds. */
   stats?: SpeculativeStats;
+  /** Called after every round, before its tokens are yielded. */
+  onRound?: (r: SpeculativeRound) => void;
   /**
    * For the distribution test only: resample a rejection from p instead of norm(max(0, p − q)).
    * That is wrong (it over-weights tokens the draft already proposed too often); the test shows it.
@@ -84,8 +122,8 @@ export function summarizeSpeculative(s: SpeculativeStats): { acceptanceRate: num
  * Draft and target must share one vocabulary: the same size and, when both tokenizers are known,
  * the same text for every id (and the same BOS/EOS). Throws a one-line error otherwise.
  */
-export function checkDraftVocabulary(target: Llama, draft: Llama, targetTokenizer?: Tokenizer | null, draftTokenizer?: Tokenizer | null): void {
-  const a = target.config.vocab_size, b = draft.config.vocab_size;
+export function checkDraftVocabulary(target: Llama | DecoderModel, draft: Llama | DecoderModel, targetTokenizer?: Tokenizer | null, draftTokenizer?: Tokenizer | null): void {
+  const a = asDecoder(target).vocabSize, b = asDecoder(draft).vocabSize;
   if (a !== b) throw new Error(`draft model's vocabulary has ${b} tokens, the target's ${a}: speculative decoding needs one shared vocabulary`);
   if (!targetTokenizer || !draftTokenizer) return;
   if (targetTokenizer.vocabSize !== draftTokenizer.vocabSize)
@@ -98,7 +136,7 @@ export function checkDraftVocabulary(target: Llama, draft: Llama, targetTokenize
   }
 }
 
-function validateConfig(c: SpeculativeConfig, target: Llama): void {
+function validateConfig(c: SpeculativeConfig, target: DecoderModel): void {
   const k = c.draftTokens ?? "auto";
   if (k !== "auto" && !(Number.isInteger(k) && k >= 1)) throw new Error(`draft tokens must be an integer >= 1 or "auto" (got ${k})`);
   const m = c.maxDraftTokens ?? 16;
@@ -131,17 +169,18 @@ function pointMass(size: number, x: number): Float64Array {
  * Yields generated token ids, as generateTokens does, with the target's output distribution (its
  * greedy output at temperature 0), drafting with `o.speculative.draft`.
  */
-export function* speculativeTokens(target: Llama, prompt: number[], o: GenerateOptions & { speculative: SpeculativeConfig }): Generator<number> {
+export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: number[], o: GenerateOptions & { speculative: SpeculativeConfig }): Generator<number> {
   validateSampleOptions(o);
   const sc = o.speculative;
+  const target = asDecoder(targetModel);
   validateConfig(sc, target);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new Error(`max tokens must be a non-negative integer (got ${o.maxTokens})`);
   if (prompt.length === 0) throw new Error("generation needs at least one prompt token");
-  const vocab = target.config.vocab_size;
+  const vocab = target.vocabSize;
   for (const id of prompt) if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new Error(`prompt token ${id} is outside the vocabulary [0, ${vocab})`);
   if (o.maxTokens === 0) return;
 
-  const draftModel = sc.draft === "ngram" ? null : sc.draft;
+  const draftModel = sc.draft === "ngram" ? null : asDecoder(sc.draft);
   const fixedK = sc.draftTokens === undefined || sc.draftTokens === "auto" ? null : sc.draftTokens;
   const maxK = fixedK ?? sc.maxDraftTokens ?? 16;
   const rule: AdaptiveRule = draftModel ? (sc.adaptive ?? DEFAULT_ADAPTIVE_RULE) : "heuristic";
@@ -153,10 +192,10 @@ export function* speculativeTokens(target: Llama, prompt: number[], o: GenerateO
   const stop = new Set(o.stopIds ?? []);
   const stats = o.stats ?? emptyStats();
   const ss = sc.stats ?? emptySpeculativeStats();
-  const window = target.config.max_position_embeddings;
+  const window = target.window;
   const cap = prompt.length + o.maxTokens;
-  const tSession = new Session(target, { maxSeq: Math.min(window, cap) });
-  const dSession = draftModel ? new Session(draftModel, { maxSeq: Math.min(draftModel.config.max_position_embeddings, cap) }) : null;
+  const tSession = target.session(Math.min(window, cap));
+  const dSession = draftModel ? draftModel.session(Math.min(draftModel.window, cap)) : null;
   // The accepted context; each cache holds a prefix of it (never its last token, which the next
   // pass feeds): tValid / dValid positions.
   const ctx = [...prompt];
@@ -278,6 +317,7 @@ export function* speculativeTokens(target: Llama, prompt: number[], o: GenerateO
       const out = drafts.slice(0, accepted);
       out.push(next);
       stats.decodeSeconds += now() - roundStart;
+      sc.onRound?.({ drafted: drafts, accepted, context: ctx.concat(out), target: tSession, draft: dSession });
       for (const t of out) {
         if (stop.has(t)) return;
         ctx.push(t);
