@@ -32,7 +32,7 @@ export { generateTokens, emptyStats, type GenerateOptions, type GenerationStats 
 export { sampleToken, argmax, applyPenalties, filterCandidates, candidateProbs, finalProbs, drawFrom, type SampleOptions } from "./runtime/sample.js";
 export {
   speculativeTokens, checkDraftVocabulary, emptySpeculativeStats, summarizeSpeculative, DEFAULT_ADAPTIVE_RULE,
-  type SpeculativeConfig, type SpeculativeStats, type AdaptiveRule,
+  type SpeculativeConfig, type SpeculativeStats, type SpeculativeRound, type AdaptiveRule, type DecoderModel, type DecoderSession,
 } from "./runtime/speculative.js";
 export { ngramDraft, type NgramOptions } from "./runtime/ngram-draft.js";
 export { Session, type SessionOptions, type PrefillOptions } from "./runtime/session.js";
