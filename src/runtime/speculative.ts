@@ -230,6 +230,7 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
 
       // 1. Draft up to `limit` tokens, each with its distribution q.
       const drafts: number[] = [], qs: Float64Array[] = [];
+      let fed = 0; // drafts fed back into the draft model's cache
       if (limit > 0) {
         const t0 = now();
         if (dSession) {
@@ -245,6 +246,7 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
             if (i + 1 < limit) {
               logits = dSession.decode(x);
               ss.draftPasses++;
+              fed++;
             }
           }
         } else {
@@ -307,9 +309,10 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
         tValid = oldLength + accepted;
         tSession.truncate(tValid);
       }
-      if (dSession && drafts.length > 0) {
-        // The draft cache holds ctx and drafts but the last (never fed back).
-        dValid = oldLength + Math.min(accepted, drafts.length - 1);
+      if (dSession && limit > 0) {
+        // The draft cache holds the old context and the drafts fed back (all but the last one
+        // sampled, unless drafting stopped early); it keeps what the target accepted of them.
+        dValid = oldLength + Math.min(accepted, fed);
         dSession.truncate(dValid);
       }
       if (fixedK === null && rule === "heuristic" && drafts.length > 0) k = accepted === drafts.length ? Math.min(k + 2, maxK) : Math.max(1, k - 1);
