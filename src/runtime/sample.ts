@@ -121,6 +121,8 @@ export function candidateProbs(logits: ArrayLike<number>, o: SampleOptions, hist
 
 /** candidateProbs before normalization: exp((logit − max) / temperature) per candidate. */
 function candidateWeights(logits: ArrayLike<number>, o: SampleOptions, history: readonly number[]): { ids: number[]; weights: number[] } {
+  const penalties = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
+  if (o.temperature === 0 && !penalties) return { ids: [argmax(logits)], weights: [1] }; // no copy needed
   const x = Float64Array.from(logits);
   applyPenalties(x, history, o);
   if (o.temperature === 0) return { ids: [argmax(x)], weights: [1] };
