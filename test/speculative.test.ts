@@ -19,6 +19,7 @@ import { Llama } from "../src/nn/llama.js";
 import { generateTokens } from "../src/runtime/generate.js";
 import { ngramDraft } from "../src/runtime/ngram-draft.js";
 import { type SampleOptions, finalProbs } from "../src/runtime/sample.js";
+import { type StreamOptions, stream } from "../src/runtime/stream.js";
 import { Session } from "../src/runtime/session.js";
 import { type DecoderModel, type DecoderSession, type SpeculativeConfig, type SpeculativeRound, type SpeculativeStats, checkDraftVocabulary, emptySpeculativeStats, speculativeTokens } from "../src/runtime/speculative.js";
 import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
@@ -281,6 +282,30 @@ test("ngram drafter: the continuation of the latest longest match, repeating pas
   assert.deepEqual(ngramDraft([5, 6, 5, 6], 5), [5, 6, 5, 6, 5], "a loop of period 2 goes on");
   assert.deepEqual(ngramDraft([1, 2, 3], 4), [], "no match");
   assert.deepEqual(ngramDraft([1, 2, 3, 2], 4, { nMin: 2 }), [], "1-grams not trusted");
+});
+
+test("streaming: the same text pieces with a drafter, stop strings and stop ids included", async () => {
+  const be = new JsBackend("f32");
+  const tok = CharTokenizer.fromText("abcdefgh ij.");
+  const target = randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20);
+  const draft = randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20, 0.3);
+  const pieces = async (o: StreamOptions): Promise<string> => {
+    let text = "";
+    for await (const p of stream(target, tok, tok.encode("abc"), o)) text += p.text;
+    return text;
+  };
+  const plain = await pieces({ temperature: 0, maxTokens: 40 });
+  assert.ok(plain.length >= 10, plain);
+  const stop = plain.slice(6, 8); // a stop string that completes mid-text
+  for (const speculative of [{ draft }, { draft: "ngram" }, { draft, draftTokens: 8 }] as SpeculativeConfig[]) {
+    assert.equal(await pieces({ temperature: 0, maxTokens: 40, speculative }), plain);
+    const stopped = await pieces({ temperature: 0, maxTokens: 40, stop: [stop], speculative });
+    assert.ok(stopped.length <= 6, `stopped before ${JSON.stringify(stop)}: ${JSON.stringify(stopped)}`);
+    assert.equal(stopped, await pieces({ temperature: 0, maxTokens: 40, stop: [stop] }));
+    const stopId = tok.encode(plain[5])[0];
+    const cut = await pieces({ temperature: 0, maxTokens: 40, stopIds: [stopId], speculative });
+    assert.equal(cut, plain.slice(0, plain.indexOf(plain[5])));
+  }
 });
 
 // --- CLI -------------------------------------------------------------------------------------
