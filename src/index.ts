@@ -29,7 +29,12 @@ export { tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "./tokenizer/
 export { trainTokenizer } from "./tokenizer/train-bpe.js";
 
 export { generateTokens, emptyStats, type GenerateOptions, type GenerationStats } from "./runtime/generate.js";
-export { sampleToken, argmax, applyPenalties, filterCandidates, type SampleOptions } from "./runtime/sample.js";
+export { sampleToken, argmax, applyPenalties, filterCandidates, candidateProbs, finalProbs, drawFrom, type SampleOptions } from "./runtime/sample.js";
+export {
+  speculativeTokens, checkDraftVocabulary, emptySpeculativeStats, summarizeSpeculative, DEFAULT_ADAPTIVE_RULE,
+  type SpeculativeConfig, type SpeculativeStats, type SpeculativeRound, type AdaptiveRule, type DecoderModel, type DecoderSession,
+} from "./runtime/speculative.js";
+export { ngramDraft, type NgramOptions } from "./runtime/ngram-draft.js";
 export { Session, type SessionOptions, type PrefillOptions } from "./runtime/session.js";
 export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
 export { TextStream } from "./runtime/text-stream.js";

@@ -5,6 +5,7 @@ import { createBackend } from "../backend/index.js";
 import { loadModel } from "../io/model-files-node.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
+import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, checkDraftVocabulary, emptySpeculativeStats, summarizeSpeculative } from "../runtime/speculative.js";
 import { promptIds, stream } from "../runtime/stream.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Llama } from "../nn/llama.js";
@@ -28,6 +29,12 @@ export const generateFlags: FlagSpec = {
   dequantize: { type: "boolean", help: "run a quantized GGUF's Q8_0/Q4_0 weights as f32 (default: quantized kernels)" },
   "q8-activations": { type: "boolean", help: "wasm: decode with activations rounded to Q8_0 and integer dot products, as llama.cpp (faster)" },
   "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
+  draft: { type: "string", help: "speculative decoding: a draft model (same vocabulary), or 'ngram' for prompt lookup" },
+  "draft-tokens": { type: "string", help: "tokens drafted per target pass, or 'auto' to adapt it (auto)" },
+  "draft-adapt": { type: "string", help: "auto's rule: confidence (stop under --draft-p-min) or heuristic (+2/-1) (confidence)" },
+  "draft-p-min": { type: "string", help: "confidence rule: stop drafting when the draft's top probability is below this (0.75)" },
+  "ngram-max": { type: "string", help: "--draft ngram: longest context suffix looked up (4)" },
+  "ngram-min": { type: "string", help: "--draft ngram: shortest context suffix looked up (1)" },
   backend: { type: "string", help: "wasm (default) or js" },
   threads: threadsFlag,
 };
@@ -38,6 +45,7 @@ export interface SampleRequest extends SampleOptions {
   seed: number;
   stop?: string[];
   stats?: GenerationStats;
+  speculative?: SpeculativeConfig;
 }
 
 /** Stream a completion to `write`; returns the number of generated tokens. */
@@ -48,6 +56,55 @@ export async function streamCompletion(model: Llama, tokenizer: Tokenizer, r: Sa
     if (piece.text !== "") write(piece.text);
   }
   return n;
+}
+
+/** The speculative flags, checked (without the drafter, loaded later); null without --draft. */
+function speculativeFlags(f: Flags): Omit<SpeculativeConfig, "draft"> | null {
+  const others = ["draft-tokens", "draft-adapt", "draft-p-min", "ngram-max", "ngram-min"].filter((n) => f.has(n));
+  if (!f.has("draft")) {
+    if (others.length > 0) throw new UsageError(`--${others[0]} needs --draft`);
+    return null;
+  }
+  const ngram = f.str("draft") === "ngram";
+  for (const n of ngram ? ["draft-adapt", "draft-p-min"] : ["ngram-max", "ngram-min"])
+    if (f.has(n)) throw new UsageError(`--${n} does not apply to --draft ${ngram ? "ngram" : "MODEL"}`);
+  const k = f.str("draft-tokens") ?? "auto";
+  const adapt = f.str("draft-adapt") ?? DEFAULT_ADAPTIVE_RULE;
+  if (adapt !== "confidence" && adapt !== "heuristic") throw new UsageError(`--draft-adapt must be confidence or heuristic (got "${adapt}")`);
+  if (k !== "auto" && f.has("draft-adapt")) throw new UsageError("--draft-adapt applies to --draft-tokens auto");
+  const nMin = f.int("ngram-min", 1, 1);
+  const nMax = f.int("ngram-max", Math.max(4, nMin), nMin);
+  return {
+    draftTokens: k === "auto" ? "auto" : draftTokens(k),
+    adaptive: adapt as AdaptiveRule,
+    pMin: f.num("draft-p-min", 0.75, { min: 0, max: 1 }),
+    nMin,
+    nMax,
+    stats: emptySpeculativeStats(),
+  };
+}
+
+function draftTokens(raw: string): number {
+  const k = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(k) || k < 1) throw new UsageError(`--draft-tokens must be an integer >= 1 or auto (got "${raw}")`);
+  return k;
+}
+
+function speculativeStatsJson(c: SpeculativeConfig): Record<string, number | null> {
+  const s = c.stats ?? emptySpeculativeStats();
+  const d = summarizeSpeculative(s);
+  const round = (x: number | null, digits: number): number | null => (x === null ? null : Number(x.toFixed(digits)));
+  return {
+    acceptance_rate: round(d.acceptanceRate, 4),
+    mean_accepted_per_pass: round(d.acceptedPerPass, 3),
+    tokens_per_target_pass: round(d.tokensPerPass, 3),
+    target_passes: s.targetPasses,
+    draft_passes: s.draftPasses,
+    drafted: s.drafted,
+    accepted: s.accepted,
+    target_seconds: round(s.targetSeconds, 4),
+    draft_seconds: round(s.draftSeconds, 4),
+  };
 }
 
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -76,13 +133,29 @@ export async function generateCommand(argv: string[]): Promise<void> {
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
   const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
+  const spec = speculativeFlags(f);
+  if (spec) {
+    const draftPath = f.required("draft");
+    if (draftPath === "ngram") r.speculative = { ...spec, draft: "ngram" };
+    else {
+      const draft = loadModel(draftPath, backend, undefined, { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
+      try {
+        checkDraftVocabulary(model, draft.model, tokenizer, draft.tokenizer);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      r.speculative = { ...spec, draft: draft.model };
+    }
+  }
   const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();
   const n = await streamCompletion(model, tokenizer, r, (s) => process.stdout.write(s));
   process.stdout.write("\n");
   const s = (performance.now() - t1) / 1000;
   if (!f.bool("stats")) {
-    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s), load ${loadSeconds.toFixed(2)} s, backend ${backend.name}\n`);
+    const d = r.speculative?.stats ? summarizeSpeculative(r.speculative.stats) : null;
+    const accept = d ? `, draft acceptance ${d.acceptanceRate === null ? "-" : (100 * d.acceptanceRate).toFixed(1) + "%"}, ${d.tokensPerPass?.toFixed(2) ?? "-"} tokens per target pass` : "";
+    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s)${accept}, load ${loadSeconds.toFixed(2)} s, backend ${backend.name}\n`);
   } else {
     // Machine-readable instead: prefill and decode timed separately (forward passes only).
     const rate = (tokens: number, seconds: number): number | null => (seconds > 0 ? Number((tokens / seconds).toFixed(1)) : null);
@@ -93,6 +166,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       tokens: n,
       load_seconds: Number(loadSeconds.toFixed(3)),
       backend: backend.name,
+      ...(r.speculative ? { speculative: speculativeStatsJson(r.speculative) } : {}),
     };
     process.stderr.write(JSON.stringify(line) + "\n");
   }

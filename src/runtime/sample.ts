@@ -108,20 +108,56 @@ function softmaxOf(logits: ArrayLike<number>, ids: number[]): number[] {
   return w.map((x) => x / z);
 }
 
-/** The next token. `history` (prompt and generated ids so far) feeds the penalties. */
-export function sampleToken(logits: ArrayLike<number>, o: SampleOptions, rng: Rng, history: readonly number[] = []): number {
+/**
+ * The sampler's final distribution over `candidates` (in their draw order): penalties, filters and
+ * temperature applied. At temperature 0 it is a point mass on the argmax of the penalized logits.
+ * Speculative decoding needs this for both models, so it is the one definition sampleToken draws from.
+ */
+export function candidateProbs(logits: ArrayLike<number>, o: SampleOptions, history: readonly number[] = []): { ids: number[]; probs: number[] } {
+  const { ids, weights } = candidateWeights(logits, o, history);
+  const total = weights.reduce((a, b) => a + b, 0);
+  return { ids, probs: weights.map((w) => w / total) };
+}
+
+/** candidateProbs before normalization: exp((logit − max) / temperature) per candidate. */
+function candidateWeights(logits: ArrayLike<number>, o: SampleOptions, history: readonly number[]): { ids: number[]; weights: number[] } {
+  const penalties = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
+  if (o.temperature === 0 && !penalties) return { ids: [argmax(logits)], weights: [1] }; // no copy needed
   const x = Float64Array.from(logits);
   applyPenalties(x, history, o);
-  if (o.temperature === 0) return argmax(x);
-  const candidates = filterCandidates(x, o);
+  if (o.temperature === 0) return { ids: [argmax(x)], weights: [1] };
+  const ids = filterCandidates(x, o);
   let max = -Infinity;
-  for (const i of candidates) max = Math.max(max, x[i]);
-  const weights = candidates.map((i) => Math.exp((x[i] - max) / o.temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
-  let r = rng.next() * total;
-  for (let j = 0; j < candidates.length; j++) {
-    r -= weights[j];
-    if (r < 0) return candidates[j];
+  for (const i of ids) max = Math.max(max, x[i]);
+  return { ids, weights: ids.map((i) => Math.exp((x[i] - max) / o.temperature)) };
+}
+
+/** The same distribution as a dense vector over the whole vocabulary (zeros off the candidates). */
+export function finalProbs(logits: ArrayLike<number>, o: SampleOptions, history: readonly number[] = []): Float64Array {
+  const { ids, probs } = candidateProbs(logits, o, history);
+  const p = new Float64Array(logits.length);
+  for (let j = 0; j < ids.length; j++) p[ids[j]] = probs[j];
+  return p;
+}
+
+/** Draw an index of `weights` (non-negative, any positive total) with probability weight / total. */
+export function drawFrom(weights: ArrayLike<number>, rng: Rng): number {
+  let total = 0, last = 0;
+  for (let i = 0; i < weights.length; i++) {
+    total += weights[i];
+    if (weights[i] > 0) last = i;
   }
-  return candidates[candidates.length - 1];
+  let r = rng.next() * total;
+  for (let i = 0; i < weights.length; i++) {
+    r -= weights[i];
+    if (r < 0 && weights[i] > 0) return i;
+  }
+  return last; // rounding left r ≥ 0 after the last term
+}
+
+/** The next token. `history` (prompt and generated ids so far) feeds the penalties. */
+export function sampleToken(logits: ArrayLike<number>, o: SampleOptions, rng: Rng, history: readonly number[] = []): number {
+  const { ids, weights } = candidateWeights(logits, o, history);
+  if (o.temperature === 0) return ids[0]; // greedy: no draw, the generator stays where it was
+  return ids[drawFrom(weights, rng)];
 }

@@ -3,11 +3,14 @@
 import type { Llama } from "../nn/llama.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type GenerateOptions, generateTokens } from "./generate.js";
+import { type SpeculativeConfig, speculativeTokens } from "./speculative.js";
 import { TextStream } from "./text-stream.js";
 
 export interface StreamOptions extends GenerateOptions {
   /** Generation stops when the text contains one of these; the stop string is not emitted. */
   stop?: string[];
+  /** Speculative decoding with this drafter (same output distribution, fewer target passes). */
+  speculative?: SpeculativeConfig;
 }
 
 export interface StreamPiece {
@@ -37,7 +40,9 @@ export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
 export async function* stream(model: Llama, tokenizer: Tokenizer, prompt: number[], o: StreamOptions): AsyncGenerator<StreamPiece> {
   const stopIds = o.stopIds ?? [tokenizer.eosId, tokenizer.bosId].filter((x): x is number => x !== null);
   const text = new TextStream(tokenizer, prompt, o.stop);
-  for (const token of generateTokens(model, prompt, { ...o, stopIds })) {
+  const spec = o.speculative;
+  const tokens = spec ? speculativeTokens(model, prompt, { ...o, stopIds, speculative: spec }) : generateTokens(model, prompt, { ...o, stopIds });
+  for (const token of tokens) {
     const piece = text.push(token);
     yield { token, text: piece.text };
     if (piece.stopped) return;
