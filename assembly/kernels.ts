@@ -1146,3 +1146,192 @@ export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, 
     }
   }
 }
+
+// ---- knowledge distillation (student logits against a teacher; see ops.ts distillLosses) ------
+//
+// Per row: L = wCe·CE(y, softmax(s)) + wKd·D(teacher, student at temperature τ), with the
+// divergence D chosen by `kind` (0 forward KL(p‖q), 1 reverse KL(q‖p), 2 generalized JSD with
+// mixture m = β·p + (1−β)·q). Written scalar in f64: an exp per logit is small next to the LM
+// head that produced the logits, and the sums of a sparse teacher's residual need the precision.
+// Targets: ≥ 0 a ground-truth token, −1 ignore the row, −2 no ground truth (the KD term alone).
+// stats per row (4 numbers, saved for backward): lse(s), lse(s/τ), the teacher's lse(t/τ) (dense)
+// or the student's log residual mass (sparse), and G = Σ_o ∂D/∂log q_o.
+
+// @ts-ignore: decorator
+@inline function kdLogAddExp(a: f64, b: f64): f64 {
+  const m = max(a, b);
+  return m == -Infinity ? m : m + Math.log(Math.exp(a - m) + Math.exp(b - m));
+}
+
+/** One outcome's share of D, for log-probabilities lq (student) and lp (teacher). */
+function kdTerm(kind: i32, lq: f64, lp: f64, beta: f64): f64 {
+  if (kind == 0) return lp == -Infinity ? 0 : Math.exp(lp) * (lp - lq);
+  if (kind == 1) return lq == -Infinity ? 0 : Math.exp(lq) * (lq - lp);
+  const lm = kdLogAddExp(lq + Math.log(1 - beta), lp + Math.log(beta));
+  return (lp == -Infinity ? 0 : beta * Math.exp(lp) * (lp - lm)) + (lq == -Infinity ? 0 : (1 - beta) * Math.exp(lq) * (lq - lm));
+}
+
+/** ∂D/∂log q of that outcome: −p (forward), q·(lq − lp + 1) (reverse), (1−β)·q·(lq − lm) (JSD). */
+function kdGrad(kind: i32, lq: f64, lp: f64, beta: f64): f64 {
+  if (kind == 0) return lp == -Infinity ? 0 : -Math.exp(lp);
+  if (lq == -Infinity) return 0;
+  if (kind == 1) return Math.exp(lq) * (lq - lp + 1);
+  const lm = kdLogAddExp(lq + Math.log(1 - beta), lp + Math.log(beta));
+  return (1 - beta) * Math.exp(lq) * (lq - lm);
+}
+
+/** logsumexp of a row scaled by `scale`, in f64. */
+function kdLse(x: usize, n: i32, scale: f64): f64 {
+  let mx = -Infinity;
+  for (let j = 0; j < n; j++) mx = max(mx, <f64>load<f32>(x + (<usize>j << 2)) * scale);
+  let z = 0.0;
+  for (let j = 0; j < n; j++) z += Math.exp(<f64>load<f32>(x + (<usize>j << 2)) * scale - mx);
+  return mx + Math.log(z);
+}
+
+// @ts-ignore: decorator
+@inline function kdWeightCe(t: i32, alpha: f64): f64 {
+  return t >= 0 ? alpha : 0;
+}
+// @ts-ignore: decorator
+@inline function kdWeightKd(t: i32, alpha: f64, tau: f64): f64 {
+  return (t >= 0 ? 1 - alpha : 1) * tau * tau;
+}
+
+/** Dense teacher: teacher logits [rows, vocab]. */
+export function distill(losses: usize, stats: usize, student: usize, teacher: usize, targets: usize, rows: i32, vocab: i32, kind: i32, alpha: f64, tau: f64, beta: f64): void {
+  const rowBytes = <usize>vocab << 2, inv = 1 / tau;
+  for (let r = 0; r < rows; r++) {
+    const t = load<i32>(targets + (<usize>r << 2));
+    const st = stats + (<usize>r << 4);
+    if (t == -1) {
+      store<f32>(losses + (<usize>r << 2), 0);
+      continue;
+    }
+    const s = student + <usize>r * rowBytes, p = teacher + <usize>r * rowBytes;
+    const lse1 = kdLse(s, vocab, 1), lseS = kdLse(s, vocab, inv), lseP = kdLse(p, vocab, inv);
+    let d = 0.0, g = 0.0;
+    for (let j = 0; j < vocab; j++) {
+      const o = <usize>j << 2;
+      const lq = <f64>load<f32>(s + o) * inv - lseS, lp = <f64>load<f32>(p + o) * inv - lseP;
+      d += kdTerm(kind, lq, lp, beta);
+      g += kdGrad(kind, lq, lp, beta);
+    }
+    const ce = t >= 0 ? lse1 - <f64>load<f32>(s + (<usize>t << 2)) : 0;
+    store<f32>(losses + (<usize>r << 2), <f32>(kdWeightCe(t, alpha) * ce + kdWeightKd(t, alpha, tau) * d));
+    store<f32>(st, <f32>lse1);
+    store<f32>(st, <f32>lseS, 4);
+    store<f32>(st, <f32>lseP, 8);
+    store<f32>(st, <f32>g, 12);
+  }
+}
+
+export function distillBackward(dStudent: usize, student: usize, teacher: usize, stats: usize, targets: usize, dLosses: usize, rows: i32, vocab: i32, kind: i32, alpha: f64, tau: f64, beta: f64): void {
+  const rowBytes = <usize>vocab << 2, inv = 1 / tau;
+  for (let r = 0; r < rows; r++) {
+    const t = load<i32>(targets + (<usize>r << 2));
+    if (t == -1) continue;
+    const st = stats + (<usize>r << 4);
+    const lse1 = <f64>load<f32>(st), lseS = <f64>load<f32>(st, 4), lseP = <f64>load<f32>(st, 8), G = <f64>load<f32>(st, 12);
+    const dl = <f64>load<f32>(dLosses + (<usize>r << 2));
+    const wce = dl * kdWeightCe(t, alpha), wkd = dl * kdWeightKd(t, alpha, tau) * inv;
+    const s = student + <usize>r * rowBytes, p = teacher + <usize>r * rowBytes, ds = dStudent + <usize>r * rowBytes;
+    for (let j = 0; j < vocab; j++) {
+      const o = <usize>j << 2;
+      const x = <f64>load<f32>(s + o);
+      const lq = x * inv - lseS, lp = <f64>load<f32>(p + o) * inv - lseP;
+      const dz = kdGrad(kind, lq, lp, beta) - Math.exp(lq) * G;
+      const dce = Math.exp(x - lse1) - (j == t ? 1.0 : 0.0);
+      store<f32>(ds + o, <f32>(<f64>load<f32>(ds + o) + wkd * dz + wce * dce));
+    }
+  }
+}
+
+/** Mark (1) or clear (0) a row's top-k ids in a byte map of the vocabulary. */
+function kdMark(marks: usize, ids: usize, k: i32, v: u8): void {
+  for (let o = 0; o < k; o++) store<u8>(marks + <usize>load<i32>(ids + (<usize>o << 2)), v);
+}
+
+/** log of the teacher's residual mass 1 − Σ top-k (floored at 1e-30), or −∞ when k = vocab. */
+function kdResidualTeacher(lps: usize, k: i32, vocab: i32): f64 {
+  if (k >= vocab) return -Infinity;
+  let sp = 0.0;
+  for (let o = 0; o < k; o++) sp += Math.exp(<f64>load<f32>(lps + (<usize>o << 2)));
+  return Math.log(max(1 - sp, 1e-30));
+}
+
+/**
+ * Sparse teacher: its top-k ids [rows, k] (i32, distinct, < vocab; checked by the caller) and
+ * log-probabilities at τ [rows, k]; the residual mass is one more outcome (a (k+1)-outcome
+ * divergence). `marks`: vocab bytes of scratch.
+ */
+export function distillSparse(losses: usize, stats: usize, student: usize, ids: usize, teacherLogProbs: usize, targets: usize, marks: usize, rows: i32, vocab: i32, k: i32, kind: i32, alpha: f64, tau: f64, beta: f64): void {
+  const rowBytes = <usize>vocab << 2, inv = 1 / tau;
+  memory.fill(marks, 0, <usize>vocab);
+  for (let r = 0; r < rows; r++) {
+    const t = load<i32>(targets + (<usize>r << 2));
+    const st = stats + (<usize>r << 4);
+    if (t == -1) {
+      store<f32>(losses + (<usize>r << 2), 0);
+      continue;
+    }
+    const s = student + <usize>r * rowBytes, ri = ids + (<usize>(r * k) << 2), lps = teacherLogProbs + (<usize>(r * k) << 2);
+    const lse1 = kdLse(s, vocab, 1), lseS = kdLse(s, vocab, inv);
+    kdMark(marks, ri, k, 1);
+    let zr = 0.0;
+    for (let j = 0; j < vocab; j++) if (load<u8>(marks + <usize>j) == 0) zr += Math.exp(<f64>load<f32>(s + (<usize>j << 2)) * inv - lseS);
+    kdMark(marks, ri, k, 0);
+    const lqR = Math.log(zr), lpR = kdResidualTeacher(lps, k, vocab);
+    let d = 0.0, g = 0.0;
+    for (let o = 0; o < k; o++) {
+      const id = load<i32>(ri + (<usize>o << 2));
+      const lq = <f64>load<f32>(s + (<usize>id << 2)) * inv - lseS, lp = <f64>load<f32>(lps + (<usize>o << 2));
+      d += kdTerm(kind, lq, lp, beta);
+      g += kdGrad(kind, lq, lp, beta);
+    }
+    if (k < vocab) {
+      d += kdTerm(kind, lqR, lpR, beta);
+      g += kdGrad(kind, lqR, lpR, beta);
+    }
+    const ce = t >= 0 ? lse1 - <f64>load<f32>(s + (<usize>t << 2)) : 0;
+    store<f32>(losses + (<usize>r << 2), <f32>(kdWeightCe(t, alpha) * ce + kdWeightKd(t, alpha, tau) * d));
+    store<f32>(st, <f32>lse1);
+    store<f32>(st, <f32>lseS, 4);
+    store<f32>(st, <f32>lqR, 8);
+    store<f32>(st, <f32>g, 12);
+  }
+}
+
+export function distillSparseBackward(dStudent: usize, student: usize, ids: usize, teacherLogProbs: usize, stats: usize, targets: usize, dLosses: usize, marks: usize, rows: i32, vocab: i32, k: i32, kind: i32, alpha: f64, tau: f64, beta: f64): void {
+  const rowBytes = <usize>vocab << 2, inv = 1 / tau;
+  memory.fill(marks, 0, <usize>vocab);
+  for (let r = 0; r < rows; r++) {
+    const t = load<i32>(targets + (<usize>r << 2));
+    if (t == -1) continue;
+    const st = stats + (<usize>r << 4);
+    const lse1 = <f64>load<f32>(st), lseS = <f64>load<f32>(st, 4), lqR = <f64>load<f32>(st, 8), G = <f64>load<f32>(st, 12);
+    const dl = <f64>load<f32>(dLosses + (<usize>r << 2));
+    const wce = dl * kdWeightCe(t, alpha), wkd = dl * kdWeightKd(t, alpha, tau) * inv;
+    const s = student + <usize>r * rowBytes, ds = dStudent + <usize>r * rowBytes;
+    const ri = ids + (<usize>(r * k) << 2), lps = teacherLogProbs + (<usize>(r * k) << 2);
+    // Tokens outside the top-k share the residual outcome: ∂log q_R/∂z_j = q_j/q_R − q_j.
+    const gR = k < vocab ? kdGrad(kind, lqR, kdResidualTeacher(lps, k, vocab), beta) : 0;
+    kdMark(marks, ri, k, 1);
+    for (let j = 0; j < vocab; j++) {
+      const o = <usize>j << 2;
+      const x = <f64>load<f32>(s + o);
+      const lq = x * inv - lseS;
+      let dz = -Math.exp(lq) * G;
+      if (load<u8>(marks + <usize>j) == 0 && lqR > -Infinity) dz += gR * Math.exp(lq - lqR);
+      const dce = Math.exp(x - lse1) - (j == t ? 1.0 : 0.0);
+      store<f32>(ds + o, <f32>(<f64>load<f32>(ds + o) + wkd * dz + wce * dce));
+    }
+    kdMark(marks, ri, k, 0);
+    for (let o = 0; o < k; o++) {
+      const id = load<i32>(ri + (<usize>o << 2));
+      const lq = <f64>load<f32>(s + (<usize>id << 2)) * inv - lseS, lp = <f64>load<f32>(lps + (<usize>o << 2));
+      const p = ds + (<usize>id << 2);
+      store<f32>(p, <f32>(<f64>load<f32>(p) + wkd * kdGrad(kind, lq, lp, beta)));
+    }
+  }
+}
