@@ -61,7 +61,11 @@ export interface TrainCallbacks {
  * next-token cross-entropy; distillation plugs in its teacher losses here.
  */
 export interface Objective {
-  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor;
+  /**
+   * The losses, or the losses with the targets that say which positions count in the mean (≥ 0)
+   * when the objective trains on other sequences than `b` (a teacher cache, on-policy samples).
+   */
+  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor | { losses: Tensor; targets: Int32Array };
 }
 
 export const languageModelling: Objective = {
@@ -128,8 +132,8 @@ export class Trainer {
     for (let micro = 0; micro < o.gradAccum; micro++) {
       const b = randomBatch(this.data.train, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro)));
       lossSum += scope(() => {
-        const rows = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
-        const loss: Tensor = meanLoss(rows, b.targets);
+        const out = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        const loss: Tensor = out instanceof Tensor ? meanLoss(out, b.targets) : meanLoss(out.losses, out.targets);
         backward(loss);
         return loss.item();
       });
