@@ -37,7 +37,7 @@ export interface Kernels {
   dropout(out: number, mask: number, x: number, n: number, p: number, seed: number): void;
   dropoutBackward(dx: number, dOut: number, mask: number, n: number): void;
   adamw(param: number, grad: number, m: number, v: number, n: number, beta1: number, beta2: number, eps: number, decay: number, stepSize: number, bc2Sqrt: number): void;
-  distill(losses: number, stats: number, student: number, teacher: number, targets: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
+  distill(losses: number, stats: number, student: number, teacher: number, targets: number, scratch: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
   distillBackward(dStudent: number, student: number, teacher: number, stats: number, targets: number, dLosses: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
   distillSparse(losses: number, stats: number, student: number, ids: number, teacherLogProbs: number, targets: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
   distillSparseBackward(dStudent: number, student: number, ids: number, teacherLogProbs: number, stats: number, targets: number, dLosses: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
@@ -509,15 +509,17 @@ export class WasmBackend implements Backend {
       if (ids.length < nIds) throw new RangeError(`distill: ${ids.length} teacher ids for ${rows} rows of ${k}`);
       for (let i = 0; i < nIds; i++) if (!(ids[i] >= 0 && ids[i] < vocab)) throw new Error(`teacher token id ${ids[i]} out of range [0, ${vocab})`);
     }
-    const tp = this.scratch((rows + nIds) * 4 + vocab);
+    // targets, ids, then max(vocab, 16) bytes of marks (kept 8-aligned for the f64 sums of distill).
+    const tp = this.scratch((rows + nIds) * 4 + Math.max(vocab, 16) + 8);
     this.i32.set(targets.subarray(0, rows), tp >>> 2);
     if (ids) this.i32.set(ids.subarray(0, nIds), (tp >>> 2) + rows);
-    return { tp, ip: tp + rows * 4, mp: tp + (rows + nIds) * 4 };
+    return { tp, ip: tp + rows * 4, mp: tp + Math.ceil(((rows + nIds) * 4) / 8) * 8 };
   }
   distill(losses: Buf, stats: Buf, student: Buf, teacher: Buf, targets: Int32Array, rows: number, vocab: number, kd: KdParams): void {
-    const { tp } = this.kdInts(targets, rows, vocab);
+    const { tp, mp } = this.kdInts(targets, rows, vocab);
     const n = rows * vocab;
-    this.k.distill(this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), tp, rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta);
+    // The marks area (vocab ≥ 1 bytes, 16 reserved below) doubles as the kernel's 16 bytes of sums.
+    this.k.distill(this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), tp, mp, rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta);
   }
   distillBackward(dStudent: Buf, student: Buf, teacher: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, kd: KdParams): void {
     const { tp } = this.kdInts(targets, rows, vocab);
