@@ -19,8 +19,8 @@ usage: bonsai <command> [flags]
 commands:
   demo       train a small model on the bundled Brown Corpus, then sample from it
   train      train a Llama model on a text file        (--data FILE --out DIR ...)
-  distill    train a student from a teacher model or cache (--teacher PATH | --teacher-cache F --data FILE --out DIR ...)
-  distill-cache  a teacher's top-k log-probabilities   (--teacher PATH --data FILE --top-k K --out F)
+  distill    train a student from a teacher             (--teacher PATH | --teacher-cache F, --data FILE --out DIR ...)
+  distill-cache  store a teacher's top-k log-probabilities (--teacher PATH --data FILE --top-k K --out F)
   eval       mean cross-entropy over a data split       (--model DIR --data FILE --split val)
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
