@@ -146,6 +146,26 @@ export interface Backend {
   /** dx += dOut · mask */
   dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void;
 
+  // ---- knowledge distillation ------------------------------------------------------------------
+  /**
+   * Per-row distillation losses of student logits [rows, vocab] against a dense teacher (logits
+   * [rows, vocab]): losses[r] = wCe·CE(t_r, softmax(s_r)) + wKd·D(p_r, q_r), where q = softmax(s/τ),
+   * p = softmax(teacher/τ) and D is chosen by kd.kind (see KdParams). Target t_r ≥ 0: wCe = α,
+   * wKd = (1−α)·τ²; t_r = −1: the row is ignored (loss 0); t_r = KD_ONLY (−2): no ground truth,
+   * wCe = 0 and wKd = τ². stats [rows, 4] are saved for backward. The teacher gets no gradient.
+   */
+  distill(losses: Buf, stats: Buf, student: Buf, teacher: Buf, targets: Int32Array, rows: number, vocab: number, kd: KdParams): void;
+  /** dStudent[r, :] += dLosses[r] · ∂losses[r]/∂student[r, :] (exact; ignored rows get nothing). */
+  distillBackward(dStudent: Buf, student: Buf, teacher: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, kd: KdParams): void;
+  /**
+   * The same against a sparse teacher: its top-k token ids [rows, k] (distinct, < vocab) and their
+   * log-probabilities at τ [rows, k] (teacherLogProbs). The teacher's residual mass
+   * p_R = max(1 − Σ top-k p, 1e-30) and the student's mass on every other token q_R are one more
+   * outcome, so D is a divergence of two (k+1)-outcome distributions (none when k = vocab).
+   */
+  distillSparse(losses: Buf, stats: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, targets: Int32Array, rows: number, vocab: number, k: number, kd: KdParams): void;
+  distillSparseBackward(dStudent: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, k: number, kd: KdParams): void;
+
   // ---- optimizer -------------------------------------------------------------------------------
   /**
    * One AdamW step, exactly PyTorch's torch.optim.AdamW (decoupled decay applied first):
@@ -156,6 +176,25 @@ export interface Backend {
    */
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
 }
+
+/**
+ * A distillation loss for the kernels. kind 0: forward KL(p‖q) (Hinton's KD); 1: reverse
+ * KL(q‖p) (MiniLLM); 2: generalized JSD β·KL(p‖m) + (1−β)·KL(q‖m) with m = β·p + (1−β)·q and
+ * 0 < β < 1 (TRL's generalized_jsd_loss; its β = 0 and β = 1 are kinds 0 and 1).
+ * alpha ∈ [0, 1] weighs the cross-entropy; temperature τ > 0.
+ */
+export interface KdParams {
+  kind: 0 | 1 | 2;
+  alpha: number;
+  temperature: number;
+  beta: number;
+}
+
+/** Target of a row with no ground-truth token (on-policy samples): the KD term alone. */
+export const KD_ONLY = -2;
+
+/** Rows of distillation stats the kernels save for backward. */
+export const KD_STATS = 4;
 
 /**
  * The counter-based uniform random number in [0, 1) behind dropout masks: a murmur3-style

@@ -9,6 +9,7 @@ import { demoCommand, demoFlags } from "./demo.js";
 import { exportCommand, exportFlags } from "./export.js";
 import { tokenizerCommand, tokenizerFlags } from "./tokenizer.js";
 import { quantizeCommand, quantizeFlags } from "./quantize.js";
+import { distill, distillCacheCommand, distillCacheFlags, distillFlags } from "./distill.js";
 import { type FlagSpec, Flags, UsageError, flagHelp } from "./args.js";
 
 const usage = `bonsai — small language models in TypeScript
@@ -18,6 +19,8 @@ usage: bonsai <command> [flags]
 commands:
   demo       train a small model on the bundled Brown Corpus, then sample from it
   train      train a Llama model on a text file        (--data FILE --out DIR ...)
+  distill    train a student from a teacher             (--teacher PATH | --teacher-cache F, --data FILE --out DIR ...)
+  distill-cache  store a teacher's top-k log-probabilities (--teacher PATH --data FILE --top-k K --out F)
   eval       mean cross-entropy over a data split       (--model DIR --data FILE --split val)
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
@@ -29,6 +32,8 @@ Run "bonsai <command> --help" for a command's flags.`;
 
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec }> = {
   train: { run: async (argv) => void (await train(Flags.parse(argv, trainFlags))), flags: trainFlags },
+  distill: { run: async (argv) => void (await distill(Flags.parse(argv, distillFlags))), flags: distillFlags },
+  "distill-cache": { run: distillCacheCommand, flags: distillCacheFlags },
   eval: { run: evalCommand, flags: evalFlags },
   generate: { run: generateCommand, flags: generateFlags },
   convert: { run: convertCommand, flags: convertFlags },

@@ -7,7 +7,7 @@ import { createBackend } from "../backend/index.js";
 import type { Backend } from "../backend/backend.js";
 import { Llama } from "../nn/llama.js";
 import { type LlamaConfig, defaultIntermediateSize, validateConfig } from "../nn/config.js";
-import { Trainer, type TrainOptions } from "../train/trainer.js";
+import { type Objective, Trainer, type TrainOptions } from "../train/trainer.js";
 import { splitTrainVal } from "../data/batches.js";
 import { CharTokenizer } from "../tokenizer/char-tokenizer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
@@ -61,6 +61,8 @@ interface TrainingState {
   optimizerStep: number;
   options: TrainOptions;
   data: { path: string; bytes: number; fnv1a: string };
+  /** What the run's objective was configured with (distillation: loss and teacher); absent for `train`. */
+  objective?: Record<string, unknown>;
 }
 
 /** FNV-1a of the data file, to refuse resuming on different data. */
@@ -70,11 +72,11 @@ function fnv1a(text: string): string {
   return (h >>> 0).toString(16).padStart(8, "0");
 }
 
-function optionsFromFlags(f: Flags): TrainOptions {
+function optionsFromFlags(f: Flags, blockSize = 64): TrainOptions {
   const iters = f.int("iters", 2000, 1);
   return {
     batchSize: f.int("batch-size", 12, 1),
-    blockSize: f.int("block-size", 64, 1),
+    blockSize: f.int("block-size", blockSize, 1),
     iters,
     lr: f.num("lr", 1e-3, { min: 0, exclusiveMin: true }),
     minLr: f.num("min-lr", 1e-4, { min: 0 }),
@@ -121,21 +123,65 @@ export interface TrainRun {
   valLoss: number;
 }
 
+/**
+ * What distinguishes a command that trains (`train`, `distill`) from the shared run below: where
+ * a fresh run's tokenizer comes from, what is minimised, and what settings a resume must keep.
+ */
+export interface TrainingSetup {
+  /** Command name, for messages ("train", "distill"). */
+  command: string;
+  /** The command's flags; on --resume only `resumeFlags` (and data, out, resume, backend, iters, log-interval) may be given. */
+  flags: FlagSpec;
+  resumeFlags?: readonly string[];
+  /** The corpus as text instead of --data (`bonsai demo`). */
+  corpus?: { name: string; text: string };
+  /** A fresh run's tokenizer and vocabulary size, and a default block size (the teacher cache's). */
+  prepare(f: Flags, text: string, backend: Backend): { tokenizer: Tokenizer; vocabSize: number; blockSize?: number };
+  /**
+   * Settings of the objective saved in training_state.json: `fresh` from the flags, and on resume
+   * the saved ones come back through `objective`.
+   */
+  settings?(f: Flags): Record<string, unknown>;
+  /** The objective (default: next-token cross-entropy), for the fresh or resumed model. */
+  objective?(run: { f: Flags; backend: Backend; model: Llama; tokenizer: Tokenizer; options: TrainOptions; tokens: Int32Array; settings: Record<string, unknown> }): Objective;
+  /** Release what the objective holds (a teacher, an open cache). */
+  close?(): void;
+}
+
 /** Run `bonsai train` with parsed flags; also used by `bonsai demo` with a corpus given as text. */
 export async function train(f: Flags, corpus?: { name: string; text: string }): Promise<TrainRun> {
+  return runTraining(f, {
+    command: "train",
+    flags: trainFlags,
+    corpus,
+    prepare(f, text) {
+      const tokSpec = f.str("tokenizer") ?? "char";
+      const tokenizer = tokSpec === "char" ? CharTokenizer.fromText(text) : loadTokenizerFile(tokSpec);
+      return { tokenizer, vocabSize: tokenizer.vocabSize };
+    },
+  });
+}
+
+/** The training run shared by `bonsai train` and `bonsai distill`: data, model, checkpoints, resume, progress, metrics. */
+export async function runTraining(f: Flags, setup: TrainingSetup): Promise<TrainRun> {
+  const cmd = `bonsai ${setup.command}`, corpus = setup.corpus;
   const out = f.required("out");
   const backend: Backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
   const resume = f.bool("resume");
   const statePath = join(out, STATE_FILE);
 
   let state: TrainingState | null = null;
-  let model: Llama, tokenizer: Tokenizer, options: TrainOptions, dataPath: string, text: string;
+  let model: Llama, tokenizer: Tokenizer, options: TrainOptions, dataPath: string, text: string, settings: Record<string, unknown>;
   if (resume) {
     state = readCheckpointJson(out, STATE_FILE) as TrainingState | null;
     if (!state || state.format !== "bonsai-training-state") throw new UsageError(`--resume: ${out} holds no training run (${STATE_FILE} is missing)`);
-    for (const k of Object.keys(trainFlags))
-      if (f.has(k) && !["data", "out", "resume", "backend", "iters", "log-interval"].includes(k))
+    const changeable = ["data", "out", "resume", "backend", "iters", "log-interval", ...(setup.resumeFlags ?? [])];
+    for (const k of Object.keys(setup.flags))
+      if (f.has(k) && !changeable.includes(k))
         throw new UsageError(`--resume continues the run as it was configured; --${k} cannot be changed (only --iters)`);
+    if ((state.objective === undefined) !== (setup.settings === undefined))
+      throw new UsageError(`--resume: ${out} holds a ${state.objective === undefined ? "train" : "distill"} run; continue it with bonsai ${state.objective === undefined ? "train" : "distill"}`);
+    settings = state.objective ?? {};
     options = { ...state.options };
     if (f.has("iters")) {
       options.iters = f.int("iters", options.iters, 1);
@@ -154,16 +200,18 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
     dataPath = corpus?.name ?? f.required("data");
     text = corpus?.text ?? readTextFile(dataPath);
     if (text.length === 0) throw new UsageError(`${dataPath} is empty`);
-    const tokSpec = f.str("tokenizer") ?? "char";
-    tokenizer = tokSpec === "char" ? CharTokenizer.fromText(text) : loadTokenizerFile(tokSpec);
-    options = optionsFromFlags(f);
-    const config = configFromFlags(f, tokenizer.vocabSize, options.blockSize);
+    const prepared = setup.prepare(f, text, backend);
+    tokenizer = prepared.tokenizer;
+    options = optionsFromFlags(f, prepared.blockSize);
+    settings = setup.settings?.(f) ?? {};
+    const config = configFromFlags(f, prepared.vocabSize, options.blockSize);
     model = Llama.init(backend, config, options.seed);
   }
 
   const tokens = Int32Array.from(tokenizer.encode(text, { parseSpecial: true }));
   const data = splitTrainVal(tokens);
-  const trainer = new Trainer(model, options, data);
+  const objective = setup.objective?.({ f, backend, model, tokenizer, options, tokens, settings });
+  const trainer = new Trainer(model, options, data, objective);
   const start = state?.iter ?? 0;
   if (state) trainer.optimizer.loadState(state.optimizerStep, readCheckpointTensors(out, OPTIMIZER_FILE));
 
@@ -174,7 +222,7 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
 
   const c = model.config;
   process.stderr.write(
-    `bonsai train: ${model.numParameters().toLocaleString("en-US")} parameters (${c.num_hidden_layers} layers, dim ${c.hidden_size}, ` +
+    `${cmd}: ${model.numParameters().toLocaleString("en-US")} parameters (${c.num_hidden_layers} layers, dim ${c.hidden_size}, ` +
       `${c.num_attention_heads} heads / ${c.num_key_value_heads} kv, ffn ${c.intermediate_size}), vocab ${c.vocab_size}, ` +
       `${data.train.length.toLocaleString("en-US")} train / ${data.val.length.toLocaleString("en-US")} val tokens, backend ${backend.name}` +
       (start > 0 ? `, resuming at iteration ${start}` : "") + "\n",
@@ -188,6 +236,7 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
       optimizerStep: optimizer.step,
       options,
       data: { path: resolve(dataPath), bytes: text.length, fnv1a: fnv1a(text) },
+      ...(setup.settings ? { objective: settings } : {}),
     };
     writeCheckpoint(out, [
       ...modelFiles(model, tokenizer),
@@ -200,7 +249,7 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
   const onSignal = (): void => {
     if (stopRequested) process.exit(130);
     stopRequested = true;
-    process.stderr.write("\nbonsai train: interrupted; saving a checkpoint (Ctrl-C again to quit without saving)\n");
+    process.stderr.write(`\n${cmd}: interrupted; saving a checkpoint (Ctrl-C again to quit without saving)\n`);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -208,34 +257,39 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
   const progress = new Progress(options.iters, f.int("log-interval", 100, 1));
   const t0 = performance.now();
   let tokensSeen = 0, lastVal = NaN, emaLoss = NaN;
-  const result = await trainer.run(start, {
-    onStep(e) {
-      tokensSeen += e.tokens;
-      const elapsed = (performance.now() - t0) / 1000;
-      const tps = tokensSeen / elapsed;
-      emaLoss = Number.isNaN(emaLoss) ? e.loss : 0.9 * emaLoss + 0.1 * e.loss;
-      metric({ iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2) });
-      const done = e.iter + 1;
-      const eta = ((options.iters - done) * elapsed) / Math.max(done - start, 1);
-      progress.update(done, `loss ${emaLoss.toFixed(4)} | ${Math.round(tps).toLocaleString("en-US")} tok/s`, eta);
-    },
-    onEval(e) {
-      lastVal = e.val;
-      metric({ iter: e.iter, train_loss: e.train, val_loss: e.val });
-      progress.log(`step ${e.iter}: train loss ${e.train.toFixed(4)}, val loss ${e.val.toFixed(4)}`);
-    },
-    onCheckpoint: checkpoint,
-    shouldStop: () => stopRequested,
-  });
+  let result: Awaited<ReturnType<Trainer["run"]>>;
+  try {
+    result = await trainer.run(start, {
+      onStep(e) {
+        tokensSeen += e.tokens;
+        const elapsed = (performance.now() - t0) / 1000;
+        const tps = tokensSeen / elapsed;
+        emaLoss = Number.isNaN(emaLoss) ? e.loss : 0.9 * emaLoss + 0.1 * e.loss;
+        metric({ iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2) });
+        const done = e.iter + 1;
+        const eta = ((options.iters - done) * elapsed) / Math.max(done - start, 1);
+        progress.update(done, `loss ${emaLoss.toFixed(4)} | ${Math.round(tps).toLocaleString("en-US")} tok/s`, eta);
+      },
+      onEval(e) {
+        lastVal = e.val;
+        metric({ iter: e.iter, train_loss: e.train, val_loss: e.val });
+        progress.log(`step ${e.iter}: train loss ${e.train.toFixed(4)}, val loss ${e.val.toFixed(4)}`);
+      },
+      onCheckpoint: checkpoint,
+      shouldStop: () => stopRequested,
+    });
+  } finally {
+    setup.close?.();
+  }
   progress.done();
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
   const wall = (performance.now() - t0) / 1000;
   if (result.stopped) {
-    process.stderr.write(`bonsai train: stopped at iteration ${result.iter}; checkpoint in ${out} (continue with --resume)\n`);
+    process.stderr.write(`${cmd}: stopped at iteration ${result.iter}; checkpoint in ${out} (continue with --resume)\n`);
     process.exitCode = 130;
   } else {
-    process.stderr.write(`bonsai train: done in ${formatDuration(wall)} (${wall.toFixed(1)} s); model in ${out}\n`);
+    process.stderr.write(`${cmd}: done in ${formatDuration(wall)} (${wall.toFixed(1)} s); model in ${out}\n`);
   }
   return { out, model, tokenizer, valLoss: lastVal };
 }

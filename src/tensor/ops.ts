@@ -2,7 +2,7 @@
 // written out explicitly. Leading dimensions are flattened: a [B, T, D] activation is `rows × D`.
 import { Tensor, record, trackBuf } from "./tensor.js";
 import type { QuantizedWeight } from "./quantized-weight.js";
-import type { Backend, Buf, QuantType } from "../backend/backend.js";
+import { type Backend, type Buf, type QuantType, type KdParams, KD_ONLY, KD_STATS } from "../backend/backend.js";
 import { f16Table, f32ToF16 } from "../io/float16.js";
 
 const rowsOf = (t: Tensor): number => t.size / t.shape[t.shape.length - 1];
@@ -316,4 +316,79 @@ export function fakeQuantizeActivations(x: Tensor): Tensor {
   const y = Tensor.zeros(be, x.shape);
   be.write(y.data, v);
   return record(y, [x], () => be.axpy(x.ensureGrad(), y.grad!, 1));
+}
+
+// ---- knowledge distillation ----------------------------------------------------------------------
+
+export type KdLoss = "forward-kl" | "reverse-kl" | "jsd";
+export const KD_LOSSES: readonly KdLoss[] = ["forward-kl", "reverse-kl", "jsd"];
+
+export interface DistillOptions {
+  /** Divergence between teacher p = softmax(t/τ) and student q = softmax(s/τ). */
+  loss: KdLoss;
+  /** Weight of the ground-truth cross-entropy (at τ = 1) in [0, 1]; the KD term gets 1 − α. */
+  alpha: number;
+  /** Distillation temperature τ > 0; the KD term is scaled by τ² (Hinton et al.). */
+  temperature: number;
+  /** jsd only: the mixture m = β·p + (1−β)·q, β in [0, 1] (0 = forward KL, 1 = reverse KL, as TRL). */
+  beta?: number;
+}
+
+/** The teacher's top-k at τ for each row: ids [N·k] and log-probabilities [N, k] (a tensor on the student's backend). */
+export interface SparseTeacher {
+  ids: Int32Array;
+  logProbs: Tensor;
+  k: number;
+}
+
+/** Kernel parameters for `opts`, checked. JSD at β = 0 / 1 is TRL's special case: the plain KLs. */
+export function kdParams(opts: DistillOptions): KdParams {
+  const { loss, alpha, temperature } = opts;
+  const beta = opts.beta ?? 0.5;
+  if (!KD_LOSSES.includes(loss)) throw new Error(`distill: unknown loss "${String(loss)}" (${KD_LOSSES.join(", ")})`);
+  if (!(alpha >= 0 && alpha <= 1)) throw new Error(`distill: alpha must be in [0, 1] (got ${alpha})`);
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new Error(`distill: temperature must be > 0 (got ${temperature})`);
+  if (!(beta >= 0 && beta <= 1)) throw new Error(`distill: beta must be in [0, 1] (got ${beta})`);
+  const kind = loss === "forward-kl" ? 0 : loss === "reverse-kl" ? 1 : beta === 0 ? 0 : beta === 1 ? 1 : 2;
+  return { kind, alpha, temperature, beta };
+}
+
+/**
+ * Per-row distillation losses of student logits [N, V] → [N]:
+ *   L = α·CE(y, softmax(s)) + (1−α)·τ²·D(p, q),  p = softmax(teacher/τ), q = softmax(s/τ)
+ * with D = KL(p‖q) (forward-kl), KL(q‖p) (reverse-kl) or β·KL(p‖m) + (1−β)·KL(q‖m) (jsd). Target
+ * −1 ignores a row; KD_ONLY (−2) marks a row without ground truth (on-policy samples): its loss is
+ * τ²·D alone. The teacher is dense logits [N, V] or a sparse top-k (see Backend.distillSparse for
+ * the residual mass); it is a constant: only the student gets a gradient.
+ */
+export function distillLosses(student: Tensor, teacher: Tensor | SparseTeacher, targets: Int32Array, opts: DistillOptions): Tensor {
+  const be = student.backend;
+  const vocab = lastDim(student), rows = rowsOf(student);
+  const kd = kdParams(opts);
+  if (targets.length !== rows) throw new Error(`distillLosses: ${targets.length} targets for ${rows} rows`);
+  for (const t of targets) if (!(Number.isInteger(t) && t >= KD_ONLY && t < vocab)) throw new Error(`distillLosses: target ${t} out of range [${KD_ONLY}, ${vocab})`);
+  const losses = Tensor.zeros(be, [rows]);
+  const stats = trackBuf(be, be.alloc(rows * KD_STATS));
+  if (teacher instanceof Tensor) {
+    if (teacher.backend !== be) throw new Error("distillLosses: the teacher's logits live on another backend");
+    sameShape(student, teacher, "distillLosses");
+    be.distill(losses.data, stats, student.data, teacher.data, targets, rows, vocab, kd);
+    return record(losses, [student], () => be.distillBackward(student.ensureGrad(), student.data, teacher.data, stats, targets, losses.grad!, rows, vocab, kd));
+  }
+  const { ids, logProbs, k } = teacher;
+  if (!(Number.isInteger(k) && k >= 1 && k <= vocab)) throw new Error(`distillLosses: top-k ${k} must be in [1, ${vocab}]`);
+  if (ids.length !== rows * k || logProbs.size !== rows * k) throw new Error(`distillLosses: the sparse teacher needs ${rows}×${k} ids and log-probabilities`);
+  if (logProbs.backend !== be) throw new Error("distillLosses: the teacher's log-probabilities live on another backend");
+  // Distinct ids per row: the residual outcome is "every token not listed".
+  const seen = new Int32Array(vocab).fill(-1);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i], r = Math.floor(i / k);
+    if (!(id >= 0 && id < vocab)) throw new Error(`distillLosses: teacher token id ${id} out of range [0, ${vocab})`);
+    if (seen[id] === r) throw new Error(`distillLosses: teacher token id ${id} repeats in row ${r}`);
+    seen[id] = r;
+  }
+  be.distillSparse(losses.data, stats, student.data, ids, logProbs.data, targets, rows, vocab, k, kd);
+  return record(losses, [student], () =>
+    be.distillSparseBackward(student.ensureGrad(), student.data, ids, logProbs.data, stats, targets, losses.grad!, rows, vocab, k, kd),
+  );
 }

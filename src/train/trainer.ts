@@ -67,7 +67,11 @@ export interface TrainCallbacks {
  * next-token cross-entropy; distillation plugs in its teacher losses here.
  */
 export interface Objective {
-  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor;
+  /**
+   * The losses, or the losses with the targets that say which positions count in the mean (≥ 0)
+   * when the objective trains on other sequences than `b` (a teacher cache, on-policy samples).
+   */
+  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor | { losses: Tensor; targets: Int32Array };
 }
 
 export const languageModelling: Objective = {
@@ -148,14 +152,16 @@ export class Trainer {
       const weighted = this.source?.batch(rng, o.batchSize, o.blockSize);
       const b: Batch = weighted ?? randomBatch(this.data.train, o.batchSize, o.blockSize, rng);
       lossSum += scope(() => {
-        const rows = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
-        const loss: Tensor = weighted ? sampleWeightedLoss(rows, b, weighted.rowWeights) : meanLoss(rows, b.targets);
+        const out = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        // An objective may say which positions count (on-policy and cached-teacher batches).
+        const rows = out instanceof Tensor ? out : out.losses, targets = out instanceof Tensor ? b.targets : out.targets;
+        const loss: Tensor = weighted ? sampleWeightedLoss(rows, { ...b, targets }, weighted.rowWeights) : meanLoss(rows, targets);
         backward(loss);
         if (weighted) {
           // The unweighted per-token loss too: weighted losses of different curricula do not compare.
           const values = rows.toArray();
-          for (let j = 0; j < b.targets.length; j++)
-            if (b.targets[j] >= 0) {
+          for (let j = 0; j < targets.length; j++)
+            if (targets[j] >= 0) {
               tokens++;
               tokenLossSum += values[j];
             }

@@ -1,6 +1,6 @@
 // The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
-import { type Backend, type Buf, type FloatArray, type QBuf, type QuantType, QUANT_BLOCK_BYTES, dropoutUniform } from "../backend.js";
+import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, QUANT_BLOCK_BYTES, dropoutUniform } from "../backend.js";
 import { checkQuantized, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
@@ -333,6 +333,96 @@ export class JsBackend implements Backend {
     }
   }
 
+  // Distillation: see backend.ts. Per outcome o the divergence adds kdTerm(lq_o, lp_o) and its
+  // gradient in log q is kdGrad; through the softmax, ∂D/∂z_j = Σ_o kdGrad_o·∂log q_o/∂z_j.
+  distill(losses: Buf, stats: Buf, student: Buf, teacher: Buf, targets: Int32Array, rows: number, vocab: number, kd: KdParams): void {
+    const L = a(losses), S = a(stats), X = a(student), P = a(teacher), inv = 1 / kd.temperature;
+    for (let r = 0; r < rows; r++) {
+      const t = kdTarget(targets, r, vocab);
+      if (t === -1) {
+        L[r] = 0;
+        continue;
+      }
+      const o = r * vocab;
+      const lse1 = lseRow(X, o, vocab, 1), lseS = lseRow(X, o, vocab, inv), lseP = lseRow(P, o, vocab, inv);
+      let d = 0, g = 0;
+      for (let j = 0; j < vocab; j++) {
+        const lq = X[o + j] * inv - lseS, lp = P[o + j] * inv - lseP;
+        d += kdTerm(kd, lq, lp);
+        g += kdGrad(kd, lq, lp);
+      }
+      L[r] = kdWeightCe(t, kd) * (t >= 0 ? lse1 - X[o + t] : 0) + kdWeightKd(t, kd) * d;
+      S.set([lse1, lseS, lseP, g], r * 4);
+    }
+  }
+  distillBackward(dStudent: Buf, student: Buf, teacher: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, kd: KdParams): void {
+    const D = a(dStudent), X = a(student), P = a(teacher), S = a(stats), DL = a(dLosses), inv = 1 / kd.temperature;
+    for (let r = 0; r < rows; r++) {
+      const t = kdTarget(targets, r, vocab);
+      if (t === -1) continue;
+      const [lse1, lseS, lseP, G] = S.subarray(r * 4, r * 4 + 4);
+      const wce = DL[r] * kdWeightCe(t, kd), wkd = (DL[r] * kdWeightKd(t, kd)) / kd.temperature;
+      const o = r * vocab;
+      for (let j = 0; j < vocab; j++) {
+        const lq = X[o + j] * inv - lseS, lp = P[o + j] * inv - lseP;
+        const dz = kdGrad(kd, lq, lp) - Math.exp(lq) * G;
+        D[o + j] += wkd * dz + wce * (Math.exp(X[o + j] - lse1) - (j === t ? 1 : 0));
+      }
+    }
+  }
+  distillSparse(losses: Buf, stats: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, targets: Int32Array, rows: number, vocab: number, k: number, kd: KdParams): void {
+    const L = a(losses), S = a(stats), X = a(student), LP = a(teacherLogProbs), inv = 1 / kd.temperature;
+    const inTop = new Uint8Array(vocab);
+    for (let r = 0; r < rows; r++) {
+      const t = kdTarget(targets, r, vocab);
+      if (t === -1) {
+        L[r] = 0;
+        continue;
+      }
+      const o = r * vocab, ids = kdIds(teacherIds, r, k, vocab);
+      const lse1 = lseRow(X, o, vocab, 1), lseS = lseRow(X, o, vocab, inv);
+      for (const id of ids) inTop[id] = 1;
+      let zr = 0;
+      for (let j = 0; j < vocab; j++) if (!inTop[j]) zr += Math.exp(X[o + j] * inv - lseS);
+      for (const id of ids) inTop[id] = 0;
+      const lqR = Math.log(zr), lpR = kdResidualTeacher(LP, r * k, k, vocab);
+      let d = 0, g = 0;
+      for (let i = 0; i < k; i++) {
+        const lq = X[o + ids[i]] * inv - lseS, lp = LP[r * k + i];
+        d += kdTerm(kd, lq, lp);
+        g += kdGrad(kd, lq, lp);
+      }
+      if (k < vocab) {
+        d += kdTerm(kd, lqR, lpR);
+        g += kdGrad(kd, lqR, lpR);
+      }
+      L[r] = kdWeightCe(t, kd) * (t >= 0 ? lse1 - X[o + t] : 0) + kdWeightKd(t, kd) * d;
+      S.set([lse1, lseS, lqR, g], r * 4);
+    }
+  }
+  distillSparseBackward(dStudent: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, k: number, kd: KdParams): void {
+    const D = a(dStudent), X = a(student), LP = a(teacherLogProbs), S = a(stats), DL = a(dLosses), inv = 1 / kd.temperature;
+    const inTop = new Uint8Array(vocab);
+    for (let r = 0; r < rows; r++) {
+      const t = kdTarget(targets, r, vocab);
+      if (t === -1) continue;
+      const [lse1, lseS, lqR, G] = S.subarray(r * 4, r * 4 + 4);
+      const wce = DL[r] * kdWeightCe(t, kd), wkd = (DL[r] * kdWeightKd(t, kd)) / kd.temperature;
+      const o = r * vocab, ids = kdIds(teacherIds, r, k, vocab);
+      // Tokens outside the top-k share the residual outcome: ∂log q_R/∂z_j = q_j/q_R − q_j.
+      const gR = k < vocab ? kdGrad(kd, lqR, kdResidualTeacher(LP, r * k, k, vocab)) : 0;
+      for (const id of ids) inTop[id] = 1;
+      for (let j = 0; j < vocab; j++) {
+        const lq = X[o + j] * inv - lseS;
+        let dz = -Math.exp(lq) * G;
+        if (!inTop[j] && lqR > -Infinity) dz += gR * Math.exp(lq - lqR);
+        D[o + j] += wkd * dz + wce * (Math.exp(X[o + j] - lse1) - (j === t ? 1 : 0));
+      }
+      for (const id of ids) inTop[id] = 0;
+      for (let i = 0; i < k; i++) D[o + ids[i]] += wkd * kdGrad(kd, X[o + ids[i]] * inv - lseS, LP[r * k + i]);
+    }
+  }
+
   dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void {
     const o = a(out), M = a(mask), X = a(x);
     const keep = 1 / (1 - p);
@@ -357,4 +447,59 @@ export class JsBackend implements Backend {
       P[i] -= (stepSize * M[i]) / (Math.sqrt(V[i]) / bc2Sqrt + eps);
     }
   }
+}
+
+// ---- distillation helpers (the same arithmetic as assembly/kernels.ts) ----------------------------
+
+function lseRow(x: FloatArray, o: number, n: number, scale: number): number {
+  let mx = -Infinity;
+  for (let j = 0; j < n; j++) mx = Math.max(mx, x[o + j] * scale);
+  let z = 0;
+  for (let j = 0; j < n; j++) z += Math.exp(x[o + j] * scale - mx);
+  return mx + Math.log(z);
+}
+
+function logAddExp(x: number, y: number): number {
+  const m = Math.max(x, y);
+  return m === -Infinity ? m : m + Math.log(Math.exp(x - m) + Math.exp(y - m));
+}
+
+/** One outcome's share of the divergence, for student and teacher log-probabilities lq, lp. */
+function kdTerm(kd: KdParams, lq: number, lp: number): number {
+  if (kd.kind === 0) return lp === -Infinity ? 0 : Math.exp(lp) * (lp - lq);
+  if (kd.kind === 1) return lq === -Infinity ? 0 : Math.exp(lq) * (lq - lp);
+  const b = kd.beta, lm = logAddExp(lq + Math.log(1 - b), lp + Math.log(b));
+  return (lp === -Infinity ? 0 : b * Math.exp(lp) * (lp - lm)) + (lq === -Infinity ? 0 : (1 - b) * Math.exp(lq) * (lq - lm));
+}
+
+/** ∂(that share)/∂lq: −p (forward KL), q·(lq − lp + 1) (reverse KL), (1−β)·q·(lq − lm) (JSD). */
+function kdGrad(kd: KdParams, lq: number, lp: number): number {
+  if (kd.kind === 0) return lp === -Infinity ? 0 : -Math.exp(lp);
+  if (lq === -Infinity) return 0;
+  if (kd.kind === 1) return Math.exp(lq) * (lq - lp + 1);
+  const b = kd.beta, lm = logAddExp(lq + Math.log(1 - b), lp + Math.log(b));
+  return (1 - b) * Math.exp(lq) * (lq - lm);
+}
+
+const kdWeightCe = (t: number, kd: KdParams): number => (t >= 0 ? kd.alpha : 0);
+const kdWeightKd = (t: number, kd: KdParams): number => (t >= 0 ? 1 - kd.alpha : 1) * kd.temperature * kd.temperature;
+
+function kdTarget(targets: Int32Array, r: number, vocab: number): number {
+  const t = targets[r];
+  if (!(t >= -2 && t < vocab)) throw new Error(`target ${t} out of range [-2, ${vocab})`);
+  return t;
+}
+
+function kdIds(ids: Int32Array, r: number, k: number, vocab: number): Int32Array {
+  const row = ids.subarray(r * k, r * k + k);
+  for (const id of row) if (!(id >= 0 && id < vocab)) throw new Error(`teacher token id ${id} out of range [0, ${vocab})`);
+  return row;
+}
+
+/** log of the teacher's residual mass max(1 − Σ top-k p, 1e-30); −∞ when the top-k is the whole vocabulary. */
+function kdResidualTeacher(lp: FloatArray, o: number, k: number, vocab: number): number {
+  if (k >= vocab) return -Infinity;
+  let sp = 0;
+  for (let i = 0; i < k; i++) sp += Math.exp(lp[o + i]);
+  return Math.log(Math.max(1 - sp, 1e-30));
 }

@@ -3,7 +3,7 @@
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
-import { type Backend, type Buf, type QBuf, type QuantType, QUANT_BLOCK_BYTES } from "../backend.js";
+import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, QUANT_BLOCK_BYTES } from "../backend.js";
 import { checkQuantized } from "../quantized-blocks.js";
 import { kernelsWasmBase64 } from "./kernels-wasm.js";
 
@@ -37,6 +37,10 @@ export interface Kernels {
   dropout(out: number, mask: number, x: number, n: number, p: number, seed: number): void;
   dropoutBackward(dx: number, dOut: number, mask: number, n: number): void;
   adamw(param: number, grad: number, m: number, v: number, n: number, beta1: number, beta2: number, eps: number, decay: number, stepSize: number, bc2Sqrt: number): void;
+  distill(losses: number, stats: number, student: number, teacher: number, targets: number, scratch: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
+  distillBackward(dStudent: number, student: number, teacher: number, stats: number, targets: number, dLosses: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
+  distillSparse(losses: number, stats: number, student: number, ids: number, teacherLogProbs: number, targets: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
+  distillSparseBackward(dStudent: number, student: number, ids: number, teacherLogProbs: number, stats: number, targets: number, dLosses: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
 }
 
 /** Allocation granularity: cache-line aligned, so SIMD loads never straddle lines needlessly. */
@@ -491,6 +495,54 @@ export class WasmBackend implements Backend {
   dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void {
     const n = dx.length;
     this.k.dropoutBackward(this.p(dx, n, "dx"), this.p(dOut, n, "dOut"), this.p(mask, n, "mask"), n);
+  }
+
+  // ---- distillation ---------------------------------------------------------------------------
+
+  /** Targets (and a sparse teacher's ids) checked and packed into scratch, then `vocab` bytes of marks. */
+  private kdInts(targets: Int32Array, rows: number, vocab: number, ids?: Int32Array, k = 0): { tp: number; ip: number; mp: number } {
+    if (!isCount(rows) || !isCount(vocab) || vocab === 0 || !isCount(k)) throw new RangeError(`distill: bad shape rows ${rows}, vocab ${vocab}, k ${k}`);
+    if (targets.length < rows) throw new RangeError(`distill: ${targets.length} targets for ${rows} rows`);
+    for (let r = 0; r < rows; r++) if (!(targets[r] >= -2 && targets[r] < vocab)) throw new Error(`target ${targets[r]} out of range [-2, ${vocab})`);
+    const nIds = ids ? rows * k : 0;
+    if (ids) {
+      if (ids.length < nIds) throw new RangeError(`distill: ${ids.length} teacher ids for ${rows} rows of ${k}`);
+      for (let i = 0; i < nIds; i++) if (!(ids[i] >= 0 && ids[i] < vocab)) throw new Error(`teacher token id ${ids[i]} out of range [0, ${vocab})`);
+    }
+    // targets, ids, then max(vocab, 16) bytes of marks (kept 8-aligned for the f64 sums of distill).
+    const tp = this.scratch((rows + nIds) * 4 + Math.max(vocab, 16) + 8);
+    this.i32.set(targets.subarray(0, rows), tp >>> 2);
+    if (ids) this.i32.set(ids.subarray(0, nIds), (tp >>> 2) + rows);
+    return { tp, ip: tp + rows * 4, mp: tp + Math.ceil(((rows + nIds) * 4) / 8) * 8 };
+  }
+  distill(losses: Buf, stats: Buf, student: Buf, teacher: Buf, targets: Int32Array, rows: number, vocab: number, kd: KdParams): void {
+    const { tp, mp } = this.kdInts(targets, rows, vocab);
+    const n = rows * vocab;
+    // The marks area (vocab ≥ 1 bytes, 16 reserved below) doubles as the kernel's 16 bytes of sums.
+    this.k.distill(this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), tp, mp, rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta);
+  }
+  distillBackward(dStudent: Buf, student: Buf, teacher: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, kd: KdParams): void {
+    const { tp } = this.kdInts(targets, rows, vocab);
+    const n = rows * vocab;
+    this.k.distillBackward(
+      this.p(dStudent, n, "dStudent"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), this.p(stats, rows * KD_STATS, "stats"),
+      tp, this.p(dLosses, rows, "dLosses"), rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta,
+    );
+  }
+  distillSparse(losses: Buf, stats: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, targets: Int32Array, rows: number, vocab: number, k: number, kd: KdParams): void {
+    const { tp, ip, mp } = this.kdInts(targets, rows, vocab, teacherIds, k);
+    this.k.distillSparse(
+      this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, rows * vocab, "student"), ip,
+      this.p(teacherLogProbs, rows * k, "teacherLogProbs"), tp, mp, rows, vocab, k, kd.kind, kd.alpha, kd.temperature, kd.beta,
+    );
+  }
+  distillSparseBackward(dStudent: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, k: number, kd: KdParams): void {
+    const { tp, ip, mp } = this.kdInts(targets, rows, vocab, teacherIds, k);
+    const n = rows * vocab;
+    this.k.distillSparseBackward(
+      this.p(dStudent, n, "dStudent"), this.p(student, n, "student"), ip, this.p(teacherLogProbs, rows * k, "teacherLogProbs"),
+      this.p(stats, rows * KD_STATS, "stats"), tp, this.p(dLosses, rows, "dLosses"), mp, rows, vocab, k, kd.kind, kd.alpha, kd.temperature, kd.beta,
+    );
   }
 
   // ---- optimizer ------------------------------------------------------------------------------
