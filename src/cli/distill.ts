@@ -58,6 +58,8 @@ function settingsFromFlags(f: Flags): DistillSettings {
   if (teacher === undefined && cache === undefined) throw new UsageError("--teacher (or --teacher-cache) is required");
   const onPolicy = f.num("on-policy", 0, { min: 0, max: 1 });
   if (cache !== undefined && onPolicy > 0) throw new UsageError("--on-policy needs the teacher itself (--teacher), not a cache");
+  if (f.has("curriculum") && cache !== undefined) throw new UsageError("--curriculum draws whole documents; a teacher cache holds fixed windows: use --teacher");
+  if (f.has("curriculum") && onPolicy > 0) throw new UsageError("--on-policy samples continuations of fixed windows; it does not combine with --curriculum");
   return {
     loss,
     alpha: f.num("alpha", 0.5, { min: 0, max: 1 }),
@@ -102,6 +104,7 @@ export async function distill(f: Flags): Promise<TrainRun> {
       return { tokenizer: teacher.tokenizer, vocabSize: teacher.model.config.vocab_size };
     },
     settings: settingsFromFlags,
+    referenceModel: () => teacher?.model ?? null,
     objective({ f, backend, model, options, tokens, settings }) {
       const s = settings as DistillSettings;
       const kd: DistillOptions = { loss: s.loss, alpha: s.alpha, temperature: s.temperature, beta: s.beta };

@@ -15,6 +15,10 @@ import { jsonFile, modelFiles } from "../io/checkpoint.js";
 import { serializeSafetensors } from "../io/safetensors.js";
 import { loadModel, loadTokenizerFile, readCheckpointJson, readCheckpointTensors, readTextFile, writeCheckpoint } from "../io/model-files-node.js";
 import type { AdamW } from "../train/adamw.js";
+import { QAT_FILE, applyQat, parseQatSetting, qatFile } from "../train/qat.js";
+import { Curriculum, type CurriculumState, curriculumMetrics } from "../train/curriculum.js";
+import { concatSamples, splitDocuments, splitSamples, tokenizeDocuments } from "../data/documents.js";
+import { type CurriculumSettings, SHAPE_FLAGS, curriculumFlags, curriculumFromFlags, initFlags, qatFlags, qatFromFlags } from "./training-flags.js";
 
 export const trainFlags: FlagSpec = {
   data: { type: "string", help: "training text file" },
@@ -47,11 +51,15 @@ export const trainFlags: FlagSpec = {
   resume: { type: "boolean", help: "continue the run saved in --out" },
   backend: { type: "string", help: "wasm (default) or js" },
   threads: threadsFlag,
+  ...initFlags,
+  ...qatFlags,
+  ...curriculumFlags,
 };
 
 const STATE_FILE = "training_state.json";
 const OPTIMIZER_FILE = "optimizer.safetensors";
 const METRICS_FILE = "metrics.jsonl";
+const CURRICULUM_STATE_FILE = "curriculum_state.json";
 
 interface TrainingState {
   format: "bonsai-training-state";
@@ -63,6 +71,10 @@ interface TrainingState {
   data: { path: string; bytes: number; fnv1a: string };
   /** What the run's objective was configured with (distillation: loss and teacher); absent for `train`. */
   objective?: Record<string, unknown>;
+  /** The model the run started from (--init), for the record. */
+  init?: string;
+  /** A curriculum run's settings; its scores are in curriculum_state.json. */
+  curriculum?: CurriculumSettings;
 }
 
 /** FNV-1a of the data file, to refuse resuming on different data. */
@@ -135,8 +147,13 @@ export interface TrainingSetup {
   resumeFlags?: readonly string[];
   /** The corpus as text instead of --data (`bonsai demo`). */
   corpus?: { name: string; text: string };
-  /** A fresh run's tokenizer and vocabulary size, and a default block size (the teacher cache's). */
-  prepare(f: Flags, text: string, backend: Backend): { tokenizer: Tokenizer; vocabSize: number; blockSize?: number };
+  /**
+   * A fresh run's tokenizer and vocabulary size, and a default block size (the teacher cache's).
+   * `init` is the model of --init with its tokenizer, when given.
+   */
+  prepare(f: Flags, text: string, backend: Backend, init?: { model: Llama; tokenizer: Tokenizer | null }): { tokenizer: Tokenizer; vocabSize: number; blockSize?: number };
+  /** The reference model of `--curriculum teacher-loss` when --curriculum-model is not given (distill: the teacher). */
+  referenceModel?(): Llama | null;
   /**
    * Settings of the objective saved in training_state.json: `fresh` from the flags, and on resume
    * the saved ones come back through `objective`.
@@ -154,7 +171,11 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
     command: "train",
     flags: trainFlags,
     corpus,
-    prepare(f, text) {
+    prepare(f, text, _backend, init) {
+      if (init && !f.has("tokenizer")) {
+        if (!init.tokenizer) throw new UsageError(`--init: ${f.str("init")} has no tokenizer; pass --tokenizer`);
+        return { tokenizer: init.tokenizer, vocabSize: init.model.config.vocab_size };
+      }
       const tokSpec = f.str("tokenizer") ?? "char";
       const tokenizer = tokSpec === "char" ? CharTokenizer.fromText(text) : loadTokenizerFile(tokSpec);
       return { tokenizer, vocabSize: tokenizer.vocabSize };
@@ -172,6 +193,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
 
   let state: TrainingState | null = null;
   let model: Llama, tokenizer: Tokenizer, options: TrainOptions, dataPath: string, text: string, settings: Record<string, unknown>;
+  let curriculumSettings: CurriculumSettings | null = null;
   if (resume) {
     state = readCheckpointJson(out, STATE_FILE) as TrainingState | null;
     if (!state || state.format !== "bonsai-training-state") throw new UsageError(`--resume: ${out} holds no training run (${STATE_FILE} is missing)`);
@@ -182,6 +204,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     if ((state.objective === undefined) !== (setup.settings === undefined))
       throw new UsageError(`--resume: ${out} holds a ${state.objective === undefined ? "train" : "distill"} run; continue it with bonsai ${state.objective === undefined ? "train" : "distill"}`);
     settings = state.objective ?? {};
+    curriculumSettings = state.curriculum ?? null;
     options = { ...state.options };
     if (f.has("iters")) {
       options.iters = f.int("iters", options.iters, 1);
@@ -200,18 +223,45 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     dataPath = corpus?.name ?? f.required("data");
     text = corpus?.text ?? readTextFile(dataPath);
     if (text.length === 0) throw new UsageError(`${dataPath} is empty`);
-    const prepared = setup.prepare(f, text, backend);
+    const initPath = f.str("init");
+    const init = initPath === undefined ? undefined : loadInit(initPath, f, backend);
+    const prepared = setup.prepare(f, text, backend, init);
     tokenizer = prepared.tokenizer;
-    options = optionsFromFlags(f, prepared.blockSize);
+    options = optionsFromFlags(f, prepared.blockSize ?? init?.model.config.max_position_embeddings);
     settings = setup.settings?.(f) ?? {};
-    const config = configFromFlags(f, prepared.vocabSize, options.blockSize);
-    model = Llama.init(backend, config, options.seed);
+    if (init) {
+      model = init.model;
+      if (prepared.vocabSize !== model.config.vocab_size)
+        throw new UsageError(`--init: the model's vocabulary is ${model.config.vocab_size} tokens, the tokenizer's ${prepared.vocabSize}`);
+    } else model = Llama.init(backend, configFromFlags(f, prepared.vocabSize, options.blockSize), options.seed);
+    curriculumSettings = curriculumFromFlags(f);
   }
+  // Quantization-aware training: the flags of a fresh run, the checkpoint's qat.json on resume.
+  const qatJson = resume ? readCheckpointJson(out, QAT_FILE) : null;
+  applyQat(model, resume ? (qatJson === null ? null : parseQatSetting(qatJson)) : qatFromFlags(f));
 
   const tokens = Int32Array.from(tokenizer.encode(text, { parseSpecial: true }));
-  const data = splitTrainVal(tokens);
+  let data = splitTrainVal(tokens);
   const objective = setup.objective?.({ f, backend, model, tokenizer, options, tokens, settings });
-  const trainer = new Trainer(model, options, data, objective);
+  let curriculum: Curriculum | undefined, reference: Llama | null = null;
+  if (curriculumSettings) {
+    // Samples are documents; the last 10% of them are the validation split.
+    const cs = curriculumSettings;
+    const docs = splitDocuments(text, cs.documents, { textField: cs.textField, name: dataPath });
+    const split = splitSamples(tokenizeDocuments(docs, tokenizer, { addEos: true }).samples);
+    data = { train: concatSamples(split.train), val: concatSamples(split.val) };
+    if (cs.options.scorer === "teacher-loss") {
+      if (cs.referenceModel !== null) reference = loadModel(cs.referenceModel, backend, undefined, { quantized: true, fuse: true }).model;
+      const ref = reference ?? setup.referenceModel?.() ?? null;
+      if (!ref) throw new UsageError("--curriculum teacher-loss needs a reference model: --curriculum-model PATH");
+      if (ref.config.vocab_size !== model.config.vocab_size)
+        throw new UsageError(`--curriculum-model has a vocabulary of ${ref.config.vocab_size} tokens, the model ${model.config.vocab_size}`);
+      curriculum = new Curriculum(split.train, cs.options, { blockSize: options.blockSize, teacher: ref });
+    } else curriculum = new Curriculum(split.train, cs.options, { blockSize: options.blockSize });
+    const saved = state ? (readCheckpointJson(out, CURRICULUM_STATE_FILE) as CurriculumState | null) : null;
+    if (saved) curriculum.loadState(saved);
+  }
+  const trainer = new Trainer(model, options, data, objective, curriculum);
   const start = state?.iter ?? 0;
   if (state) trainer.optimizer.loadState(state.optimizerStep, readCheckpointTensors(out, OPTIMIZER_FILE));
 
@@ -237,9 +287,14 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
       options,
       data: { path: resolve(dataPath), bytes: text.length, fnv1a: fnv1a(text) },
       ...(setup.settings ? { objective: settings } : {}),
+      ...(initPathOf(f, state) ? { init: initPathOf(f, state) } : {}),
+      ...(curriculumSettings ? { curriculum: curriculumSettings } : {}),
     };
+    const qat = qatFile(model), scores = curriculum?.state();
     writeCheckpoint(out, [
       ...modelFiles(model, tokenizer),
+      ...(qat ? [qat] : []),
+      ...(scores ? [jsonFile(CURRICULUM_STATE_FILE, scores)] : []),
       { name: OPTIMIZER_FILE, bytes: serializeSafetensors(optimizer.state()) },
       jsonFile(STATE_FILE, st),
     ]);
@@ -265,7 +320,10 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
         const elapsed = (performance.now() - t0) / 1000;
         const tps = tokensSeen / elapsed;
         emaLoss = Number.isNaN(emaLoss) ? e.loss : 0.9 * emaLoss + 0.1 * e.loss;
-        metric({ iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2) });
+        metric({
+          iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2),
+          ...(e.curriculum ? curriculumMetrics(e.curriculum) : {}),
+        });
         const done = e.iter + 1;
         const eta = ((options.iters - done) * elapsed) / Math.max(done - start, 1);
         progress.update(done, `loss ${emaLoss.toFixed(4)} | ${Math.round(tps).toLocaleString("en-US")} tok/s`, eta);
@@ -280,6 +338,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     });
   } finally {
     setup.close?.();
+    reference?.dispose();
   }
   progress.done();
   process.off("SIGINT", onSignal);
@@ -293,6 +352,17 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
   }
   return { out, model, tokenizer, valLoss: lastVal };
 }
+
+/** --init: the model to start from, as trained (float weights, not fused), with its own configuration. */
+function loadInit(path: string, f: Flags, backend: Backend): { model: Llama; tokenizer: Tokenizer | null } {
+  for (const k of SHAPE_FLAGS) if (f.has(k)) throw new UsageError(`--init takes the model's configuration; --${k} cannot be given with it`);
+  const loaded = loadModel(path, backend, undefined, { quantized: false, fuse: false });
+  loaded.model.qat = null; // a QAT checkpoint's setting is not inherited: --qat says what this run does
+  return loaded;
+}
+
+const initPathOf = (f: Flags, state: TrainingState | null): string | undefined =>
+  state?.init ?? (f.str("init") === undefined ? undefined : resolve(f.str("init")!));
 
 /** Drop metrics lines of iterations at or after `start` (left by an interrupted run being resumed). */
 function truncateMetrics(path: string, start: number): void {

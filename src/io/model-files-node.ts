@@ -19,6 +19,7 @@ import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llam
 import { GGUF_MAGIC } from "./gguf.js";
 import { llamaFromGgufWeights, llamaWeightsFromGguf } from "./gguf-llama-quantized.js";
 import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
+import { QAT_FILE, applyQat, readQatFile } from "../train/qat.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
 
 export interface LoadedModel {
@@ -165,6 +166,9 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
     loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
+    // A quantization-aware checkpoint runs as it trained: with its weights fake-quantized.
+    const qatPath = join(path, QAT_FILE);
+    if (existsSync(qatPath)) applyQat(model, readQatFile(readFileSync(qatPath, "utf8")));
   } else if (magic(path) === GGUF_MAGIC) {
     // Only the header is read here; each tensor is read as the model takes it.
     const source = new FileSource(path);
