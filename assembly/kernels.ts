@@ -357,6 +357,25 @@ function packT(dst: usize, src: usize, ld: usize, w: i32, kc: i32, W: i32): void
   }
 }
 
+/** Σ a[i]·b[i] for i < n, 16 at a time into four accumulators (the row dot product of gemv). */
+// @ts-ignore: decorator
+@inline function dotRow(a: usize, b: usize, n: i32): f32 {
+  let s0 = splat(0), s1 = s0, s2 = s0, s3 = s0;
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    s0 = madd(s0, v128.load(a + o), v128.load(b + o)); s1 = madd(s1, v128.load(a + o, 16), v128.load(b + o, 16));
+    s2 = madd(s2, v128.load(a + o, 32), v128.load(b + o, 32)); s3 = madd(s3, v128.load(a + o, 48), v128.load(b + o, 48));
+  }
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    s0 = madd(s0, v128.load(a + o), v128.load(b + o));
+  }
+  let s = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return s;
+}
+
 /**
  * Matrix-vector product, the decode-time case (m = 1, or n = 1), where packing would double the
  * memory traffic. y[j] (+)= Σ_p x[p]·M(p, j) for j < len, with M(p, j) = mat[j·ld + p] when
@@ -365,34 +384,17 @@ function packT(dst: usize, src: usize, ld: usize, w: i32, kc: i32, W: i32): void
 function gemv(y: usize, x: usize, mat: usize, len: i32, k: i32, ld: i32, rows: bool, accumulate: bool): void {
   const ldb = <usize>ld << 2;
   if (rows) {
-    let j = 0;
-    for (; j + 4 <= len; j += 4) {
-      // Four rows share each load of x.
-      const r0 = mat + <usize>j * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
-      let s0 = splat(0), s1 = s0, s2 = s0, s3 = s0;
-      let p = 0;
-      for (; p + 4 <= k; p += 4) {
-        const o = <usize>p << 2;
-        const xv = v128.load(x + o);
-        s0 = madd(s0, xv, v128.load(r0 + o)); s1 = madd(s1, xv, v128.load(r1 + o));
-        s2 = madd(s2, xv, v128.load(r2 + o)); s3 = madd(s3, xv, v128.load(r3 + o));
-      }
-      let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
-      for (; p < k; p++) {
-        const o = <usize>p << 2, xs = load<f32>(x + o);
-        t0 += xs * load<f32>(r0 + o); t1 += xs * load<f32>(r1 + o);
-        t2 += xs * load<f32>(r2 + o); t3 += xs * load<f32>(r3 + o);
-      }
-      const yo = y + (<usize>j << 2);
-      if (accumulate) {
-        t0 += load<f32>(yo); t1 += load<f32>(yo, 4); t2 += load<f32>(yo, 8); t3 += load<f32>(yo, 12);
-      }
-      store<f32>(yo, t0); store<f32>(yo, t1, 4); store<f32>(yo, t2, 8); store<f32>(yo, t3, 12);
-    }
-    for (; j < len; j++) {
-      const yo = y + (<usize>j << 2);
-      const t = dot(x, mat + <usize>j * ldb, k);
+    // One row at a time, start to end: a single sequential stream through the matrix, which the
+    // hardware prefetcher follows best. x is re-read per row, but from L1. Measured on the
+    // 15M-shape decode weights (cold, 58 MB per token): 2.2× the bandwidth of four rows sharing
+    // each load of x (four interleaved streams). Every row has the same arithmetic, wherever it
+    // lies in the matrix, so thread splits and fused matrices give bitwise identical results.
+    let r = mat, yo = y;
+    for (let j = 0; j < len; j++) {
+      const t = dotRow(x, r, k);
       store<f32>(yo, accumulate ? load<f32>(yo) + t : t);
+      r += ldb;
+      yo += 4;
     }
     return;
   }
