@@ -1072,7 +1072,10 @@ export function matmulQuantized(c: usize, a: usize, w: usize, m: i32, n: i32, k:
   return reinterpret<f32>((b + 0xfff + ((b >> 13) & 1)) & 0xffffe000);
 }
 
-/** Rows of x [m,k] → int8 [m,k] at q and f32 block scales [m, k/32] at d. */
+/**
+ * Rows of x [m,k] → their Q8_0 integers [m,k] at q, stored widened to i16 (the dot products take
+ * i16 lanes: widening once here saves it per weight row), and f32 block scales [m, k/32] at d.
+ */
 function quantizeRowsQ8(q: usize, d: usize, x: usize, m: i32, k: i32): void {
   const blocks = m * (k >> 5);
   for (let b = 0; b < blocks; b++) {
@@ -1094,40 +1097,49 @@ function quantizeRowsQ8(q: usize, d: usize, x: usize, m: i32, k: i32): void {
     const r5 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v5, id), v128.or(half, v128.and(v5, sign))));
     const r6 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v6, id), v128.or(half, v128.and(v6, sign))));
     const r7 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v7, id), v128.or(half, v128.and(v7, sign))));
-    v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3)));
-    v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r4, r5), i16x8.narrow_i32x4_s(r6, r7)), 16);
+    v128.store(q, i16x8.narrow_i32x4_s(r0, r1)); v128.store(q, i16x8.narrow_i32x4_s(r2, r3), 16);
+    v128.store(q, i16x8.narrow_i32x4_s(r4, r5), 32); v128.store(q, i16x8.narrow_i32x4_s(r6, r7), 48);
     x += 128;
-    q += 32;
+    q += 64;
     d += 4;
   }
 }
 
-/** Σ over 16 int8 lane pairs, as four i32 partial sums. */
+/** Σ over 16 lane pairs of int8 weights q and i16 activations at x, as four i32 partial sums. */
 // @ts-ignore: decorator
-@inline function dotI8(a: v128, b: v128): v128 {
+@inline function dotI8(q: v128, x: usize): v128 {
   return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b)),
-    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b)),
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(q), v128.load(x)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(q), v128.load(x, 16)),
   );
 }
 
-/** Σ_b d_w·d_x·Σ_e q_w·q_x over a row of W and a quantized row of x. */
+// IEEE binary16 bits → f32 without branches for finite values: the 15 magnitude bits shifted into
+// an f32 with exponent bias 127 − 112 are the half's value times 2^−112 (subnormals included, as
+// f32 subnormals), so one multiply by 2^112 rescales exactly. Inf/NaN take the exact helper.
+// @ts-ignore: decorator
+@inline function halfToFloatFast(h: u32): f32 {
+  if ((h & 0x7c00) == 0x7c00) return halfToFloat(h);
+  return reinterpret<f32>(((h & 0x8000) << 16) | reinterpret<u32>(reinterpret<f32>((h & 0x7fff) << 13) * 5.192296858534828e33));
+}
+
+/** Σ_b d_w·d_x·Σ_e q_w·q_x over a row of W and a quantized row of x (i16 lanes). */
 // @ts-ignore: decorator
 @inline function quantRowDotQ8(w: usize, xq: usize, xd: usize, blocks: i32, type: i32, blockBytes: usize): f32 {
   let acc = splat(0);
   for (let b = 0; b < blocks; b++) {
-    const s = i32x4.add(dotI8(blockLow(w, type), v128.load(xq)), dotI8(blockHigh(w, type), v128.load(xq, 16)));
-    acc = madd(acc, f32x4.convert_i32x4_s(s), splat(halfToFloat(<u32>load<u16>(w)) * load<f32>(xd)));
+    const s = i32x4.add(dotI8(blockLow(w, type), xq), dotI8(blockHigh(w, type), xq + 32));
+    acc = madd(acc, f32x4.convert_i32x4_s(s), splat(halfToFloatFast(<u32>load<u16>(w)) * load<f32>(xd)));
     w += blockBytes;
-    xq += 32;
+    xq += 64;
     xd += 4;
   }
   return hsum(acc);
 }
 
-/** Bytes of scratch matmulQuantizedQ8 needs: x as int8 plus its block scales. */
+/** Bytes of scratch matmulQuantizedQ8 needs: x's integers (as i16) plus its block scales. */
 export function matmulQuantizedQ8ScratchBytes(m: i32, k: i32): usize {
-  return (<usize>m * <usize>k) + (<usize>m * <usize>(k >> 5) << 2);
+  return (<usize>m * <usize>k << 1) + (<usize>m * <usize>(k >> 5) << 2);
 }
 
 /** matmulQuantized's contract, by llama.cpp's integer path (activations quantized to Q8_0). */
@@ -1135,13 +1147,13 @@ export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, 
   const blocks = k >> 5;
   const blockBytes: usize = type == Q8_0 ? 34 : 18;
   const rowBytes = <usize>blocks * blockBytes;
-  const xq = scratch, xd = scratch + <usize>m * <usize>k;
+  const xq = scratch, xd = scratch + (<usize>m * <usize>k << 1);
   quantizeRowsQ8(xq, xd, a, m, k);
   const ldc = <usize>n << 2;
   for (let j = 0; j < n; j++) {
     const wr = w + <usize>j * rowBytes;
     for (let i = 0; i < m; i++) {
-      const xqi = xq + <usize>i * <usize>k, xdi = xd + (<usize>(i * blocks) << 2);
+      const xqi = xq + (<usize>i * <usize>k << 1), xdi = xd + (<usize>(i * blocks) << 2);
       const t = type == Q8_0 ? quantRowDotQ8(wr, xqi, xdi, blocks, Q8_0, 34) : quantRowDotQ8(wr, xqi, xdi, blocks, Q4_0, 18);
       const co = c + <usize>i * ldc + (<usize>j << 2);
       store<f32>(co, accumulate ? load<f32>(co) + t : t);
