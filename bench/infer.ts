@@ -5,7 +5,9 @@
 // and thread count, so that its peak RSS is its own; llama.cpp runs in this process. Both run with
 // 1 and 2 threads, and each row sets Bonsai against llama.cpp at the same thread count. Rows: stories260K (llama2.c's model, exported to GGUF F32) and a random-weight model of
 // llama2.c's stories15M shape with Llama-2's 32000-token vocabulary at F32, Q8_0 and Q4_0 (Bonsai
-// runs the quantized files twice: with its quantized kernels, and dequantized to f32 on load).
+// runs the quantized files three ways: with its quantized kernels and Q8_0-rounded activations —
+// llama.cpp's integer path, `bonsai generate --q8-activations` — with its quantized kernels and
+// float activations (the default), and dequantized to f32 on load).
 // Bonsai runs fused (loadModel's {fuse: true}, as `bonsai generate`) and, for the --no-fuse
 // column, unfused (the graph as trained; 1 thread only, to keep the run short).
 // Run: npm run bench:infer   (needs ../shared/data; env BENCH_RUNS=N changes the run count, ≥ 5)
@@ -49,9 +51,12 @@ interface BonsaiResult {
 
 // ---- the Bonsai side (child process) ------------------------------------------------------------
 
-async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: boolean, fuse: boolean, threads: number): Promise<void> {
+type Mode = "f32" | "quantized" | "q8";
+
+async function bonsaiWorker(modelPath: string, tokensPath: string, mode: Mode, fuse: boolean, threads: number): Promise<void> {
   const prompt: number[] = JSON.parse(readFileSync(tokensPath, "utf8"));
-  const backend = await createBackend("wasm", { threads });
+  const backend = await createBackend("wasm", { threads, q8Activations: mode === "q8" });
+  const quantized = mode !== "f32";
   let peakRss = process.memoryUsage().rss;
   const sample = (): void => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
@@ -104,8 +109,8 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: bo
   backend.dispose?.(); // the worker threads
 }
 
-function runBonsai(modelPath: string, tokensPath: string, quantized: boolean, threads: number, fuse = true): BonsaiResult {
-  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, quantized ? "quantized" : "f32", fuse ? "fuse" : "no-fuse", String(threads)];
+function runBonsai(modelPath: string, tokensPath: string, mode: Mode, threads: number, fuse = true): BonsaiResult {
+  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, mode, fuse ? "fuse" : "no-fuse", String(threads)];
   const r = spawnSync(process.execPath, args, {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
@@ -258,7 +263,7 @@ async function main(): Promise<void> {
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });
     console.log(
       `bench:infer — ${N} prompt tokens (BOS + held-out tinystories text), ${N} greedy decode tokens from BOS; median of ${RUNS} runs after a warm-up run.\n` +
-        `Bonsai: KV-cache Session, wasm backend (1 or 2 threads, as the row), fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run both with loadModel's {quantized: true} kernels and dequantized to f32 on load. ` +
+        `Bonsai: KV-cache Session, wasm backend (1 or 2 threads, as the row), fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run with loadModel's {quantized: true} kernels, with activations rounded to Q8_0 (q8Activations, llama.cpp's integer path) and in float, and dequantized to f32 on load. ` +
         `llama.cpp: node-llama-cpp 3.21.1 CPU, KV cache F16 (default), flash attention off, batch 512, context 512.\n`,
     );
     const rows: string[] = [];
@@ -272,11 +277,18 @@ async function main(): Promise<void> {
       const tokensPath = join(dir, "prompt.json");
       writeFileSync(tokensPath, JSON.stringify(prompt));
 
-      // Quantized files run twice on Bonsai's side: with its quantized kernels, and dequantized to f32 on load.
-      const variants = m.quant === "F32" ? [{ quantized: false, ran: "F32" }] : [{ quantized: true, ran: `${m.quant} kernels` }, { quantized: false, ran: `F32 (dequantized ${m.quant})` }];
+      // Quantized files run three ways on Bonsai's side: quantized kernels with Q8_0 or float activations, and dequantized to f32 on load.
+      const variants: { mode: Mode; ran: string }[] =
+        m.quant === "F32"
+          ? [{ mode: "f32", ran: "F32" }]
+          : [
+              { mode: "q8", ran: `${m.quant} kernels × Q8_0 activations` },
+              { mode: "quantized", ran: `${m.quant} kernels × f32 activations` },
+              { mode: "f32", ran: `F32 (dequantized ${m.quant})` },
+            ];
       // Per thread count; --no-fuse at 1 thread only.
       const bonsai = THREADS.map((threads) =>
-        variants.map((v) => ({ ...v, r: runBonsai(m.path, tokensPath, v.quantized, threads), unfused: threads === 1 ? runBonsai(m.path, tokensPath, v.quantized, 1, false) : undefined })),
+        variants.map((v) => ({ ...v, r: runBonsai(m.path, tokensPath, v.mode, threads), unfused: threads === 1 ? runBonsai(m.path, tokensPath, v.mode, 1, false) : undefined })),
       );
       const lm = await llama.loadModel({ modelPath: m.path });
       try {
@@ -334,5 +346,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] === "quantized", process.argv[6] !== "no-fuse", Number(process.argv[7] ?? 1));
+if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] as Mode, process.argv[6] !== "no-fuse", Number(process.argv[7] ?? 1));
 else await main();
