@@ -1,13 +1,16 @@
 // Inference speed, Bonsai next to llama.cpp (node-llama-cpp), on the same GGUF files and the same
 // token ids: prefill of 256 prompt tokens (one pass, logits of the last position) and greedy
 // decode of 256 tokens (one token per pass, argmax on the host), medians of several runs after a
-// warm-up run. Bonsai runs the KV-cache Session on the wasm backend (one thread) in a child
-// process per model, so that its peak RSS is its own; llama.cpp runs in this process with 1 and 2
-// threads. Rows: stories260K (llama2.c's model, exported to GGUF F32) and a random-weight model of
+// warm-up run. Bonsai runs the KV-cache Session on the wasm backend in a child process per model
+// and thread count, so that its peak RSS is its own; llama.cpp runs in this process. Both run with
+// 1 and 2 threads, and each row sets Bonsai against llama.cpp at the same thread count. Rows: stories260K (llama2.c's model, exported to GGUF F32) and a random-weight model of
 // llama2.c's stories15M shape with Llama-2's 32000-token vocabulary at F32, Q8_0 and Q4_0 (Bonsai
-// runs the quantized files twice: with its quantized kernels, and dequantized to f32 on load).
+// runs the quantized files three ways: with its quantized kernels and Q8_0-rounded activations —
+// llama.cpp's integer path, `bonsai generate --q8-activations` — with its quantized kernels and
+// float activations (the default), and dequantized to f32 on load).
 // Bonsai runs fused (loadModel's {fuse: true}, as `bonsai generate`) and, for the --no-fuse
-// columns, unfused (the graph as trained).
+// column, unfused (the graph as trained). Only the first variant of a file runs unfused and on 2
+// threads, to keep the run short.
 // Run: npm run bench:infer   (needs ../shared/data; env BENCH_RUNS=N changes the run count, ≥ 5)
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -49,9 +52,12 @@ interface BonsaiResult {
 
 // ---- the Bonsai side (child process) ------------------------------------------------------------
 
-async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: boolean, fuse: boolean): Promise<void> {
+type Mode = "f32" | "quantized" | "q8";
+
+async function bonsaiWorker(modelPath: string, tokensPath: string, mode: Mode, fuse: boolean, threads: number): Promise<void> {
   const prompt: number[] = JSON.parse(readFileSync(tokensPath, "utf8"));
-  const backend = await createBackend("wasm");
+  const backend = await createBackend("wasm", { threads, q8Activations: mode === "q8" });
+  const quantized = mode !== "f32";
   let peakRss = process.memoryUsage().rss;
   const sample = (): void => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
@@ -101,16 +107,17 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, quantized: bo
   res.decoded = decoded;
   res.prefillArgmax = prefillArgmax;
   process.stdout.write(JSON.stringify(res) + "\n");
+  backend.dispose?.(); // the worker threads
 }
 
-function runBonsai(modelPath: string, tokensPath: string, quantized: boolean, fuse = true): BonsaiResult {
-  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, quantized ? "quantized" : "f32", fuse ? "fuse" : "no-fuse"];
+function runBonsai(modelPath: string, tokensPath: string, mode: Mode, threads: number, fuse = true): BonsaiResult {
+  const args = [fileURLToPath(import.meta.url), "--bonsai-worker", modelPath, tokensPath, mode, fuse ? "fuse" : "no-fuse", String(threads)];
   const r = spawnSync(process.execPath, args, {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     maxBuffer: 1 << 24,
   });
-  if (r.status !== 0) throw new Error(`bonsai worker for ${modelPath} failed (status ${r.status})`);
+  if (r.status !== 0) throw new Error(`bonsai worker for ${modelPath} (${threads} thread(s)) failed (status ${r.status})`);
   const line = r.stdout.trim().split("\n").pop()!;
   return JSON.parse(line) as BonsaiResult;
 }
@@ -257,7 +264,7 @@ async function main(): Promise<void> {
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });
     console.log(
       `bench:infer — ${N} prompt tokens (BOS + held-out tinystories text), ${N} greedy decode tokens from BOS; median of ${RUNS} runs after a warm-up run.\n` +
-        `Bonsai: KV-cache Session, wasm backend, 1 thread, fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run both with loadModel's {quantized: true} kernels and dequantized to f32 on load. ` +
+        `Bonsai: KV-cache Session, wasm backend (1 or 2 threads, as the row), fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run with loadModel's {quantized: true} kernels, with activations rounded to Q8_0 (q8Activations, llama.cpp's integer path) and in float, and dequantized to f32 on load. ` +
         `llama.cpp: node-llama-cpp 3.21.1 CPU, KV cache F16 (default), flash attention off, batch 512, context 512.\n`,
     );
     const rows: string[] = [];
@@ -271,9 +278,22 @@ async function main(): Promise<void> {
       const tokensPath = join(dir, "prompt.json");
       writeFileSync(tokensPath, JSON.stringify(prompt));
 
-      // Quantized files run twice on Bonsai's side: with its quantized kernels, and dequantized to f32 on load.
-      const variants = m.quant === "F32" ? [{ quantized: false, ran: "F32" }] : [{ quantized: true, ran: `${m.quant} kernels` }, { quantized: false, ran: `F32 (dequantized ${m.quant})` }];
-      const bonsai = variants.map((v) => ({ ...v, r: runBonsai(m.path, tokensPath, v.quantized), unfused: runBonsai(m.path, tokensPath, v.quantized, false) }));
+      // Quantized files run three ways on Bonsai's side: quantized kernels with Q8_0 or float activations, and dequantized to f32 on load.
+      const variants: { mode: Mode; ran: string }[] =
+        m.quant === "F32"
+          ? [{ mode: "f32", ran: "F32" }]
+          : [
+              { mode: "q8", ran: `${m.quant} kernels × Q8_0 activations` },
+              { mode: "quantized", ran: `${m.quant} kernels × f32 activations` },
+              { mode: "f32", ran: `F32 (dequantized ${m.quant})` },
+            ];
+      // Per thread count. To keep the run short, the first variant (the fastest) alone runs on 2
+      // threads and unfused (--no-fuse, 1 thread).
+      const bonsai = THREADS.map((threads) =>
+        variants
+          .filter((_, i) => threads === 1 || i === 0)
+          .map((v, i) => ({ ...v, r: runBonsai(m.path, tokensPath, v.mode, threads), unfused: threads === 1 && i === 0 ? runBonsai(m.path, tokensPath, v.mode, 1, false) : undefined })),
+      );
       const lm = await llama.loadModel({ modelPath: m.path });
       try {
         const theirs = lm.tokenize(text.slice(0, 2000));
@@ -283,20 +303,24 @@ async function main(): Promise<void> {
         notes.push(
           `- ${m.label} ${m.quant} (${(size / 2 ** 20).toFixed(2)} MiB; ${types(m.path)}): tokenizer ids ${same ? "equal" : "DIFFER from"} llama.cpp's on the first 2000 characters.`,
         );
-        for (const { ran, r: b } of bonsai)
-          notes.push(
-            `  - Bonsai ${ran}: load ${b.loadSeconds.toFixed(2)} s; peak RSS ${(b.peakRss / 2 ** 20).toFixed(1)} MiB = ${(b.peakRss / size).toFixed(1)}× the file ` +
-              `(RSS before loading ${(b.baseRss / 2 ** 20).toFixed(1)} MiB; the increase is ${((b.peakRss - b.baseRss) / size).toFixed(2)}× the file).`,
-          );
-        for (const threads of THREADS) {
+        for (const [ti, threads] of THREADS.entries())
+          for (const { ran, r: b } of bonsai[ti])
+            notes.push(
+              `  - Bonsai ${ran}, ${threads} thread(s): load ${b.loadSeconds.toFixed(2)} s; peak RSS ${(b.peakRss / 2 ** 20).toFixed(1)} MiB = ${(b.peakRss / size).toFixed(1)}× the file ` +
+                `(RSS before loading ${(b.baseRss / 2 ** 20).toFixed(1)} MiB; the increase is ${((b.peakRss - b.baseRss) / size).toFixed(2)}× the file).`,
+            );
+        for (const [ti, threads] of THREADS.entries()) {
           const l = await runLlamaCpp(lm, prompt, threads);
           const lp = median(l.prefill), ld = median(l.decode);
-          for (const { ran, r: b, unfused: u } of bonsai) {
+          for (const { ran, r: b, unfused: u } of bonsai[ti]) {
             const bp = median(b.prefill), bd = median(b.decode);
             rows.push(
-              `| ${m.label} | ${m.quant} | ${ran} | ${threads} | ${bp.toFixed(0)} | ${lp.toFixed(0)} | ${mark(bp / lp, 0.5)} | ${bd.toFixed(0)} | ${ld.toFixed(0)}${l.capped !== null ? "†" : ""} | ${mark(bd / ld, 1.0)} | ${median(u.prefill).toFixed(0)} / ${median(u.decode).toFixed(0)} |`,
+              `| ${m.label} | ${m.quant} | ${ran} | ${threads} | ${bp.toFixed(0)} | ${lp.toFixed(0)} | ${mark(bp / lp, 0.5)} | ${bd.toFixed(0)} | ${ld.toFixed(0)}${l.capped !== null ? "†" : ""} | ${mark(bd / ld, 1.0)} | ${u ? `${median(u.prefill).toFixed(0)} / ${median(u.decode).toFixed(0)}` : "—"} |`,
             );
-            if (u.decoded.some((t, i) => t !== b.decoded[i])) notes.push(`  - Bonsai ${ran}: fused and --no-fuse greedy tokens DIFFER.`);
+            if (u?.decoded.some((t, i) => t !== b.decoded[i])) notes.push(`  - Bonsai ${ran}: fused and --no-fuse greedy tokens DIFFER.`);
+            // Threads split work at boundaries that keep results bitwise identical (split.ts).
+            if (ti > 0 && bonsai[0].find((v) => v.ran === ran)!.r.decoded.some((t, i) => t !== b.decoded[i]))
+              notes.push(`  - Bonsai ${ran}: ${threads}-thread greedy tokens DIFFER from 1 thread's.`);
             let agree = 0;
             while (agree < Math.min(b.decoded.length, l.decoded.length) && b.decoded[agree] === l.decoded[agree]) agree++;
             notes.push(
@@ -314,7 +338,7 @@ async function main(): Promise<void> {
     const load1 = os.loadavg()[0];
     console.log(header);
     for (const r of rows) console.log(r);
-    console.log(`\nTargets: decode ≥ 1.0× llama.cpp, prefill ≥ 0.5× llama.cpp (✓ met, ✗ missed). Bonsai's numbers are per model (1 thread), shown against each llama.cpp thread count.\n`);
+    console.log(`\nTargets: decode ≥ 1.0× llama.cpp, prefill ≥ 0.5× llama.cpp (✓ met, ✗ missed). Each row: Bonsai and llama.cpp at the same thread count (--no-fuse: 1 thread, first variant only).\n`);
     for (const n of notes) console.log(n);
     console.log(
       `\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s; ${os.cpus().length} CPUs; 1-minute load average ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end ` +
@@ -326,5 +350,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] === "quantized", process.argv[6] !== "no-fuse");
+if (process.argv[2] === "--bonsai-worker") await bonsaiWorker(process.argv[3], process.argv[4], process.argv[5] as Mode, process.argv[6] !== "no-fuse", Number(process.argv[7] ?? 1));
 else await main();

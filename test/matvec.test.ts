@@ -1,0 +1,89 @@
+// The decode-time matrix-vector products of the wasm backend (x·Wᵀ with one row of x, float and
+// quantized with Q8_0 activations) compute each output from its own row of W alone, with the same
+// arithmetic wherever that row lies: any block of rows multiplied on its own gives bitwise the
+// same outputs as inside the whole matrix. That is what makes fused matrices (Q, K and V stacked
+// into one) and thread splits at any row exact, and it is checked here at every offset, along
+// with the values themselves against an f64 reference.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
+import { QUANT_BLOCK_BYTES } from "../src/backend/backend.js";
+import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import { Rng } from "../src/util/rng.js";
+
+function randoms(rng: Rng, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.next() * 2 - 1;
+  return out;
+}
+
+function buf(b: Backend, values: Float32Array): Buf {
+  const x = b.alloc(values.length);
+  b.write(x, values);
+  return x;
+}
+
+function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
+  for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
+}
+
+const wasm = await createWasmBackend();
+const wasmQ8 = await createWasmBackend({ q8Activations: true });
+
+test("float matvec: every block of rows gives the whole matrix's outputs bitwise, and Σ x·w to f32 rounding", () => {
+  const rng = new Rng(21);
+  for (const k of [1, 3, 4, 15, 16, 17, 33, 48, 288])
+    for (const n of [1, 5, 13]) {
+      const w = randoms(rng, n * k), x = randoms(rng, k);
+      const wb = buf(wasm, w), xb = buf(wasm, x), y = wasm.alloc(n);
+      wasm.matmul(y, xb, wb, 1, n, k, false, true, false);
+      const whole = wasm.read(y);
+      for (let j = 0; j < n; j++) {
+        let s = 0, mag = 0;
+        for (let p = 0; p < k; p++) {
+          s += x[p] * w[j * k + p];
+          mag += Math.abs(x[p] * w[j * k + p]);
+        }
+        assert.ok(Math.abs(whole[j] - s) <= 1e-6 * mag + 1e-30, `${n}x${k} row ${j}: ${whole[j]} vs ${s}`);
+      }
+      for (let lo = 0; lo < n; lo++)
+        for (const hi of [lo + 1, n]) {
+          const part = buf(wasm, w.subarray(lo * k, hi * k)), yp = wasm.alloc(hi - lo);
+          wasm.matmul(yp, xb, part, 1, hi - lo, k, false, true, false);
+          assertBitwise(wasm.read(yp), whole.subarray(lo, hi), `${n}x${k} rows ${lo}..${hi}`);
+          // Accumulating adds the same values to what is there.
+          wasm.matmul(yp, xb, part, 1, hi - lo, k, false, true, true);
+          assertBitwise(wasm.read(yp), Float32Array.from(whole.subarray(lo, hi), (v) => Math.fround(v + v)), `${n}x${k} rows ${lo}..${hi} accumulated`);
+          wasm.free(part);
+          wasm.free(yp);
+        }
+      for (const b of [wb, xb, y]) wasm.free(b);
+    }
+});
+
+test("quantized matvec with Q8_0 activations: every block of rows gives the whole matrix's outputs bitwise", () => {
+  const rng = new Rng(22);
+  for (const [type, ggml] of [["q8_0", GgmlType.Q8_0], ["q4_0", GgmlType.Q4_0]] as const)
+    for (const k of [32, 96, 288])
+      for (const n of [1, 6, 11]) {
+        const bytes = quantize(ggml, randoms(rng, n * k)), x = randoms(rng, k);
+        const rowBytes = (k / 32) * QUANT_BLOCK_BYTES[type];
+        const q = wasmQ8.allocQuantized(type, n, k, bytes), xb = buf(wasmQ8, x), y = wasmQ8.alloc(n);
+        wasmQ8.matmulQuantized(y, xb, q, 1, n, k, false);
+        const whole = wasmQ8.read(y);
+        for (let lo = 0; lo < n; lo++) {
+          const hi = n - (lo % 2); // blocks ending at the last row and one before it
+          if (hi <= lo) continue;
+          const part = wasmQ8.allocQuantized(type, hi - lo, k, bytes.subarray(lo * rowBytes, hi * rowBytes)), yp = wasmQ8.alloc(hi - lo);
+          wasmQ8.matmulQuantized(yp, xb, part, 1, hi - lo, k, false);
+          assertBitwise(wasmQ8.read(yp), whole.subarray(lo, hi), `${type} ${n}x${k} rows ${lo}..${hi}`);
+          wasmQ8.freeQuantized(part);
+          wasmQ8.free(yp);
+        }
+        wasmQ8.freeQuantized(q);
+        for (const b of [xb, y]) wasmQ8.free(b);
+      }
+});
