@@ -423,6 +423,31 @@ function gemv(y: usize, x: usize, mat: usize, len: i32, k: i32, ld: i32, rows: b
   if (j < len) wsum(y + (<usize>j << 2), x, 4, mat + (<usize>j << 2), k, ldb, len - j, accumulate);
 }
 
+/** Up to this many rows, a linear layer runs as row-by-row dot products (smallRows). */
+const SMALL_M = 16;
+
+/**
+ * A linear layer over a few rows (speculative verification, short prompts): C[i,j] (+)= A[i,:]·B[j,:],
+ * each weight row read from memory once and dotted with every row of A while it is in cache.
+ * Each output is exactly gemv's dotRow, so a row's result is bitwise the one it gets when decoded
+ * alone: verifying K drafted tokens in one pass reproduces one-token decoding exactly. Packing
+ * for the blocked kernel below would cost more than the product at these sizes.
+ */
+function smallRows(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, accumulate: bool): void {
+  const lda = <usize>k << 2, ldc = <usize>n << 2;
+  let r = b;
+  for (let j = 0; j < n; j++) {
+    let x = a, yo = c + (<usize>j << 2);
+    for (let i = 0; i < m; i++) {
+      const t = dotRow(x, r, k);
+      store<f32>(yo, accumulate ? load<f32>(yo) + t : t);
+      x += lda;
+      yo += ldc;
+    }
+    r += lda;
+  }
+}
+
 /**
  * C[m,n] = (accumulate ? C : 0) + op(A)[m,k] · op(B)[k,n]; A is [m,k] or [k,m] (transA),
  * B is [k,n] or [n,k] (transB). `scratch` holds matmulScratchBytes() bytes.
@@ -440,6 +465,10 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
   }
   if (n == 1) {
     gemv(c, b, a, m, k, transA ? m : k, transA == 0, accumulate != 0);
+    return;
+  }
+  if (m <= SMALL_M && !transA && transB) {
+    smallRows(c, a, b, m, n, k, accumulate != 0);
     return;
   }
   const ap = scratch;

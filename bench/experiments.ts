@@ -22,6 +22,7 @@ const TRAIN = join(DIR, "train.txt"), HELDOUT = join(DIR, "heldout.txt"), TOKENI
 const BATCH = ["--block-size", "128", "--batch-size", "16", "--warmup", "50", "--eval-interval", "200", "--eval-iters", "10", "--log-interval", "50", "--threads", "1"];
 const STUDENT = ["--layers", "3", "--dim", "128", "--heads", "4", "--kv-heads", "2", "--tie-embeddings", "--lr", "3e-3", "--min-lr", "3e-4", "--seed", "2"];
 const STUDENT_ITERS = "600";
+const FINE_TUNE = "200";
 const TEACHER = ["--layers", "4", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--tie-embeddings", "--lr", "2e-3", "--min-lr", "2e-4", "--seed", "1", "--iters", "600"];
 
 function bonsai(args: string[]): string {
@@ -31,13 +32,20 @@ function bonsai(args: string[]): string {
   return r.stdout;
 }
 
-/** Run a command that writes `out` unless `out` already holds its finished result. */
+/**
+ * Run a command that writes `out` unless `out` holds its finished result; a training run that was
+ * interrupted is resumed (exactly: see bonsai train --resume).
+ */
 function once(out: string, args: string[]): void {
-  if (existsSync(join(out, "model.safetensors")) || (out.endsWith(".gguf") && existsSync(out))) {
-    process.stderr.write(`(kept ${out})\n`);
+  if (out.endsWith(".gguf")) {
+    if (!existsSync(out)) bonsai(args);
     return;
   }
-  bonsai(args);
+  const statePath = join(out, "training_state.json");
+  if (!existsSync(statePath)) return void bonsai(args);
+  const state = JSON.parse(readFileSync(statePath, "utf8")) as { iter: number; options: { iters: number } };
+  if (state.iter >= state.options.iters) process.stderr.write(`(kept ${out})\n`);
+  else bonsai([args[0], "--out", out, "--resume"]);
 }
 
 const heldOutLoss = (model: string): number => {
@@ -88,7 +96,57 @@ function distillation(): void {
   table([["run", "held-out loss"], ["---", "---"], ...runs.map(([n, d]): [string, string] => [n, heldOutLoss(d).toFixed(4)])]);
 }
 
-const experiments: Record<string, () => void> = { distill: distillation };
+function curriculum(): void {
+  const teacher = join(DIR, "teacher");
+  // Every run draws whole stories as samples (--curriculum); pacing none is uniform sampling.
+  const run = (name: string, extra: string[]): string => {
+    const out = join(DIR, name);
+    once(out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]);
+    return out;
+  };
+  const runs: [string, string][] = [
+    ["random windows of the token stream (E1's scratch student)", join(DIR, "scratch")],
+    ["uniform over stories (pacing none)", run("cur-uniform", ["--curriculum", "length", "--pacing", "none"])],
+    ["length, root pacing, hard", run("cur-length-root", ["--curriculum", "length", "--pacing", "root", "--curriculum-mode", "hard"])],
+    ["teacher-loss, root pacing, hard", run("cur-teacher-root", ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128", "--pacing", "root", "--curriculum-mode", "hard"])],
+    ["teacher-loss, linear pacing, soft", run("cur-teacher-soft", ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128", "--pacing", "linear", "--curriculum-mode", "soft"])],
+  ];
+  console.log(`\nE2 curriculum — ${STUDENT_ITERS} steps each, held-out cross-entropy (nats/token)\n`);
+  table([["run", "held-out loss"], ["---", "---"], ...runs.map(([n, d]): [string, string] => [n, heldOutLoss(d).toFixed(4)])]);
+}
+
+function quantizationAware(): void {
+  // The E1 scratch student, fine-tuned FINE_TUNE more steps twice: in float, and with Q4_0 QAT.
+  const student = join(DIR, "scratch");
+  once(student, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", student]);
+  const tune = ["--data", TRAIN, ...BATCH, "--iters", FINE_TUNE, "--lr", "5e-4", "--min-lr", "5e-5", "--warmup", "0", "--seed", "3", "--init", student];
+  const float = join(DIR, "ft-float"), qat = join(DIR, "ft-qat4"), qat48 = join(DIR, "ft-qat4-a8");
+  once(float, ["train", ...tune, "--out", float]);
+  once(qat, ["train", ...tune, "--qat", "q4_0", "--out", qat]);
+  once(qat48, ["train", ...tune, "--qat", "q4_0", "--qat-activations", "int8", "--out", qat48]);
+  const q4 = (dir: string): string => {
+    const file = `${dir}.q4_0.gguf`;
+    once(file, ["export", "--model", dir, "--format", "gguf", "--quant", "q4_0", "--out", file]);
+    return file;
+  };
+  const f32 = heldOutLoss(student), ptq = heldOutLoss(q4(student));
+  const ftF32 = heldOutLoss(float), ftPtq = heldOutLoss(q4(float)), ftQat = heldOutLoss(q4(qat));
+  const ftQat48 = heldOutLoss(qat48); // Bonsai runs the checkpoint with int8 activations and Q4_0 weights
+  const recovered = (p: number, q: number, f: number): string => `${(((p - q) / (p - f)) * 100).toFixed(1)}%`;
+  console.log(`\nE3 quantization-aware training — held-out cross-entropy (nats/token); fine-tuning ${FINE_TUNE} steps\n`);
+  table([
+    ["model", "held-out loss"], ["---", "---"],
+    ["student F32", f32.toFixed(4)],
+    ["student, post-training Q4_0", ptq.toFixed(4)],
+    [`+${FINE_TUNE} steps float, F32`, ftF32.toFixed(4)],
+    [`+${FINE_TUNE} steps float, post-training Q4_0`, ftPtq.toFixed(4)],
+    [`+${FINE_TUNE} steps Q4_0 QAT, exported Q4_0`, ftQat.toFixed(4)],
+    [`+${FINE_TUNE} steps Q4_0 QAT with int8 activations (W4A8, in Bonsai)`, ftQat48.toFixed(4)],
+  ]);
+  console.log(`\nrecovered (PTQ − QAT)/(PTQ − F32), equal training: ${recovered(ftPtq, ftQat, ftF32)}; against the student before fine-tuning: ${recovered(ptq, ftQat, f32)}`);
+}
+
+const experiments: Record<string, () => void> = { distill: distillation, curriculum, qat: quantizationAware };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);

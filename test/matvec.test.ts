@@ -87,3 +87,37 @@ test("quantized matvec with Q8_0 activations: every block of rows gives the whol
         for (const b of [xb, y]) wasmQ8.free(b);
       }
 });
+
+test("a few rows at once (≤ 16: verification of drafted tokens) give each row's one-row result bitwise", async () => {
+  const { createBackend } = await import("../src/backend/index.js");
+  const { Llama } = await import("../src/nn/llama.js");
+  const { Session } = await import("../src/runtime/session.js");
+  const rng = new Rng(5);
+  for (const k of [7, 64, 288]) {
+    const n = 19, m = 9;
+    const w = randoms(rng, n * k), x = randoms(rng, m * k);
+    const W = buf(wasm, w), X = buf(wasm, x), Y = wasm.alloc(m * n), y1 = wasm.alloc(n), x1 = wasm.alloc(k);
+    wasm.matmul(Y, X, W, m, n, k, false, true, false);
+    const all = wasm.read(Y);
+    for (let i = 0; i < m; i++) {
+      wasm.write(x1, x.subarray(i * k, (i + 1) * k));
+      wasm.matmul(y1, x1, W, 1, n, k, false, true, false);
+      assertBitwise(all.subarray(i * n, (i + 1) * n), wasm.read(y1), `k ${k} row ${i}`);
+    }
+    for (const b of [W, X, Y, y1, x1]) wasm.free(b);
+  }
+  // A whole model: prefill of 9 tokens after a prompt == decoding them one by one, 1 and 2 threads.
+  for (const threads of [1, 2]) {
+    const be = await createBackend("wasm", { threads });
+    const config = { vocab_size: 97, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false };
+    const model = Llama.init(be, config, 3);
+    const tokens = [1, 5, 9, 33, 2, 71, 40, 12, 8, 90, 3, 17, 60];
+    const a = new Session(model), b = new Session(model);
+    a.prefill(tokens.slice(0, 4));
+    b.prefill(tokens.slice(0, 4));
+    const rows = a.prefill(tokens.slice(4), { allLogits: true });
+    for (let i = 4; i < tokens.length; i++) assertBitwise(rows.subarray((i - 4) * 97, (i - 3) * 97), b.decode(tokens[i]), `${threads} threads, position ${i}`);
+    model.dispose();
+    be.dispose?.();
+  }
+});
