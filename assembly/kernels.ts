@@ -1089,7 +1089,7 @@ export function matmulQuantized(c: usize, a: usize, w: usize, m: i32, n: i32, k:
 // ---- quantized weights × Q8_0 activations (llama.cpp's integer path) ---------------------------
 //
 // llama.cpp multiplies Q8_0/Q4_0 weights by activations quantized to Q8_0 per 32-block
-// (quantize_row_q8_0: d = amax/127 rounded to f16, q = round(x/d)) with integer dot products,
+// (quantize_row_q8_0: d = amax/127 rounded to f16, q = round(x·127/amax)) with integer dot products,
 // one float multiply-add per block: Σ_b d_w·d_x·Σ_e q_w·q_x. Faster than decoding to floats, at
 // the price of rounding the activations; the float kernel above stays the reference.
 
@@ -1114,18 +1114,18 @@ function quantizeRowsQ8(q: usize, d: usize, x: usize, m: i32, k: i32): void {
       f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
     const amax = hmax(a);
     const scale: f32 = amax / 127;
-    const id = splat(scale != 0 ? 1 / scale : 0);
     store<f32>(d, roundToHalf(scale));
-    // round-half-away (roundf) of x·(1/d) ∈ [−127, 127]: trunc(x·id + copysign(0.5, x)).
-    const half = splat(0.5), sign = i32x4.splat(0x80000000);
-    const r0 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v0, id), v128.or(half, v128.and(v0, sign))));
-    const r1 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v1, id), v128.or(half, v128.and(v1, sign))));
-    const r2 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v2, id), v128.or(half, v128.and(v2, sign))));
-    const r3 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v3, id), v128.or(half, v128.and(v3, sign))));
-    const r4 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v4, id), v128.or(half, v128.and(v4, sign))));
-    const r5 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v5, id), v128.or(half, v128.and(v5, sign))));
-    const r6 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v6, id), v128.or(half, v128.and(v6, sign))));
-    const r7 = i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v7, id), v128.or(half, v128.and(v7, sign))));
+    // As llama.cpp's x86 SIMD quantize_row_q8_0 (the build node-llama-cpp runs): x·(127/amax)
+    // rounded half to even (ggml's scalar reference uses x·(1/d) and roundf).
+    const id = splat(amax != 0 ? <f32>127 / amax : 0);
+    const r0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v0, id)));
+    const r1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v1, id)));
+    const r2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v2, id)));
+    const r3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v3, id)));
+    const r4 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v4, id)));
+    const r5 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v5, id)));
+    const r6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, id)));
+    const r7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, id)));
     v128.store(q, i16x8.narrow_i32x4_s(r0, r1)); v128.store(q, i16x8.narrow_i32x4_s(r2, r3), 16);
     v128.store(q, i16x8.narrow_i32x4_s(r4, r5), 32); v128.store(q, i16x8.narrow_i32x4_s(r6, r7), 48);
     x += 128;

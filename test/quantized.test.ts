@@ -254,7 +254,7 @@ test("bonsai quantize writes a Q4_0 GGUF that loadModel runs quantized", async (
   }
 });
 
-test("bonsai generate runs a Q8_0 GGUF quantized by default: greedy text = --dequantize's", (t) => {
+test("bonsai generate runs a Q8_0 GGUF quantized with Q8_0 activations by default; --f32-activations text = --dequantize's", (t) => {
   if (!existsSync(STORIES)) {
     t.skip("../shared/data absent");
     return;
@@ -267,7 +267,7 @@ test("bonsai generate runs a Q8_0 GGUF quantized by default: greedy text = --deq
     const e = bonsai("export", "--model", STORIES, "--tokenizer", `${DATA}/models/tok512.bin`, "--format", "gguf", "--quant", "q8_0", "--out", gguf);
     assert.equal(e.status, 0, e.stderr);
     const run = (...extra: string[]) => bonsai("generate", "--model", gguf, "--temperature", "0", "--max-tokens", "100", ...extra);
-    const q = run(), d = run("--dequantize"), q8 = run("--q8-activations");
+    const q = run("--f32-activations"), d = run("--dequantize"), q8 = run();
     for (const r of [q, d, q8]) assert.equal(r.status, 0, r.stderr);
     assert.ok(q.stdout.length > 100);
     assert.equal(q.stdout, d.stdout);

@@ -27,7 +27,7 @@ export const generateFlags: FlagSpec = {
   seed: { type: "string", help: "sampling seed (1337)" },
   stats: { type: "boolean", help: "print one JSON line of speeds to stderr" },
   dequantize: { type: "boolean", help: "run a quantized GGUF's Q8_0/Q4_0 weights as f32 (default: quantized kernels)" },
-  "q8-activations": { type: "boolean", help: "wasm: decode with activations rounded to Q8_0 and integer dot products, as llama.cpp (faster)" },
+  "f32-activations": { type: "boolean", help: "quantized weights: keep activations in f32 (float sums, as --dequantize's) instead of rounding them to Q8_0 for integer dot products as llama.cpp does (the default; faster)" },
   "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
   draft: { type: "string", help: "speculative decoding: a draft model (same vocabulary), or 'ngram' for prompt lookup" },
   "draft-tokens": { type: "string", help: "tokens drafted per target pass, or 'auto' to adapt it (auto)" },
@@ -127,8 +127,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
   };
   const modelPath = f.required("model");
   const t0 = performance.now();
-  if (f.bool("q8-activations") && f.bool("dequantize")) throw new UsageError("--q8-activations applies to quantized weights; drop --dequantize");
-  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: f.bool("q8-activations"), threads: threadCount(f) });
+  if (f.bool("f32-activations") && f.bool("dequantize")) throw new UsageError("--f32-activations applies to quantized weights; drop --dequantize");
+  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: !f.bool("f32-activations"), threads: threadCount(f) });
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
   const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
