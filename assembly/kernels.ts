@@ -425,6 +425,9 @@ function gemv(y: usize, x: usize, mat: usize, len: i32, k: i32, ld: i32, rows: b
 
 /** Up to this many rows, a linear layer runs as row-by-row dot products (smallRows). */
 const SMALL_M = 16;
+export function matmulSmallRows(): i32 {
+  return SMALL_M;
+}
 
 /**
  * A linear layer over a few rows (speculative verification, short prompts): C[i,j] (+)= A[i,:]·B[j,:],

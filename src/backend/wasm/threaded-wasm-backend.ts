@@ -110,7 +110,12 @@ export class ThreadedWasmBackend extends WasmBackend {
     // Rows of C are contiguous for op(A) = A; decode's columns of C are rows of B for op(B) = Bᵀ.
     // Other forms (training's Aᵀ·B for weight gradients, x·W with m = 1) stay on one thread.
     const byRows = m > 1 && n > 1 && !transA, byCols = m === 1 && n > 1 && transB;
-    const parts = byRows || byCols ? this.parts(m * n * k) : 1;
+    let parts = byRows || byCols ? this.parts(m * n * k) : 1;
+    // A linear layer over few rows takes the kernel's row-by-row path, more rows the blocked GEMM:
+    // every part must take the path the whole would, so a GEMM's parts keep more than that many
+    // rows (parts are whole 4-row units, each at least floor(units / parts) of them).
+    const small = this.k.matmulSmallRows();
+    if (byRows && transB && m > small) parts = Math.min(parts, Math.floor(Math.floor(m / 4) / (Math.floor(small / 4) + 1)));
     if (parts < 2 || k <= 0 || !isCount(m) || !isCount(n) || !isCount(k)) return super.matmul(c, a, b, m, n, k, transA, transB, accumulate);
     const cp = this.p(c, m * n, "matmul C"), ap = this.p(a, m * k, "matmul A"), bp = this.p(b, k * n, "matmul B");
     const flags = [transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0];
