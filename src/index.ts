@@ -13,10 +13,17 @@ export { Llama, type ForwardOptions, type Attend } from "./nn/llama.js";
 export { type Weight, applyWeight, applyWeights } from "./nn/weight.js";
 export { type FuseOptions, type ModelWeights, type LayerWeights } from "./nn/fusion.js";
 
-export { Trainer, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
+export { Trainer, languageModelling, type Objective, type BatchSource, type TrainOptions, type TrainCallbacks, type StepEvent, type EvalEvent } from "./train/trainer.js";
 export { AdamW, type AdamWOptions } from "./train/adamw.js";
 export { learningRate, type LrSchedule } from "./train/schedule.js";
-export { randomBatch, sequentialBatches, splitTrainVal, type Batch } from "./data/batches.js";
+export { randomBatch, sequentialBatches, splitTrainVal, sampleBatch, type Batch } from "./data/batches.js";
+export { splitDocuments, tokenizeDocuments, splitSamples, concatSamples, type Document, type Sample, type DocumentFormat } from "./data/documents.js";
+export {
+  Curriculum, competence, curriculumOptions, curriculumMetrics, sampleLosses, sampleWeightedLoss,
+  type CurriculumOptions, type CurriculumStats, type CurriculumState, type PacingName,
+} from "./train/curriculum.js";
+export { applyQat, parseQatSetting, qatTensorNames, qatFile, readQatFile, type QatSetting } from "./train/qat.js";
+export { onTheFlyObjective, cachedTeacherObjective, sampleContinuations, checkSameVocab } from "./train/distill.js";
 
 export type { Tokenizer, EncodeOptions } from "./tokenizer/tokenizer.js";
 export { CharTokenizer } from "./tokenizer/char-tokenizer.js";
