@@ -8,8 +8,8 @@
 // A finished step is not redone (its output directory is kept), so a second run only prints the
 // table; delete runs/exp to start over. Every held-out loss is `bonsai eval --split all` on the
 // held-out stories: nats per token.
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -32,20 +32,38 @@ function bonsai(args: string[]): string {
   return r.stdout;
 }
 
-/**
- * Run a command that writes `out` unless `out` holds its finished result; a training run that was
- * interrupted is resumed (exactly: see bonsai train --resume).
- */
-function once(out: string, args: string[]): void {
-  if (out.endsWith(".gguf")) {
-    if (!existsSync(out)) bonsai(args);
-    return;
-  }
+/** The command to run so that `out` holds its finished result: none, the command, or a resume. */
+function pending(out: string, args: string[]): string[] | null {
+  if (out.endsWith(".gguf")) return existsSync(out) ? null : args;
   const statePath = join(out, "training_state.json");
-  if (!existsSync(statePath)) return void bonsai(args);
+  if (!existsSync(statePath)) return args;
   const state = JSON.parse(readFileSync(statePath, "utf8")) as { iter: number; options: { iters: number } };
-  if (state.iter >= state.options.iters) process.stderr.write(`(kept ${out})\n`);
-  else bonsai([args[0], "--out", out, "--resume"]);
+  // An interrupted training run is resumed (exactly: see bonsai train --resume).
+  return state.iter >= state.options.iters ? null : [args[0], "--out", out, "--resume"];
+}
+
+/** Run a command that writes `out` unless `out` holds its finished result. */
+function once(out: string, args: string[]): void {
+  const cmd = pending(out, args);
+  if (cmd) bonsai(cmd);
+  else process.stderr.write(`(kept ${out})\n`);
+}
+
+/**
+ * Several single-threaded training runs side by side, one per core; each one's output goes to
+ * OUT.log beside its directory.
+ */
+async function parallel(runs: [string, string[]][]): Promise<void> {
+  await Promise.all(runs.map(([out, args]) => {
+    const cmd = pending(out, args);
+    if (!cmd) return process.stderr.write(`(kept ${out})\n`);
+    process.stderr.write(`$ bonsai ${cmd.join(" ")}   (log: ${out}.log)\n`);
+    const log = openSync(`${out}.log`, "w");
+    const child = spawn(process.execPath, [CLI, ...cmd], { stdio: ["ignore", log, log] });
+    return new Promise<void>((resolve, reject) =>
+      child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`bonsai ${cmd[0]} → ${out} failed (exit ${code}); see ${out}.log`)))),
+    );
+  }));
 }
 
 const heldOutLoss = (model: string): number => {
@@ -77,52 +95,57 @@ const table = (rows: [string, string][]): void => {
   for (const [a, b] of rows) console.log(`| ${a.padEnd(w)} | ${b} |`);
 };
 
-function distillation(): void {
+async function distillation(): Promise<void> {
   const teacher = join(DIR, "teacher");
-  once(join(DIR, "scratch"), ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", join(DIR, "scratch")]);
-  const kd = (name: string, extra: string[]): string => {
+  const scratch = join(DIR, "scratch");
+  const kd = (name: string, extra: string[]): [string, string[]] => {
     const out = join(DIR, name);
-    once(out, ["distill", "--teacher", teacher, "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]);
-    return out;
+    return [out, ["distill", "--teacher", teacher, "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
   };
+  const forward = kd("kd-forward", ["--kd-loss", "forward-kl", "--alpha", "0.5", "--temperature", "2"]);
+  const reverse = kd("kd-reverse", ["--kd-loss", "reverse-kl", "--alpha", "0.5", "--temperature", "1"]);
+  const jsd = kd("kd-jsd", ["--kd-loss", "jsd", "--beta", "0.5", "--alpha", "0.5", "--temperature", "1"]);
+  await parallel([[scratch, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", scratch]], forward]);
+  await parallel([reverse, jsd]);
   const runs: [string, string][] = [
     ["teacher (3.2M parameters)", teacher],
-    ["student from scratch", join(DIR, "scratch")],
-    ["student, forward-kl α=0.5 τ=2", kd("kd-forward", ["--kd-loss", "forward-kl", "--alpha", "0.5", "--temperature", "2"])],
-    ["student, reverse-kl α=0.5 τ=1", kd("kd-reverse", ["--kd-loss", "reverse-kl", "--alpha", "0.5", "--temperature", "1"])],
-    ["student, jsd β=0.5 α=0.5 τ=1", kd("kd-jsd", ["--kd-loss", "jsd", "--beta", "0.5", "--alpha", "0.5", "--temperature", "1"])],
+    ["student (0.68M) from scratch", scratch],
+    ["student, forward-kl α=0.5 τ=2", forward[0]],
+    ["student, reverse-kl α=0.5 τ=1", reverse[0]],
+    ["student, jsd β=0.5 α=0.5 τ=1", jsd[0]],
   ];
   console.log("\nE1 distillation — held-out cross-entropy (nats/token)\n");
   table([["run", "held-out loss"], ["---", "---"], ...runs.map(([n, d]): [string, string] => [n, heldOutLoss(d).toFixed(4)])]);
 }
 
-function curriculum(): void {
+async function curriculum(): Promise<void> {
   const teacher = join(DIR, "teacher");
   // Every run draws whole stories as samples (--curriculum); pacing none is uniform sampling.
-  const run = (name: string, extra: string[]): string => {
+  const run = (name: string, extra: string[]): [string, string[]] => {
     const out = join(DIR, name);
-    once(out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]);
-    return out;
+    return [out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
   };
-  const runs: [string, string][] = [
-    ["random windows of the token stream (E1's scratch student)", join(DIR, "scratch")],
+  const byTeacher = ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128"];
+  const runs: [string, [string, string[]]][] = [
     ["uniform over stories (pacing none)", run("cur-uniform", ["--curriculum", "length", "--pacing", "none"])],
     ["length, root pacing, hard", run("cur-length-root", ["--curriculum", "length", "--pacing", "root", "--curriculum-mode", "hard"])],
-    ["teacher-loss, root pacing, hard", run("cur-teacher-root", ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128", "--pacing", "root", "--curriculum-mode", "hard"])],
-    ["teacher-loss, linear pacing, soft", run("cur-teacher-soft", ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128", "--pacing", "linear", "--curriculum-mode", "soft"])],
+    ["teacher-loss, root pacing, hard", run("cur-teacher-root", [...byTeacher, "--pacing", "root", "--curriculum-mode", "hard"])],
+    ["teacher-loss, linear pacing, soft", run("cur-teacher-soft", [...byTeacher, "--pacing", "linear", "--curriculum-mode", "soft"])],
   ];
+  await parallel([runs[0][1], runs[1][1]]);
+  await parallel([runs[2][1], runs[3][1]]);
+  const rows: [string, string][] = [["random windows of the token stream (E1's scratch student)", join(DIR, "scratch")], ...runs.map(([n, [d]]): [string, string] => [n, d])];
   console.log(`\nE2 curriculum — ${STUDENT_ITERS} steps each, held-out cross-entropy (nats/token)\n`);
-  table([["run", "held-out loss"], ["---", "---"], ...runs.map(([n, d]): [string, string] => [n, heldOutLoss(d).toFixed(4)])]);
+  table([["run", "held-out loss"], ["---", "---"], ...rows.filter(([, d]) => existsSync(d)).map(([n, d]): [string, string] => [n, heldOutLoss(d).toFixed(4)])]);
 }
 
-function quantizationAware(): void {
+async function quantizationAware(): Promise<void> {
   // The E1 scratch student, fine-tuned FINE_TUNE more steps twice: in float, and with Q4_0 QAT.
   const student = join(DIR, "scratch");
   once(student, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", student]);
   const tune = ["--data", TRAIN, ...BATCH, "--iters", FINE_TUNE, "--lr", "5e-4", "--min-lr", "5e-5", "--warmup", "0", "--seed", "3", "--init", student];
   const float = join(DIR, "ft-float"), qat = join(DIR, "ft-qat4"), qat48 = join(DIR, "ft-qat4-a8");
-  once(float, ["train", ...tune, "--out", float]);
-  once(qat, ["train", ...tune, "--qat", "q4_0", "--out", qat]);
+  await parallel([[float, ["train", ...tune, "--out", float]], [qat, ["train", ...tune, "--qat", "q4_0", "--out", qat]]]);
   once(qat48, ["train", ...tune, "--qat", "q4_0", "--qat-activations", "int8", "--out", qat48]);
   const q4 = (dir: string): string => {
     const file = `${dir}.q4_0.gguf`;
@@ -146,11 +169,11 @@ function quantizationAware(): void {
   console.log(`\nrecovered (PTQ − QAT)/(PTQ − F32), equal training: ${recovered(ftPtq, ftQat, ftF32)}; against the student before fine-tuning: ${recovered(ptq, ftQat, f32)}`);
 }
 
-const experiments: Record<string, () => void> = { distill: distillation, curriculum, qat: quantizationAware };
+const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);
   process.exit(2);
 }
 setUp();
-experiments[which]();
+await experiments[which]();
