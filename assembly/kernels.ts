@@ -1223,8 +1223,9 @@ export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, 
   const sign = i32x4.shl(v128.xor(h, mag), 16);
   const bits = i32x4.shl(mag, 13);
   const finite = f32x4.mul(bits, splat(5.192296858534828e33));
-  const special = v128.or(bits, i32x4.splat(0x7f800000));
-  return v128.or(sign, v128.bitselect(special, finite, i32x4.ge_s(mag, i32x4.splat(0x7c00))));
+  const special = i32x4.ge_s(mag, i32x4.splat(0x7c00));
+  if (!v128.any_true(special)) return v128.or(sign, finite); // weights are finite: no select
+  return v128.or(sign, v128.bitselect(v128.or(bits, i32x4.splat(0x7f800000)), finite, special));
 }
 
 // f32 lanes rounded to the nearest f16 value (ties to even), as f32: what ggml's FP32_TO_FP16
@@ -1245,38 +1246,36 @@ export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, 
 
 /**
  * Σ_e W[e]·x[e] over k f16 weights at w and f32 x, in ggml_vec_dot_f16's order on AVX-512 (no
- * FP16 arithmetic): 64 elements per step into 4 accumulators of 16 lanes (here 16 f32x4), those
+ * FP16 arithmetic): 64 elements per step into 4 accumulators of 16 lanes (here 4 f32x4 each), those
  * reduced as GGML_F32x16_REDUCE — x0+x2, x1+x3, then their sum, then _mm512_reduce_add_ps's
  * halving tree — and the k mod 64 leftovers added in f64, rounded to f32 at the end. With x
  * already f16 values every product is exact in f32 (11 × 11 significant bits), so mul + add here
  * equals ggml's FMA.
  */
 function f16RowDot(w: usize, x: usize, k: i32): f32 {
-  let a0 = splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-  let c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
   const np = k & ~63;
-  let wp = w, xp = x;
-  for (let i = 0; i < np; i += 64) {
-    // Accumulator j (a, b, c, d) takes elements 16j..16j+15 of the step, four lanes per f32x4.
-    let h = v128.load(wp), g = v128.load(wp, 16);
-    a0 = madd(a0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(xp)); a1 = madd(a1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(xp, 16));
-    a2 = madd(a2, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(xp, 32)); a3 = madd(a3, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(xp, 48));
-    h = v128.load(wp, 32); g = v128.load(wp, 48);
-    b0 = madd(b0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(xp, 64)); b1 = madd(b1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(xp, 80));
-    b2 = madd(b2, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(xp, 96)); b3 = madd(b3, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(xp, 112));
-    h = v128.load(wp, 64); g = v128.load(wp, 80);
-    c0 = madd(c0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(xp, 128)); c1 = madd(c1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(xp, 144));
-    c2 = madd(c2, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(xp, 160)); c3 = madd(c3, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(xp, 176));
-    h = v128.load(wp, 96); g = v128.load(wp, 112);
-    d0 = madd(d0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(xp, 192)); d1 = madd(d1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(xp, 208));
-    d2 = madd(d2, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(xp, 224)); d3 = madd(d3, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(xp, 240));
-    wp += 128;
-    xp += 256;
+  // Accumulator j (of 4) takes elements 16j..16j+15 of every 64-element step. Lanes are
+  // independent, so each is summed in a pass of its own (4 live f32x4, no spills) and folded
+  // into GGML_F32x16_REDUCE's x0 = (x0 + x2) + (x1 + x3) as soon as its partner is done.
+  let a0 = splat(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+  for (let j = 0; j < 4; j++) {
+    let s0 = splat(0), s1 = s0, s2 = s0, s3 = s0;
+    let wp = w + (<usize>j << 5), xp = x + (<usize>j << 6);
+    for (let i = 0; i < np; i += 64) {
+      const h = v128.load(wp), g = v128.load(wp, 16);
+      s0 = madd(s0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(xp)); s1 = madd(s1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(xp, 16));
+      s2 = madd(s2, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(xp, 32)); s3 = madd(s3, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(xp, 48));
+      wp += 128;
+      xp += 256;
+    }
+    if (j == 0) { a0 = s0; a1 = s1; a2 = s2; a3 = s3; } // x0
+    else if (j == 1) { c0 = s0; c1 = s1; c2 = s2; c3 = s3; } // x1
+    else if (j == 2) { a0 = f32x4.add(a0, s0); a1 = f32x4.add(a1, s1); a2 = f32x4.add(a2, s2); a3 = f32x4.add(a3, s3); } // x0 + x2
+    else { c0 = f32x4.add(c0, s0); c1 = f32x4.add(c1, s1); c2 = f32x4.add(c2, s2); c3 = f32x4.add(c3, s3); } // x1 + x3
   }
-  // x0 = (x0 + x2) + (x1 + x3), lane by lane: lanes 0–3, 4–7, 8–11, 12–15.
-  const t0 = f32x4.add(f32x4.add(a0, c0), f32x4.add(b0, d0)), t1 = f32x4.add(f32x4.add(a1, c1), f32x4.add(b1, d1));
-  const t2 = f32x4.add(f32x4.add(a2, c2), f32x4.add(b2, d2)), t3 = f32x4.add(f32x4.add(a3, c3), f32x4.add(b3, d3));
-  // Halving tree: 8 lanes (8–15 + 0–7), 4 lanes, then (l0 + l2) + (l1 + l3).
+  // (x0 + x2) + (x1 + x3), lanes 0–3, 4–7, 8–11, 12–15; then the halving tree of
+  // _mm512_reduce_add_ps: 8 lanes (8–15 + 0–7), 4 lanes, then (l0 + l2) + (l1 + l3).
+  const t0 = f32x4.add(a0, c0), t1 = f32x4.add(a1, c1), t2 = f32x4.add(a2, c2), t3 = f32x4.add(a3, c3);
   const q = f32x4.add(f32x4.add(t3, t1), f32x4.add(t2, t0));
   let sum = <f64>((f32x4.extract_lane(q, 0) + f32x4.extract_lane(q, 2)) + (f32x4.extract_lane(q, 1) + f32x4.extract_lane(q, 3)));
   for (let i = np; i < k; i++) sum += <f64>(halfToFloat(<u32>load<u16>(w + (<usize>i << 1))) * load<f32>(x + (<usize>i << 2)));
