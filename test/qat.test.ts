@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import type { Backend, FloatArray, QuantType } from "../src/backend/backend.js";
+import type { Backend, BlockQuantType, FloatArray, QuantType } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { GgmlType, dequantize, quantize } from "../src/io/ggml-quants.js";
@@ -26,10 +26,10 @@ import { Rng } from "../src/util/rng.js";
 
 const wasm = await createWasmBackend();
 const backends: Backend[] = [new JsBackend("f32"), new JsBackend("f64"), wasm];
-const GGML: Record<QuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
+const GGML: Record<BlockQuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
 
 /** ggml's own round trip: the bytes a GGUF file holds, decoded. */
-const viaGgml = (type: QuantType, v: Float32Array): Float32Array => dequantize(GGML[type], quantize(GGML[type], v), v.length);
+const viaGgml = (type: BlockQuantType, v: Float32Array): Float32Array => dequantize(GGML[type], quantize(GGML[type], v), v.length);
 
 /** Index of the first element whose bits differ (NaN = NaN, −0 ≠ 0), or −1. */
 function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, Buf, FloatArray, QuantType } from "../src/backend/backend.js";
+import type { Backend, BlockQuantType, Buf, FloatArray } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { quantizedValues } from "../src/backend/quantized-blocks.js";
@@ -32,7 +32,7 @@ const ref = new JsBackend("f64");
 const DATA = "../shared/data";
 const STORIES = `${DATA}/models/stories260K.bin`;
 
-const GGML: Record<QuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
+const GGML: Record<BlockQuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
 
 function rng(seed: number): () => number {
   const r = new Rng(seed);
@@ -93,7 +93,7 @@ for (const type of ["q8_0", "q4_0"] as const) {
  * llama.cpp's numbers for x·Wᵀ on its integer path: each row of x quantized by ggml's reference
  * quantize_row_q8_0 (the exact bytes, f16 scales), then Σ_b d_w·d_x·Σ_e q_w·q_x in f64.
  */
-function llamaCppQ8Matmul(type: QuantType, wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number): Float64Array {
+function llamaCppQ8Matmul(type: BlockQuantType, wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number): Float64Array {
   const out = new Float64Array(m * n), blocks = k / 32;
   const wv = new Float64Array(32), xv = new Float64Array(32);
   for (let i = 0; i < m; i++) {
@@ -218,9 +218,10 @@ test("stories260K Q8_0: 200 greedy tokens equal the dequantized float model's", 
   const b = readFileSync(STORIES);
   const { config: cfg, tensors } = parseLlama2cCheckpoint(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
   const { quantized, float } = bothModels(wasm, cfg, llamaToGguf(cfg, tensors, "q8_0"));
-  // intermediate_size 172 is not whole 32-blocks: down_proj falls back to F16 (float), the rest
-  // are Q8_0, and the tied LM head runs on the Q8_0 embedding.
-  assert.equal(quantized.quantized.size, 6 * cfg.num_hidden_layers + 1);
+  // intermediate_size 172 is not whole 32-blocks: down_proj falls back to F16 (kept as f16), the
+  // rest are Q8_0, and the tied LM head runs on the Q8_0 embedding.
+  assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + 1);
+  for (const [name, w] of quantized.quantized) assert.equal(w.type, name.endsWith("down_proj.weight") ? "f16" : "q8_0", name);
   assert.deepEqual(greedy(quantized, 200), greedy(float, 200));
   quantized.dispose();
   float.dispose();
@@ -243,7 +244,7 @@ test("bonsai quantize writes a Q4_0 GGUF that loadModel runs quantized", async (
     }
     const q = loadModel(out, wasm, undefined, { quantized: true }).model;
     const f = loadModel(out, wasm).model;
-    assert.equal(q.quantized.size, 6 * q.config.num_hidden_layers + 1);
+    assert.equal(q.quantized.size, 7 * q.config.num_hidden_layers + 1); // down_proj: F16, kept as f16
     assert.equal(f.quantized.size, 0);
     assert.ok(relErr(logitsOf(q, [1, 20, 30]), logitsOf(f, [1, 20, 30])) < 1e-4);
     await assert.rejects(quantizeCommand(["--model", STORIES, "--quant", "q5_0", "--out", out]), /--quant must be one of q8_0, q4_0/);

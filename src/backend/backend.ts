@@ -20,15 +20,27 @@ export interface Buf {
 
 export type FloatArray = Float32Array | Float64Array;
 
-/** Block-quantized weight formats a backend can hold and multiply by (ggml's block layouts). */
-export type QuantType = "q8_0" | "q4_0";
+/**
+ * Weight formats a backend can hold and multiply by, as ggml stores them: Q8_0 and Q4_0 blocks,
+ * or plain F16 (no blocks; llama-quantize keeps a matrix F16 when its rows are not whole blocks).
+ */
+export type QuantType = "q8_0" | "q4_0" | "f16";
+
+/** The block formats among them: 32 values share one f16 scale. */
+export type BlockQuantType = Exclude<QuantType, "f16">;
 
 /** Bytes per block of 32 values: an f16 scale d, then 32 int8 (Q8_0) or 16 bytes of nibbles (Q4_0). */
-export const QUANT_BLOCK_BYTES: Readonly<Record<QuantType, number>> = { q8_0: 34, q4_0: 18 };
+export const QUANT_BLOCK_BYTES: Readonly<Record<BlockQuantType, number>> = { q8_0: 34, q4_0: 18 };
+
+/** Bytes of one row of `cols` values of `type` (cols a multiple of 32 for the block formats). */
+export function quantRowBytes(type: QuantType, cols: number): number {
+  return type === "f16" ? cols * 2 : (cols / 32) * QUANT_BLOCK_BYTES[type];
+}
 
 /**
- * A matrix [rows, cols] of quantized blocks owned by a backend, row-major: each row is cols/32
- * whole blocks, so rows can be permuted as byte ranges. Opaque to callers except for its shape.
+ * A matrix [rows, cols] of quantized weights owned by a backend, row-major: each row is cols/32
+ * whole blocks (cols f16 values for "f16"), so rows can be permuted as byte ranges. Opaque to
+ * callers except for its shape.
  */
 export interface QBuf {
   readonly type: QuantType;
@@ -76,15 +88,17 @@ export interface Backend {
 
   // ---- quantized weights (inference only) ------------------------------------------------------
   /**
-   * Hold a [rows, cols] matrix of ggml blocks (`bytes`: rows·cols/32 blocks of QUANT_BLOCK_BYTES;
-   * cols a multiple of 32) in backend memory, as they are: it stays quantized.
+   * Hold a [rows, cols] matrix of ggml weights (`bytes`: rows · quantRowBytes(type, cols); cols a
+   * multiple of 32 for the block formats, any for f16) in backend memory, as they are: it stays quantized.
    */
   allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf;
   /** Release a quantized matrix. Using it afterwards or freeing it twice is an error. */
   freeQuantized(w: QBuf): void;
   /**
    * C[m,n] = (accumulate ? C : 0) + A[m,k] · Wᵀ, W the quantized [n, k] matrix: a linear layer
-   * y = x Wᵀ whose weights are dequantized block by block on the fly (sums in float).
+   * y = x Wᵀ whose weights are dequantized block by block on the fly (sums in float). A backend in
+   * llama.cpp's numerics mode (wasm's q8Activations) rounds decode activations as ggml's CPU
+   * backend does first: to Q8_0 blocks for Q8_0/Q4_0 weights, to f16 for f16 weights.
    */
   matmulQuantized(c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void;
 

@@ -1,15 +1,17 @@
-// The ggml blocks behind quantized weights, read one at a time: the readable statement of the
-// formats that the wasm kernels (assembly/kernels.ts) decode with SIMD. Shared by the backends
-// for their argument checks.
-import { type QuantType, QUANT_BLOCK_BYTES } from "./backend.js";
+// The ggml weights behind quantized matrices, read one block (or row) at a time: the readable
+// statement of the formats that the wasm kernels (assembly/kernels.ts) decode with SIMD. Shared by
+// the backends for their argument checks.
+import { type BlockQuantType, type QuantType, QUANT_BLOCK_BYTES, quantRowBytes } from "./backend.js";
 import { f16ToF32 } from "../io/float16.js";
 
-/** Throw unless `byteLength` bytes can hold a [rows, cols] matrix of `type` blocks. */
+/** Throw unless `byteLength` bytes can hold a [rows, cols] matrix of `type`. */
 export function checkQuantized(type: QuantType, rows: number, cols: number, byteLength: number): void {
-  if (!(type in QUANT_BLOCK_BYTES)) throw new Error(`quantized matrix: unknown type ${String(type)}`);
-  if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(cols) || cols < 0 || cols % 32 !== 0)
-    throw new RangeError(`quantized matrix: bad shape [${rows}, ${cols}] (columns must be a multiple of 32)`);
-  const need = (rows * cols / 32) * QUANT_BLOCK_BYTES[type];
+  if (type !== "f16" && !(type in QUANT_BLOCK_BYTES)) throw new Error(`quantized matrix: unknown type ${String(type)}`);
+  if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(cols) || cols < 0)
+    throw new RangeError(`quantized matrix: bad shape [${rows}, ${cols}]`);
+  // f16 has no blocks: any row length will do.
+  if (type !== "f16" && cols % 32 !== 0) throw new RangeError(`quantized matrix: bad shape [${rows}, ${cols}] (columns must be a multiple of 32)`);
+  const need = rows * quantRowBytes(type, cols);
   if (byteLength < need) throw new RangeError(`quantized matrix: [${rows}, ${cols}] ${type} needs ${need} bytes, got ${byteLength}`);
 }
 
@@ -17,7 +19,7 @@ export function checkQuantized(type: QuantType, rows: number, cols: number, byte
  * The integer values of block `block` (q for Q8_0, q − 8 for Q4_0) into `out[0..32)`; returns
  * the block's scale d, so that element e is d·out[e].
  */
-export function quantizedValues(type: QuantType, bytes: Uint8Array, block: number, out: Float64Array): number {
+export function quantizedValues(type: BlockQuantType, bytes: Uint8Array, block: number, out: Float64Array): number {
   const p = block * QUANT_BLOCK_BYTES[type];
   const d = f16ToF32(bytes[p] | (bytes[p + 1] << 8));
   if (type === "q8_0") {
@@ -30,4 +32,10 @@ export function quantizedValues(type: QuantType, bytes: Uint8Array, block: numbe
     }
   }
   return d;
+}
+
+/** Row `row` of an f16 matrix of `cols` columns (little-endian IEEE binary16) into `out[0..cols)`. */
+export function f16Values(bytes: Uint8Array, row: number, cols: number, out: Float64Array): void {
+  const p = row * cols * 2;
+  for (let e = 0; e < cols; e++) out[e] = f16ToF32(bytes[p + 2 * e] | (bytes[p + 2 * e + 1] << 8));
 }

@@ -6,7 +6,7 @@
 import { GgmlType, dequantize, ggmlRowBytes, ggmlTypeName } from "./ggml-quants.js";
 import type { GgufFile } from "./gguf-llama.js";
 import { ggufTensorName } from "./gguf-llama.js";
-import { permuteRowsToHalf } from "./gguf-llama-quantized.js";
+import { KEPT, permuteRowsToHalf } from "./gguf-llama-quantized.js";
 import { LazyWeights, fillRows, ropeRowToHalf } from "./lazy-weights.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
@@ -14,11 +14,9 @@ import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 
-const KEPT: Partial<Record<number, "q8_0" | "q4_0">> = { [GgmlType.Q8_0]: "q8_0", [GgmlType.Q4_0]: "q4_0" };
-
 /**
  * A model on `backend` whose weights are read from `f` on first use; `quantized` keeps Q8_0 / Q4_0
- * projections as blocks (as llamaWeightsFromGguf). The model owns `f.source` from here on: it is
+ * projections as blocks and F16 ones as f16 (as llamaWeightsFromGguf). The model owns `f.source` from here on: it is
  * closed once every weight is read, or when the model is disposed. `keepBytes` collects the
  * quantized blocks as they are read, by HF name (fusing quantized matrices needs them).
  */

@@ -1,5 +1,5 @@
-// Reading a llama GGUF for quantized execution: Q8_0 and Q4_0 projection matrices are kept as
-// their ggml blocks (the backend multiplies by them directly); everything else — norms, the
+// Reading a llama GGUF for quantized execution: Q8_0, Q4_0 and F16 projection matrices are kept
+// as ggml stores them (the backend multiplies by them directly); everything else — norms, the
 // embedding table, matrices of other types — is dequantized to f32 as llamaTensorsFromGguf does.
 import { GgmlType, ggmlRowBytes } from "./ggml-quants.js";
 import type { NamedTensors, QuantizedHostTensor } from "./host-tensor.js";
@@ -21,11 +21,12 @@ export interface LlamaGgufWeights {
   quantized: Map<string, QuantizedHostTensor>;
 }
 
-const KEPT: Partial<Record<number, QuantizedHostTensor["type"]>> = { [GgmlType.Q8_0]: "q8_0", [GgmlType.Q4_0]: "q4_0" };
+/** GGUF types kept as they are; F16 too, as llama.cpp multiplies F16 weights without widening them. */
+export const KEPT: Partial<Record<number, QuantizedHostTensor["type"]>> = { [GgmlType.Q8_0]: "q8_0", [GgmlType.Q4_0]: "q4_0", [GgmlType.F16]: "f16" };
 
 /**
  * ggml's adjacent-pair RoPE row order → HF's rotate-half order, moving whole rows of `rowBytes`
- * bytes (blocks never straddle rows, so quantized rows move like float rows).
+ * bytes (blocks never straddle rows, so quantized and f16 rows move like float rows).
  */
 export function permuteRowsToHalf(bytes: Uint8Array, rows: number, rowBytes: number, nHeads: number): Uint8Array {
   const hd = rows / nHeads, half = hd / 2;

@@ -89,7 +89,8 @@ export function fuseWeights(be: Backend, w: ModelWeights, names: (layer: number)
 
 /**
  * The rows of `parts` stacked into one matrix; float columns scaled by `gain`. Null when the parts
- * cannot be stacked: float mixed with quantized, different quantized types, or no bytes at hand.
+ * cannot be stacked: float mixed with quantized, different quantized types (Q8_0 with F16, say), or
+ * no bytes at hand.
  */
 function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor, opts: FuseOptions): { weight: Weight; folded: boolean } | null {
   const cols = parts[0].shape[1];
@@ -114,6 +115,7 @@ function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor,
     all.set(b!, off);
     off += b!.length;
   }
-  // Each row is whole blocks, so stacking rows is concatenating bytes. Gains are not folded.
+  // Each row is whole blocks (or f16 values), so stacking rows is concatenating bytes. Gains are
+  // not folded: rescaling quantized or f16 weights would re-round them.
   return { weight: new QuantizedWeight(be, (parts[0] as QuantizedWeight).type, [rows, cols], all), folded: false };
 }

@@ -1,5 +1,5 @@
-// A weight matrix that stays quantized in backend memory (ggml Q8_0 / Q4_0 blocks): four to
-// seven times smaller than f32, and inference-only — it has no gradient and no float copy.
+// A weight matrix that stays quantized in backend memory (ggml Q8_0 / Q4_0 blocks, or F16): two
+// to seven times smaller than f32, and inference-only — it has no gradient and no float copy.
 import type { Backend, QBuf, QuantType } from "../backend/backend.js";
 
 export class QuantizedWeight {

@@ -8,7 +8,7 @@
 //
 // Which tensors: those the exporter quantizes, decided by its own rule (gguf-llama.ts
 // ggufTensorType): every matrix, embedding and LM head included; norm gains stay float.
-import type { QuantType } from "../backend/backend.js";
+import type { BlockQuantType } from "../backend/backend.js";
 import { GgmlType } from "../io/ggml-quants.js";
 import { ggufTensorType } from "../io/gguf-llama.js";
 import type { CheckpointFile } from "../io/checkpoint.js";
@@ -17,7 +17,7 @@ import type { Llama } from "../nn/llama.js";
 import * as op from "../tensor/ops.js";
 import { Tensor, isGradEnabled, noGrad, unscoped } from "../tensor/tensor.js";
 
-export type QatWeights = QuantType; // "q8_0" | "q4_0": the GGUF --quant the model will be exported with
+export type QatWeights = BlockQuantType; // "q8_0" | "q4_0": the GGUF --quant the model will be exported with
 export type QatActivations = "int8";
 
 export interface QatSetting {

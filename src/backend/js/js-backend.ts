@@ -1,7 +1,7 @@
 // The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
-import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, QUANT_BLOCK_BYTES, dropoutUniform } from "../backend.js";
-import { checkQuantized, quantizedValues } from "../quantized-blocks.js";
+import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, dropoutUniform, quantRowBytes } from "../backend.js";
+import { checkQuantized, f16Values, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
   constructor(public data: FloatArray | null) {}
@@ -100,7 +100,7 @@ export class JsBackend implements Backend {
 
   allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
     checkQuantized(type, rows, cols, bytes.length);
-    return new JsQBuf(type, rows, cols, bytes.slice(0, (rows * cols / 32) * QUANT_BLOCK_BYTES[type]));
+    return new JsQBuf(type, rows, cols, bytes.slice(0, rows * quantRowBytes(type, cols)));
   }
   freeQuantized(w: QBuf): void {
     const q = w as JsQBuf;
@@ -112,6 +112,20 @@ export class JsBackend implements Backend {
     if (q.bytes === null) throw new Error("js backend: quantized matrix used after free");
     if (q.rows !== n || q.cols !== k) throw new RangeError(`js backend: quantized matrix is [${q.rows}, ${q.cols}], matmul needs [${n}, ${k}]`);
     const C = a(c), A = a(ab);
+    if (q.type === "f16") {
+      // No blocks: Σ_e w_e·x_e over the row's f16 values, in float64 (f32 activations as given).
+      const row = new Float64Array(k);
+      for (let j = 0; j < n; j++) {
+        f16Values(q.bytes, j, k, row);
+        for (let i = 0; i < m; i++) {
+          let s = 0;
+          for (let e = 0; e < k; e++) s += row[e] * A[i * k + e];
+          C[i * n + j] = accumulate ? C[i * n + j] + s : s;
+        }
+      }
+      return;
+    }
+    const type = q.type;
     // Blockwise, as the definition reads: Σ_blocks d · Σ_j q_j·x_j, in float64.
     const values = new Float64Array(32);
     const blocks = k / 32;
@@ -119,7 +133,7 @@ export class JsBackend implements Backend {
       for (let i = 0; i < m; i++) {
         let s = 0;
         for (let b = 0; b < blocks; b++) {
-          const d = quantizedValues(q.type, q.bytes, j * blocks + b, values);
+          const d = quantizedValues(type, q.bytes, j * blocks + b, values);
           let t = 0;
           for (let e = 0; e < 32; e++) t += values[e] * A[i * k + b * 32 + e];
           s += d * t;

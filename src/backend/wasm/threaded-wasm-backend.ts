@@ -4,7 +4,7 @@
 // are split by output rows (m > 1) or, for decode (m = 1), by output columns — rows of W in x·Wᵀ —
 // and cached attention by heads, at boundaries that keep results bitwise identical to one thread
 // (split.ts). Everything else runs on the main thread, as in WasmBackend.
-import { QUANT_BLOCK_BYTES, type Buf, type QBuf } from "../backend.js";
+import { quantRowBytes, type Buf, type QBuf } from "../backend.js";
 import { WasmBackend, decodeBase64, kernelImports, isCount, QUANT_CODES, type Kernels } from "./wasm-backend.js";
 import { kernelsSharedWasmBase64 } from "./kernels-shared-wasm.js";
 import { ThreadPool, type Job } from "./thread-pool.js";
@@ -142,11 +142,12 @@ export class ThreadedWasmBackend extends WasmBackend {
     if (parts < 2) return super.matmulQuantized(c, a, w, m, n, k, accumulate);
     const cp = this.p(c, m * n, "matmulQuantized C"), ap = this.p(a, m * k, "matmulQuantized A");
     const type = QUANT_CODES[q.type], acc = accumulate ? 1 : 0;
-    const rowBytes = (k / 32) * QUANT_BLOCK_BYTES[q.type];
+    const rowBytes = quantRowBytes(q.type, k);
     if (m === 1) {
-      // Decode: each worker takes a range of W's rows (whole rows of blocks).
+      // Decode: each worker takes a range of W's rows (whole rows of blocks or f16 values) and
+      // rounds its own copy of the activations in llama.cpp's mode.
       const q8 = this.q8Activations, op = q8 ? Op.MatmulQuantizedQ8 : Op.MatmulQuantized;
-      const bytes = q8 ? this.k.matmulQuantizedQ8ScratchBytes(1, k) : 0;
+      const bytes = q8 ? this.k.matmulQuantizedQ8ScratchBytes(1, k, type) : 0;
       const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * 4, ap, q.ptr + lo * rowBytes, 1, hi - lo, k, type, acc, scratch];
       const kernel = q8 ? this.k.matmulQuantizedQ8 : this.k.matmulQuantized;
       this.split(

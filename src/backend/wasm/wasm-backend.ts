@@ -3,7 +3,7 @@
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
-import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, QUANT_BLOCK_BYTES } from "../backend.js";
+import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized } from "../quantized-blocks.js";
 import { kernelsWasmBase64 } from "./kernels-wasm.js";
 
@@ -20,7 +20,7 @@ export interface Kernels {
   matmul(c: number, a: number, b: number, m: number, n: number, k: number, transA: number, transB: number, accumulate: number, scratch: number): void;
   matmulQuantizedScratchBytes(m: number, k: number): number;
   matmulQuantized(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
-  matmulQuantizedQ8ScratchBytes(m: number, k: number): number;
+  matmulQuantizedQ8ScratchBytes(m: number, k: number, type: number): number;
   matmulQuantizedQ8(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
   embedding(out: number, table: number, ids: number, count: number, dim: number): void;
   embeddingBackward(dTable: number, dOut: number, ids: number, count: number, dim: number): void;
@@ -74,7 +74,7 @@ class WasmQBuf implements QBuf {
 }
 
 /** The kernels' type codes. */
-export const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1 };
+export const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1, f16: 2 };
 
 export interface WasmBackendOptions {
   /**
@@ -85,9 +85,10 @@ export interface WasmBackendOptions {
    */
   memory?: WebAssembly.Memory;
   /**
-   * Multiply quantized weights by a single row (decode) as llama.cpp does: activations quantized
-   * to Q8_0 per 32-block and integer dot products (faster; rounds the activations). Default
-   * false: weights decoded to f32 on the fly and every product in float — the reference.
+   * Multiply quantized weights by a single row (decode) as llama.cpp does: for Q8_0/Q4_0 weights,
+   * activations quantized to Q8_0 per 32-block and integer dot products (faster; rounds the
+   * activations); for f16 weights, activations rounded to f16 and summed in ggml_vec_dot_f16's
+   * order. Default false: weights decoded to f32 on the fly and every product in float — the reference.
    */
   q8Activations?: boolean;
 }
@@ -345,7 +346,7 @@ export class WasmBackend implements Backend {
 
   allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
     checkQuantized(type, rows, cols, bytes.length);
-    const size = (rows * cols / 32) * QUANT_BLOCK_BYTES[type];
+    const size = rows * quantRowBytes(type, cols);
     const block = this.allocBytes(size);
     new Uint8Array(this.memory.buffer, block.ptr, size).set(bytes.subarray(0, size));
     return new WasmQBuf(this, type, rows, cols, block.ptr, block.bytes);
@@ -372,7 +373,7 @@ export class WasmBackend implements Backend {
     // Prefill (m > 1) always takes the float path: it decodes each weight once for all rows and
     // runs the packed GEMM, faster than per-row integer dot products.
     if (this.q8Activations && m === 1) {
-      const scratch = this.scratch(this.k.matmulQuantizedQ8ScratchBytes(m, k));
+      const scratch = this.scratch(this.k.matmulQuantizedQ8ScratchBytes(m, k, QUANT_CODES[q.type]));
       this.k.matmulQuantizedQ8(cp, ap, q.ptr, m, n, k, QUANT_CODES[q.type], accumulate ? 1 : 0, scratch);
       return;
     }

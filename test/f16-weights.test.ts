@@ -1,0 +1,233 @@
+// F16 weight matrices kept as f16 in backend memory (the "f16" QuantType): the js reference and
+// the wasm kernels agree on x·Wᵀ with f32 activations; in llama.cpp's numerics mode (wasm
+// q8Activations) decoding rounds the activations to f16 and sums exactly as ggml_vec_dot_f16 does
+// on AVX-512, checked bit for bit against that arithmetic written out below; every block of rows
+// gives the whole matrix's outputs bitwise (fused matrices, thread splits); and GGUF F16 matrices
+// load as f16 weights, eager and lazy, with the float model's logits.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
+import { GgufFile, llamaTensorsFromGguf, llamaToGguf } from "../src/io/gguf-llama.js";
+import { llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";
+import { lazyLlamaFromGguf } from "../src/io/gguf-llama-lazy.js";
+import { MemorySource } from "../src/io/byte-source.js";
+import { modelTensors, modelFromTensors } from "../src/io/checkpoint.js";
+import type { LlamaConfig } from "../src/nn/config.js";
+import { Llama } from "../src/nn/llama.js";
+import { Session } from "../src/runtime/session.js";
+import { noGrad, scope } from "../src/tensor/tensor.js";
+import { QuantizedWeight } from "../src/tensor/quantized-weight.js";
+import { Rng } from "../src/util/rng.js";
+
+const js = new JsBackend("f64");
+const wasm = await createWasmBackend();
+const wasmQ8 = await createWasmBackend({ q8Activations: true });
+
+function randoms(rng: Rng, n: number, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
+}
+
+/** f16 bits of random weights, with zeros, −0, subnormals and the largest finite value mixed in. */
+function f16Weights(rng: Rng, n: number): Uint8Array {
+  const bits = new Uint16Array(n);
+  const special = [0x0000, 0x8000, 0x0001, 0x83ff, 0x0200, 0x7bff, 0xfbff, 0x0400];
+  for (let i = 0; i < n; i++) bits[i] = i % 11 === 5 ? special[i % special.length] : f32ToF16((rng.next() * 2 - 1) * 0.5);
+  return new Uint8Array(bits.buffer);
+}
+
+const values = (bytes: Uint8Array): Float32Array => Float32Array.from(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), f16ToF32);
+
+function buf(be: Backend, data: ArrayLike<number>): Buf {
+  const b = be.alloc(data.length);
+  be.write(b, data);
+  return b;
+}
+
+function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < actual.length; i++)
+    if (!Object.is(Math.fround(actual[i]), Math.fround(expected[i]))) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
+}
+
+/** max |a − b| / max |b| */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+/**
+ * ggml_vec_dot_f16 on an AVX-512 CPU (ggml-cpu/vec.cpp, GGML_F16_STEP 64, EPR 16), f32 by f32:
+ * 4 accumulators of 16 lanes over whole steps of 64, GGML_F32x16_REDUCE (x0+x2, x1+x3, their
+ * sum, then _mm512_reduce_add_ps's halving tree), the leftovers added in double.
+ */
+function ggmlVecDotF16(w: Float32Array, x: Float32Array): number {
+  const k = w.length, np = k & ~63, fr = Math.fround;
+  const acc = new Float32Array(64);
+  for (let i = 0; i < np; i += 64) for (let l = 0; l < 64; l++) acc[l] = acc[l] + w[i + l] * x[i + l];
+  const z = new Float32Array(16);
+  for (let l = 0; l < 16; l++) z[l] = fr(acc[l] + acc[32 + l]) + fr(acc[16 + l] + acc[48 + l]);
+  const h8 = Float32Array.from({ length: 8 }, (_, l) => z[l + 8] + z[l]);
+  const h4 = Float32Array.from({ length: 4 }, (_, l) => h8[l + 4] + h8[l]);
+  let sum = fr(fr(h4[0] + h4[2]) + fr(h4[1] + h4[3]));
+  for (let i = np; i < k; i++) sum += fr(w[i] * x[i]);
+  return fr(sum);
+}
+
+/** llama.cpp's x·Wᵀ for F16 W: each activation rounded to f16 (ggml_cpu_fp32_to_fp16), then ggmlVecDotF16. */
+function llamaCppF16(wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number): Float32Array {
+  const w = values(wBytes), xh = Float32Array.from(x, (v) => f16ToF32(f32ToF16(v)));
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j] = ggmlVecDotF16(w.subarray(j * k, (j + 1) * k), xh.subarray(i * k, (i + 1) * k));
+  return out;
+}
+
+const shapes: [number, number, number][] = [[1, 5, 1], [1, 9, 7], [1, 4, 63], [1, 6, 64], [1, 3, 65], [1, 7, 172], [1, 5, 200], [1, 3, 300], [2, 5, 172], [7, 20, 96], [17, 130, 65]];
+
+test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relative) = the dequantized float product", () => {
+  const rng = new Rng(31);
+  for (const [m, n, k] of shapes) {
+    const bytes = f16Weights(rng, n * k), x = randoms(rng, m * k), c0 = randoms(rng, m * n);
+    const w = values(bytes);
+    for (const accumulate of [false, true]) {
+      const out: FloatArray[] = [];
+      for (const be of [js, wasm] as Backend[]) {
+        const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), c = buf(be, c0);
+        be.matmulQuantized(c, xb, q, m, n, k, accumulate);
+        out.push(be.read(c));
+        be.freeQuantized(q);
+        be.free(xb);
+        be.free(c);
+      }
+      // The float product on the f16 values, in f64.
+      const want = new Float64Array(m * n);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let s = accumulate ? c0[i * n + j] : 0;
+          for (let e = 0; e < k; e++) s += w[j * k + e] * x[i * k + e];
+          want[i * n + j] = s;
+        }
+      assert.ok(relErr(out[0], want) < 1e-12, `js ${m}x${n}x${k}: rel err ${relErr(out[0], want)}`);
+      assert.ok(relErr(out[1], out[0]) < 1e-6, `wasm ${m}x${n}x${k} acc=${accumulate}: rel err ${relErr(out[1], out[0])}`);
+    }
+  }
+});
+
+test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_dot_f16 on f16-rounded activations", () => {
+  const rng = new Rng(32);
+  for (const [m, n, k] of shapes.filter(([m]) => m === 1)) {
+    const bytes = f16Weights(rng, n * k), x = randoms(rng, k, 3);
+    // Values that round in every way: ties (to even, up and down), f16 subnormals, f32 subnormals.
+    const edge = [1 + 2 ** -11, 1 + 3 * 2 ** -11, -(2 + 2 ** -10), 3e-6, -(2 ** -25), 2 ** -25 + 2 ** -40, 1e-40, 65504, -0];
+    for (let i = 0; i < Math.min(k, edge.length); i++) x[(i * 7) % k] = edge[i];
+    const q = wasmQ8.allocQuantized("f16", n, k, bytes), xb = buf(wasmQ8, x), c = wasmQ8.alloc(n);
+    wasmQ8.matmulQuantized(c, xb, q, 1, n, k, false);
+    const got = wasmQ8.read(c);
+    assertBitwise(got, llamaCppF16(bytes, x, 1, n, k), `1x${n}x${k}`);
+    // Rounding the activations moves the result by about their relative rounding, 2^−11.
+    const exact = wasm.alloc(n), qf = wasm.allocQuantized("f16", n, k, bytes), xf = buf(wasm, x);
+    wasm.matmulQuantized(exact, xf, qf, 1, n, k, false);
+    assert.ok(relErr(got, wasm.read(exact)) < 2e-3, `1x${n}x${k} vs f32 activations: ${relErr(got, wasm.read(exact))}`);
+    for (const b of [xb, c, exact, xf]) (b === xb || b === c ? wasmQ8 : wasm).free(b);
+    wasmQ8.freeQuantized(q);
+    wasm.freeQuantized(qf);
+  }
+  // From 65520 up an activation rounds to infinity, as F16C's conversion does.
+  const one = new Uint8Array(new Uint16Array([0x3c00]).buffer);
+  const q = wasmQ8.allocQuantized("f16", 1, 1, one), c = wasmQ8.alloc(1);
+  for (const [x, want] of [[65519, 65504], [65520, Infinity], [-70000, -Infinity], [2 ** -24 * 1.5, 2 ** -23]]) {
+    const xb = buf(wasmQ8, [x]);
+    wasmQ8.matmulQuantized(c, xb, q, 1, 1, 1, false);
+    assert.equal(wasmQ8.read(c)[0], want, `activation ${x}`);
+    wasmQ8.free(xb);
+  }
+});
+
+test("f16 matvec, both modes: every block of rows gives the whole matrix's outputs bitwise", () => {
+  const rng = new Rng(33);
+  for (const be of [wasm, wasmQ8])
+    for (const k of [7, 64, 172]) {
+      const n = 9, bytes = f16Weights(rng, n * k), x = randoms(rng, k);
+      const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), y = be.alloc(n);
+      be.matmulQuantized(y, xb, q, 1, n, k, false);
+      const whole = be.read(y);
+      for (let lo = 0; lo < n; lo++)
+        for (const hi of [lo + 1, n]) {
+          // A row starts at any even byte offset: 2k bytes a row.
+          const part = be.allocQuantized("f16", hi - lo, k, bytes.subarray(lo * k * 2, hi * k * 2)), yp = be.alloc(hi - lo);
+          be.matmulQuantized(yp, xb, part, 1, hi - lo, k, false);
+          assertBitwise(be.read(yp), whole.subarray(lo, hi), `k=${k} rows ${lo}..${hi}`);
+          be.freeQuantized(part);
+          be.free(yp);
+        }
+      be.freeQuantized(q);
+      be.free(xb);
+      be.free(y);
+    }
+});
+
+test("f16 matrices: any column count; byte counts and bad shapes are checked", () => {
+  for (const be of [js, wasm] as Backend[]) {
+    const bytes = new Uint8Array(2 * 3 * 5);
+    assert.throws(() => be.allocQuantized("f16", 3, 6, bytes), /\[3, 6\] f16 needs 36 bytes, got 30/);
+    assert.throws(() => be.allocQuantized("f16", 3, 1.5, bytes), /bad shape/);
+    assert.throws(() => be.allocQuantized("q8_0", 1, 5, bytes), /multiple of 32/);
+    const q = be.allocQuantized("f16", 3, 5, bytes), x = be.alloc(5), c = be.alloc(3);
+    assert.throws(() => be.matmulQuantized(c, x, q, 1, 3, 6, false), /quantized/);
+    be.freeQuantized(q);
+    assert.throws(() => be.freeQuantized(q), /double free/);
+  }
+});
+
+// ---- loading ------------------------------------------------------------------------------------
+
+const config: LlamaConfig = {
+  vocab_size: 100, hidden_size: 64, intermediate_size: 86, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32,
+  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+};
+
+const logitsOf = (model: Llama, ids: number[]): FloatArray => noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
+
+for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as const)
+  test(`${quant} GGUF${tied ? " (tied)" : ""} loaded quantized keeps F16 matrices as f16 weights (eager, lazy, fused): the float model's logits`, () => {
+    // intermediate_size 86 is not whole blocks: a q8_0 export stores down_proj as F16, as llama-quantize does.
+    const cfg = { ...config, tie_word_embeddings: tied };
+    const gguf = llamaToGguf(cfg, modelTensors(Llama.init(new JsBackend("f32"), cfg, 5)), quant);
+    const ids = [1, 17, 3, 99, 42, 0, 64];
+    for (const be of [wasm, js] as Backend[]) {
+      const f = GgufFile.open(new MemorySource(gguf));
+      const weights = llamaWeightsFromGguf(f, cfg);
+      const eager = llamaFromGgufWeights(be, cfg, weights);
+      const float = modelFromTensors(be, { ...cfg }, llamaTensorsFromGguf(f, cfg));
+      const lazyBytes = new Map<string, Uint8Array>();
+      const lazy = lazyLlamaFromGguf(be, GgufFile.open(new MemorySource(gguf)), cfg, { quantized: true, keepBytes: lazyBytes });
+      const fused = llamaFromGgufWeights(be, cfg, weights);
+      fused.fuse({ quantizedBytes: (name) => weights.quantized.get(name)?.bytes });
+      const want = logitsOf(float, ids);
+      for (const [what, model] of [["eager", eager], ["lazy", lazy], ["fused", fused]] as const) {
+        const types = [...model.quantized.entries()].map(([name, w]) => [name, w.type]);
+        if (what !== "fused") {
+          // 7 projections per layer and the LM head (a tied one: the embedding's blocks); the
+          // embedding itself stays float for the lookup.
+          assert.equal(model.quantized.size, 7 * cfg.num_hidden_layers + 1, `${what}: ${JSON.stringify(types)}`);
+          for (const [name, type] of types) assert.equal(type, quant === "f16" || name.endsWith("down_proj.weight") ? "f16" : "q8_0", `${what} ${name}`);
+        }
+        assert.ok(relErr(logitsOf(model, ids), want) < 1e-4, `${be.name} ${what}: ${relErr(logitsOf(model, ids), want)}`);
+      }
+      // Fusion stacked Q/K/V and gate/up (f16 rows like blocks): left by name are o, down and the head.
+      assert.equal(fused.quantized.size, 2 * cfg.num_hidden_layers + 1);
+      for (const w of fused.quantized.values()) assert.ok(w instanceof QuantizedWeight);
+      // Decoding through the session: the same numbers as prefill.
+      const s = new Session(eager), sf = new Session(float);
+      for (const id of ids) assert.ok(relErr(s.decode(id), sf.decode(id)) < 1e-4, `${be.name} decode`);
+      for (const x of [s, sf, eager, float, lazy, fused]) x.dispose();
+    }
+  });
