@@ -26,7 +26,7 @@ export const generateFlags: FlagSpec = {
   "max-tokens": { type: "string", help: "tokens to generate (256)" },
   seed: { type: "string", help: "sampling seed (1337)" },
   stats: { type: "boolean", help: "print one JSON line of speeds to stderr" },
-  dequantize: { type: "boolean", help: "run a quantized GGUF's Q8_0/Q4_0 weights as f32 (default: quantized kernels)" },
+  dequantize: { type: "boolean", help: "run a GGUF's Q8_0/Q4_0/F16 weights as f32 (default: kept as stored, quantized kernels)" },
   "f32-activations": { type: "boolean", help: "quantized weights: keep activations in f32 (float sums, as --dequantize's) instead of rounding them to Q8_0 for integer dot products as llama.cpp does (the default; faster)" },
   "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
   draft: { type: "string", help: "speculative decoding: a draft model (same vocabulary), or 'ngram' for prompt lookup" },

@@ -134,8 +134,8 @@ export function loadTokenizer(path: string): Tokenizer {
 
 export interface LoadModelOptions {
   /**
-   * Keep a GGUF's Q8_0 / Q4_0 projection matrices quantized and run them through the backend's
-   * quantized kernels (inference only). Default false: every tensor is dequantized to f32.
+   * Keep a GGUF's Q8_0 / Q4_0 / F16 projection matrices as they are stored and run them through
+   * the backend's quantized kernels (inference only). Default false: every tensor becomes f32.
    */
   quantized?: boolean;
   /**
