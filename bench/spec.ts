@@ -5,7 +5,8 @@
 //
 // Run: npm run bench:spec -- [--target PATH] [--draft PATH] [--tokenizer FILE] [--prompts FILE]
 //        [--n 8] [--max-tokens 128] [--repeat 3] [--threads N] [--backend wasm|js]
-// Defaults: models/target and models/draft when present, else stories260K drafting for itself
+// Defaults: models/target and models/draft when present, else E1's teacher and distilled student
+// (runs/exp/teacher, runs/exp/kd-forward, from npm run exp:distill), else stories260K drafting for itself
 // (plumbing only: a draft as costly as its target cannot speed anything up). Prompts: a file of
 // prompts separated by blank lines, default the first n stories of the last 10% of
 // ../shared/data/corpora/tinystories-2MiB.txt, each cut to its first ~100 characters.
@@ -31,9 +32,11 @@ const f = Flags.parse(process.argv.slice(2), {
 });
 
 const SHARED = "../shared/data";
-const haveModels = existsSync("models/target") && existsSync("models/draft");
-const targetPath = f.str("target") ?? (haveModels ? "models/target" : `${SHARED}/models/stories260K.bin`);
-const draftPath = f.str("draft") ?? (haveModels ? "models/draft" : `${SHARED}/models/stories260K.bin`);
+// A trained pair: models/ if present, else E1's teacher and forward-KL student (npm run exp:distill).
+const pairs: [string, string][] = [["models/target", "models/draft"], ["runs/exp/teacher", "runs/exp/kd-forward"]];
+const pair = pairs.find(([t, d]) => existsSync(t) && existsSync(d));
+const targetPath = f.str("target") ?? pair?.[0] ?? `${SHARED}/models/stories260K.bin`;
+const draftPath = f.str("draft") ?? pair?.[1] ?? `${SHARED}/models/stories260K.bin`;
 const tokenizerPath = f.str("tokenizer") ?? (targetPath.endsWith("stories260K.bin") ? `${SHARED}/models/tok512.bin` : undefined);
 const n = f.int("n", 8, 1);
 const maxTokens = f.int("max-tokens", 128, 1);
