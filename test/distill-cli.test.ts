@@ -3,11 +3,10 @@
 // cache), exact resume, and one-line refusals (vocabulary, temperature, data, flag clashes).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { assertOneLineError, bonsai } from "./cli-helpers.js";
 import { createBackend } from "../src/backend/index.js";
 import { Llama } from "../src/nn/llama.js";
 import { Trainer } from "../src/train/trainer.js";
@@ -19,21 +18,9 @@ import { modelFiles } from "../src/io/checkpoint.js";
 import { writeCheckpoint } from "../src/io/model-files-node.js";
 import { TeacherCacheReader } from "../src/io/teacher-cache-node.js";
 
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-distill-"));
 
-function bonsai(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
-function assertOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, "exit status must be non-zero");
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`);
-  assert.match(lines[0], /^bonsai: error: /);
-  assert.match(lines[0], pattern);
-}
 
 const text = "the quick brown fox jumps over the lazy dog. a lazy dog sleeps; the fox runs. ".repeat(40);
 const corpus = join(tmp, "corpus.txt");
