@@ -4,7 +4,7 @@
 //   npm run exp:curriculum   E2: curriculum vs uniform sampling at equal steps
 //   npm run exp:qat          E3: F32 vs post-training Q4_0 vs Q4_0 quantization-aware fine-tuning
 // Shared set-up (runs/exp/): the stories split on <|endoftext|> (the last, cut story dropped), the
-// last 10% of stories held out; a 1024-token byte-level BPE trained on the rest; the teacher.
+// last 10% of stories held out; a 1024-token byte-level BPE trained on the rest; E1 and E2 share the teacher.
 // A finished step is not redone (its output directory is kept), so a second run only prints the
 // table; delete runs/exp to start over. Every held-out loss is `bonsai eval --split all` on the
 // held-out stories: nats per token.
@@ -87,7 +87,13 @@ function setUp(): void {
     console.log(`stories: ${cut} for training, ${whole.length - cut} held out`);
   }
   if (!existsSync(TOKENIZER)) bonsai(["tokenizer", "train", "--data", TRAIN, "--vocab-size", "1024", "--type", "bytelevel-bpe", "--out", TOKENIZER]);
-  once(join(DIR, "teacher"), ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...TEACHER, ...BATCH, "--out", join(DIR, "teacher")]);
+}
+
+/** E1's teacher (E2 scores stories with it): trained once, kept. */
+function teacher(): string {
+  const out = join(DIR, "teacher");
+  once(out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...TEACHER, ...BATCH, "--out", out]);
+  return out;
 }
 
 const table = (rows: [string, string][]): void => {
@@ -96,11 +102,11 @@ const table = (rows: [string, string][]): void => {
 };
 
 async function distillation(): Promise<void> {
-  const teacher = join(DIR, "teacher");
+  const teacherDir = teacher();
   const scratch = join(DIR, "scratch");
   const kd = (name: string, extra: string[]): [string, string[]] => {
     const out = join(DIR, name);
-    return [out, ["distill", "--teacher", teacher, "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
+    return [out, ["distill", "--teacher", teacherDir, "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
   };
   const forward = kd("kd-forward", ["--kd-loss", "forward-kl", "--alpha", "0.5", "--temperature", "2"]);
   const reverse = kd("kd-reverse", ["--kd-loss", "reverse-kl", "--alpha", "0.5", "--temperature", "1"]);
@@ -108,7 +114,7 @@ async function distillation(): Promise<void> {
   await parallel([[scratch, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", scratch]], forward]);
   await parallel([reverse, jsd]);
   const runs: [string, string][] = [
-    ["teacher (3.2M parameters)", teacher],
+    ["teacher (3.2M parameters)", teacherDir],
     ["student (0.68M) from scratch", scratch],
     ["student, forward-kl α=0.5 τ=2", forward[0]],
     ["student, reverse-kl α=0.5 τ=1", reverse[0]],
@@ -119,13 +125,13 @@ async function distillation(): Promise<void> {
 }
 
 async function curriculum(): Promise<void> {
-  const teacher = join(DIR, "teacher");
+  const teacherDir = teacher();
   // Every run draws whole stories as samples (--curriculum); pacing none is uniform sampling.
   const run = (name: string, extra: string[]): [string, string[]] => {
     const out = join(DIR, name);
     return [out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
   };
-  const byTeacher = ["--curriculum", "teacher-loss", "--curriculum-model", teacher, "--score-tokens", "128"];
+  const byTeacher = ["--curriculum", "teacher-loss", "--curriculum-model", teacherDir, "--score-tokens", "128"];
   const runs: [string, [string, string[]]][] = [
     ["uniform over stories (pacing none)", run("cur-uniform", ["--curriculum", "length", "--pacing", "none"])],
     ["length, root pacing, hard", run("cur-length-root", ["--curriculum", "length", "--pacing", "root", "--curriculum-mode", "hard"])],
@@ -166,7 +172,7 @@ async function quantizationAware(): Promise<void> {
     [`+${FINE_TUNE} steps Q4_0 QAT, exported Q4_0`, ftQat.toFixed(4)],
     [`+${FINE_TUNE} steps Q4_0 QAT with int8 activations (W4A8, in Bonsai)`, ftQat48.toFixed(4)],
   ]);
-  console.log(`\nrecovered (PTQ − QAT)/(PTQ − F32), equal training: ${recovered(ftPtq, ftQat, ftF32)}; against the student before fine-tuning: ${recovered(ptq, ftQat, f32)}`);
+  console.log(`\nrecovered (PTQ − QAT)/(PTQ − F32) at equal training: ${recovered(ftPtq, ftQat, ftF32)}`);
 }
 
 const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware };
