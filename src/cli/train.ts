@@ -357,7 +357,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
 function loadInit(path: string, f: Flags, backend: Backend): { model: Llama; tokenizer: Tokenizer | null } {
   for (const k of SHAPE_FLAGS) if (f.has(k)) throw new UsageError(`--init takes the model's configuration; --${k} cannot be given with it`);
   const loaded = loadModel(path, backend, undefined, { quantized: false, fuse: false });
-  loaded.model.qat = null; // a QAT checkpoint's setting is not inherited: --qat says what this run does
+  applyQat(loaded.model, null); // a QAT checkpoint's setting is not inherited: --qat says what this run does
   return loaded;
 }
 
