@@ -4,7 +4,7 @@
 // speedup, acceptance, accepted drafts and tokens per target pass, and the draft/target cost ratio.
 //
 // Run: npm run bench:spec -- [--target PATH] [--draft PATH] [--tokenizer FILE] [--prompts FILE]
-//        [--n 8] [--max-tokens 128] [--repeat 3] [--threads N] [--backend wasm|js]
+//        [--n 8] [--max-tokens N: default 128, or what fits the context] [--repeat 3] [--threads N] [--backend wasm|js]
 // Defaults: models/target and models/draft when present, else E1's teacher and distilled student
 // (runs/exp/teacher, runs/exp/kd-forward, from npm run exp:distill), else stories260K drafting for itself
 // (plumbing only: a draft as costly as its target cannot speed anything up). Prompts: a file of
@@ -39,7 +39,7 @@ const targetPath = f.str("target") ?? pair?.[0] ?? `${SHARED}/models/stories260K
 const draftPath = f.str("draft") ?? pair?.[1] ?? `${SHARED}/models/stories260K.bin`;
 const tokenizerPath = f.str("tokenizer") ?? (targetPath.endsWith("stories260K.bin") ? `${SHARED}/models/tok512.bin` : undefined);
 const n = f.int("n", 8, 1);
-const maxTokens = f.int("max-tokens", 128, 1);
+const maxTokensFlag = f.int("max-tokens", 128, 1);
 const repeat = f.int("repeat", 3, 1);
 
 function defaultPrompts(): string[] | null {
@@ -70,6 +70,11 @@ if (!tokenizer) throw new Error("the target has no tokenizer; pass --tokenizer")
 checkDraftVocabulary(target.model, draft.model, tokenizer, draft.tokenizer);
 const stopIds = [tokenizer.eosId, tokenizer.bosId].filter((x): x is number => x !== null);
 const promptTokens = prompts.map((p) => promptIds(tokenizer, p));
+// Past the context window generation recomputes the window for every token, in every mode alike:
+// by default the prompt and its continuation fit the smaller context of the two models.
+const context = Math.min(target.model.config.max_position_embeddings, draft.model.config.max_position_embeddings);
+const longest = Math.max(...promptTokens.map((p) => p.length));
+const maxTokens = f.has("max-tokens") ? maxTokensFlag : Math.max(1, Math.min(maxTokensFlag, context - longest));
 
 interface Run {
   outputs: number[][];
