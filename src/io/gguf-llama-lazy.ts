@@ -4,11 +4,10 @@
 // eager readers (llamaTensorsFromGguf, llamaWeightsFromGguf): the same decoders, the same RoPE
 // row order, only in row chunks instead of whole tensors.
 import { GgmlType, dequantize, ggmlRowBytes, ggmlTypeName } from "./ggml-quants.js";
-import type { GgufFile } from "./gguf-llama.js";
-import { ggufTensorName } from "./gguf-llama.js";
+import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
 import { KEPT, permuteRowsToHalf } from "./gguf-llama-quantized.js";
 import { LazyWeights, fillRows, ropeRowToHalf } from "./lazy-weights.js";
-import { type LlamaConfig, headDim, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, headDim, parameterNames } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
 import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -28,19 +27,14 @@ export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaCo
   try {
     for (const name of parameterNames(config)) {
       // Everything checkable is checked now, at open: shapes and types. Only the bytes wait.
-      const gguf = ggufTensorName(name);
-      const shape = parameterShape(config, name);
-      const info = f.info(gguf);
-      const want = [...shape].reverse();
-      if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
-        throw new Error(`gguf: tensor ${gguf} has dims [${info.dims.join(", ")}], the config needs [${want.join(", ")}]`);
+      const { gguf, shape, info } = llamaTensorInfo(f, config, name);
       if (!(info.type in GgmlType))
         throw new Error(`gguf: tensor ${gguf} is ${ggmlTypeName(info.type)}, which Bonsai cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)`);
       const [rows, cols] = shape.length === 2 ? shape : [1, shape[0]];
       const rowBytes = ggmlRowBytes(info.type, cols);
       const at = f.header.dataOffset + info.offset;
       const nHeads = rows / hd;
-      const rope = name.endsWith("q_proj.weight") || name.endsWith("k_proj.weight");
+      const rope = isRopeProjection(name);
       const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => dequantize(info.type, bytes, n * cols, into);
       const blocks = (bytes: Uint8Array, as = name): Uint8Array => {
         const b = rope ? permuteRowsToHalf(bytes, rows, rowBytes, nHeads) : bytes;

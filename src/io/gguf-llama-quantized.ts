@@ -3,9 +3,9 @@
 // embedding table, matrices of other types — is dequantized to f32 as llamaTensorsFromGguf does.
 import { GgmlType, ggmlRowBytes } from "./ggml-quants.js";
 import type { NamedTensors, QuantizedHostTensor } from "./host-tensor.js";
-import { type GgufFile, ggufTensorName } from "./gguf-llama.js";
+import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
 import { permuteRopeToHalf } from "./llama2c.js";
-import { type LlamaConfig, headDim, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, headDim, parameterNames } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
 import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -47,13 +47,8 @@ export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgu
   const quantized = new Map<string, QuantizedHostTensor>();
   const hd = headDim(config);
   for (const name of parameterNames(config)) {
-    const gguf = ggufTensorName(name);
-    const shape = parameterShape(config, name);
-    const info = f.info(gguf);
-    const want = [...shape].reverse();
-    if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
-      throw new Error(`gguf: tensor ${gguf} has dims [${info.dims.join(", ")}], the config needs [${want.join(", ")}]`);
-    const rope = name.endsWith("q_proj.weight") || name.endsWith("k_proj.weight");
+    const { gguf, shape, info } = llamaTensorInfo(f, config, name);
+    const rope = isRopeProjection(name);
     const type = KEPT[info.type];
     const blocks = (): Uint8Array => {
       // A copy: the source may hand out a view of a buffer it reuses.

@@ -85,7 +85,7 @@ export function ggufTensorName(hf: string): string {
 }
 
 /** q_proj and k_proj rows are laid out by RoPE convention (rows / headDim heads each). */
-const isRopeProjection = (hf: string): boolean => hf.endsWith("q_proj.weight") || hf.endsWith("k_proj.weight");
+export const isRopeProjection = (hf: string): boolean => hf.endsWith("q_proj.weight") || hf.endsWith("k_proj.weight");
 
 // ---- reading ------------------------------------------------------------------------------------
 
@@ -142,18 +142,26 @@ export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
   return config;
 }
 
+/**
+ * The GGUF tensor of HF parameter `name` and its shape in the config, checked before anything is
+ * read: a tensor of other dims would be read, then misused.
+ */
+export function llamaTensorInfo(f: GgufFile, config: LlamaConfig, name: string): { gguf: string; shape: number[]; info: GgufTensorInfo } {
+  const gguf = ggufTensorName(name);
+  const shape = parameterShape(config, name);
+  const info = f.info(gguf);
+  const want = [...shape].reverse();
+  if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
+    throw new Error(`gguf: tensor ${gguf} has dims [${info.dims.join(", ")}], the config needs [${want.join(", ")}]`);
+  return { gguf, shape, info };
+}
+
 /** The model's parameters under HF names, in HF layouts (dequantized to float32). Reads only those tensors. */
 export function llamaTensorsFromGguf(f: GgufFile, config: LlamaConfig): NamedTensors {
   const out: NamedTensors = new Map();
   const hd = headDim(config);
   for (const name of parameterNames(config)) {
-    // Check the shape before reading: a tensor of other dims would be read, then misused.
-    const gguf = ggufTensorName(name);
-    const want = [...parameterShape(config, name)].reverse();
-    const dims = f.info(gguf).dims;
-    if (dims.length !== want.length || dims.some((d, i) => d !== want[i]))
-      throw new Error(`gguf: tensor ${gguf} has dims [${dims.join(", ")}], the config needs [${want.join(", ")}]`);
-    const t = f.read(gguf);
+    const t = f.read(llamaTensorInfo(f, config, name).gguf);
     const [rows, cols] = t.shape;
     if (isRopeProjection(name)) t.data = permuteRopeToHalf(t.data, rows, cols, rows / hd);
     out.set(name, t);
