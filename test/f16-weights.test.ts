@@ -22,14 +22,11 @@ import { Session } from "../src/runtime/session.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { QuantizedWeight } from "../src/tensor/quantized-weight.js";
 import { Rng } from "../src/util/rng.js";
+import { buf, randoms } from "./kernel-helpers.js";
 
 const js = new JsBackend("f64");
 const wasm = await createWasmBackend();
 const wasmQ8 = await createWasmBackend({ q8Activations: true });
-
-function randoms(rng: Rng, n: number, scale = 1): Float32Array {
-  return Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
-}
 
 /** f16 bits of random weights, with zeros, −0, subnormals and the largest finite value mixed in. */
 function f16Weights(rng: Rng, n: number): Uint8Array {
@@ -40,12 +37,6 @@ function f16Weights(rng: Rng, n: number): Uint8Array {
 }
 
 const values = (bytes: Uint8Array): Float32Array => Float32Array.from(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), f16ToF32);
-
-function buf(be: Backend, data: ArrayLike<number>): Buf {
-  const b = be.alloc(data.length);
-  be.write(b, data);
-  return b;
-}
 
 function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);

@@ -11,24 +11,7 @@ import { QUANT_BLOCK_BYTES } from "../src/backend/backend.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { GgmlType, quantize } from "../src/io/ggml-quants.js";
 import { Rng } from "../src/util/rng.js";
-
-function randoms(rng: Rng, n: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.next() * 2 - 1;
-  return out;
-}
-
-function buf(b: Backend, values: Float32Array): Buf {
-  const x = b.alloc(values.length);
-  b.write(x, values);
-  return x;
-}
-
-function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
-  for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
-}
+import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 
 const wasm = await createWasmBackend();
 const wasmQ8 = await createWasmBackend({ q8Activations: true });

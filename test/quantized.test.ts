@@ -26,6 +26,7 @@ import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { quantizeCommand } from "../src/cli/quantize.js";
+import { buf } from "./kernel-helpers.js";
 
 const wasm = await createWasmBackend();
 const ref = new JsBackend("f64");
@@ -40,12 +41,6 @@ function rng(seed: number): () => number {
 }
 const rand = rng(7);
 const randn = (n: number): Float32Array => Float32Array.from({ length: n }, () => rand() * 2 - 1);
-
-function buf(be: Backend, data: ArrayLike<number>): Buf {
-  const b = be.alloc(data.length);
-  be.write(b, data);
-  return b;
-}
 
 /** max |a − b| / max |b| */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {

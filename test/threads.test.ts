@@ -20,25 +20,9 @@ import { Llama } from "../src/nn/llama.js";
 import { generateTokens } from "../src/runtime/generate.js";
 import { Session } from "../src/runtime/session.js";
 import { Rng } from "../src/util/rng.js";
+import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 
 /** Bitwise equality of two float arrays (NaN payloads aside, which these kernels never make). */
-function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
-  for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
-}
-
-function randoms(rng: Rng, n: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.next() * 2 - 1;
-  return out;
-}
-
-function buf(b: Backend, values: Float32Array): Buf {
-  const x = b.alloc(values.length);
-  b.write(x, values);
-  return x;
-}
 
 /** One thread (the plain module), then 2 and 3 threads splitting every kernel however small. */
 async function backends(opts: { q8Activations?: boolean } = {}): Promise<[number, Backend][]> {

@@ -1,0 +1,23 @@
+// Helpers of the kernel tests: random inputs, buffers holding them, and bitwise comparison.
+import assert from "node:assert/strict";
+import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
+import type { Rng } from "../src/util/rng.js";
+
+/** n numbers uniform in [−scale, scale). */
+export function randoms(rng: Rng, n: number, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
+}
+
+/** A backend buffer holding `data`. */
+export function buf(be: Backend, data: ArrayLike<number>): Buf {
+  const b = be.alloc(data.length);
+  be.write(b, data);
+  return b;
+}
+
+/** The same float32 bit patterns, element by element. */
+export function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
+  for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
+}
