@@ -436,8 +436,8 @@ export function matmulSmallRows(): i32 {
  * alone: verifying K drafted tokens in one pass reproduces one-token decoding exactly. Packing
  * for the blocked kernel below would cost more than the product at these sizes.
  */
-function smallRows(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, accumulate: bool): void {
-  const lda = <usize>k << 2, ldc = <usize>n << 2;
+function smallRows(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, ldc: usize, accumulate: bool): void {
+  const lda = <usize>k << 2;
   let r = b;
   for (let j = 0; j < n; j++) {
     let x = a, yo = c + (<usize>j << 2);
@@ -449,6 +449,14 @@ function smallRows(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, accumul
     }
     r += lda;
   }
+}
+
+/**
+ * smallRows over weight rows [lo, hi) of B [n, k], into columns [lo, hi) of C [m, n]: threads split
+ * a few-row product by weight rows, as decode's, so each streams its own share of the weights.
+ */
+export function matmulSmallRowsPart(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, lo: i32, hi: i32, accumulate: i32): void {
+  smallRows(c + (<usize>lo << 2), a, b + <usize>lo * (<usize>k << 2), m, hi - lo, k, <usize>n << 2, accumulate != 0);
 }
 
 /**
@@ -471,7 +479,7 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
     return;
   }
   if (m <= SMALL_M && !transA && transB) {
-    smallRows(c, a, b, m, n, k, accumulate != 0);
+    smallRows(c, a, b, m, n, k, <usize>n << 2, accumulate != 0);
     return;
   }
   const ap = scratch;

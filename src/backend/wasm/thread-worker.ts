@@ -24,6 +24,7 @@ export const enum Op {
   MatmulQuantized = 2,
   MatmulQuantizedQ8 = 3,
   AttentionCachedHeads = 4,
+  MatmulSmallRowsPart = 5,
 }
 
 /** What a worker is started with (structured-cloneable: the module and the shared memory). */
@@ -44,6 +45,8 @@ function run(k: Kernels, op: number, a: Float64Array, i: number): void {
       return k.matmulQuantized(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
     case Op.MatmulQuantizedQ8:
       return k.matmulQuantizedQ8(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
+    case Op.MatmulSmallRowsPart:
+      return k.matmulSmallRowsPart(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
     case Op.AttentionCachedHeads:
       return k.attentionCachedHeads(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8], a[i + 9], a[i + 10], a[i + 11], a[i + 12]);
     default:

@@ -109,17 +109,27 @@ export class ThreadedWasmBackend extends WasmBackend {
   override matmul(c: Buf, a: Buf, b: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {
     // Rows of C are contiguous for op(A) = A; decode's columns of C are rows of B for op(B) = Bᵀ.
     // Other forms (training's Aᵀ·B for weight gradients, x·W with m = 1) stay on one thread.
-    const byRows = m > 1 && n > 1 && !transA, byCols = m === 1 && n > 1 && transB;
-    let parts = byRows || byCols ? this.parts(m * n * k) : 1;
-    // A linear layer over few rows takes the kernel's row-by-row path, more rows the blocked GEMM:
-    // every part must take the path the whole would, so a GEMM's parts keep more than that many
-    // rows (parts are whole 4-row units, each at least floor(units / parts) of them).
+    // A linear layer over few rows takes the kernel's row-by-row path (smallRows), more rows the
+    // blocked GEMM. Few rows are split like decode, by rows of W: each thread streams its share of
+    // the weights once (speculative verification costs about one decode's memory traffic).
     const small = this.k.matmulSmallRows();
-    if (byRows && transB && m > small) parts = Math.min(parts, Math.floor(Math.floor(m / 4) / (Math.floor(small / 4) + 1)));
+    const fewRows = m > 1 && m <= small && n > 1 && !transA && transB;
+    const byRows = m > 1 && n > 1 && !transA && !fewRows, byCols = m === 1 && n > 1 && transB;
+    let parts = byRows || byCols || fewRows ? this.parts(m * n * k) : 1;
+    // Every part must take the path the whole would, so a GEMM's parts keep more than `small`
+    // rows (parts are whole 4-row units, each at least floor(units / parts) of them).
+    if (byRows && transB) parts = Math.min(parts, Math.floor(Math.floor(m / 4) / (Math.floor(small / 4) + 1)));
     if (parts < 2 || k <= 0 || !isCount(m) || !isCount(n) || !isCount(k)) return super.matmul(c, a, b, m, n, k, transA, transB, accumulate);
     const cp = this.p(c, m * n, "matmul C"), ap = this.p(a, m * k, "matmul A"), bp = this.p(b, k * n, "matmul B");
     const flags = [transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0];
-    if (byRows) {
+    if (fewRows) {
+      const args = (lo: number, hi: number): number[] => [cp, ap, bp, m, n, k, lo, hi, accumulate ? 1 : 0];
+      this.split(
+        splitBounds(n, 4, parts),
+        (lo, hi) => ({ op: Op.MatmulSmallRowsPart, args: args(lo, hi) }),
+        (lo, hi) => this.k.matmulSmallRowsPart(...(args(lo, hi) as SmallRowsArgs)),
+      );
+    } else if (byRows) {
       const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * n * 4, ap + lo * k * 4, bp, hi - lo, n, k, ...flags, scratch];
       this.split(
         splitBounds(m, 4, parts),
@@ -184,5 +194,6 @@ export class ThreadedWasmBackend extends WasmBackend {
 }
 
 type MatmulArgs = Parameters<Kernels["matmul"]>;
+type SmallRowsArgs = Parameters<Kernels["matmulSmallRowsPart"]>;
 type QuantArgs = Parameters<Kernels["matmulQuantized"]>;
 type AttentionArgs = Parameters<Kernels["attentionCachedHeads"]>;

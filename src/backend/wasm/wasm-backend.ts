@@ -17,6 +17,7 @@ export interface Kernels {
   sumSquares(p: number, n: number): number;
   matmulScratchBytes(): number;
   matmulSmallRows(): number;
+  matmulSmallRowsPart(c: number, a: number, b: number, m: number, n: number, k: number, lo: number, hi: number, accumulate: number): void;
   matmul(c: number, a: number, b: number, m: number, n: number, k: number, transA: number, transB: number, accumulate: number, scratch: number): void;
   matmulQuantizedScratchBytes(m: number, k: number): number;
   matmulQuantized(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
