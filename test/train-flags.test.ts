@@ -87,6 +87,16 @@ test("--qat q4_0: qat.json, eval of the checkpoint == eval of its Q4_0 GGUF; --i
   const baseGguf = join(tmp, "base.gguf");
   assert.equal(bonsai("export", "--model", base, "--format", "gguf", "--quant", "q4_0", "--out", baseGguf).code, 0);
   assert.notEqual(evalOf(base), evalOf(baseGguf));
+  // An HF export keeps qat.json (and so evaluates the same); a GGUF of another type warns that it
+  // holds the latent float weights.
+  const hf = join(tmp, "qat-hf");
+  assert.equal(bonsai("export", "--model", qat, "--format", "hf", "--out", hf).code, 0);
+  assert.deepEqual(JSON.parse(readFileSync(join(hf, "qat.json"), "utf8")), { weights: "q4_0" });
+  assert.equal(evalOf(hf), evalOf(qat));
+  r = bonsai("export", "--model", qat, "--format", "gguf", "--quant", "f32", "--out", join(tmp, "qat-f32.gguf"));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /warning: the model was trained with --qat q4_0; --quant f32 stores its latent float weights/);
+  assert.doesNotMatch(bonsai("export", "--model", qat, "--format", "gguf", "--quant", "q4_0", "--out", gguf).stderr, /warning/);
   // A QAT run resumes with its setting from qat.json.
   r = bonsai("train", "--data", corpus, "--out", qat, "--resume", "--iters", "6");
   assert.equal(r.code, 0, r.stderr);
