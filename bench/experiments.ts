@@ -3,6 +3,8 @@
 //   npm run exp:distill      E1: a teacher, a student from scratch and distilled students
 //   npm run exp:curriculum   E2: curriculum vs uniform sampling at equal steps
 //   npm run exp:qat          E3: F32 vs post-training Q4_0 vs Q4_0 quantization-aware fine-tuning
+//   npm run exp:spec         E4: a 15M-parameter target for speculative decoding, then bench:spec
+//                            with E1's distilled student as its draft, on 1 and 2 threads
 // Shared set-up (runs/exp/): the stories split on <|endoftext|> (the last, cut story dropped), the
 // last 10% of stories held out; a 1024-token byte-level BPE trained on the rest; E1 and E2 share the teacher.
 // A finished step is not redone (its output directory is kept), so a second run only prints the
@@ -24,6 +26,9 @@ const STUDENT = ["--layers", "3", "--dim", "128", "--heads", "4", "--kv-heads", 
 const STUDENT_ITERS = "600";
 const FINE_TUNE = "200";
 const TEACHER = ["--layers", "4", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--tie-embeddings", "--lr", "2e-3", "--min-lr", "2e-4", "--seed", "1", "--iters", "600"];
+/** E4's target: 15.0M parameters (60 MB at F32), on both cores (~30 min on 2 cores). */
+const SPEC_TARGET = ["--layers", "5", "--dim", "512", "--heads", "8", "--kv-heads", "4", "--tie-embeddings", "--lr", "1.5e-3", "--min-lr", "1.5e-4", "--seed", "11", "--iters", "400", "--warmup", "40",
+  "--block-size", "128", "--batch-size", "16", "--eval-interval", "200", "--eval-iters", "10", "--log-interval", "50", "--threads", "2"];
 
 function bonsai(args: string[]): string {
   process.stderr.write(`$ bonsai ${args.join(" ")}\n`);
@@ -101,16 +106,19 @@ const table = (rows: [string, string][]): void => {
   for (const [a, b] of rows) console.log(`| ${a.padEnd(w)} | ${b} |`);
 };
 
+/** An E1 student distilled from the teacher with `extra` objective flags, as [its directory, the command]. */
+function distilled(name: string, extra: string[]): [string, string[]] {
+  const out = join(DIR, name);
+  return [out, ["distill", "--teacher", teacher(), "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
+}
+const FORWARD_KL = ["--kd-loss", "forward-kl", "--alpha", "0.5", "--temperature", "2"];
+
 async function distillation(): Promise<void> {
   const teacherDir = teacher();
   const scratch = join(DIR, "scratch");
-  const kd = (name: string, extra: string[]): [string, string[]] => {
-    const out = join(DIR, name);
-    return [out, ["distill", "--teacher", teacherDir, "--data", TRAIN, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
-  };
-  const forward = kd("kd-forward", ["--kd-loss", "forward-kl", "--alpha", "0.5", "--temperature", "2"]);
-  const reverse = kd("kd-reverse", ["--kd-loss", "reverse-kl", "--alpha", "0.5", "--temperature", "1"]);
-  const jsd = kd("kd-jsd", ["--kd-loss", "jsd", "--beta", "0.5", "--alpha", "0.5", "--temperature", "1"]);
+  const forward = distilled("kd-forward", FORWARD_KL);
+  const reverse = distilled("kd-reverse", ["--kd-loss", "reverse-kl", "--alpha", "0.5", "--temperature", "1"]);
+  const jsd = distilled("kd-jsd", ["--kd-loss", "jsd", "--beta", "0.5", "--alpha", "0.5", "--temperature", "1"]);
   await parallel([[scratch, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", scratch]], forward]);
   await parallel([reverse, jsd]);
   const runs: [string, string][] = [
@@ -175,7 +183,22 @@ async function quantizationAware(): Promise<void> {
   console.log(`\nrecovered (PTQ − QAT)/(PTQ − F32) at equal training: ${recovered(ftPtq, ftQat, ftF32)}`);
 }
 
-const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware };
+function speculative(): void {
+  const target = join(DIR, "spec-target");
+  once(target, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...SPEC_TARGET, "--out", target]);
+  const [draft, draftCommand] = distilled("kd-forward", FORWARD_KL);
+  once(draft, draftCommand);
+  console.log(`\nE4 target: held-out loss ${heldOutLoss(target).toFixed(4)} (E1's draft: ${heldOutLoss(draft).toFixed(4)})`);
+  const bench = fileURLToPath(new URL("./spec.js", import.meta.url));
+  for (const threads of ["1", "2"]) {
+    const args = [bench, "--target", target, "--draft", draft, "--threads", threads];
+    process.stderr.write(`$ node ${args.join(" ")}\n`);
+    const r = spawnSync(process.execPath, args, { stdio: "inherit" });
+    if (r.status !== 0) throw new Error(`bench:spec failed (exit ${r.status})`);
+  }
+}
+
+const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);

@@ -5,8 +5,9 @@
 //
 // Run: npm run bench:spec -- [--target PATH] [--draft PATH] [--tokenizer FILE] [--prompts FILE]
 //        [--n 8] [--max-tokens N: default 128, or what fits the context] [--repeat 3] [--threads N] [--backend wasm|js]
-// Defaults: models/target and models/draft when present, else E1's teacher and distilled student
-// (runs/exp/teacher, runs/exp/kd-forward, from npm run exp:distill), else stories260K drafting for itself
+// Defaults: models/target and models/draft when present, else E4's 15M target and E1's distilled
+// student (runs/exp/spec-target, runs/exp/kd-forward, from npm run exp:spec), else E1's teacher and
+// distilled student (runs/exp/teacher, from npm run exp:distill), else stories260K drafting for itself
 // (plumbing only: a draft as costly as its target cannot speed anything up). Prompts: a file of
 // prompts separated by blank lines, default the first n stories of the last 10% of
 // ../shared/data/corpora/tinystories-2MiB.txt, each cut to its first ~100 characters.
@@ -17,6 +18,7 @@ import { loadModel } from "../src/io/model-files-node.js";
 import type { Llama } from "../src/nn/llama.js";
 import { type GenerationStats, emptyStats, generateTokens } from "../src/runtime/generate.js";
 import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, type SpeculativeStats, checkDraftVocabulary, emptySpeculativeStats, speculativeTokens, summarizeSpeculative } from "../src/runtime/speculative.js";
+import { Session } from "../src/runtime/session.js";
 import { promptIds } from "../src/runtime/stream.js";
 
 const f = Flags.parse(process.argv.slice(2), {
@@ -32,8 +34,8 @@ const f = Flags.parse(process.argv.slice(2), {
 });
 
 const SHARED = "../shared/data";
-// A trained pair: models/ if present, else E1's teacher and forward-KL student (npm run exp:distill).
-const pairs: [string, string][] = [["models/target", "models/draft"], ["runs/exp/teacher", "runs/exp/kd-forward"]];
+// A trained pair: models/ if present, else E4's target or E1's teacher with E1's forward-KL student.
+const pairs: [string, string][] = [["models/target", "models/draft"], ["runs/exp/spec-target", "runs/exp/kd-forward"], ["runs/exp/teacher", "runs/exp/kd-forward"]];
 const pair = pairs.find(([t, d]) => existsSync(t) && existsSync(d));
 const targetPath = f.str("target") ?? pair?.[0] ?? `${SHARED}/models/stories260K.bin`;
 const draftPath = f.str("draft") ?? pair?.[1] ?? `${SHARED}/models/stories260K.bin`;
@@ -62,9 +64,10 @@ if (!prompts || prompts.length === 0) {
   process.exit(0);
 }
 
-const backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
-const target = loadModel(targetPath, backend, tokenizerPath);
-const draft = loadModel(draftPath, backend, tokenizerPath);
+const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: true, threads: threadCount(f) });
+// As `bonsai generate` loads them: fused, GGUF blocks kept quantized (Q8_0 activations).
+const target = loadModel(targetPath, backend, tokenizerPath, { fuse: true, quantized: true });
+const draft = loadModel(draftPath, backend, tokenizerPath, { fuse: true, quantized: true });
 const tokenizer = target.tokenizer;
 if (!tokenizer) throw new Error("the target has no tokenizer; pass --tokenizer");
 checkDraftVocabulary(target.model, draft.model, tokenizer, draft.tokenizer);
@@ -110,7 +113,7 @@ console.log(`${prompts.length} held-out prompts, greedy, up to ${maxTokens} toke
 const modes: Mode[] = [
   { name: "target alone", model: target.model, config: null },
   { name: "draft alone", model: draft.model, config: null },
-  ...[2, 4, 8].map((k): Mode => ({ name: `draft K=${k}`, model: target.model, config: { draft: draft.model, draftTokens: k } })),
+  ...[1, 2, 4, 8].map((k): Mode => ({ name: `draft K=${k}`, model: target.model, config: { draft: draft.model, draftTokens: k } })),
   ...(["confidence", "heuristic"] as AdaptiveRule[]).map((a): Mode => ({ name: `draft auto (${a})`, model: target.model, config: { draft: draft.model, draftTokens: "auto", adaptive: a } })),
   { name: "ngram auto", model: target.model, config: { draft: "ngram" } },
   { name: "ngram K=4", model: target.model, config: { draft: "ngram", draftTokens: 4 } },
@@ -165,6 +168,35 @@ console.log(line(head));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const r of rows) console.log(line(r));
 console.log(`\n${base.tokens} tokens per mode; draft/target cost: seconds per decoded token, draft alone ÷ target alone`);
+
+// What a round costs the target: one pass over r rows (the last accepted token and r − 1 drafts)
+// against one decoded token, after the first prompt. Speculative decoding gains when this stays
+// near 1 (a memory-bound target); where decoding is bound by arithmetic it grows like r.
+{
+  const s = new Session(target.model);
+  const start = promptTokens[0].slice(0, Math.max(1, Math.min(promptTokens[0].length, context - 9)));
+  s.prefill(start);
+  const pos = s.position, ids = (r: number): number[] => Array.from({ length: r }, (_, i) => promptTokens[0][i % promptTokens[0].length]);
+  const pass = (r: number): number => {
+    let fastest = Infinity;
+    for (let round = 0; round < 5; round++) {
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) {
+        s.prefill(ids(r), { allLogits: true });
+        s.truncate(pos);
+      }
+      fastest = Math.min(fastest, (performance.now() - t0) / 20);
+    }
+    return fastest;
+  };
+  pass(1); // warm-up
+  const one = pass(1);
+  const ratios = [2, 3, 4, 5, 8].map((r): [number, number] => [r, pass(r) / one]);
+  console.log(`target pass over r rows ÷ one decoded token: ${ratios.map(([r, v]) => `r=${r} ${v.toFixed(2)}`).join(", ")} (one token: ${one.toFixed(3)} ms)`);
+  // A draft that costs nothing and is always right makes K + 1 tokens per pass over K + 1 rows.
+  console.log(`ceiling of any draft (free, always accepted), (K+1) ÷ that ratio: ${ratios.map(([r, v]) => `K=${r - 1} ${(r / v).toFixed(2)}×`).join(", ")}`);
+  s.dispose();
+}
 if (mismatches > 0) {
   // The verification pass runs K+1 rows at once, where decoding alone runs one: kernels that round
   // differently by row count can flip a near-tie argmax. Reported, not hidden.
