@@ -22,7 +22,7 @@ import { Session } from "../src/runtime/session.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { QuantizedWeight } from "../src/tensor/quantized-weight.js";
 import { Rng } from "../src/util/rng.js";
-import { buf, randoms } from "./kernel-helpers.js";
+import { buf, randoms, relErr } from "./kernel-helpers.js";
 
 const js = new JsBackend("f64");
 const wasm = await createWasmBackend();
@@ -42,16 +42,6 @@ function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): 
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < actual.length; i++)
     if (!Object.is(Math.fround(actual[i]), Math.fround(expected[i]))) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
-}
-
-/** max |a − b| / max |b| */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
 }
 
 /**

@@ -1,4 +1,4 @@
-// Helpers of the kernel tests: random inputs, buffers holding them, and bitwise comparison.
+// Helpers of the kernel tests: random inputs, buffers holding them, bitwise comparison and relative error.
 import assert from "node:assert/strict";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
 import type { Rng } from "../src/util/rng.js";
@@ -20,4 +20,14 @@ export function assertBitwise(actual: FloatArray, expected: FloatArray, what: st
   assert.equal(actual.length, expected.length, `${what}: length`);
   const a = new Uint32Array(Float32Array.from(actual).buffer), e = new Uint32Array(Float32Array.from(expected).buffer);
   for (let i = 0; i < a.length; i++) if (a[i] !== e[i]) assert.fail(`${what}: element ${i} differs: ${actual[i]} vs ${expected[i]}`);
+}
+
+/** max |a − b| / max |b| */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
 }

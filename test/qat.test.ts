@@ -23,6 +23,7 @@ import { applyQat, parseQatSetting, qatFile, qatTensorNames, readQatFile, QAT_FI
 import { fakeQuantize, fakeQuantizeActivations, fakeQuantizeValues, linear, weightedSum } from "../src/tensor/ops.js";
 import { Tensor, backward, noGrad, scope } from "../src/tensor/tensor.js";
 import { Rng } from "../src/util/rng.js";
+import { relErr } from "./kernel-helpers.js";
 
 const wasm = await createWasmBackend();
 const backends: Backend[] = [new JsBackend("f32"), new JsBackend("f64"), wasm];
@@ -175,15 +176,6 @@ const data = splitTrainVal(Int32Array.from({ length: 2000 }, (_, i) => (i % 7 ==
 const ids = Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 11 + 3) % 48);
 
 const logits = (m: Llama): FloatArray => noGrad(() => scope(() => m.forward(ids, 2, 12).toArray()));
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
 
 for (const [quant, tied] of [["q4_0", true], ["q8_0", false]] as const) {
   test(`QAT ${quant} (${tied ? "tied" : "untied"} head): trained model → GGUF ${quant} holds exactly its weights; the file's logits are its logits`, async () => {

@@ -26,7 +26,7 @@ import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { quantizeCommand } from "../src/cli/quantize.js";
-import { buf } from "./kernel-helpers.js";
+import { buf, relErr } from "./kernel-helpers.js";
 
 const wasm = await createWasmBackend();
 const ref = new JsBackend("f64");
@@ -41,16 +41,6 @@ function rng(seed: number): () => number {
 }
 const rand = rng(7);
 const randn = (n: number): Float32Array => Float32Array.from({ length: n }, () => rand() * 2 - 1);
-
-/** max |a − b| / max |b| */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
 
 // ---- kernels ------------------------------------------------------------------------------------
 
