@@ -980,6 +980,10 @@ export function adamw(param: usize, grad: usize, m: usize, v: usize, n: i32, bet
 const Q8_0: i32 = 0;
 const Q4_0: i32 = 1;
 const F16: i32 = 2; // no blocks: see "f16 weights" below
+// ggml_vec_dot_f16's summation orders that llama.cpp's numerics mode reproduces: x86 builds with
+// AVX-512 (16 lanes) and with AVX/AVX2 (8 lanes).
+const F16_ORDER_AVX512: i32 = 0;
+const F16_ORDER_AVX: i32 = 1;
 
 // IEEE binary16 bits → f32 (exact).
 // @ts-ignore: decorator
@@ -1193,11 +1197,12 @@ export function matmulQuantizedQ8ScratchBytes(m: i32, k: i32, type: i32): usize 
 
 /**
  * matmulQuantized's contract with llama.cpp's numerics: activations quantized to Q8_0 and integer
- * dot products for Q8_0/Q4_0 weights; rounded to f16 for F16 weights (see matmulF16Rounded).
+ * dot products for Q8_0/Q4_0 weights; rounded to f16 for F16 weights and summed in the order of
+ * the ggml build `f16Order` names (F16_ORDER_AVX512 or F16_ORDER_AVX; see matmulF16Rounded).
  */
-export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32, scratch: usize): void {
+export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32, scratch: usize, f16Order: i32): void {
   if (type == F16) {
-    matmulF16Rounded(c, a, w, m, n, k, accumulate, scratch);
+    matmulF16Rounded(c, a, w, m, n, k, accumulate, scratch, f16Order);
     return;
   }
   const blocks = k >> 5;
@@ -1223,7 +1228,9 @@ export function matmulQuantizedQ8(c: usize, a: usize, w: usize, m: i32, n: i32, 
 // rows are not whole blocks). Converted to f32 exactly on the fly. With f32 activations this is
 // the dequantized float product up to summation order. llama.cpp instead rounds the activations to
 // f16 first (F16's vec_dot_type is F16) and runs ggml_vec_dot_f16; matmulF16Rounded does the same,
-// in the same order as the AVX-512 build, so that decoding reproduces llama.cpp's numbers.
+// in the order of the AVX-512 or the AVX/AVX2 build, so that decoding reproduces llama.cpp's
+// numbers on either. (ARM builds with FP16 vector arithmetic accumulate in f16, which this does
+// not reproduce.)
 
 // Four f16 (bits in the i32 lanes of h) → f32, exactly: the 15 magnitude bits shifted into an
 // f32 are the value times 2^−112 (subnormals included, as f32 subnormals), so one multiply by
@@ -1293,6 +1300,31 @@ function f16RowDot(w: usize, x: usize, k: i32): f32 {
   return <f32>sum;
 }
 
+/**
+ * f16RowDot in ggml_vec_dot_f16's order on AVX/AVX2 (F16C): 32 elements per step into 4
+ * accumulators of 8 lanes, reduced as GGML_F32x8_REDUCE — x0+x2, x1+x3, x0+x1, then the two
+ * 128-bit halves added and two _mm_hadd_ps: (l0 + l1) + (l2 + l3) — and the k mod 32 leftovers
+ * added in f64.
+ */
+function f16RowDotAvx(w: usize, x: usize, k: i32): f32 {
+  const np = k & ~31;
+  let a0 = splat(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+  for (let i = 0; i < np; i += 32) {
+    const h = v128.load(w), g = v128.load(w, 16), e = v128.load(w, 32), f = v128.load(w, 48);
+    a0 = madd(a0, halfLanes(i32x4.extend_low_i16x8_u(h)), v128.load(x)); a1 = madd(a1, halfLanes(i32x4.extend_high_i16x8_u(h)), v128.load(x, 16));
+    b0 = madd(b0, halfLanes(i32x4.extend_low_i16x8_u(g)), v128.load(x, 32)); b1 = madd(b1, halfLanes(i32x4.extend_high_i16x8_u(g)), v128.load(x, 48));
+    c0 = madd(c0, halfLanes(i32x4.extend_low_i16x8_u(e)), v128.load(x, 64)); c1 = madd(c1, halfLanes(i32x4.extend_high_i16x8_u(e)), v128.load(x, 80));
+    d0 = madd(d0, halfLanes(i32x4.extend_low_i16x8_u(f)), v128.load(x, 96)); d1 = madd(d1, halfLanes(i32x4.extend_high_i16x8_u(f)), v128.load(x, 112));
+    w += 64;
+    x += 128;
+  }
+  // x0 = (x0 + x2) + (x1 + x3), lanes 0–3 and 4–7; then low half + high half.
+  const t = f32x4.add(f32x4.add(f32x4.add(a0, c0), f32x4.add(b0, d0)), f32x4.add(f32x4.add(a1, c1), f32x4.add(b1, d1)));
+  let sum = <f64>((f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1)) + (f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3)));
+  for (let i = np; i < k; i++) sum += <f64>(halfToFloat(<u32>load<u16>(w + (<usize>(i - np) << 1))) * load<f32>(x + (<usize>(i - np) << 2)));
+  return <f32>sum;
+}
+
 /** dst[0..k) = a row of k f16 values as f32. */
 function dequantizeRowF16(dst: usize, w: usize, k: i32): void {
   let i = 0;
@@ -1334,7 +1366,7 @@ function matmulF16(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, accumul
  * (m·k f32), then each output one f16RowDot. Every row of W has the same arithmetic wherever it
  * lies, so thread splits give bitwise identical results.
  */
-function matmulF16Rounded(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, accumulate: i32, scratch: usize): void {
+function matmulF16Rounded(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, accumulate: i32, scratch: usize, order: i32): void {
   const total = m * k;
   let i = 0;
   for (; i + 4 <= total; i += 4) v128.store(scratch + (<usize>i << 2), roundHalfLanes(v128.load(a + (<usize>i << 2))));
@@ -1343,7 +1375,8 @@ function matmulF16Rounded(c: usize, a: usize, w: usize, m: i32, n: i32, k: i32, 
   for (let j = 0; j < n; j++) {
     const wr = w + <usize>j * rowBytes;
     for (let r = 0; r < m; r++) {
-      const t = f16RowDot(wr, scratch + <usize>r * lda, k);
+      const xr = scratch + <usize>r * lda;
+      const t = order == F16_ORDER_AVX ? f16RowDotAvx(wr, xr, k) : f16RowDot(wr, xr, k);
       const co = c + <usize>r * ldc + (<usize>j << 2);
       store<f32>(co, accumulate ? load<f32>(co) + t : t);
     }

@@ -1,14 +1,15 @@
 // F16 weight matrices kept as f16 in backend memory (the "f16" QuantType): the js reference and
 // the wasm kernels agree on x·Wᵀ with f32 activations; in llama.cpp's numerics mode (wasm
 // q8Activations) decoding rounds the activations to f16 and sums exactly as ggml_vec_dot_f16 does
-// on AVX-512, checked bit for bit against that arithmetic written out below; every block of rows
+// in llama.cpp's AVX-512 or AVX2 build (f16Order), checked bit for bit against that arithmetic
+// written out below; every block of rows
 // gives the whole matrix's outputs bitwise (fused matrices, thread splits); and GGUF F16 matrices
 // load as f16 weights, eager and lazy, with the float model's logits.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { createWasmBackend, type F16Order } from "../src/backend/wasm/wasm-backend.js";
 import { GgmlType, quantize } from "../src/io/ggml-quants.js";
 import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
 import { GgufFile, llamaTensorsFromGguf, llamaToGguf } from "../src/io/gguf-llama.js";
@@ -45,28 +46,36 @@ function assertBitwise(actual: FloatArray, expected: FloatArray, what: string): 
 }
 
 /**
- * ggml_vec_dot_f16 on an AVX-512 CPU (ggml-cpu/vec.cpp, GGML_F16_STEP 64, EPR 16), f32 by f32:
- * 4 accumulators of 16 lanes over whole steps of 64, GGML_F32x16_REDUCE (x0+x2, x1+x3, their
- * sum, then _mm512_reduce_add_ps's halving tree), the leftovers added in double.
+ * ggml_vec_dot_f16 (ggml-cpu/vec.cpp), f32 by f32, as the x86 builds run it. AVX-512
+ * (GGML_F16_STEP 64, EPR 16): 4 accumulators of 16 lanes over whole steps of 64, GGML_F32x16_REDUCE
+ * (x0+x2, x1+x3, their sum, then _mm512_reduce_add_ps's halving tree). AVX/AVX2 (STEP 32, EPR 8):
+ * 4 accumulators of 8 lanes over steps of 32, GGML_F32x8_REDUCE (x0+x2, x1+x3, their sum, the two
+ * 128-bit halves added, then two _mm_hadd_ps). The leftovers are added in double.
  */
-function ggmlVecDotF16(w: Float32Array, x: Float32Array): number {
-  const k = w.length, np = k & ~63, fr = Math.fround;
-  const acc = new Float32Array(64);
-  for (let i = 0; i < np; i += 64) for (let l = 0; l < 64; l++) acc[l] = acc[l] + w[i + l] * x[i + l];
-  const z = new Float32Array(16);
-  for (let l = 0; l < 16; l++) z[l] = fr(acc[l] + acc[32 + l]) + fr(acc[16 + l] + acc[48 + l]);
-  const h8 = Float32Array.from({ length: 8 }, (_, l) => z[l + 8] + z[l]);
-  const h4 = Float32Array.from({ length: 4 }, (_, l) => h8[l + 4] + h8[l]);
-  let sum = fr(fr(h4[0] + h4[2]) + fr(h4[1] + h4[3]));
+function ggmlVecDotF16(w: Float32Array, x: Float32Array, order: F16Order): number {
+  const lanes = order === "avx512" ? 16 : 8, step = 4 * lanes;
+  const k = w.length, np = k - (k % step), fr = Math.fround;
+  const acc = new Float32Array(step);
+  for (let i = 0; i < np; i += step) for (let l = 0; l < step; l++) acc[l] = acc[l] + w[i + l] * x[i + l];
+  const z = Float32Array.from({ length: lanes }, (_, l) => fr(acc[l] + acc[2 * lanes + l]) + fr(acc[lanes + l] + acc[3 * lanes + l]));
+  let sum: number;
+  if (order === "avx512") {
+    const h8 = Float32Array.from({ length: 8 }, (_, l) => z[l + 8] + z[l]);
+    const h4 = Float32Array.from({ length: 4 }, (_, l) => h8[l + 4] + h8[l]);
+    sum = fr(fr(h4[0] + h4[2]) + fr(h4[1] + h4[3]));
+  } else {
+    const h4 = Float32Array.from({ length: 4 }, (_, l) => z[l] + z[l + 4]);
+    sum = fr(fr(h4[0] + h4[1]) + fr(h4[2] + h4[3]));
+  }
   for (let i = np; i < k; i++) sum += fr(w[i] * x[i]);
   return fr(sum);
 }
 
 /** llama.cpp's x·Wᵀ for F16 W: each activation rounded to f16 (ggml_cpu_fp32_to_fp16), then ggmlVecDotF16. */
-function llamaCppF16(wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number): Float32Array {
+function llamaCppF16(wBytes: Uint8Array, x: Float32Array, m: number, n: number, k: number, order: F16Order): Float32Array {
   const w = values(wBytes), xh = Float32Array.from(x, (v) => f16ToF32(f32ToF16(v)));
   const out = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j] = ggmlVecDotF16(w.subarray(j * k, (j + 1) * k), xh.subarray(i * k, (i + 1) * k));
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j] = ggmlVecDotF16(w.subarray(j * k, (j + 1) * k), xh.subarray(i * k, (i + 1) * k), order);
   return out;
 }
 
@@ -101,17 +110,26 @@ test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relati
   }
 });
 
-test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_dot_f16 on f16-rounded activations", () => {
+test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_dot_f16 on f16-rounded activations, in the AVX-512 and the AVX2 build's order", async () => {
   const rng = new Rng(32);
+  const wasmQ8Avx = await createWasmBackend({ q8Activations: true, f16Order: "avx" });
   for (const [m, n, k] of shapes.filter(([m]) => m === 1)) {
     const bytes = f16Weights(rng, n * k), x = randoms(rng, k, 3);
     // Values that round in every way: ties (to even, up and down), f16 subnormals, f32 subnormals.
     const edge = [1 + 2 ** -11, 1 + 3 * 2 ** -11, -(2 + 2 ** -10), 3e-6, -(2 ** -25), 2 ** -25 + 2 ** -40, 1e-40, 65504, -0];
     for (let i = 0; i < Math.min(k, edge.length); i++) x[(i * 7) % k] = edge[i];
+    for (const [order, be] of [["avx", wasmQ8Avx]] as const) {
+      const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), c = be.alloc(n);
+      be.matmulQuantized(c, xb, q, 1, n, k, false);
+      assertBitwise(be.read(c), llamaCppF16(bytes, x, 1, n, k, order), `1x${n}x${k}, ${order} order`);
+      be.free(xb);
+      be.free(c);
+      be.freeQuantized(q);
+    }
     const q = wasmQ8.allocQuantized("f16", n, k, bytes), xb = buf(wasmQ8, x), c = wasmQ8.alloc(n);
     wasmQ8.matmulQuantized(c, xb, q, 1, n, k, false);
     const got = wasmQ8.read(c);
-    assertBitwise(got, llamaCppF16(bytes, x, 1, n, k), `1x${n}x${k}`);
+    assertBitwise(got, llamaCppF16(bytes, x, 1, n, k, "avx512"), `1x${n}x${k}, avx512 order (the default)`);
     // Rounding the activations moves the result by about their relative rounding, 2^−11.
     const exact = wasm.alloc(n), qf = wasm.allocQuantized("f16", n, k, bytes), xf = buf(wasm, x);
     wasm.matmulQuantized(exact, xf, qf, 1, n, k, false);

@@ -2,12 +2,34 @@
 // next-token distributions at every position, computed in float32 (no flash attention, F32 KV
 // cache, one thread) as the project's notes prescribe for exact agreement.
 import { getLlama, type Llama as LlamaCpp } from "node-llama-cpp";
+import type { F16Order } from "../src/backend/wasm/wasm-backend.js";
 
 let instance: Promise<LlamaCpp> | undefined;
 
 function llama(): Promise<LlamaCpp> {
   instance ??= getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: "error" as never, progressLogs: false });
   return instance;
+}
+
+/** The CPU build of ggml that node-llama-cpp loaded (it picks one of several by the CPU's features). */
+export interface LlamaCppCpu {
+  /** Its features as llama.cpp prints them: "CPU : SSE3 = 1 | … | AVX2 = 1 | …". */
+  systemInfo: string;
+  /**
+   * The ggml_vec_dot_f16 summation order of this build, where Bonsai's llama.cpp numerics
+   * reproduce it: x86 builds with AVX-512 (16 lanes) or with AVX/AVX2 (8 lanes). Undefined for
+   * the others — SSE-only and scalar x86 builds, ARM (NEON 4 lanes, SVE, or f16 arithmetic with
+   * FP16_VA), and anything else.
+   */
+  f16Order: F16Order | undefined;
+}
+
+export async function llamaCppCpu(): Promise<LlamaCppCpu> {
+  const systemInfo = (await llama()).systemInfo;
+  const has = (feature: string): boolean => new RegExp(`\\b${feature} = 1\\b`).test(systemInfo);
+  let f16Order: F16Order | undefined;
+  if (process.arch === "x64") f16Order = has("AVX512") ? "avx512" : has("AVX") ? "avx" : undefined;
+  return { systemInfo, f16Order };
 }
 
 export interface LlamaCppRun {

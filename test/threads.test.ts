@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
 import { createBackend } from "../src/backend/index.js";
-import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { createWasmBackend, type WasmNumericsOptions } from "../src/backend/wasm/wasm-backend.js";
 import { createThreadedWasmBackend, type ThreadedWasmBackend } from "../src/backend/wasm/threaded-wasm-backend.js";
 import { splitBounds } from "../src/backend/wasm/split.js";
 import { GgmlType, quantize } from "../src/io/ggml-quants.js";
@@ -25,7 +25,7 @@ import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 /** Bitwise equality of two float arrays (NaN payloads aside, which these kernels never make). */
 
 /** One thread (the plain module), then 2 and 3 threads splitting every kernel however small. */
-async function backends(opts: { q8Activations?: boolean } = {}): Promise<[number, Backend][]> {
+async function backends(opts: WasmNumericsOptions = {}): Promise<[number, Backend][]> {
   return [
     [1, await createWasmBackend(opts)],
     [2, await createThreadedWasmBackend({ threads: 2, minWorkPerThread: 0, ...opts })],
@@ -62,9 +62,9 @@ test("matmul: 1, 2 and 3 threads give bitwise identical results", async () => {
   dispose(bs);
 });
 
-for (const q8Activations of [false, true])
-  test(`matmulQuantized${q8Activations ? " (Q8_0 activations)" : ""}: 1, 2 and 3 threads give bitwise identical results`, async () => {
-    const bs = await backends({ q8Activations }), rng = new Rng(9);
+for (const numerics of [{}, { q8Activations: true }, { q8Activations: true, f16Order: "avx" }] as WasmNumericsOptions[])
+  test(`matmulQuantized${numerics.q8Activations ? ` (llama.cpp's numerics, ${numerics.f16Order ?? "avx512"} f16 order)` : ""}: 1, 2 and 3 threads give bitwise identical results`, async () => {
+    const bs = await backends(numerics), rng = new Rng(9);
     // f16 has no blocks: rows of any length (llama-quantize's fallback for 172 columns, say).
     for (const [type, ggml, ks] of [["q8_0", GgmlType.Q8_0, [32, 96, 256]], ["q4_0", GgmlType.Q4_0, [32, 96, 256]], ["f16", GgmlType.F16, [7, 172, 256]]] as const)
       for (const m of [1, 2, 5, 9, 130])

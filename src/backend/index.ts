@@ -2,6 +2,7 @@
 // only ever sees the Backend interface.
 import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/js-backend.js";
+import type { WasmNumericsOptions } from "./wasm/wasm-backend.js";
 
 export type BackendName = "js" | "wasm";
 export const backendNames: readonly BackendName[] = ["js", "wasm"];
@@ -14,7 +15,7 @@ export const backendNames: readonly BackendName[] = ["js", "wasm"];
  * sharing the memory, with results bitwise identical to one thread; default 1, no workers.
  * Call the backend's `dispose()` to stop them (idle workers never keep a Node process alive).
  */
-export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; q8Activations?: boolean; threads?: number } = {}): Promise<Backend> {
+export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; threads?: number } & WasmNumericsOptions = {}): Promise<Backend> {
   const threads = opts.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   switch (name) {
@@ -22,8 +23,8 @@ export async function createBackend(name: string, opts: { precision?: "f32" | "f
       return new JsBackend(opts.precision ?? "f32");
     case "wasm":
       // Loaded on demand: the modules embed the compiled kernels.
-      if (threads > 1) return (await import("./wasm/threaded-wasm-backend.js")).createThreadedWasmBackend({ threads, q8Activations: opts.q8Activations });
-      return (await import("./wasm/wasm-backend.js")).createWasmBackend({ q8Activations: opts.q8Activations });
+      if (threads > 1) return (await import("./wasm/threaded-wasm-backend.js")).createThreadedWasmBackend({ ...opts, threads });
+      return (await import("./wasm/wasm-backend.js")).createWasmBackend(opts);
     default:
       throw new Error(`unknown backend "${name}" (choose ${backendNames.join(" or ")})`);
   }

@@ -44,7 +44,7 @@ function run(k: Kernels, op: number, a: Float64Array, i: number): void {
     case Op.MatmulQuantized:
       return k.matmulQuantized(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
     case Op.MatmulQuantizedQ8:
-      return k.matmulQuantizedQ8(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
+      return k.matmulQuantizedQ8(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8], a[i + 9]);
     case Op.MatmulSmallRowsPart:
       return k.matmulSmallRowsPart(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
     case Op.AttentionCachedHeads:

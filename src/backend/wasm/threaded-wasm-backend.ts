@@ -5,7 +5,7 @@
 // and cached attention by heads, at boundaries that keep results bitwise identical to one thread
 // (split.ts). Everything else runs on the main thread, as in WasmBackend.
 import { quantRowBytes, type Buf, type QBuf } from "../backend.js";
-import { WasmBackend, decodeBase64, kernelImports, isCount, QUANT_CODES, type Kernels } from "./wasm-backend.js";
+import { WasmBackend, decodeBase64, kernelImports, isCount, QUANT_CODES, type Kernels, type WasmNumericsOptions } from "./wasm-backend.js";
 import { kernelsSharedWasmBase64 } from "./kernels-shared-wasm.js";
 import { ThreadPool, type Job } from "./thread-pool.js";
 import { SLOT_BYTES, Op } from "./thread-worker.js";
@@ -19,10 +19,9 @@ const WORKER_SPIN = 20000;
 /** wasm32's limit, in 64 KiB pages. A shared memory cannot grow past its declared maximum. */
 const MAX_PAGES = 65536;
 
-export interface ThreadedWasmBackendOptions {
+export interface ThreadedWasmBackendOptions extends WasmNumericsOptions {
   /** Threads in all, the main thread included (≥ 2). */
   threads: number;
-  q8Activations?: boolean;
   /** How to start a worker; defaults to worker_threads in Node, Web Workers elsewhere. */
   spawn?: SpawnWorker;
   /** Multiply-adds a kernel needs per thread to be split (tests pass 0 to split everything). */
@@ -40,7 +39,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   const module = await compiled;
   const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, kernelImports(memory));
-  const backend = new ThreadedWasmBackend(instance.exports as unknown as Kernels, memory, options.q8Activations ?? false, threads, options.minWorkPerThread ?? MIN_WORK_PER_THREAD);
+  const backend = new ThreadedWasmBackend(instance.exports as unknown as Kernels, memory, options, threads, options.minWorkPerThread ?? MIN_WORK_PER_THREAD);
   await backend.start(module, options.spawn ?? (await defaultSpawner()), options.workerSpin ?? WORKER_SPIN);
   return backend;
 }
@@ -55,11 +54,11 @@ export class ThreadedWasmBackend extends WasmBackend {
   constructor(
     kernels: Kernels,
     memory: WebAssembly.Memory,
-    q8Activations: boolean,
+    numerics: WasmNumericsOptions,
     readonly threads: number,
     private readonly minWork = MIN_WORK_PER_THREAD,
   ) {
-    super(kernels, memory, q8Activations);
+    super(kernels, memory, numerics);
     // First allocation: the control block lies in the lowest pages, so the workers' views of it
     // (made before any growth) stay valid.
     this.control = this.allocBytes((threads - 1) * SLOT_BYTES).ptr;
@@ -156,14 +155,16 @@ export class ThreadedWasmBackend extends WasmBackend {
     if (m === 1) {
       // Decode: each worker takes a range of W's rows (whole rows of blocks or f16 values) and
       // rounds its own copy of the activations in llama.cpp's mode.
-      const q8 = this.q8Activations, op = q8 ? Op.MatmulQuantizedQ8 : Op.MatmulQuantized;
+      const q8 = this.q8Activations;
       const bytes = q8 ? this.k.matmulQuantizedQ8ScratchBytes(1, k, type) : 0;
       const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * 4, ap, q.ptr + lo * rowBytes, 1, hi - lo, k, type, acc, scratch];
-      const kernel = q8 ? this.k.matmulQuantizedQ8 : this.k.matmulQuantized;
       this.split(
         splitBounds(n, 4, parts),
-        (lo, hi, i) => ({ op, args: args(lo, hi, bytes > 0 ? this.workerScratch(i, bytes) : 0) }),
-        (lo, hi) => kernel(...(args(lo, hi, bytes > 0 ? this.scratch(bytes) : 0) as QuantArgs)),
+        (lo, hi, i) => (q8 ? { op: Op.MatmulQuantizedQ8, args: [...args(lo, hi, this.workerScratch(i, bytes)), this.f16OrderCode] } : { op: Op.MatmulQuantized, args: args(lo, hi, 0) }),
+        (lo, hi) => {
+          if (q8) this.k.matmulQuantizedQ8(...(args(lo, hi, this.scratch(bytes)) as QuantArgs), this.f16OrderCode);
+          else this.k.matmulQuantized(...(args(lo, hi, 0) as QuantArgs));
+        },
       );
       return;
     }

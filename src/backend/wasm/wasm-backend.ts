@@ -22,7 +22,7 @@ export interface Kernels {
   matmulQuantizedScratchBytes(m: number, k: number): number;
   matmulQuantized(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
   matmulQuantizedQ8ScratchBytes(m: number, k: number, type: number): number;
-  matmulQuantizedQ8(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
+  matmulQuantizedQ8(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number, f16Order: number): void;
   embedding(out: number, table: number, ids: number, count: number, dim: number): void;
   embeddingBackward(dTable: number, dOut: number, ids: number, count: number, dim: number): void;
   rmsnorm(out: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
@@ -77,14 +77,8 @@ class WasmQBuf implements QBuf {
 /** The kernels' type codes. */
 export const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1, f16: 2 };
 
-export interface WasmBackendOptions {
-  /**
-   * Linear memory to run in (at least 32 pages, zero-filled, not shared: a shared memory needs
-   * the shared build of the kernels, which threaded-wasm-backend.ts uses). Defaults to a fresh,
-   * growable memory. The backend owns everything above the module's heap base: other instances
-   * over the same memory (the threaded backend's workers) must not allocate.
-   */
-  memory?: WebAssembly.Memory;
+/** How the kernels compute, for either wasm backend. */
+export interface WasmNumericsOptions {
   /**
    * Multiply quantized weights by a single row (decode) as llama.cpp does: for Q8_0/Q4_0 weights,
    * activations quantized to Q8_0 per 32-block and integer dot products (faster; rounds the
@@ -92,6 +86,25 @@ export interface WasmBackendOptions {
    * order. Default false: weights decoded to f32 on the fly and every product in float — the reference.
    */
   q8Activations?: boolean;
+  /**
+   * Which x86 build's ggml_vec_dot_f16 order q8Activations reproduces for f16 weights: `avx512`
+   * (16 lanes, default) or `avx` (AVX/AVX2, 8 lanes). Both are exact f16 products; only the
+   * rounding of the sums differs, which matters where a later rounding (Q8_0, f16) is near a tie.
+   */
+  f16Order?: F16Order;
+}
+
+export type F16Order = "avx512" | "avx";
+const F16_ORDER_CODES: Readonly<Record<F16Order, number>> = { avx512: 0, avx: 1 };
+
+export interface WasmBackendOptions extends WasmNumericsOptions {
+  /**
+   * Linear memory to run in (at least 32 pages, zero-filled, not shared: a shared memory needs
+   * the shared build of the kernels, which threaded-wasm-backend.ts uses). Defaults to a fresh,
+   * growable memory. The backend owns everything above the module's heap base: other instances
+   * over the same memory (the threaded backend's workers) must not allocate.
+   */
+  memory?: WebAssembly.Memory;
 }
 
 /** Allocator figures, for tests and memory reports. */
@@ -132,7 +145,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const module = await compiled;
   const memory = options.memory ?? new WebAssembly.Memory({ initial: 32 });
   const instance = await WebAssembly.instantiate(module, kernelImports(memory));
-  return new WasmBackend(instance.exports as unknown as Kernels, memory, options.q8Activations ?? false);
+  return new WasmBackend(instance.exports as unknown as Kernels, memory, options);
 }
 
 /**
@@ -165,14 +178,20 @@ export class WasmBackend implements Backend {
   private scratchPtr = -1;
   private scratchBytes = 0;
   protected readonly matmulScratch: number;
+  /** See WasmNumericsOptions. */
+  readonly q8Activations: boolean;
+  protected readonly f16OrderCode: number;
 
   /** Use createWasmBackend(); this takes an already instantiated module. */
   constructor(
     kernels: Kernels,
     memory: WebAssembly.Memory,
-    /** See WasmBackendOptions.q8Activations. */
-    readonly q8Activations = false,
+    numerics: WasmNumericsOptions = {},
   ) {
+    this.q8Activations = numerics.q8Activations ?? false;
+    const order = numerics.f16Order ?? "avx512";
+    if (!(order in F16_ORDER_CODES)) throw new RangeError(`wasm backend: f16Order must be avx512 or avx, got ${JSON.stringify(order)}`);
+    this.f16OrderCode = F16_ORDER_CODES[order];
     this.k = kernels;
     this.memory = memory;
     this.heapStart = Math.ceil(kernels.heapBase() / ALIGN) * ALIGN;
@@ -375,7 +394,7 @@ export class WasmBackend implements Backend {
     // runs the packed GEMM, faster than per-row integer dot products.
     if (this.q8Activations && m === 1) {
       const scratch = this.scratch(this.k.matmulQuantizedQ8ScratchBytes(m, k, QUANT_CODES[q.type]));
-      this.k.matmulQuantizedQ8(cp, ap, q.ptr, m, n, k, QUANT_CODES[q.type], accumulate ? 1 : 0, scratch);
+      this.k.matmulQuantizedQ8(cp, ap, q.ptr, m, n, k, QUANT_CODES[q.type], accumulate ? 1 : 0, scratch, this.f16OrderCode);
       return;
     }
     const scratch = m > 1 ? this.scratch(this.k.matmulQuantizedScratchBytes(m, k)) : 0;
