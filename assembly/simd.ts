@@ -6,9 +6,11 @@
   return f32x4.splat(x);
 }
 
-// c + a·b. There is no FMA in baseline wasm SIMD (relaxed_madd needs a flag in Node 20).
+// c + a·b: one fused multiply-add in the relaxed build (where the CPU has FMA; the engine may
+// fall back to multiply-then-add), a multiply then an add in SIMD128, which has no FMA.
 // @ts-ignore: decorator
 @inline export function madd(c: v128, a: v128, b: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
   return f32x4.add(c, f32x4.mul(a, b));
 }
 

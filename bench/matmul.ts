@@ -1,9 +1,12 @@
-// Matmul throughput of the wasm backend (one thread), next to PyTorch's on the same shapes measured
-// in the same run (bench/torch_matmul.py under /usr/bin/python3, torch.set_num_threads(1)).
+// Matmul throughput of the wasm backend (one thread), both builds of its kernels (SIMD128 and
+// relaxed SIMD, where the engine has it), next to PyTorch's on the same shapes measured in the same
+// run (bench/torch_matmul.py under /usr/bin/python3, torch.set_num_threads(1)).
 // Run: npm run bench:matmul
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { relaxedSimdAvailable, type KernelFlavour } from "../src/backend/wasm/kernel-flavour.js";
+import { benchHeader } from "./machine.js";
 
 interface Shape {
   label: string;
@@ -39,8 +42,8 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
-async function benchWasm(): Promise<number[]> {
-  const be = await createWasmBackend();
+async function benchWasm(kernels: KernelFlavour): Promise<number[]> {
+  const be = await createWasmBackend({ kernels });
   const out: number[] = [];
   for (const s of shapes) {
     const a = be.alloc(s.m * s.k), b = be.alloc(s.k * s.n), c = be.alloc(s.m * s.n);
@@ -86,18 +89,23 @@ function benchTorch(): { version: string; gflops: number[] } | string {
   return { version: parsed.torch, gflops: parsed.results.map((r) => r.gflops) };
 }
 
-const wasmGflops = await benchWasm();
+const flavours: KernelFlavour[] = (await relaxedSimdAvailable()) ? ["simd", "relaxed"] : ["simd"];
+const wasm = new Map<KernelFlavour, number[]>();
+for (const f of flavours) wasm.set(f, await benchWasm(f));
 const torch = benchTorch();
 
 const pad = (s: string, n: number) => s.padEnd(n);
-const num = (x: number) => x.toFixed(1).padStart(8);
+const num = (x: number) => x.toFixed(1).padStart(9);
 const op = (s: Shape) => (s.transA ? "T" : "N") + (s.transB ? "T" : "N");
+console.log(await benchHeader());
 console.log(`matmul GFLOP/s, one thread, median of ${SAMPLES} batches of >= ${MIN_BATCH_MS} ms`);
 if (typeof torch === "string") console.log(`note: ${torch}`);
 else console.log(`torch ${torch.version}, torch.set_num_threads(1)`);
-console.log(`${pad("shape", 14)}${pad("M x N x K", 20)}op  ${"wasm".padStart(8)}${typeof torch === "string" ? "" : `${"torch".padStart(8)}${"wasm/torch".padStart(12)}`}`);
+let head = `${pad("shape", 14)}${pad("M x N x K", 20)}op ${flavours.map((f) => f.padStart(9)).join("")}`;
+if (typeof torch !== "string") head += `${"torch".padStart(9)}${flavours.map((f) => `${f}/torch`.padStart(14)).join("")}`;
+console.log(head);
 shapes.forEach((s, i) => {
-  let line = `${pad(s.label, 14)}${pad(`${s.m} x ${s.n} x ${s.k}`, 20)}${op(s)}  ${num(wasmGflops[i])}`;
-  if (typeof torch !== "string") line += `${num(torch.gflops[i])}${(wasmGflops[i] / torch.gflops[i]).toFixed(2).padStart(12)}`;
+  let line = `${pad(s.label, 14)}${pad(`${s.m} x ${s.n} x ${s.k}`, 20)}${op(s)} ${flavours.map((f) => num(wasm.get(f)![i])).join("")}`;
+  if (typeof torch !== "string") line += `${num(torch.gflops[i])}${flavours.map((f) => (wasm.get(f)![i] / torch.gflops[i]).toFixed(2).padStart(14)).join("")}`;
   console.log(line);
 });

@@ -52,3 +52,8 @@ function embed(wasm, tsName, exportName) {
 }
 
 for (const flavour of Object.keys(flavours)) for (const memory of Object.keys(memories)) build(flavour, memory);
+
+// The probe the loader runs before it picks the relaxed build (assembly/relaxed-probe.ts).
+const probe = spawnSync(process.execPath, [asc, "assembly/relaxed-probe.ts", "--outFile", "build/relaxed-probe.wasm", "-O3", "--runtime", "stub", ...flavours.relaxed], { cwd: root, stdio: "inherit" });
+if (probe.status !== 0) process.exit(probe.status ?? 1);
+embed("build/relaxed-probe.wasm", "relaxed-probe-wasm.ts", "relaxedProbeWasmBase64");

@@ -26,8 +26,8 @@ import { Rng } from "../src/util/rng.js";
 import { buf, randoms, relErr } from "./kernel-helpers.js";
 
 const js = new JsBackend("f64");
-const wasm = await createWasmBackend();
-const wasmQ8 = await createWasmBackend({ q8Activations: true });
+const wasm = await createWasmBackend({ kernels: "simd" });
+const wasmQ8 = await createWasmBackend({ kernels: "simd", q8Activations: true });
 
 /** f16 bits of random weights, with zeros, −0, subnormals and the largest finite value mixed in. */
 function f16Weights(rng: Rng, n: number): Uint8Array {
@@ -112,7 +112,7 @@ test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relati
 
 test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_dot_f16 on f16-rounded activations, in the AVX-512 and the AVX2 build's order", async () => {
   const rng = new Rng(32);
-  const wasmQ8Avx = await createWasmBackend({ q8Activations: true, f16Order: "avx" });
+  const wasmQ8Avx = await createWasmBackend({ kernels: "simd", q8Activations: true, f16Order: "avx" });
   for (const [m, n, k] of shapes.filter(([m]) => m === 1)) {
     const bytes = f16Weights(rng, n * k), x = randoms(rng, k, 3);
     // Values that round in every way: ties (to even, up and down), f16 subnormals, f32 subnormals.

@@ -88,7 +88,7 @@ function roundingTolerance(rounded: Float64Array[], float: Float64Array[]): numb
 
 let backend: Backend;
 test.before(async () => {
-  backend = await createBackend("wasm");
+  backend = await createBackend("wasm", { kernels: "simd" });
 });
 
 test("llama.cpp's llama-2-tiny-random.gguf loads in Bonsai with llama.cpp's logits", async (t) => {
@@ -113,7 +113,7 @@ test("llama.cpp's llama-2-tiny-random.gguf (F16) loaded quantized: f16 weights i
   const path = join(DATA, "models/llama-2-tiny-random.gguf");
   if (!existsSync(path)) return t.skip("../shared/data absent");
   const cpu = await llamaCppCpu();
-  const q8 = await createBackend("wasm", { q8Activations: true, f16Order: cpu.f16Order });
+  const q8 = await createBackend("wasm", { kernels: "simd", q8Activations: true, f16Order: cpu.f16Order });
   const { model, tokenizer } = loadModel(path, q8, undefined, { quantized: true, lazy: true });
   const float = loadModel(path, backend, undefined, { quantized: true, lazy: true }).model;
   assert.ok(tokenizer);
@@ -169,7 +169,7 @@ test("stories260K Q8_0 export (F16 down_proj): decoding in llama.cpp's numerics 
   const r = spawnSync(process.execPath, [CLI, "export", "--model", bin, "--tokenizer", join(DATA, "models/tok512.bin"), "--format", "gguf", "--quant", "q8_0", "--out", gguf], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   const cpu = await llamaCppCpu();
-  const q8 = await createBackend("wasm", { q8Activations: true, f16Order: cpu.f16Order });
+  const q8 = await createBackend("wasm", { kernels: "simd", q8Activations: true, f16Order: cpu.f16Order });
   const { model } = loadModel(gguf, q8, undefined, { quantized: true, fuse: true });
   const float = loadModel(gguf, backend, undefined, { quantized: true, fuse: true }).model;
   assert.ok([...model.quantized.values()].some((w) => w.type === "f16"), "down_proj stays f16");
@@ -223,7 +223,7 @@ test("a Bonsai-trained model exported to GGUF runs in llama.cpp with the same gr
   const { model, tokenizer } = loadModel(dir, backend);
   assert.ok(tokenizer);
   const cpu = await llamaCppCpu();
-  const numerics = await createBackend("wasm", { q8Activations: true, f16Order: cpu.f16Order });
+  const numerics = await createBackend("wasm", { kernels: "simd", q8Activations: true, f16Order: cpu.f16Order });
   const prompts = ["Tom likes", "Anna", "Lily finds a", "It is"].map((p) => tokenizer.encode(p, { addBos: true }));
   for (const quant of ["f32", "f16", "q8_0", "q4_0"] as GgufQuant[]) {
     const path = join(tmp, `trained-${quant}.gguf`);

@@ -13,8 +13,8 @@ import { GgmlType, quantize } from "../src/io/ggml-quants.js";
 import { Rng } from "../src/util/rng.js";
 import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 
-const wasm = await createWasmBackend();
-const wasmQ8 = await createWasmBackend({ q8Activations: true });
+const wasm = await createWasmBackend({ kernels: "simd" });
+const wasmQ8 = await createWasmBackend({ kernels: "simd", q8Activations: true });
 
 test("float matvec: every block of rows gives the whole matrix's outputs bitwise, and Σ x·w to f32 rounding", () => {
   const rng = new Rng(21);

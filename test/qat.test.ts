@@ -25,7 +25,7 @@ import { Tensor, backward, noGrad, scope } from "../src/tensor/tensor.js";
 import { Rng } from "../src/util/rng.js";
 import { relErr } from "./kernel-helpers.js";
 
-const wasm = await createWasmBackend();
+const wasm = await createWasmBackend({ kernels: "simd" });
 const backends: Backend[] = [new JsBackend("f32"), new JsBackend("f64"), wasm];
 const GGML: Record<BlockQuantType, GgmlType> = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
 

@@ -28,7 +28,7 @@ import { noGrad, scope } from "../src/tensor/tensor.js";
 import { quantizeCommand } from "../src/cli/quantize.js";
 import { buf, relErr } from "./kernel-helpers.js";
 
-const wasm = await createWasmBackend();
+const wasm = await createWasmBackend({ kernels: "simd" });
 const ref = new JsBackend("f64");
 const DATA = "../shared/data";
 const STORIES = `${DATA}/models/stories260K.bin`;
@@ -97,7 +97,7 @@ function llamaCppQ8Matmul(type: BlockQuantType, wBytes: Uint8Array, x: Float32Ar
   return out;
 }
 
-const wasmQ8 = await createWasmBackend({ q8Activations: true });
+const wasmQ8 = await createWasmBackend({ kernels: "simd", q8Activations: true });
 
 for (const type of ["q8_0", "q4_0"] as const) {
   test(`${type} matvec with Q8_0 activations (wasm, llama.cpp's integer path) = llama.cpp's numerics`, () => {

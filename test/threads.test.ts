@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
 import { createBackend } from "../src/backend/index.js";
 import { createWasmBackend, type WasmNumericsOptions } from "../src/backend/wasm/wasm-backend.js";
+import { relaxedSimdAvailable, type KernelFlavour } from "../src/backend/wasm/kernel-flavour.js";
 import { createThreadedWasmBackend, type ThreadedWasmBackend } from "../src/backend/wasm/threaded-wasm-backend.js";
 import { splitBounds } from "../src/backend/wasm/split.js";
 import { GgmlType, quantize } from "../src/io/ggml-quants.js";
@@ -33,6 +34,8 @@ async function backends(opts: WasmNumericsOptions = {}): Promise<[number, Backen
   ];
 }
 
+const flavours: KernelFlavour[] = (await relaxedSimdAvailable()) ? ["simd", "relaxed"] : ["simd"];
+
 const dispose = (bs: [number, Backend][]): void => bs.forEach(([, b]) => b.dispose?.());
 
 test("splitBounds: whole units, every part non-empty, remainder last", () => {
@@ -43,91 +46,97 @@ test("splitBounds: whole units, every part non-empty, remainder last", () => {
   assert.deepEqual(splitBounds(100, 4, 1), [0, 100]);
 });
 
-test("matmul: 1, 2 and 3 threads give bitwise identical results", async () => {
-  const bs = await backends(), rng = new Rng(5);
-  const shapes: [number, number, number][] = [];
-  for (const n of [1, 3, 4, 5, 17, 64, 100, 513]) for (const k of [1, 7, 64, 300]) shapes.push([1, n, k]);
-  for (const m of [2, 3, 5, 8, 9, 17, 130, 257]) for (const n of [1, 2, 16, 33, 300]) for (const k of [5, 64, 257]) shapes.push([m, n, k]);
-  for (const [m, n, k] of shapes)
-    for (const [transA, transB] of [[false, true], [false, false], [true, false]] as const)
-      for (const accumulate of [false, true]) {
-        const a = randoms(rng, m * k), b = randoms(rng, k * n), c0 = randoms(rng, m * n);
-        const results = bs.map(([, be]) => {
-          const c = buf(be, c0);
-          be.matmul(c, buf(be, a), buf(be, b), m, n, k, transA, transB, accumulate);
-          return be.read(c);
-        });
-        for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${m}x${n}x${k} tA=${transA} tB=${transB} acc=${accumulate}`);
-      }
-  dispose(bs);
-});
-
-for (const numerics of [{}, { q8Activations: true }, { q8Activations: true, f16Order: "avx" }] as WasmNumericsOptions[])
-  test(`matmulQuantized${numerics.q8Activations ? ` (llama.cpp's numerics, ${numerics.f16Order ?? "avx512"} f16 order)` : ""}: 1, 2 and 3 threads give bitwise identical results`, async () => {
-    const bs = await backends(numerics), rng = new Rng(9);
-    // f16 has no blocks: rows of any length (llama-quantize's fallback for 172 columns, say).
-    for (const [type, ggml, ks] of [["q8_0", GgmlType.Q8_0, [32, 96, 256]], ["q4_0", GgmlType.Q4_0, [32, 96, 256]], ["f16", GgmlType.F16, [7, 172, 256]]] as const)
-      for (const m of [1, 2, 5, 9, 130])
-        for (const n of [1, 4, 7, 33, 129, 300])
-          for (const k of ks) {
-            const bytes = quantize(ggml, randoms(rng, n * k)), a = randoms(rng, m * k), c0 = randoms(rng, m * n);
-            for (const accumulate of [false, true]) {
-              const results = bs.map(([, be]) => {
-                const w = be.allocQuantized(type, n, k, bytes), c = buf(be, c0);
-                be.matmulQuantized(c, buf(be, a), w, m, n, k, accumulate);
-                return be.read(c);
-              });
-              for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${type} ${m}x${n}x${k} acc=${accumulate}`);
-            }
-          }
-    dispose(bs);
-  });
-
-test("attentionCached: 1, 2 and 3 threads give bitwise identical results", async () => {
-  const bs = await backends(), rng = new Rng(13);
-  for (const [heads, kvHeads] of [[1, 1], [4, 4], [4, 2], [6, 3], [5, 1]])
-    for (const headDim of [6, 8, 16])
-      for (const seq of [1, 3, 7])
-        for (const posOffset of [0, 5, 40]) {
-          const q = randoms(rng, seq * heads * headDim), kv = (posOffset + seq) * kvHeads * headDim;
-          const kc = randoms(rng, kv), vc = randoms(rng, kv);
-          const results = bs.map(([, be]) => {
-            const out = be.alloc(seq * heads * headDim);
-            be.attentionCached(out, buf(be, q), buf(be, kc), buf(be, vc), seq, heads, kvHeads, headDim, posOffset, 1 / Math.sqrt(headDim));
-            return be.read(out);
-          });
-          for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${heads}/${kvHeads} heads, hd ${headDim}, seq ${seq}, pos ${posOffset}`);
-        }
-  dispose(bs);
-});
-
 const config: LlamaConfig = {
   vocab_size: 301, hidden_size: 48, intermediate_size: 136, num_hidden_layers: 2,
   num_attention_heads: 6, num_key_value_heads: 2, max_position_embeddings: 40,
   rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
 };
 
-test("a whole model: logits, greedy and seeded samples identical on 1, 2 and 3 threads", async () => {
-  const bs = await backends();
-  // The default threshold too, so that the tuned path (some kernels split, some not) is covered.
-  bs.push([2, await createThreadedWasmBackend({ threads: 2 })]);
-  const runs = bs.map(([, be]) => {
-    const model = Llama.init(be, config, 21);
-    const s = new Session(model);
-    const logits = [s.prefill([1, 7, 30, 200, 5, 9, 11], { allLogits: true })];
-    for (const id of [3, 100, 250, 17]) logits.push(s.decode(id));
-    s.dispose();
-    const greedy = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 25 })];
-    const seeded = [...generateTokens(model, [1, 2, 3], { temperature: 1, maxTokens: 25, seed: 42 })];
-    return { logits, greedy, seeded };
+
+// Each build of the kernels is deterministic and splits bitwise, relaxed SIMD included (its
+// choice between FMA and multiply-then-add is made once per machine, not per call).
+for (const kernels of flavours) {
+  test(`${kernels}: matmul: 1, 2 and 3 threads give bitwise identical results`, async () => {
+    const bs = await backends({ kernels }), rng = new Rng(5);
+    const shapes: [number, number, number][] = [];
+    for (const n of [1, 3, 4, 5, 17, 64, 100, 513]) for (const k of [1, 7, 64, 300]) shapes.push([1, n, k]);
+    for (const m of [2, 3, 5, 8, 9, 17, 130, 257]) for (const n of [1, 2, 16, 33, 300]) for (const k of [5, 64, 257]) shapes.push([m, n, k]);
+    for (const [m, n, k] of shapes)
+      for (const [transA, transB] of [[false, true], [false, false], [true, false]] as const)
+        for (const accumulate of [false, true]) {
+          const a = randoms(rng, m * k), b = randoms(rng, k * n), c0 = randoms(rng, m * n);
+          const results = bs.map(([, be]) => {
+            const c = buf(be, c0);
+            be.matmul(c, buf(be, a), buf(be, b), m, n, k, transA, transB, accumulate);
+            return be.read(c);
+          });
+          for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${m}x${n}x${k} tA=${transA} tB=${transB} acc=${accumulate}`);
+        }
+    dispose(bs);
   });
-  for (let i = 1; i < runs.length; i++) {
-    runs[i].logits.forEach((l, j) => assertBitwise(l, runs[0].logits[j], `${bs[i][0]} threads, logits of step ${j}`));
-    assert.deepEqual(runs[i].greedy, runs[0].greedy, `${bs[i][0]} threads, greedy tokens`);
-    assert.deepEqual(runs[i].seeded, runs[0].seeded, `${bs[i][0]} threads, seeded tokens`);
-  }
-  dispose(bs);
-});
+
+  for (const numerics of [{}, { q8Activations: true }, { q8Activations: true, f16Order: "avx" }] as WasmNumericsOptions[])
+    test(`${kernels}: matmulQuantized${numerics.q8Activations ? ` (llama.cpp's numerics, ${numerics.f16Order ?? "avx512"} f16 order)` : ""}: 1, 2 and 3 threads give bitwise identical results`, async () => {
+      const bs = await backends({ ...numerics, kernels }), rng = new Rng(9);
+      // f16 has no blocks: rows of any length (llama-quantize's fallback for 172 columns, say).
+      for (const [type, ggml, ks] of [["q8_0", GgmlType.Q8_0, [32, 96, 256]], ["q4_0", GgmlType.Q4_0, [32, 96, 256]], ["f16", GgmlType.F16, [7, 172, 256]]] as const)
+        for (const m of [1, 2, 5, 9, 130])
+          for (const n of [1, 4, 7, 33, 129, 300])
+            for (const k of ks) {
+              const bytes = quantize(ggml, randoms(rng, n * k)), a = randoms(rng, m * k), c0 = randoms(rng, m * n);
+              for (const accumulate of [false, true]) {
+                const results = bs.map(([, be]) => {
+                  const w = be.allocQuantized(type, n, k, bytes), c = buf(be, c0);
+                  be.matmulQuantized(c, buf(be, a), w, m, n, k, accumulate);
+                  return be.read(c);
+                });
+                for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${type} ${m}x${n}x${k} acc=${accumulate}`);
+              }
+            }
+      dispose(bs);
+    });
+
+  test(`${kernels}: attentionCached: 1, 2 and 3 threads give bitwise identical results`, async () => {
+    const bs = await backends({ kernels }), rng = new Rng(13);
+    for (const [heads, kvHeads] of [[1, 1], [4, 4], [4, 2], [6, 3], [5, 1]])
+      for (const headDim of [6, 8, 16])
+        for (const seq of [1, 3, 7])
+          for (const posOffset of [0, 5, 40]) {
+            const q = randoms(rng, seq * heads * headDim), kv = (posOffset + seq) * kvHeads * headDim;
+            const kc = randoms(rng, kv), vc = randoms(rng, kv);
+            const results = bs.map(([, be]) => {
+              const out = be.alloc(seq * heads * headDim);
+              be.attentionCached(out, buf(be, q), buf(be, kc), buf(be, vc), seq, heads, kvHeads, headDim, posOffset, 1 / Math.sqrt(headDim));
+              return be.read(out);
+            });
+            for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${heads}/${kvHeads} heads, hd ${headDim}, seq ${seq}, pos ${posOffset}`);
+          }
+    dispose(bs);
+  });
+
+
+  test(`${kernels}: a whole model: logits, greedy and seeded samples identical on 1, 2 and 3 threads`, async () => {
+    const bs = await backends({ kernels });
+    // The default threshold too, so that the tuned path (some kernels split, some not) is covered.
+    bs.push([2, await createThreadedWasmBackend({ threads: 2, kernels })]);
+    const runs = bs.map(([, be]) => {
+      const model = Llama.init(be, config, 21);
+      const s = new Session(model);
+      const logits = [s.prefill([1, 7, 30, 200, 5, 9, 11], { allLogits: true })];
+      for (const id of [3, 100, 250, 17]) logits.push(s.decode(id));
+      s.dispose();
+      const greedy = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 25 })];
+      const seeded = [...generateTokens(model, [1, 2, 3], { temperature: 1, maxTokens: 25, seed: 42 })];
+      return { logits, greedy, seeded };
+    });
+    for (let i = 1; i < runs.length; i++) {
+      runs[i].logits.forEach((l, j) => assertBitwise(l, runs[0].logits[j], `${bs[i][0]} threads, logits of step ${j}`));
+      assert.deepEqual(runs[i].greedy, runs[0].greedy, `${bs[i][0]} threads, greedy tokens`);
+      assert.deepEqual(runs[i].seeded, runs[0].seeded, `${bs[i][0]} threads, seeded tokens`);
+    }
+    dispose(bs);
+  });
+}
 
 test("createBackend threads option; dispose stops the pool; a process with an undisposed pool exits", async () => {
   const b = await createBackend("wasm", { threads: 2 });

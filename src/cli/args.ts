@@ -2,6 +2,9 @@
 // range-checked accessors whose errors name the flag.
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
+import { createBackend, type Backend } from "../backend/index.js";
+import { kernelChoices, type KernelChoice } from "../backend/wasm/kernel-flavour.js";
+import type { WasmNumericsOptions } from "../backend/wasm/wasm-backend.js";
 
 /** A command's flags: each a string or a boolean switch, with a line of help; `multiple` strings may repeat. */
 export type FlagSpec = Record<string, { type: "string" | "boolean"; help: string; multiple?: boolean }>;
@@ -24,6 +27,29 @@ export const threadsFlag: FlagSpec[string] = {
 /** `--threads N`, by default the machine's cores (results are the same for any N). */
 export function threadCount(f: Flags): number {
   return f.int("threads", availableParallelism(), 1);
+}
+
+/** The flags of every command that runs a model: which backend, its threads and its kernels. */
+export const backendFlags: FlagSpec = {
+  backend: { type: "string", help: "wasm (default) or js" },
+  threads: threadsFlag,
+  kernels: { type: "string", help: "wasm kernels: auto (default: relaxed SIMD where the engine runs it), simd (SIMD128, the same bits on every CPU) or relaxed" },
+};
+
+/** The backend the flags of backendFlags ask for. */
+export async function backendFromFlags(f: Flags, numerics: Omit<WasmNumericsOptions, "kernels"> = {}): Promise<Backend> {
+  const name = f.str("backend") ?? "wasm";
+  const kernels = f.str("kernels") ?? "auto";
+  if (!(kernelChoices as readonly string[]).includes(kernels)) throw new UsageError(`--kernels must be ${kernelChoices.join(", ")}, got ${JSON.stringify(kernels)}`);
+  if (name !== "wasm" && f.has("kernels")) throw new UsageError(`--kernels applies to the wasm backend, not ${name}`);
+  return createBackend(name, { ...numerics, threads: threadCount(f), kernels: kernels as KernelChoice });
+}
+
+/** "wasm, relaxed kernels, 2 threads": what a command's first line says it runs on. */
+export function describeBackend(backend: Backend): string {
+  const b = backend as Backend & { flavour?: string; threads?: number };
+  if (b.flavour === undefined) return backend.name;
+  return `${backend.name}, ${b.flavour} kernels, ${b.threads ?? 1} thread${(b.threads ?? 1) === 1 ? "" : "s"}`;
 }
 
 export class Flags {

@@ -3,10 +3,9 @@
 // train` (one shared run: train.ts runTraining). `bonsai distill-cache`: write that cache.
 import { resolve } from "node:path";
 import { statSync } from "node:fs";
-import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeBackend } from "./args.js";
 import { type TrainRun, runTraining, trainFlags } from "./train.js";
 import { Progress } from "./progress.js";
-import { createBackend } from "../backend/index.js";
 import type { Backend } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
@@ -137,8 +136,7 @@ export const distillCacheFlags: FlagSpec = {
   precision: { type: "string", help: "log-probabilities as f16 (default) or f32" },
   "batch-size": { type: "string", help: "windows per teacher forward pass (8)" },
   out: { type: "string", help: "cache file to write" },
-  backend: { type: "string", help: "wasm (default) or js" },
-  threads: threadsFlag,
+  ...backendFlags,
 };
 
 /** `bonsai distill-cache`: the teacher's top-k log-probabilities of every window of the data. */
@@ -149,7 +147,7 @@ export async function distillCacheCommand(argv: string[]): Promise<void> {
   const precision = f.str("precision") ?? "f16";
   if (precision !== "f16" && precision !== "f32") throw new UsageError(`--precision must be f16 or f32 (got "${precision}")`);
   const batch = f.int("batch-size", 8, 1);
-  const backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
+  const backend = await backendFromFlags(f);
   const teacher = loadTeacher(teacherPath, backend);
   try {
     const V = teacher.model.config.vocab_size;
@@ -176,7 +174,7 @@ export async function distillCacheCommand(argv: string[]): Promise<void> {
       teacher: resolve(teacherPath),
       tokenizer: teacher.tokenizer.toJSON(),
     };
-    process.stderr.write(`bonsai distill-cache: ${windows} windows of ${blockSize} tokens, top-${k} at τ = ${temperature}, vocab ${V}, backend ${backend.name}\n`);
+    process.stderr.write(`bonsai distill-cache: ${windows} windows of ${blockSize} tokens, top-${k} at τ = ${temperature}, vocab ${V}, backend ${describeBackend(backend)}\n`);
     const writer = new TeacherCacheWriter(out, header);
     const progress = new Progress(windows, 100);
     try {

@@ -1,7 +1,6 @@
 // `bonsai eval`: mean cross-entropy (nats per token) over a whole split, in consecutive
 // non-overlapping windows of the model's context length.
-import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
-import { createBackend } from "../backend/index.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeBackend } from "./args.js";
 import { loadModel, readTextFile } from "../io/model-files-node.js";
 import { sequentialBatches, splitTrainVal } from "../data/batches.js";
 import { noGrad, scope } from "../tensor/tensor.js";
@@ -14,8 +13,7 @@ export const evalFlags: FlagSpec = {
   split: { type: "string", help: "val (last 10%, default), train (first 90%) or all" },
   "block-size": { type: "string", help: "window length (the model's context)" },
   "batch-size": { type: "string", help: "windows per forward pass (16)" },
-  backend: { type: "string", help: "wasm (default) or js" },
-  threads: threadsFlag,
+  ...backendFlags,
 };
 
 /** Σ loss / tokens over every window of `tokens`. */
@@ -33,7 +31,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, evalFlags);
   const split = f.str("split") ?? "val";
   if (!["train", "val", "all"].includes(split)) throw new UsageError(`--split must be train, val or all (got "${split}")`);
-  const backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
+  const backend = await backendFromFlags(f);
   const { model, tokenizer } = loadModel(f.required("model"), backend, f.str("tokenizer"));
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const text = readTextFile(f.required("data"));

@@ -1,7 +1,6 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
-import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
-import { createBackend } from "../backend/index.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeBackend } from "./args.js";
 import { loadModel } from "../io/model-files-node.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
@@ -35,8 +34,7 @@ export const generateFlags: FlagSpec = {
   "draft-p-min": { type: "string", help: "confidence rule: stop drafting when the draft's top probability is below this (0.75)" },
   "ngram-max": { type: "string", help: "--draft ngram: longest context suffix looked up (4)" },
   "ngram-min": { type: "string", help: "--draft ngram: shortest context suffix looked up (1)" },
-  backend: { type: "string", help: "wasm (default) or js" },
-  threads: threadsFlag,
+  ...backendFlags,
 };
 
 export interface SampleRequest extends SampleOptions {
@@ -128,7 +126,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const modelPath = f.required("model");
   const t0 = performance.now();
   if (f.bool("f32-activations") && f.bool("dequantize")) throw new UsageError("--f32-activations applies to quantized weights; drop --dequantize");
-  const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: !f.bool("f32-activations"), threads: threadCount(f) });
+  const backend = await backendFromFlags(f, { q8Activations: !f.bool("f32-activations") });
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
   const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
@@ -155,7 +153,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!f.bool("stats")) {
     const d = r.speculative?.stats ? summarizeSpeculative(r.speculative.stats) : null;
     const accept = d ? `, draft acceptance ${d.acceptanceRate === null ? "-" : (100 * d.acceptanceRate).toFixed(1) + "%"}, ${d.tokensPerPass?.toFixed(2) ?? "-"} tokens per target pass` : "";
-    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s)${accept}, load ${loadSeconds.toFixed(2)} s, backend ${backend.name}\n`);
+    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s)${accept}, load ${loadSeconds.toFixed(2)} s, backend ${describeBackend(backend)}\n`);
   } else {
     // Machine-readable instead: prefill and decode timed separately (forward passes only).
     const rate = (tokens: number, seconds: number): number | null => (seconds > 0 ? Number((tokens / seconds).toFixed(1)) : null);
@@ -166,6 +164,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
       tokens: n,
       load_seconds: Number(loadSeconds.toFixed(3)),
       backend: backend.name,
+      kernels: (backend as { flavour?: string }).flavour ?? null,
+      threads: (backend as { threads?: number }).threads ?? 1,
       ...(r.speculative ? { speculative: speculativeStatsJson(r.speculative) } : {}),
     };
     process.stderr.write(JSON.stringify(line) + "\n");

@@ -1,9 +1,8 @@
 // `bonsai train`: pre-train a Llama model on a text file, with checkpoints that resume exactly.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type FlagSpec, Flags, UsageError, threadCount, threadsFlag } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeBackend } from "./args.js";
 import { Progress, formatDuration } from "./progress.js";
-import { createBackend } from "../backend/index.js";
 import type { Backend } from "../backend/backend.js";
 import { Llama } from "../nn/llama.js";
 import { type LlamaConfig, defaultIntermediateSize, validateConfig } from "../nn/config.js";
@@ -49,8 +48,7 @@ export const trainFlags: FlagSpec = {
   seed: { type: "string", help: "seed of initialisation, batches and dropout (1337)" },
   out: { type: "string", help: "checkpoint directory" },
   resume: { type: "boolean", help: "continue the run saved in --out" },
-  backend: { type: "string", help: "wasm (default) or js" },
-  threads: threadsFlag,
+  ...backendFlags,
   ...initFlags,
   ...qatFlags,
   ...curriculumFlags,
@@ -187,7 +185,7 @@ export async function train(f: Flags, corpus?: { name: string; text: string }): 
 export async function runTraining(f: Flags, setup: TrainingSetup): Promise<TrainRun> {
   const cmd = `bonsai ${setup.command}`, corpus = setup.corpus;
   const out = f.required("out");
-  const backend: Backend = await createBackend(f.str("backend") ?? "wasm", { threads: threadCount(f) });
+  const backend: Backend = await backendFromFlags(f);
   const resume = f.bool("resume");
   const statePath = join(out, STATE_FILE);
 
@@ -197,7 +195,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
   if (resume) {
     state = readCheckpointJson(out, STATE_FILE) as TrainingState | null;
     if (!state || state.format !== "bonsai-training-state") throw new UsageError(`--resume: ${out} holds no training run (${STATE_FILE} is missing)`);
-    const changeable = ["data", "out", "resume", "backend", "iters", "log-interval", ...(setup.resumeFlags ?? [])];
+    const changeable = ["data", "out", "resume", "backend", "threads", "kernels", "iters", "log-interval", ...(setup.resumeFlags ?? [])];
     for (const k of Object.keys(setup.flags))
       if (f.has(k) && !changeable.includes(k))
         throw new UsageError(`--resume continues the run as it was configured; --${k} cannot be changed (only --iters)`);
@@ -274,7 +272,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
   process.stderr.write(
     `${cmd}: ${model.numParameters().toLocaleString("en-US")} parameters (${c.num_hidden_layers} layers, dim ${c.hidden_size}, ` +
       `${c.num_attention_heads} heads / ${c.num_key_value_heads} kv, ffn ${c.intermediate_size}), vocab ${c.vocab_size}, ` +
-      `${data.train.length.toLocaleString("en-US")} train / ${data.val.length.toLocaleString("en-US")} val tokens, backend ${backend.name}` +
+      `${data.train.length.toLocaleString("en-US")} train / ${data.val.length.toLocaleString("en-US")} val tokens, backend ${describeBackend(backend)}` +
       (start > 0 ? `, resuming at iteration ${start}` : "") + "\n",
   );
 

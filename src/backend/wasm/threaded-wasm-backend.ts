@@ -5,8 +5,8 @@
 // and cached attention by heads, at boundaries that keep results bitwise identical to one thread
 // (split.ts). Everything else runs on the main thread, as in WasmBackend.
 import { quantRowBytes, type Buf, type QBuf } from "../backend.js";
-import { WasmBackend, decodeBase64, kernelImports, isCount, QUANT_CODES, type Kernels, type WasmNumericsOptions } from "./wasm-backend.js";
-import { kernelsSharedWasmBase64 } from "./kernels-shared-wasm.js";
+import { WasmBackend, kernelImports, isCount, QUANT_CODES, type Kernels, type WasmNumericsOptions } from "./wasm-backend.js";
+import { kernelModule, resolveKernels, type KernelFlavour } from "./kernel-flavour.js";
 import { ThreadPool, type Job } from "./thread-pool.js";
 import { SLOT_BYTES, Op } from "./thread-worker.js";
 import { splitBounds } from "./split.js";
@@ -30,16 +30,14 @@ export interface ThreadedWasmBackendOptions extends WasmNumericsOptions {
   workerSpin?: number;
 }
 
-let compiled: Promise<WebAssembly.Module> | undefined;
-
 export async function createThreadedWasmBackend(options: ThreadedWasmBackendOptions): Promise<ThreadedWasmBackend> {
   const threads = options.threads;
   if (!Number.isInteger(threads) || threads < 2) throw new RangeError(`threaded wasm backend needs at least 2 threads, got ${threads}`);
-  compiled ??= WebAssembly.compile(decodeBase64(kernelsSharedWasmBase64));
-  const module = await compiled;
+  const flavour = await resolveKernels(options.kernels);
+  const module = await kernelModule(flavour, true);
   const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, kernelImports(memory));
-  const backend = new ThreadedWasmBackend(instance.exports as unknown as Kernels, memory, options, threads, options.minWorkPerThread ?? MIN_WORK_PER_THREAD);
+  const backend = new ThreadedWasmBackend(instance.exports as unknown as Kernels, memory, options, flavour, threads, options.minWorkPerThread ?? MIN_WORK_PER_THREAD);
   await backend.start(module, options.spawn ?? (await defaultSpawner()), options.workerSpin ?? WORKER_SPIN);
   return backend;
 }
@@ -55,10 +53,11 @@ export class ThreadedWasmBackend extends WasmBackend {
     kernels: Kernels,
     memory: WebAssembly.Memory,
     numerics: WasmNumericsOptions,
+    flavour: KernelFlavour,
     readonly threads: number,
     private readonly minWork = MIN_WORK_PER_THREAD,
   ) {
-    super(kernels, memory, numerics);
+    super(kernels, memory, numerics, flavour);
     // First allocation: the control block lies in the lowest pages, so the workers' views of it
     // (made before any growth) stay valid.
     this.control = this.allocBytes((threads - 1) * SLOT_BYTES).ptr;

@@ -5,7 +5,7 @@
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
 import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized } from "../quantized-blocks.js";
-import { kernelsWasmBase64 } from "./kernels-wasm.js";
+import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
 
 /** The module's exports. Pointers are byte offsets; booleans are 0/1. */
 export interface Kernels {
@@ -80,6 +80,12 @@ export const QUANT_CODES: Record<QuantType, number> = { q8_0: 0, q4_0: 1, f16: 2
 /** How the kernels compute, for either wasm backend. */
 export interface WasmNumericsOptions {
   /**
+   * Which build of the kernels runs: `simd` (SIMD128, the same bits on every machine), `relaxed`
+   * (with FMA and int8 dot products; deterministic on one machine, last bits may differ between
+   * CPUs), or `auto` (default): relaxed where the engine has it. See kernel-flavour.ts.
+   */
+  kernels?: KernelChoice;
+  /**
    * Multiply quantized weights by a single row (decode) as llama.cpp does: for Q8_0/Q4_0 weights,
    * activations quantized to Q8_0 per 32-block and integer dot products (faster; rounds the
    * activations); for f16 weights, activations rounded to f16 and summed in ggml_vec_dot_f16's
@@ -117,13 +123,6 @@ export interface WasmMemoryStats {
   freeBytes: number;
 }
 
-export function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
-  const bin = atob(s); // in browsers and Node ≥ 16 alike; Buffer is Node-only
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 /** What the kernels module imports: its memory and an abort hook. */
 export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
   return {
@@ -136,16 +135,13 @@ export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
   };
 }
 
-// One compilation serves every backend instance.
-let compiled: Promise<WebAssembly.Module> | undefined;
-
-/** Compile (once) and instantiate the kernels module. Async so that it also works in browsers. */
+/** Compile (once per flavour) and instantiate the kernels module. Async so that it also works in browsers. */
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
-  compiled ??= WebAssembly.compile(decodeBase64(kernelsWasmBase64));
-  const module = await compiled;
+  const flavour = await resolveKernels(options.kernels);
+  const module = await kernelModule(flavour, false);
   const memory = options.memory ?? new WebAssembly.Memory({ initial: 32 });
   const instance = await WebAssembly.instantiate(module, kernelImports(memory));
-  return new WasmBackend(instance.exports as unknown as Kernels, memory, options);
+  return new WasmBackend(instance.exports as unknown as Kernels, memory, options, flavour);
 }
 
 /**
@@ -187,6 +183,8 @@ export class WasmBackend implements Backend {
     kernels: Kernels,
     memory: WebAssembly.Memory,
     numerics: WasmNumericsOptions = {},
+    /** The build `kernels` come from. */
+    readonly flavour: KernelFlavour = "simd",
   ) {
     this.q8Activations = numerics.q8Activations ?? false;
     const order = numerics.f16Order ?? "avx512";
