@@ -62,3 +62,16 @@ export function sum(p: usize, n: i32): f64 {
 export function sumSquares(p: usize, n: i32): f64 {
   return reduce(p, n, true);
 }
+
+/** bytes of zeros from p (memory.fill: a typed array's fill is ~10× slower over a shared memory). */
+export function zero(p: usize, bytes: usize): void {
+  memory.fill(p, 0, bytes);
+}
+
+/** p[i] = value for i < n. */
+export function fill(p: usize, value: f32, n: i32): void {
+  const v = splat(value);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(p + (<usize>i << 2), v);
+  for (; i < n; i++) store<f32>(p + (<usize>i << 2), value);
+}

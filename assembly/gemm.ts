@@ -270,23 +270,46 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
     smallRows(c, a, b, m, n, k, <usize>n << 2, accumulate != 0);
     return;
   }
+  blocked(c, a, b, m, n, k, transA != 0, transB != 0, accumulate != 0, scratch, transA ? m : k, transB ? k : n, n);
+}
+
+/**
+ * Rows [lo, hi) of C[m,n] (+)= Aᵀ·op(B), A stored [k, m]: threads split weight gradients
+ * (dW = dYᵀ·X) by rows of C. Each part runs the blocked GEMM on its columns of A, whose arithmetic
+ * per element does not depend on where the element lies, so parts equal the whole bitwise; the
+ * caller keeps parts of more than one row (m = 1 would take gemv) and n > 1.
+ */
+export function matmulTransARows(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, transB: i32, accumulate: i32, scratch: usize, lo: i32, hi: i32): void {
+  if (hi <= lo) return;
+  if (k <= 0) {
+    if (!accumulate) memory.fill(c + (<usize>lo * <usize>n << 2), 0, <usize>(hi - lo) * <usize>n << 2);
+    return;
+  }
+  blocked(c + (<usize>lo * <usize>n << 2), a + (<usize>lo << 2), b, hi - lo, n, k, true, transB != 0, accumulate != 0, scratch, m, transB ? k : n, n);
+}
+
+/**
+ * The packed GEMM: C[m,n] (+)= op(A)·op(B) with leading dimensions (in elements) lda, ldb, ldc of
+ * the stored A, B and C.
+ */
+function blocked(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, transA: bool, transB: bool, accumulate: bool, scratch: usize, lda: i32, ldb: i32, ldc: i32): void {
+  const ldcBytes = <usize>ldc << 2;
   const ap = scratch;
   const bp = ap + (<usize>(MC * KC) << 2);
   const tmp = bp + (<usize>(KC * NC) << 2);
-  const ldc = <usize>n << 2;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      const addC = accumulate != 0 || pc > 0; // C holds earlier partial sums
+      const addC = accumulate || pc > 0; // C holds earlier partial sums
       const panelB = <usize>kc * (NR << 2); // bytes of one packed B panel
       const panelA = <usize>kc * (MR << 2);
       for (let jr = 0; jr < nc; jr += NR) {
         const dst = bp + <usize>(jr / NR) * panelB;
         const w = min(NR, nc - jr);
         const j = jc + jr;
-        if (transB) packT(dst, b + ((<usize>j * <usize>k + <usize>pc) << 2), <usize>k << 2, w, kc, NR);
-        else packN(dst, b + ((<usize>pc * <usize>n + <usize>j) << 2), <usize>n << 2, w, kc, NR);
+        if (transB) packT(dst, b + ((<usize>j * <usize>ldb + <usize>pc) << 2), <usize>ldb << 2, w, kc, NR);
+        else packN(dst, b + ((<usize>pc * <usize>ldb + <usize>j) << 2), <usize>ldb << 2, w, kc, NR);
       }
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
@@ -294,8 +317,8 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
           const dst = ap + <usize>(ir / MR) * panelA;
           const h = min(MR, mc - ir);
           const i = ic + ir;
-          if (transA) packN(dst, a + ((<usize>pc * <usize>m + <usize>i) << 2), <usize>m << 2, h, kc, MR);
-          else packT(dst, a + ((<usize>i * <usize>k + <usize>pc) << 2), <usize>k << 2, h, kc, MR);
+          if (transA) packN(dst, a + ((<usize>pc * <usize>lda + <usize>i) << 2), <usize>lda << 2, h, kc, MR);
+          else packT(dst, a + ((<usize>i * <usize>lda + <usize>pc) << 2), <usize>lda << 2, h, kc, MR);
         }
         for (let jr = 0; jr < nc; jr += NR) {
           const w = min(NR, nc - jr);
@@ -303,9 +326,9 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
           for (let ir = 0; ir < mc; ir += MR) {
             const h = min(MR, mc - ir);
             const apan = ap + <usize>(ir / MR) * panelA;
-            const cp = c + ((<usize>(ic + ir) * <usize>n + <usize>(jc + jr)) << 2);
+            const cp = c + ((<usize>(ic + ir) * <usize>ldc + <usize>(jc + jr)) << 2);
             if (h == MR && w == NR) {
-              kernel2x16(kc, apan, bpan, cp, ldc, addC);
+              kernel2x16(kc, apan, bpan, cp, ldcBytes, addC);
             } else {
               // Edge tile: compute the full tile into scratch (the packed panels are zero-padded),
               // then keep the valid part.
@@ -313,7 +336,7 @@ export function matmul(c: usize, a: usize, b: usize, m: i32, n: i32, k: i32, tra
               else kernel2x16(kc, apan, bpan, tmp, NR << 2, false);
               for (let r = 0; r < h; r++) {
                 for (let cc = 0; cc < w; cc++) {
-                  const q = cp + <usize>r * ldc + (<usize>cc << 2);
+                  const q = cp + <usize>r * ldcBytes + (<usize>cc << 2);
                   const v = load<f32>(tmp + (<usize>(r * NR + cc) << 2));
                   store<f32>(q, addC ? load<f32>(q) + v : v);
                 }

@@ -16,10 +16,10 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
-export { add, axpy, scale, sum, sumSquares } from "./elementwise";
-export { matmulScratchBytes, matmulSmallRows, matmulSmallRowsPart, matmul } from "./gemm";
+export { add, axpy, scale, sum, sumSquares, zero, fill } from "./elementwise";
+export { matmulScratchBytes, matmulSmallRows, matmulSmallRowsPart, matmul, matmulTransARows } from "./gemm";
 export { embedding, embeddingBackward, rmsnorm, rmsnormBackward, rope, swiglu, swigluBackward, dropout, dropoutBackward } from "./layers";
-export { attention, attentionCached, attentionCachedHeads, attentionBackward } from "./attention";
+export { attention, attentionHeads, attentionCached, attentionCachedHeads, attentionBackward, attentionBackwardHeads } from "./attention";
 export { crossEntropy, crossEntropyBackward, distill, distillBackward, distillSparse, distillSparseBackward } from "./losses";
 export { adamw } from "./optimizer";
 export { matmulQuantizedScratchBytes, matmulQuantized } from "./quant-blocks";

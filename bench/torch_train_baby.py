@@ -143,7 +143,7 @@ def main() -> None:
     for it in range(args.iters + 1):
         if it % args.eval_interval == 0 or it == args.iters:
             l = estimate_loss()
-            evals.append({"iter": it, "train": l["train"], "val": l["val"]})
+            evals.append({"iter": it, "train": l["train"], "val": l["val"], "elapsed_s": time.perf_counter() - t_start})
             done = max(it, 1)
             log(f"step {it}: train loss {l['train']:.4f}, val loss {l['val']:.4f}"
                 f" ({1000 * train_s / done:.1f} ms/iter so far)")

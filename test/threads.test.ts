@@ -5,11 +5,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
+import { KD_ONLY, KD_STATS, type Backend, type Buf, type FloatArray } from "../src/backend/backend.js";
 import { createBackend } from "../src/backend/index.js";
 import { createWasmBackend, type WasmNumericsOptions } from "../src/backend/wasm/wasm-backend.js";
 import { relaxedSimdAvailable, type KernelFlavour } from "../src/backend/wasm/kernel-flavour.js";
@@ -115,6 +115,67 @@ for (const kernels of flavours) {
   });
 
 
+  test(`${kernels}: training kernels (attention, SwiGLU, RMSNorm, RoPE, cross-entropy, distillation, AdamW, elementwise): 1, 2 and 3 threads give bitwise identical results`, async () => {
+    const bs = await backends({ kernels }), rng = new Rng(17);
+    /** Run `f` on every backend with fresh copies of `inputs`; compare every buffer afterwards. */
+    const same = (what: string, inputs: Float32Array[], f: (be: Backend, b: Buf[]) => void): void => {
+      const results = bs.map(([, be]) => {
+        const bufs = inputs.map((x) => buf(be, x));
+        f(be, bufs);
+        return bufs.map((b) => be.read(b));
+      });
+      for (let i = 1; i < bs.length; i++) results[i].forEach((r, j) => assertBitwise(r, results[0][j], `${bs[i][0]} threads, ${what}, buffer ${j}`));
+    };
+    for (const [batch, seq, heads, kvHeads, headDim] of [[2, 9, 4, 2, 8], [3, 16, 6, 3, 16], [1, 33, 4, 1, 12], [2, 5, 2, 2, 6]]) {
+      const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim, np = batch * heads * seq * seq, sc = 1 / Math.sqrt(headDim);
+      const q = randoms(rng, nq), k = randoms(rng, nkv), v = randoms(rng, nkv), dOut = randoms(rng, nq);
+      same(`attention ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [new Float32Array(nq), new Float32Array(np), q, k, v], (be, [o, p, qb, kb, vb]) =>
+        be.attention(o, p, qb, kb, vb, batch, seq, heads, kvHeads, headDim, sc));
+      same(`attentionBackward ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [randoms(rng, nq), randoms(rng, nkv), randoms(rng, nkv), dOut, q, k, v, new Float32Array(np)], (be, [dq, dk, dv, d, qb, kb, vb, p]) => {
+        be.attention(be.alloc(nq), p, qb, kb, vb, batch, seq, heads, kvHeads, headDim, sc);
+        be.attentionBackward(dq, dk, dv, d, qb, kb, vb, p, batch, seq, heads, kvHeads, headDim, sc);
+      });
+      const table = Float32Array.from({ length: (seq + 3) * headDim / 2 }, (_, i) => Math.cos(i * 0.37));
+      same(`rope and its backward ${batch}x${seq}x${heads}x${headDim}`, [new Float32Array(nq), q, table, table.map((x) => x * 0.5), randoms(rng, nq)], (be, [o, x, c, s, dx]) => {
+        be.rope(o, x, c, s, batch, seq, heads, headDim, 3);
+        be.ropeBackward(dx, x, c, s, batch, seq, heads, headDim, 3);
+      });
+    }
+    for (const n of [7, 64, 1001, 40000]) {
+      same(`swiglu and its backward, ${n}`, [new Float32Array(n), randoms(rng, n, 4), randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [o, g, u, dg, du, d]) => {
+        be.swiglu(o, g, u);
+        be.swigluBackward(dg, du, d, g, u);
+      });
+      same(`add, axpy, dropoutBackward, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [a, b, c, d]) => {
+        be.add(c, a, b);
+        be.axpy(a, b, 0.37);
+        be.dropoutBackward(d, a, b);
+      });
+      same(`adamw, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), Float32Array.from(randoms(rng, n), Math.abs)], (be, [p, g, m, v]) => {
+        for (let step = 1; step <= 3; step++) be.adamw(p, g, m, v, 1e-3, 0.9, 0.99, 1e-8, 0.1, step);
+      });
+    }
+    for (const [rows, dim] of [[3, 7], [130, 64], [768, 128]])
+      same(`rmsnorm ${rows}x${dim}`, [new Float32Array(rows * dim), new Float32Array(rows), randoms(rng, rows * dim), randoms(rng, dim)], (be, [o, r, x, w]) => be.rmsnorm(o, r, x, w, rows, dim, 1e-5));
+    for (const [rows, vocab] of [[5, 65], [130, 301], [64, 4096]]) {
+      const targets = Int32Array.from({ length: rows }, (_, i) => (i % 7 === 3 ? -1 : (i * 31) % vocab));
+      const kdTargets = Int32Array.from(targets, (t, i) => (i % 5 === 1 ? KD_ONLY : t));
+      const logits = randoms(rng, rows * vocab, 3), teacher = randoms(rng, rows * vocab, 3), dLosses = randoms(rng, rows);
+      same(`crossEntropy and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows), logits, randoms(rng, rows * vocab), dLosses], (be, [l, e, x, dx, dl]) => {
+        be.crossEntropy(l, e, x, targets, rows, vocab);
+        be.crossEntropyBackward(dx, x, e, targets, dl, rows, vocab);
+      });
+      for (const kind of [0, 1, 2] as const) {
+        const kd = { kind, alpha: 0.5, temperature: 2, beta: 0.3 };
+        same(`distill (kind ${kind}) and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows * KD_STATS), logits, teacher, randoms(rng, rows * vocab), dLosses], (be, [l, st, s, t, ds, dl]) => {
+          be.distill(l, st, s, t, kdTargets, rows, vocab, kd);
+          be.distillBackward(ds, s, t, st, kdTargets, dl, rows, vocab, kd);
+        });
+      }
+    }
+    dispose(bs);
+  });
+
   test(`${kernels}: a whole model: logits, greedy and seeded samples identical on 1, 2 and 3 threads`, async () => {
     const bs = await backends({ kernels });
     // The default threshold too, so that the tuned path (some kernels split, some not) is covered.
@@ -160,6 +221,28 @@ test("createBackend threads option; dispose stops the pool; a process with an un
   rmSync(dir, { recursive: true, force: true });
   assert.equal(child.status, 0, child.stderr);
   assert.match(child.stdout, /done/);
+});
+
+test("train and distill: the first 20 steps' losses with --threads 2 equal those with --threads 1, bit for bit", () => {
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-train-threads-"));
+  const corpus = join(dir, "corpus.txt");
+  writeFileSync(corpus, "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. ".repeat(60));
+  const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  // Big enough that every kernel of a step splits at the default threshold (the rows of a batch,
+  // 8 × 32, times dim 64 and up).
+  const shape = ["--layers", "2", "--heads", "4", "--kv-heads", "2", "--dim", "64", "--block-size", "32", "--batch-size", "8", "--iters", "20", "--eval-interval", "20", "--eval-iters", "1", "--log-interval", "20"];
+  const run = (command: string, out: string, threads: number, extra: string[] = []): { loss: number; grad_norm: number }[] => {
+    const r = spawnSync(process.execPath, [main, command, "--data", corpus, ...shape, ...extra, "--threads", String(threads), "--out", join(dir, out)], { encoding: "utf8", timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`backend wasm, (simd|relaxed) kernels, ${threads} thread`), "the first line names the kernels and threads");
+    return readFileSync(join(dir, out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((m) => "loss" in m).map(({ loss, grad_norm }) => ({ loss, grad_norm }));
+  };
+  const one = run("train", "t1", 1), two = run("train", "t2", 2);
+  assert.equal(one.length, 20);
+  assert.deepEqual(two, one);
+  const teacher = ["--teacher", join(dir, "t1"), "--kd-loss", "forward-kl", "--temperature", "2"];
+  assert.deepEqual(run("distill", "d2", 2, teacher), run("distill", "d1", 1, teacher));
+  rmSync(dir, { recursive: true, force: true });
 });
 
 const STORIES = "../shared/data/models/stories260K.bin";

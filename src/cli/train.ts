@@ -328,7 +328,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
       },
       onEval(e) {
         lastVal = e.val;
-        metric({ iter: e.iter, train_loss: e.train, val_loss: e.val });
+        metric({ iter: e.iter, train_loss: e.train, val_loss: e.val, elapsed_s: +((performance.now() - t0) / 1000).toFixed(3) });
         progress.log(`step ${e.iter}: train loss ${e.train.toFixed(4)}, val loss ${e.val.toFixed(4)}`);
       },
       onCheckpoint: checkpoint,

@@ -1,14 +1,15 @@
 // The main thread's side of the worker pool: post a job to each worker's slot, run its own share,
 // then wait for the workers. It waits by a short spin and then Atomics.wait (where the thread may
 // block — Node's main thread, not a browser's), never by unbounded spinning.
-import { SLOT_BYTES, GEN, DONE, OP, FAILED, ARGS_BYTE, Op } from "./thread-worker.js";
+import { SLOT_BYTES, GEN, DONE, OP, FAILED, ARGC, ARGS_BYTE, MAX_ARGS, QUIT, WORKER_KERNELS, type WorkerKernel } from "./thread-worker.js";
 import type { WorkerHandle } from "./workers.js";
 
 /** Polls of a worker's `done` before the main thread sleeps. */
 const MAIN_SPIN = 200;
 
+/** One part of a split kernel call, for a worker. */
 export interface Job {
-  op: Op;
+  kernel: WorkerKernel;
   args: number[];
 }
 
@@ -41,8 +42,11 @@ export class ThreadPool {
     if (this.closed) throw new Error("wasm backend: used after dispose");
     for (let i = 0; i < jobs.length; i++) {
       const w = (this.control + i * SLOT_BYTES) >> 2;
-      this.i32[w + OP] = jobs[i].op;
-      this.f64.set(jobs[i].args, (this.control + i * SLOT_BYTES + ARGS_BYTE) >> 3);
+      const { kernel, args } = jobs[i];
+      if (args.length > MAX_ARGS) throw new Error(`wasm backend: ${kernel} takes ${args.length} arguments, a job at most ${MAX_ARGS}`);
+      this.i32[w + OP] = WORKER_KERNELS.indexOf(kernel);
+      this.i32[w + ARGC] = args.length;
+      this.f64.set(args, (this.control + i * SLOT_BYTES + ARGS_BYTE) >> 3);
       this.gens[i] = (this.gens[i] + 1) | 0;
       Atomics.store(this.i32, w + GEN, this.gens[i]); // publishes the job written above
       Atomics.notify(this.i32, w + GEN);
@@ -70,7 +74,7 @@ export class ThreadPool {
     this.closed = true;
     for (let i = 0; i < this.workers.length; i++) {
       const w = (this.control + i * SLOT_BYTES) >> 2;
-      this.i32[w + OP] = Op.Quit;
+      this.i32[w + OP] = QUIT;
       Atomics.store(this.i32, w + GEN, (this.gens[i] + 1) | 0);
       Atomics.notify(this.i32, w + GEN);
     }

@@ -3,10 +3,10 @@
 // (thread-worker-node.ts, thread-worker-browser.ts) only receive a WorkerInit and call serve().
 //
 // Each worker owns one slot of the control block (in the shared wasm memory). The main thread
-// writes a job (op code and up to 16 numeric arguments), then bumps `gen` and notifies; the worker
-// runs the kernel, stores `gen` into `done` and notifies back. Workers sleep in Atomics.wait after
-// a short bounded spin, so an idle pool costs no CPU — on a 2-core machine a spinning worker would
-// starve the main thread.
+// writes a job (a kernel's index in WORKER_KERNELS and its numeric arguments), then bumps `gen`
+// and notifies; the worker runs the kernel, stores `gen` into `done` and notifies back. Workers
+// sleep in Atomics.wait after a short bounded spin, so an idle pool costs no CPU — on a 2-core
+// machine a spinning worker would starve the main thread.
 import type { Kernels } from "./wasm-backend.js";
 
 /** Bytes per worker slot (cache-line multiples, so slots never share a line). */
@@ -16,16 +16,21 @@ export const GEN = 0;
 export const DONE = 1;
 export const OP = 2;
 export const FAILED = 3;
+export const ARGC = 4;
 export const ARGS_BYTE = 64;
+/** Arguments a job can carry. */
+export const MAX_ARGS = (SLOT_BYTES - ARGS_BYTE) / 8;
+/** The op that stops a worker. */
+export const QUIT = -1;
 
-export const enum Op {
-  Quit = -1,
-  Matmul = 1,
-  MatmulQuantized = 2,
-  MatmulQuantizedQ8 = 3,
-  AttentionCachedHeads = 4,
-  MatmulSmallRowsPart = 5,
-}
+/** The kernels a worker runs: a part of a split kernel call, by its index here. */
+export const WORKER_KERNELS = [
+  "matmul", "matmulTransARows", "matmulSmallRowsPart", "matmulQuantized", "matmulQuantizedQ8",
+  "attentionHeads", "attentionBackwardHeads", "attentionCachedHeads",
+  "add", "axpy", "scale", "swiglu", "swigluBackward", "dropoutBackward", "adamw",
+  "rmsnorm", "rope", "crossEntropy", "crossEntropyBackward", "distill", "distillBackward",
+] as const satisfies readonly (keyof Kernels)[];
+export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 
 /** What a worker is started with (structured-cloneable: the module and the shared memory). */
 export interface WorkerInit {
@@ -37,29 +42,13 @@ export interface WorkerInit {
   spin: number;
 }
 
-function run(k: Kernels, op: number, a: Float64Array, i: number): void {
-  switch (op) {
-    case Op.Matmul:
-      return k.matmul(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8], a[i + 9]);
-    case Op.MatmulQuantized:
-      return k.matmulQuantized(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
-    case Op.MatmulQuantizedQ8:
-      return k.matmulQuantizedQ8(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8], a[i + 9]);
-    case Op.MatmulSmallRowsPart:
-      return k.matmulSmallRowsPart(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8]);
-    case Op.AttentionCachedHeads:
-      return k.attentionCachedHeads(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7], a[i + 8], a[i + 9], a[i + 10], a[i + 11], a[i + 12]);
-    default:
-      throw new Error(`wasm worker: unknown op ${op}`);
-  }
-}
-
-/** Serve jobs from this worker's slot until a Quit job. Blocks the calling (worker) thread. */
+/** Serve jobs from this worker's slot until a QUIT job. Blocks the calling (worker) thread. */
 export function serve(kernels: Kernels, init: WorkerInit): void {
   // The slot lies in the first pages ever allocated, so views made now stay valid after growth.
   const i32 = new Int32Array(init.memory.buffer);
   const f64 = new Float64Array(init.memory.buffer);
   const w = init.slot >> 2, args = (init.slot + ARGS_BYTE) >> 3;
+  const table = kernels as unknown as Record<WorkerKernel, (...a: number[]) => void>;
   // The slot starts at generation 0; reading it instead could skip a job posted before we got here.
   let seen = 0;
   for (;;) {
@@ -71,9 +60,9 @@ export function serve(kernels: Kernels, init: WorkerInit): void {
     }
     seen = gen;
     const op = i32[w + OP];
-    if (op === Op.Quit) return;
+    if (op === QUIT) return;
     try {
-      run(kernels, op, f64, args);
+      table[WORKER_KERNELS[op]](...f64.subarray(args, args + i32[w + ARGC]));
       i32[w + FAILED] = 0;
     } catch {
       i32[w + FAILED] = 1; // the main thread reports it; the loop keeps serving

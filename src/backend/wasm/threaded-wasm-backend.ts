@@ -5,10 +5,10 @@
 // and cached attention by heads, at boundaries that keep results bitwise identical to one thread
 // (split.ts). Everything else runs on the main thread, as in WasmBackend.
 import { quantRowBytes, type Buf, type QBuf } from "../backend.js";
-import { WasmBackend, kernelImports, isCount, QUANT_CODES, type Kernels, type WasmNumericsOptions } from "./wasm-backend.js";
+import { WasmBackend, kernelImports, isCount, QUANT_CODES, type Kernels, type PartArgs, type WasmNumericsOptions } from "./wasm-backend.js";
 import { kernelModule, resolveKernels, type KernelFlavour } from "./kernel-flavour.js";
 import { ThreadPool, type Job } from "./thread-pool.js";
-import { SLOT_BYTES, Op } from "./thread-worker.js";
+import { SLOT_BYTES, type WorkerKernel } from "./thread-worker.js";
 import { splitBounds } from "./split.js";
 import { defaultSpawner, type SpawnWorker } from "./workers.js";
 
@@ -45,9 +45,6 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
 export class ThreadedWasmBackend extends WasmBackend {
   private pool: ThreadPool | undefined;
   private readonly control: number;
-  // Per-worker scratch blocks (packed panels, attention rows), grown like the main scratch.
-  private readonly scratchPtrs: number[] = [];
-  private readonly scratchSizes: number[] = [];
 
   constructor(
     kernels: Kernels,
@@ -77,17 +74,6 @@ export class ThreadedWasmBackend extends WasmBackend {
     this.pool = undefined;
   }
 
-  /** Scratch of worker i (0-based) for one kernel call. */
-  private workerScratch(i: number, bytes: number): number {
-    if (bytes > (this.scratchSizes[i] ?? 0)) {
-      if (this.scratchPtrs[i] !== undefined) this.releaseBytes(this.scratchPtrs[i], this.scratchSizes[i]);
-      const block = this.allocBytes(bytes);
-      this.scratchPtrs[i] = block.ptr;
-      this.scratchSizes[i] = block.bytes;
-    }
-    return this.scratchPtrs[i];
-  }
-
   /** Parts worth splitting `work` multiply-adds into. */
   private parts(work: number): number {
     if (this.pool === undefined) return 1;
@@ -95,53 +81,45 @@ export class ThreadedWasmBackend extends WasmBackend {
   }
 
   /**
-   * Run part 0 of `bounds` here, by `own(lo, hi)`, and part i ≥ 1 on worker i − 1, as the job
-   * `job(lo, hi, i − 1)` describes (with that worker's scratch).
+   * Run `kernel` on the parts of `bounds`: part 0 here, part i ≥ 1 on worker i − 1, each with the
+   * arguments `args` gives for its range and a scratch block of its own.
    */
-  private split(bounds: number[], job: (lo: number, hi: number, worker: number) => Job, own: (lo: number, hi: number) => void): void {
+  private split(kernel: WorkerKernel, bounds: number[], args: PartArgs): void {
     const jobs: Job[] = [];
-    for (let i = 1; i + 1 < bounds.length; i++) jobs.push(job(bounds[i], bounds[i + 1], i - 1));
-    this.pool!.run(jobs, () => own(bounds[0], bounds[1]));
+    for (let i = 1; i + 1 < bounds.length; i++) jobs.push({ kernel, args: args(bounds[i], bounds[i + 1], (bytes) => this.partScratch(i, bytes)) });
+    const own = args(bounds[0], bounds[1], (bytes) => this.partScratch(0, bytes));
+    this.pool!.run(jobs, () => (this.k as unknown as Record<WorkerKernel, (...a: number[]) => void>)[kernel](...own));
+  }
+
+  protected override parallel(kernel: WorkerKernel, count: number, unit: number, work: number, args: PartArgs): void {
+    const parts = Math.min(this.parts(work), Math.floor(count / unit));
+    if (parts < 2) return super.parallel(kernel, count, unit, work, args);
+    this.split(kernel, splitBounds(count, unit, parts), args);
   }
 
   override matmul(c: Buf, a: Buf, b: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {
-    // Rows of C are contiguous for op(A) = A; decode's columns of C are rows of B for op(B) = Bᵀ.
-    // Other forms (training's Aᵀ·B for weight gradients, x·W with m = 1) stay on one thread.
-    // A linear layer over few rows takes the kernel's row-by-row path (smallRows), more rows the
-    // blocked GEMM. Few rows are split like decode, by rows of W: each thread streams its share of
-    // the weights once (speculative verification costs about one decode's memory traffic).
+    // Rows of C are contiguous for op(A) = A; decode's columns of C are rows of B for op(B) = Bᵀ;
+    // training's weight gradients Aᵀ·B are split by rows of C, which are columns of A
+    // (matmulTransARows). A linear layer over few rows takes the kernel's row-by-row path
+    // (smallRows), more rows the blocked GEMM. Few rows are split like decode, by rows of W: each
+    // thread streams its share of the weights once (speculative verification costs about one
+    // decode's memory traffic). x·W with m = 1 stays on one thread.
     const small = this.k.matmulSmallRows();
     const fewRows = m > 1 && m <= small && n > 1 && !transA && transB;
     const byRows = m > 1 && n > 1 && !transA && !fewRows, byCols = m === 1 && n > 1 && transB;
-    let parts = byRows || byCols || fewRows ? this.parts(m * n * k) : 1;
+    const transARows = m > 1 && n > 1 && transA;
+    let parts = byRows || byCols || fewRows || transARows ? this.parts(m * n * k) : 1;
     // Every part must take the path the whole would, so a GEMM's parts keep more than `small`
     // rows (parts are whole 4-row units, each at least floor(units / parts) of them).
     if (byRows && transB) parts = Math.min(parts, Math.floor(Math.floor(m / 4) / (Math.floor(small / 4) + 1)));
+    if (transARows) parts = Math.min(parts, Math.floor(m / 4));
     if (parts < 2 || k <= 0 || !isCount(m) || !isCount(n) || !isCount(k)) return super.matmul(c, a, b, m, n, k, transA, transB, accumulate);
     const cp = this.p(c, m * n, "matmul C"), ap = this.p(a, m * k, "matmul A"), bp = this.p(b, k * n, "matmul B");
-    const flags = [transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0];
-    if (fewRows) {
-      const args = (lo: number, hi: number): number[] => [cp, ap, bp, m, n, k, lo, hi, accumulate ? 1 : 0];
-      this.split(
-        splitBounds(n, 4, parts),
-        (lo, hi) => ({ op: Op.MatmulSmallRowsPart, args: args(lo, hi) }),
-        (lo, hi) => this.k.matmulSmallRowsPart(...(args(lo, hi) as SmallRowsArgs)),
-      );
-    } else if (byRows) {
-      const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * n * 4, ap + lo * k * 4, bp, hi - lo, n, k, ...flags, scratch];
-      this.split(
-        splitBounds(m, 4, parts),
-        (lo, hi, w) => ({ op: Op.Matmul, args: args(lo, hi, this.workerScratch(w, this.matmulScratch)) }),
-        (lo, hi) => this.k.matmul(...(args(lo, hi, this.scratch(this.matmulScratch)) as MatmulArgs)),
-      );
-    } else {
-      const args = (lo: number, hi: number): number[] => [cp + lo * 4, ap, bp + lo * k * 4, 1, hi - lo, k, ...flags, 0];
-      this.split(
-        splitBounds(n, 4, parts),
-        (lo, hi) => ({ op: Op.Matmul, args: args(lo, hi) }),
-        (lo, hi) => this.k.matmul(...(args(lo, hi) as MatmulArgs)),
-      );
-    }
+    const tA = transA ? 1 : 0, tB = transB ? 1 : 0, acc = accumulate ? 1 : 0, panels = this.matmulScratch;
+    if (fewRows) this.split("matmulSmallRowsPart", splitBounds(n, 4, parts), (lo, hi) => [cp, ap, bp, m, n, k, lo, hi, acc]);
+    else if (transARows) this.split("matmulTransARows", splitBounds(m, 4, parts), (lo, hi, scratch) => [cp, ap, bp, m, n, k, tB, acc, scratch(panels), lo, hi]);
+    else if (byRows) this.split("matmul", splitBounds(m, 4, parts), (lo, hi, scratch) => [cp + lo * n * 4, ap + lo * k * 4, bp, hi - lo, n, k, tA, tB, acc, scratch(panels)]);
+    else this.split("matmul", splitBounds(n, 4, parts), (lo, hi) => [cp + lo * 4, ap, bp + lo * k * 4, 1, hi - lo, k, tA, tB, acc, 0]);
   }
 
   override matmulQuantized(c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void {
@@ -152,29 +130,20 @@ export class ThreadedWasmBackend extends WasmBackend {
     const type = QUANT_CODES[q.type], acc = accumulate ? 1 : 0;
     const rowBytes = quantRowBytes(q.type, k);
     if (m === 1) {
-      // Decode: each worker takes a range of W's rows (whole rows of blocks or f16 values) and
+      // Decode: each thread takes a range of W's rows (whole rows of blocks or f16 values) and
       // rounds its own copy of the activations in llama.cpp's mode.
-      const q8 = this.q8Activations;
-      const bytes = q8 ? this.k.matmulQuantizedQ8ScratchBytes(1, k, type) : 0;
-      const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * 4, ap, q.ptr + lo * rowBytes, 1, hi - lo, k, type, acc, scratch];
-      this.split(
-        splitBounds(n, 4, parts),
-        (lo, hi, i) => (q8 ? { op: Op.MatmulQuantizedQ8, args: [...args(lo, hi, this.workerScratch(i, bytes)), this.f16OrderCode] } : { op: Op.MatmulQuantized, args: args(lo, hi, 0) }),
-        (lo, hi) => {
-          if (q8) this.k.matmulQuantizedQ8(...(args(lo, hi, this.scratch(bytes)) as QuantArgs), this.f16OrderCode);
-          else this.k.matmulQuantized(...(args(lo, hi, 0) as QuantArgs));
-        },
-      );
+      const bounds = splitBounds(n, 4, parts);
+      const part = (lo: number, hi: number): number[] => [cp + lo * 4, ap, q.ptr + lo * rowBytes, 1, hi - lo, k, type, acc];
+      if (!this.q8Activations) this.split("matmulQuantized", bounds, (lo, hi) => [...part(lo, hi), 0]);
+      else {
+        const bytes = this.k.matmulQuantizedQ8ScratchBytes(1, k, type);
+        this.split("matmulQuantizedQ8", bounds, (lo, hi, scratch) => [...part(lo, hi), scratch(bytes), this.f16OrderCode]);
+      }
       return;
     }
-    // Prefill: each worker takes a range of rows of A and C, and decodes its own weight panels.
-    const bounds = splitBounds(m, 4, parts);
-    const args = (lo: number, hi: number, scratch: number): number[] => [cp + lo * n * 4, ap + lo * k * 4, q.ptr, hi - lo, n, k, type, acc, scratch];
-    this.split(
-      bounds,
-      (lo, hi, i) => ({ op: Op.MatmulQuantized, args: args(lo, hi, this.workerScratch(i, this.k.matmulQuantizedScratchBytes(hi - lo, k))) }),
-      (lo, hi) => this.k.matmulQuantized(...(args(lo, hi, this.scratch(this.k.matmulQuantizedScratchBytes(hi - lo, k))) as QuantArgs)),
-    );
+    // Prefill: each thread takes a range of rows of A and C, and decodes its own weight panels.
+    this.split("matmulQuantized", splitBounds(m, 4, parts), (lo, hi, scratch) =>
+      [cp + lo * n * 4, ap + lo * k * 4, q.ptr, hi - lo, n, k, type, acc, scratch(this.k.matmulQuantizedScratchBytes(hi - lo, k))]);
   }
 
   override attentionCached(out: Buf, q: Buf, kCache: Buf, vCache: Buf, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number): void {
@@ -183,17 +152,7 @@ export class ThreadedWasmBackend extends WasmBackend {
     if (parts < 2 || heads < 2) return super.attentionCached(out, q, kCache, vCache, seq, heads, kvHeads, headDim, posOffset, scale);
     const nq = seq * heads * headDim, nkv = (posOffset + seq) * kvHeads * headDim;
     const op = this.p(out, nq, "out"), qp = this.p(q, nq, "q"), kp = this.p(kCache, nkv, "kCache"), vp = this.p(vCache, nkv, "vCache");
-    const bytes = (posOffset + seq) * 4;
-    const args = (lo: number, hi: number, scratch: number): number[] => [op, qp, kp, vp, seq, heads, kvHeads, headDim, posOffset, scale, scratch, lo, hi];
-    this.split(
-      splitBounds(heads, 1, parts),
-      (lo, hi, i) => ({ op: Op.AttentionCachedHeads, args: args(lo, hi, this.workerScratch(i, bytes)) }),
-      (lo, hi) => this.k.attentionCachedHeads(...(args(lo, hi, this.scratch(bytes)) as AttentionArgs)),
-    );
+    this.split("attentionCachedHeads", splitBounds(heads, 1, parts), (lo, hi, scratch) =>
+      [op, qp, kp, vp, seq, heads, kvHeads, headDim, posOffset, scale, scratch((posOffset + seq) * 4), lo, hi]);
   }
 }
-
-type MatmulArgs = Parameters<Kernels["matmul"]>;
-type SmallRowsArgs = Parameters<Kernels["matmulSmallRowsPart"]>;
-type QuantArgs = Parameters<Kernels["matmulQuantized"]>;
-type AttentionArgs = Parameters<Kernels["attentionCachedHeads"]>;

@@ -6,10 +6,13 @@
 import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized } from "../quantized-blocks.js";
 import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
+import type { WorkerKernel } from "./thread-worker.js";
 
 /** The module's exports. Pointers are byte offsets; booleans are 0/1. */
 export interface Kernels {
   heapBase(): number;
+  zero(p: number, bytes: number): void;
+  fill(p: number, value: number, n: number): void;
   add(out: number, a: number, b: number, n: number): void;
   axpy(acc: number, x: number, alpha: number, n: number): void;
   scale(p: number, s: number, n: number): void;
@@ -19,6 +22,7 @@ export interface Kernels {
   matmulSmallRows(): number;
   matmulSmallRowsPart(c: number, a: number, b: number, m: number, n: number, k: number, lo: number, hi: number, accumulate: number): void;
   matmul(c: number, a: number, b: number, m: number, n: number, k: number, transA: number, transB: number, accumulate: number, scratch: number): void;
+  matmulTransARows(c: number, a: number, b: number, m: number, n: number, k: number, transB: number, accumulate: number, scratch: number, lo: number, hi: number): void;
   matmulQuantizedScratchBytes(m: number, k: number): number;
   matmulQuantized(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number): void;
   matmulQuantizedQ8ScratchBytes(m: number, k: number, type: number): number;
@@ -29,9 +33,11 @@ export interface Kernels {
   rmsnormBackward(dx: number, dw: number, dOut: number, x: number, w: number, rstd: number, rows: number, dim: number): void;
   rope(out: number, x: number, cos: number, sin: number, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void;
   attention(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionHeads(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, u0: number, u1: number): void;
   attentionCached(out: number, q: number, kCache: number, vCache: number, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number, scratch: number): void;
   attentionCachedHeads(out: number, q: number, kCache: number, vCache: number, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number, scratch: number, h0: number, h1: number): void;
   attentionBackward(dq: number, dk: number, dv: number, dOut: number, q: number, k: number, v: number, probs: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, scratch: number): void;
+  attentionBackwardHeads(dq: number, dk: number, dv: number, dOut: number, q: number, k: number, v: number, probs: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, scratch: number, u0: number, u1: number): void;
   swiglu(out: number, gate: number, up: number, n: number): void;
   swigluBackward(dGate: number, dUp: number, dOut: number, gate: number, up: number, n: number): void;
   crossEntropy(losses: number, lse: number, logits: number, targets: number, rows: number, vocab: number): void;
@@ -112,6 +118,9 @@ export interface WasmBackendOptions extends WasmNumericsOptions {
    */
   memory?: WebAssembly.Memory;
 }
+
+/** The arguments of a kernel for units [lo, hi) of a split call, with a scratch block of the part's own. */
+export type PartArgs = (lo: number, hi: number, scratch: (bytes: number) => number) => number[];
 
 /** Allocator figures, for tests and memory reports. */
 export interface WasmMemoryStats {
@@ -221,7 +230,7 @@ export class WasmBackend implements Backend {
     if (list !== undefined && list.length > 0) {
       const ptr = list.pop()!;
       this.freeBytes -= bytes;
-      new Uint8Array(this.memory.buffer, ptr, bytes).fill(0);
+      this.k.zero(ptr, bytes);
       return { ptr, bytes };
     }
     // Fresh memory above `top` has never been written, and grown pages arrive zeroed.
@@ -267,6 +276,35 @@ export class WasmBackend implements Backend {
       this.scratchBytes = block.bytes;
     }
     return this.scratchPtr;
+  }
+
+  /**
+   * Run `kernel` over `count` units (elements, rows, (batch, head) pairs) whose results do not
+   * depend on how the units are grouped: `args(lo, hi, scratch)` gives its arguments for units
+   * [lo, hi), with `scratch(bytes)` a scratch block of that part's own. Here the whole runs at
+   * once; the threaded backend splits it into parts at multiples of `unit`, for about `work`
+   * multiply-adds in all (ThreadedWasmBackend.parallel).
+   */
+  protected parallel(kernel: WorkerKernel, count: number, unit: number, work: number, args: PartArgs): void {
+    void unit;
+    void work;
+    (this.k as unknown as Record<WorkerKernel, (...a: number[]) => void>)[kernel](...args(0, count, (bytes) => this.partScratch(0, bytes)));
+  }
+
+  // Scratch blocks of the parts of a split kernel call (packed panels, attention rows), one per
+  // thread, grown like the main scratch and apart from it (which holds a call's ids and targets).
+  private readonly partScratchPtrs: number[] = [];
+  private readonly partScratchSizes: number[] = [];
+
+  /** Scratch of part `i` (0 = the main thread's) of a kernel call. */
+  protected partScratch(i: number, bytes: number): number {
+    if (bytes > (this.partScratchSizes[i] ?? 0)) {
+      if (this.partScratchPtrs[i] !== undefined) this.releaseBytes(this.partScratchPtrs[i], this.partScratchSizes[i]);
+      const block = this.allocBytes(bytes);
+      this.partScratchPtrs[i] = block.ptr;
+      this.partScratchSizes[i] = block.bytes;
+    }
+    return this.partScratchPtrs[i];
   }
 
   /** Copy small integer arguments (token ids, targets) into scratch. */
@@ -319,8 +357,7 @@ export class WasmBackend implements Backend {
   }
 
   fill(buf: Buf, value: number): void {
-    const start = this.p(buf, 0, "fill target") >>> 2;
-    this.f32.fill(value, start, start + buf.length);
+    this.k.fill(this.p(buf, 0, "fill target"), value, buf.length);
   }
 
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
@@ -334,11 +371,13 @@ export class WasmBackend implements Backend {
 
   add(out: Buf, a: Buf, b: Buf): void {
     const n = out.length;
-    this.k.add(this.p(out, n, "out"), this.p(a, n, "a"), this.p(b, n, "b"), n);
+    const [op, ap, bp] = [this.p(out, n, "out"), this.p(a, n, "a"), this.p(b, n, "b")];
+    this.parallel("add", n, 4, n, (lo, hi) => [op + 4 * lo, ap + 4 * lo, bp + 4 * lo, hi - lo]);
   }
   axpy(acc: Buf, x: Buf, alpha: number): void {
     const n = acc.length;
-    this.k.axpy(this.p(acc, n, "acc"), this.p(x, n, "x"), alpha, n);
+    const [cp, xp] = [this.p(acc, n, "acc"), this.p(x, n, "x")];
+    this.parallel("axpy", n, 4, n, (lo, hi) => [cp + 4 * lo, xp + 4 * lo, alpha, hi - lo]);
   }
   scale(buf: Buf, s: number): void {
     this.k.scale(this.p(buf, 0, "buf"), s, buf.length);
@@ -423,7 +462,8 @@ export class WasmBackend implements Backend {
 
   rmsnorm(out: Buf, rstd: Buf, x: Buf, w: Buf, rows: number, dim: number, eps: number): void {
     const n = rows * dim;
-    this.k.rmsnorm(this.p(out, n, "out"), this.p(rstd, rows, "rstd"), this.p(x, n, "x"), this.p(w, dim, "w"), rows, dim, eps);
+    const [op, rp, xp, wp] = [this.p(out, n, "out"), this.p(rstd, rows, "rstd"), this.p(x, n, "x"), this.p(w, dim, "w")];
+    this.parallel("rmsnorm", rows, 1, 2 * n, (lo, hi) => [op + 4 * lo * dim, rp + 4 * lo, xp + 4 * lo * dim, wp, hi - lo, dim, eps]);
   }
   rmsnormBackward(dx: Buf, dw: Buf, dOut: Buf, x: Buf, w: Buf, rstd: Buf, rows: number, dim: number): void {
     const n = rows * dim;
@@ -440,12 +480,15 @@ export class WasmBackend implements Backend {
     return [this.p(out, n, "out"), this.p(x, n, "x"), this.p(cos, table, "cos table"), this.p(sin, table, "sin table")];
   }
   rope(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
-    const [op, xp, cp, sp] = this.ropeArgs(out, x, cos, sin, batch, seq, heads, headDim, posOffset);
-    this.k.rope(op, xp, cp, sp, batch, seq, heads, headDim, posOffset, 1, 0);
+    this.ropeParts(this.ropeArgs(out, x, cos, sin, batch, seq, heads, headDim, posOffset), batch, seq, heads, headDim, posOffset, 1, 0);
   }
   ropeBackward(dx: Buf, dOut: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): void {
-    const [op, xp, cp, sp] = this.ropeArgs(dx, dOut, cos, sin, batch, seq, heads, headDim, posOffset);
-    this.k.rope(op, xp, cp, sp, batch, seq, heads, headDim, posOffset, -1, 1);
+    this.ropeParts(this.ropeArgs(dx, dOut, cos, sin, batch, seq, heads, headDim, posOffset), batch, seq, heads, headDim, posOffset, -1, 1);
+  }
+  /** RoPE by sequences of the batch (positions restart in each). */
+  private ropeParts([op, xp, cp, sp]: number[], batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void {
+    const row = seq * heads * headDim * 4;
+    this.parallel("rope", batch, 1, 2 * batch * row, (lo, hi) => [op + lo * row, xp + lo * row, cp, sp, hi - lo, seq, heads, headDim, posOffset, sign, accumulate]);
   }
 
   private checkHeads(heads: number, kvHeads: number): void {
@@ -454,11 +497,9 @@ export class WasmBackend implements Backend {
   attention(out: Buf, probs: Buf, q: Buf, k: Buf, v: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
     this.checkHeads(heads, kvHeads);
     const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim;
-    this.k.attention(
-      this.p(out, nq, "out"), this.p(probs, batch * heads * seq * seq, "probs"),
-      this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v"),
-      batch, seq, heads, kvHeads, headDim, scale,
-    );
+    const ptrs = [this.p(out, nq, "out"), this.p(probs, batch * heads * seq * seq, "probs"), this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v")];
+    // By (batch, head) pairs, each independent of the others.
+    this.parallel("attentionHeads", batch * heads, 1, batch * heads * seq * seq * headDim, (lo, hi) => [...ptrs, batch, seq, heads, kvHeads, headDim, scale, lo, hi]);
   }
   attentionCached(out: Buf, q: Buf, kCache: Buf, vCache: Buf, seq: number, heads: number, kvHeads: number, headDim: number, posOffset: number, scale: number): void {
     this.checkHeads(heads, kvHeads);
@@ -470,20 +511,24 @@ export class WasmBackend implements Backend {
   attentionBackward(dq: Buf, dk: Buf, dv: Buf, dOut: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void {
     this.checkHeads(heads, kvHeads);
     const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim;
-    this.k.attentionBackward(
+    const ptrs = [
       this.p(dq, nq, "dq"), this.p(dk, nkv, "dk"), this.p(dv, nkv, "dv"), this.p(dOut, nq, "dOut"),
       this.p(q, nq, "q"), this.p(k, nkv, "k"), this.p(v, nkv, "v"), this.p(probs, batch * heads * seq * seq, "probs"),
-      batch, seq, heads, kvHeads, headDim, scale, this.scratch(seq * seq * 4),
-    );
+    ];
+    // By whole KV groups: the query heads of a group add into the same dK, dV rows, in head order.
+    this.parallel("attentionBackwardHeads", batch * heads, heads / kvHeads, 2 * batch * heads * seq * seq * headDim,
+      (lo, hi, scratch) => [...ptrs, batch, seq, heads, kvHeads, headDim, scale, scratch(seq * seq * 4), lo, hi]);
   }
 
   swiglu(out: Buf, gate: Buf, up: Buf): void {
     const n = out.length;
-    this.k.swiglu(this.p(out, n, "out"), this.p(gate, n, "gate"), this.p(up, n, "up"), n);
+    const [op, gp, up_] = [this.p(out, n, "out"), this.p(gate, n, "gate"), this.p(up, n, "up")];
+    this.parallel("swiglu", n, 4, 16 * n, (lo, hi) => [op + 4 * lo, gp + 4 * lo, up_ + 4 * lo, hi - lo]);
   }
   swigluBackward(dGate: Buf, dUp: Buf, dOut: Buf, gate: Buf, up: Buf): void {
     const n = dOut.length;
-    this.k.swigluBackward(this.p(dGate, n, "dGate"), this.p(dUp, n, "dUp"), this.p(dOut, n, "dOut"), this.p(gate, n, "gate"), this.p(up, n, "up"), n);
+    const ptrs = [this.p(dGate, n, "dGate"), this.p(dUp, n, "dUp"), this.p(dOut, n, "dOut"), this.p(gate, n, "gate"), this.p(up, n, "up")];
+    this.parallel("swigluBackward", n, 4, 16 * n, (lo, hi) => [...ptrs.map((p) => p + 4 * lo), hi - lo]);
   }
 
   private checkTargets(targets: Int32Array, rows: number, vocab: number): void {
@@ -496,13 +541,15 @@ export class WasmBackend implements Backend {
   crossEntropy(losses: Buf, lse: Buf, logits: Buf, targets: Int32Array, rows: number, vocab: number): void {
     this.checkTargets(targets, rows, vocab);
     const lp = this.p(losses, rows, "losses"), ep = this.p(lse, rows, "lse"), xp = this.p(logits, rows * vocab, "logits");
-    this.k.crossEntropy(lp, ep, xp, this.ints(targets.subarray(0, rows)), rows, vocab);
+    const tp = this.ints(targets.subarray(0, rows));
+    this.parallel("crossEntropy", rows, 1, 8 * rows * vocab, (lo, hi) => [lp + 4 * lo, ep + 4 * lo, xp + 4 * lo * vocab, tp + 4 * lo, hi - lo, vocab]);
   }
   crossEntropyBackward(dLogits: Buf, logits: Buf, lse: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number): void {
     this.checkTargets(targets, rows, vocab);
     const n = rows * vocab;
     const dp = this.p(dLogits, n, "dLogits"), xp = this.p(logits, n, "logits"), ep = this.p(lse, rows, "lse"), gp = this.p(dLosses, rows, "dLosses");
-    this.k.crossEntropyBackward(dp, xp, ep, this.ints(targets.subarray(0, rows)), gp, rows, vocab);
+    const tp = this.ints(targets.subarray(0, rows));
+    this.parallel("crossEntropyBackward", rows, 1, 8 * n, (lo, hi) => [dp + 4 * lo * vocab, xp + 4 * lo * vocab, ep + 4 * lo, tp + 4 * lo, gp + 4 * lo, hi - lo, vocab]);
   }
 
   dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void {
@@ -514,7 +561,8 @@ export class WasmBackend implements Backend {
   }
   dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void {
     const n = dx.length;
-    this.k.dropoutBackward(this.p(dx, n, "dx"), this.p(dOut, n, "dOut"), this.p(mask, n, "mask"), n);
+    const ptrs = [this.p(dx, n, "dx"), this.p(dOut, n, "dOut"), this.p(mask, n, "mask")];
+    this.parallel("dropoutBackward", n, 4, n, (lo, hi) => [...ptrs.map((p) => p + 4 * lo), hi - lo]);
   }
 
   // ---- distillation ---------------------------------------------------------------------------
@@ -536,18 +584,19 @@ export class WasmBackend implements Backend {
     return { tp, ip: tp + rows * 4, mp: tp + Math.ceil(((rows + nIds) * 4) / 8) * 8 };
   }
   distill(losses: Buf, stats: Buf, student: Buf, teacher: Buf, targets: Int32Array, rows: number, vocab: number, kd: KdParams): void {
-    const { tp, mp } = this.kdInts(targets, rows, vocab);
+    const { tp } = this.kdInts(targets, rows, vocab);
     const n = rows * vocab;
-    // The marks area (vocab ≥ 1 bytes, 16 reserved below) doubles as the kernel's 16 bytes of sums.
-    this.k.distill(this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), tp, mp, rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta);
+    const [lp, sp, xp, pp] = [this.p(losses, rows, "losses"), this.p(stats, rows * KD_STATS, "stats"), this.p(student, n, "student"), this.p(teacher, n, "teacher")];
+    // Rows are independent; each part has 16 bytes of scratch for a row's sums.
+    this.parallel("distill", rows, 1, 16 * n, (lo, hi, scratch) =>
+      [lp + 4 * lo, sp + 4 * KD_STATS * lo, xp + 4 * lo * vocab, pp + 4 * lo * vocab, tp + 4 * lo, scratch(16), hi - lo, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta]);
   }
   distillBackward(dStudent: Buf, student: Buf, teacher: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, kd: KdParams): void {
     const { tp } = this.kdInts(targets, rows, vocab);
     const n = rows * vocab;
-    this.k.distillBackward(
-      this.p(dStudent, n, "dStudent"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), this.p(stats, rows * KD_STATS, "stats"),
-      tp, this.p(dLosses, rows, "dLosses"), rows, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta,
-    );
+    const [dp, xp, pp, sp, gp] = [this.p(dStudent, n, "dStudent"), this.p(student, n, "student"), this.p(teacher, n, "teacher"), this.p(stats, rows * KD_STATS, "stats"), this.p(dLosses, rows, "dLosses")];
+    this.parallel("distillBackward", rows, 1, 16 * n, (lo, hi) =>
+      [dp + 4 * lo * vocab, xp + 4 * lo * vocab, pp + 4 * lo * vocab, sp + 4 * KD_STATS * lo, tp + 4 * lo, gp + 4 * lo, hi - lo, vocab, kd.kind, kd.alpha, kd.temperature, kd.beta]);
   }
   distillSparse(losses: Buf, stats: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, targets: Int32Array, rows: number, vocab: number, k: number, kd: KdParams): void {
     const { tp, ip, mp } = this.kdInts(targets, rows, vocab, teacherIds, k);
@@ -570,9 +619,7 @@ export class WasmBackend implements Backend {
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const n = param.length;
     const stepSize = lr / (1 - Math.pow(beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
-    this.k.adamw(
-      this.p(param, n, "param"), this.p(grad, n, "grad"), this.p(m, n, "m"), this.p(v, n, "v"), n,
-      beta1, beta2, eps, 1 - lr * weightDecay, stepSize, bc2Sqrt,
-    );
+    const ptrs = [this.p(param, n, "param"), this.p(grad, n, "grad"), this.p(m, n, "m"), this.p(v, n, "v")];
+    this.parallel("adamw", n, 4, 8 * n, (lo, hi) => [...ptrs.map((p) => p + 4 * lo), hi - lo, beta1, beta2, eps, 1 - lr * weightDecay, stepSize, bc2Sqrt]);
   }
 }
