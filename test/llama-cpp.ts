@@ -22,6 +22,8 @@ export interface LlamaCppCpu {
    * FP16_VA), and anything else.
    */
   f16Order: F16Order | undefined;
+  /** Whether it accumulates F16 products in f16 (ARM builds with FP16_VA; see llama-cpp-numerics.ts). */
+  f16Arithmetic: boolean;
 }
 
 export async function llamaCppCpu(): Promise<LlamaCppCpu> {
@@ -29,7 +31,7 @@ export async function llamaCppCpu(): Promise<LlamaCppCpu> {
   const has = (feature: string): boolean => new RegExp(`\\b${feature} = 1\\b`).test(systemInfo);
   let f16Order: F16Order | undefined;
   if (process.arch === "x64") f16Order = has("AVX512") ? "avx512" : has("AVX") ? "avx" : undefined;
-  return { systemInfo, f16Order };
+  return { systemInfo, f16Order, f16Arithmetic: has("FP16_VA") };
 }
 
 export interface LlamaCppRun {

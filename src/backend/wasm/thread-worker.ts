@@ -27,7 +27,7 @@ export const QUIT = -1;
 export const WORKER_KERNELS = [
   "matmul", "matmulTransARows", "matmulSmallRowsPart", "matmulQuantized", "matmulQuantizedQ8",
   "attentionHeads", "attentionBackwardHeads", "attentionCachedHeads",
-  "add", "axpy", "scale", "swiglu", "swigluBackward", "dropoutBackward", "adamw",
+  "zero", "add", "axpy", "scale", "swiglu", "swigluBackward", "dropoutBackward", "adamw",
   "rmsnorm", "rope", "crossEntropy", "crossEntropyBackward", "distill", "distillBackward",
 ] as const satisfies readonly (keyof Kernels)[];
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];

@@ -14,6 +14,8 @@ import { defaultSpawner, type SpawnWorker } from "./workers.js";
 
 /** Multiply-adds per thread below which a kernel stays on one thread (~10 µs of work; a wake costs 5–30 µs). */
 const MIN_WORK_PER_THREAD = 1 << 18;
+/** Bytes per thread below which zeroing a reused block stays on the main thread. */
+const ZERO_BYTES_PER_THREAD = 1 << 19;
 /** Polls a worker makes for the next job before it sleeps: covers the gap between layer ops. */
 const WORKER_SPIN = 20000;
 /** wasm32's limit, in 64 KiB pages. A shared memory cannot grow past its declared maximum. */
@@ -89,6 +91,13 @@ export class ThreadedWasmBackend extends WasmBackend {
     for (let i = 1; i + 1 < bounds.length; i++) jobs.push({ kernel, args: args(bounds[i], bounds[i + 1], (bytes) => this.partScratch(i, bytes)) });
     const own = args(bounds[0], bounds[1], (bytes) => this.partScratch(0, bytes));
     this.pool!.run(jobs, () => (this.k as unknown as Record<WorkerKernel, (...a: number[]) => void>)[kernel](...own));
+  }
+
+  protected override zeroBytes(ptr: number, bytes: number): void {
+    // A reused block is zeroed on the main thread's clock; big ones by every thread at once.
+    const parts = this.pool === undefined ? 1 : Math.min(this.threads, Math.floor(bytes / ZERO_BYTES_PER_THREAD));
+    if (parts < 2) return super.zeroBytes(ptr, bytes);
+    this.split("zero", splitBounds(bytes / 64, 1, parts), (lo, hi) => [ptr + 64 * lo, 64 * (hi - lo)]);
   }
 
   protected override parallel(kernel: WorkerKernel, count: number, unit: number, work: number, args: PartArgs): void {

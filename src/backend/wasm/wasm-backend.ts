@@ -230,7 +230,7 @@ export class WasmBackend implements Backend {
     if (list !== undefined && list.length > 0) {
       const ptr = list.pop()!;
       this.freeBytes -= bytes;
-      this.k.zero(ptr, bytes);
+      this.zeroBytes(ptr, bytes);
       return { ptr, bytes };
     }
     // Fresh memory above `top` has never been written, and grown pages arrive zeroed.
@@ -239,6 +239,11 @@ export class WasmBackend implements Backend {
     const ptr = this.top;
     this.top = end;
     return { ptr, bytes };
+  }
+
+  /** Zero `bytes` bytes at `ptr` (a multiple of 64: blocks come in size classes). */
+  protected zeroBytes(ptr: number, bytes: number): void {
+    this.k.zero(ptr, bytes);
   }
 
   protected releaseBytes(ptr: number, bytes: number): void {
