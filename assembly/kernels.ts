@@ -18,9 +18,10 @@ export function heapBase(): usize {
 
 export { add, axpy, scale, sum, sumSquares, zero, fill } from "./elementwise";
 export { matmulScratchBytes, matmulSmallRows, matmulSmallRowsPart, matmul, matmulTransARows } from "./gemm";
-export { embedding, embeddingBackward, rmsnorm, rmsnormBackward, rope, swiglu, swigluBackward, dropout, dropoutBackward } from "./layers";
+export { embedding, embeddingBackward, rmsnorm, rmsnormBackward, rmsnormBackwardRows, rmsnormBackwardWeight, rope, swiglu, swigluBackward, dropout, dropoutBackward } from "./layers";
 export { attention, attentionHeads, attentionCached, attentionCachedHeads, attentionBackward, attentionBackwardHeads } from "./attention";
 export { crossEntropy, crossEntropyBackward, distill, distillBackward, distillSparse, distillSparseBackward } from "./losses";
 export { adamw } from "./optimizer";
 export { matmulQuantizedScratchBytes, matmulQuantized } from "./quant-blocks";
 export { matmulQuantizedQ8ScratchBytes, matmulQuantizedQ8 } from "./quant-q8-activations";
+export { embeddingQuantized } from "./quant-embedding";

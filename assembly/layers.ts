@@ -40,6 +40,12 @@ export function rmsnorm(out: usize, rstd: usize, x: usize, w: usize, rows: i32, 
 
 // y_j = x_j·s·w_j  ⇒  dx_j += s·g_j·w_j − (s³/dim)·x_j·Σ_k g_k·w_k·x_k,  dw_j += g_j·x_j·s.
 export function rmsnormBackward(dx: usize, dw: usize, dOut: usize, x: usize, w: usize, rstd: usize, rows: i32, dim: i32): void {
+  rmsnormBackwardRows(dx, dOut, x, w, rstd, rows, dim);
+  rmsnormBackwardWeight(dw, dOut, x, rstd, rows, dim, 0, dim);
+}
+
+/** dx of rmsnormBackward (rows are independent: threads split them). */
+export function rmsnormBackwardRows(dx: usize, dOut: usize, x: usize, w: usize, rstd: usize, rows: i32, dim: i32): void {
   const rowBytes = <usize>dim << 2;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * rowBytes, gr = dOut + <usize>r * rowBytes, dxr = dx + <usize>r * rowBytes;
@@ -60,16 +66,34 @@ export function rmsnormBackward(dx: usize, dw: usize, dOut: usize, x: usize, w: 
     j = 0;
     for (; j + 4 <= dim; j += 4) {
       const o = <usize>j << 2;
-      const g = v128.load(gr + o), xv = v128.load(xr + o);
-      const t = f32x4.sub(f32x4.mul(f32x4.mul(sv, g), v128.load(w + o)), f32x4.mul(cv, xv));
+      const t = f32x4.sub(f32x4.mul(f32x4.mul(sv, v128.load(gr + o)), v128.load(w + o)), f32x4.mul(cv, v128.load(xr + o)));
       v128.store(dxr + o, f32x4.add(v128.load(dxr + o), t));
-      v128.store(dw + o, madd(v128.load(dw + o), f32x4.mul(g, xv), sv));
     }
     for (; j < dim; j++) {
       const o = <usize>j << 2;
-      const g = load<f32>(gr + o), xv = load<f32>(xr + o);
-      store<f32>(dxr + o, load<f32>(dxr + o) + (s * g * load<f32>(w + o) - cc * xv));
-      store<f32>(dw + o, load<f32>(dw + o) + g * xv * s);
+      store<f32>(dxr + o, load<f32>(dxr + o) + (s * load<f32>(gr + o) * load<f32>(w + o) - cc * load<f32>(xr + o)));
+    }
+  }
+}
+
+/**
+ * dw of rmsnormBackward for columns [c0, c1), summed over the rows in row order: threads split
+ * the columns (at multiples of 4, the last part taking the scalar tail), so each sum is the whole's.
+ */
+export function rmsnormBackwardWeight(dw: usize, dOut: usize, x: usize, rstd: usize, rows: i32, dim: i32, c0: i32, c1: i32): void {
+  const rowBytes = <usize>dim << 2, lanes = dim & ~3;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes, gr = dOut + <usize>r * rowBytes;
+    const s = load<f32>(rstd + (<usize>r << 2));
+    const sv = splat(s);
+    let j = c0;
+    for (; j + 4 <= min(c1, lanes); j += 4) {
+      const o = <usize>j << 2;
+      v128.store(dw + o, madd(v128.load(dw + o), f32x4.mul(v128.load(gr + o), v128.load(xr + o)), sv));
+    }
+    for (; j < c1; j++) {
+      const o = <usize>j << 2;
+      store<f32>(dw + o, load<f32>(dw + o) + load<f32>(gr + o) * load<f32>(xr + o) * s);
     }
   }
 }

@@ -1,7 +1,7 @@
 // Quantized execution: Q8_0 / Q4_0 weights kept as ggml blocks and multiplied by directly. The wasm
 // kernels against the blockwise JS reference and against dequantize-then-float-matmul; whole models
 // against the same model with the weights dequantized to f32; stories260K's greedy text.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { Rng } from "../src/util/rng.js";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -9,9 +9,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, BlockQuantType, Buf, FloatArray } from "../src/backend/backend.js";
+import { type Backend, type BlockQuantType, type Buf, type FloatArray, type QuantType, quantRowBytes } from "../src/backend/backend.js";
+import { createBackend } from "../src/backend/index.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { relaxedSimdAvailable } from "../src/backend/wasm/kernel-flavour.js";
 import { quantizedValues } from "../src/backend/quantized-blocks.js";
 import { GgmlType, dequantize, quantize } from "../src/io/ggml-quants.js";
 import { MemorySource } from "../src/io/byte-source.js";
@@ -26,7 +28,7 @@ import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { quantizeCommand } from "../src/cli/quantize.js";
-import { buf, relErr } from "./kernel-helpers.js";
+import { assertBitwise, buf, relErr } from "./kernel-helpers.js";
 
 const wasm = await createWasmBackend({ kernels: "simd" });
 const ref = new JsBackend("f64");
@@ -136,6 +138,71 @@ test("quantized matrices: shape checks, use after free and double free are error
     assert.throws(() => be.matmulQuantized(c, x, q, 1, 2, 32, false), /after free/);
     assert.throws(() => be.freeQuantized(q), /double free/);
   }
+});
+
+// ---- embedding lookup and row writes ------------------------------------------------------------
+
+const GGML_ALL: Record<QuantType, GgmlType> = { ...GGML, f16: GgmlType.F16 };
+const wasmRelaxed = (await relaxedSimdAvailable()) ? await createWasmBackend({ kernels: "relaxed" }) : null;
+const threaded = await createBackend("wasm", { threads: 2, kernels: "simd" });
+after(() => threaded.dispose?.());
+
+/** A table of `rows` random rows whose magnitudes span many binades (f16 scales near zero and large ones). */
+function spreadTable(rows: number, cols: number): Float32Array {
+  const t = randn(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const s = 2 ** ((r % 13) * 3 - 24);
+    for (let c = 0; c < cols; c++) t[r * cols + c] *= s;
+  }
+  return t;
+}
+
+for (const type of ["q8_0", "q4_0", "f16"] as const) {
+  test(`${type} embedding lookup from the quantized table: every backend = dequantize the whole table, then look up (bitwise)`, () => {
+    const backends = [ref, new JsBackend("f32"), wasm, threaded, ...(wasmRelaxed ? [wasmRelaxed] : [])] as Backend[];
+    for (const [rows, cols] of type === "f16" ? [[37, 50], [9, 288], [3, 7]] : [[37, 64], [9, 288], [3, 32]]) {
+      const bytes = quantize(GGML_ALL[type], spreadTable(rows, cols));
+      const dense = dequantize(GGML_ALL[type], bytes, rows * cols);
+      const ids = Int32Array.from([0, rows - 1, 1, 1, rows >> 1, 0, rows - 1]);
+      const want = new Float32Array(ids.length * cols);
+      for (let i = 0; i < ids.length; i++) want.set(dense.subarray(ids[i] * cols, (ids[i] + 1) * cols), i * cols);
+      for (const be of backends) {
+        const q = be.allocQuantized(type, rows, cols, bytes), out = be.alloc(ids.length * cols);
+        be.embeddingQuantized(out, q, ids);
+        assertBitwise(be.read(out), want, `${be.name}${be === wasmRelaxed ? " relaxed" : ""} ${type} [${rows}, ${cols}]`);
+        // The same as the float table's lookup (what a model held before).
+        const table = buf(be, dense), out2 = be.alloc(ids.length * cols);
+        be.embedding(out2, table, ids, cols);
+        assertBitwise(be.read(out), be.read(out2), `${be.name} ${type}: = embedding of the dequantized table`);
+        assert.throws(() => be.embeddingQuantized(out, q, Int32Array.from([rows])), /out of range/);
+        assert.throws(() => be.embeddingQuantized(out, q, Int32Array.from([-1])), /out of range/);
+        be.freeQuantized(q);
+        assert.throws(() => be.embeddingQuantized(out, q, ids), /after free/);
+        for (const b of [out, table, out2]) be.free(b);
+      }
+    }
+  });
+}
+
+test("quantized matrices filled by rows (writeQuantized) equal those allocated with their bytes; partial or overflowing writes are refused", () => {
+  for (const be of [ref, wasm, threaded] as Backend[])
+    for (const type of ["q8_0", "q4_0", "f16"] as const) {
+      const rows = 11, cols = 64, rowBytes = quantRowBytes(type, cols);
+      const bytes = quantize(GGML_ALL[type], randn(rows * cols));
+      const whole = be.allocQuantized(type, rows, cols, bytes), parts = be.allocQuantized(type, rows, cols);
+      // Rows in two pieces, out of order.
+      be.writeQuantized(parts, 4, bytes.subarray(4 * rowBytes));
+      be.writeQuantized(parts, 0, bytes.subarray(0, 4 * rowBytes));
+      const ids = Int32Array.from({ length: rows }, (_, i) => i), a = be.alloc(rows * cols), b = be.alloc(rows * cols);
+      be.embeddingQuantized(a, whole, ids);
+      be.embeddingQuantized(b, parts, ids);
+      assertBitwise(be.read(b), be.read(a), `${be.name} ${type}`);
+      assert.throws(() => be.writeQuantized(parts, 10, bytes.subarray(0, 2 * rowBytes)), /cannot write/);
+      assert.throws(() => be.writeQuantized(parts, 0, bytes.subarray(0, rowBytes + 1)), /cannot write/);
+      assert.throws(() => be.writeQuantized(parts, -1, bytes.subarray(0, rowBytes)), /cannot write/);
+      for (const q of [whole, parts]) be.freeQuantized(q);
+      for (const x of [a, b]) be.free(x);
+    }
 });
 
 // ---- models -------------------------------------------------------------------------------------

@@ -155,8 +155,11 @@ for (const kernels of flavours) {
         for (let step = 1; step <= 3; step++) be.adamw(p, g, m, v, 1e-3, 0.9, 0.99, 1e-8, 0.1, step);
       });
     }
-    for (const [rows, dim] of [[3, 7], [130, 64], [768, 128]])
-      same(`rmsnorm ${rows}x${dim}`, [new Float32Array(rows * dim), new Float32Array(rows), randoms(rng, rows * dim), randoms(rng, dim)], (be, [o, r, x, w]) => be.rmsnorm(o, r, x, w, rows, dim, 1e-5));
+    for (const [rows, dim] of [[3, 7], [130, 64], [768, 128], [40, 290]])
+      same(`rmsnorm and its backward ${rows}x${dim}`, [new Float32Array(rows * dim), new Float32Array(rows), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim)], (be, [o, r, x, w, dx, dw, d]) => {
+        be.rmsnorm(o, r, x, w, rows, dim, 1e-5);
+        be.rmsnormBackward(dx, dw, d, x, w, r, rows, dim);
+      });
     for (const [rows, vocab] of [[5, 65], [130, 301], [64, 4096]]) {
       const targets = Int32Array.from({ length: rows }, (_, i) => (i % 7 === 3 ? -1 : (i * 31) % vocab));
       const kdTargets = Int32Array.from(targets, (t, i) => (i % 5 === 1 ? KD_ONLY : t));

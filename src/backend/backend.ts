@@ -89,9 +89,16 @@ export interface Backend {
   // ---- quantized weights (inference only) ------------------------------------------------------
   /**
    * Hold a [rows, cols] matrix of ggml weights (`bytes`: rows · quantRowBytes(type, cols); cols a
-   * multiple of 32 for the block formats, any for f16) in backend memory, as they are: it stays quantized.
+   * multiple of 32 for the block formats, any for f16) in backend memory, as they are: it stays
+   * quantized. Without `bytes` the matrix starts zero-filled, for writeQuantized to fill.
    */
-  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf;
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes?: Uint8Array): QBuf;
+  /**
+   * Copy whole rows into a quantized matrix: `bytes` (a multiple of quantRowBytes(type, cols))
+   * becomes rows row, row + 1, …, so a loader can stream a file's rows (or a fused matrix's
+   * parts) straight into backend memory without a host copy of the whole matrix.
+   */
+  writeQuantized(w: QBuf, row: number, bytes: Uint8Array): void;
   /** Release a quantized matrix. Using it afterwards or freeing it twice is an error. */
   freeQuantized(w: QBuf): void;
   /**
@@ -107,6 +114,12 @@ export interface Backend {
   embedding(out: Buf, table: Buf, ids: Int32Array, dim: number): void;
   /** dTable[ids[i], :] += dOut[i, :] */
   embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void;
+  /**
+   * out[i, :] = row ids[i] of the quantized table, dequantized as ggml does (d·q per block, f16
+   * widened): bitwise the rows of the dequantized table, without a float copy of the table.
+   * out: [ids.length, table.cols]. Inference only: a quantized table has no gradient.
+   */
+  embeddingQuantized(out: Buf, table: QBuf, ids: Int32Array): void;
 
   /** out = x / rms(x) * w per row; rstd[r] = 1 / sqrt(mean(x[r]^2) + eps) is saved for backward. */
   rmsnorm(out: Buf, rstd: Buf, x: Buf, w: Buf, rows: number, dim: number, eps: number): void;

@@ -1,7 +1,7 @@
 // The ggml weights behind quantized matrices, read one block (or row) at a time: the readable
 // statement of the formats that the wasm kernels (assembly/kernels.ts) decode with SIMD. Shared by
 // the backends for their argument checks.
-import { type BlockQuantType, type QuantType, QUANT_BLOCK_BYTES, quantRowBytes } from "./backend.js";
+import { type BlockQuantType, type QBuf, type QuantType, QUANT_BLOCK_BYTES, quantRowBytes } from "./backend.js";
 import { f16ToF32 } from "../io/float16.js";
 
 /** Throw unless `byteLength` bytes can hold a [rows, cols] matrix of `type`. */
@@ -13,6 +13,14 @@ export function checkQuantized(type: QuantType, rows: number, cols: number, byte
   if (type !== "f16" && cols % 32 !== 0) throw new RangeError(`quantized matrix: bad shape [${rows}, ${cols}] (columns must be a multiple of 32)`);
   const need = rows * quantRowBytes(type, cols);
   if (byteLength < need) throw new RangeError(`quantized matrix: [${rows}, ${cols}] ${type} needs ${need} bytes, got ${byteLength}`);
+}
+
+/** Throw unless `byteLength` bytes are whole rows of `w` that fit from row `row` on. */
+export function checkQuantizedWrite(w: QBuf, row: number, byteLength: number): void {
+  const rowBytes = quantRowBytes(w.type, w.cols);
+  const rows = rowBytes === 0 ? 0 : byteLength / rowBytes;
+  if (!Number.isInteger(row) || row < 0 || !Number.isInteger(rows) || row + rows > w.rows)
+    throw new RangeError(`quantized matrix: cannot write ${byteLength} bytes at row ${row} of [${w.rows}, ${w.cols}] ${w.type} (rows of ${rowBytes} bytes)`);
 }
 
 /**

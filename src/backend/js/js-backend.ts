@@ -1,7 +1,7 @@
 // The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
 import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, dropoutUniform, quantRowBytes } from "../backend.js";
-import { checkQuantized, f16Values, quantizedValues } from "../quantized-blocks.js";
+import { checkQuantized, checkQuantizedWrite, f16Values, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
   constructor(public data: FloatArray | null) {}
@@ -98,9 +98,16 @@ export class JsBackend implements Backend {
     }
   }
 
-  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
-    checkQuantized(type, rows, cols, bytes.length);
-    return new JsQBuf(type, rows, cols, bytes.slice(0, rows * quantRowBytes(type, cols)));
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes?: Uint8Array): QBuf {
+    const size = rows * quantRowBytes(type, cols);
+    checkQuantized(type, rows, cols, bytes?.length ?? size);
+    return new JsQBuf(type, rows, cols, bytes === undefined ? new Uint8Array(size) : bytes.slice(0, size));
+  }
+  writeQuantized(w: QBuf, row: number, bytes: Uint8Array): void {
+    const q = w as JsQBuf;
+    if (q.bytes === null) throw new Error("js backend: quantized matrix used after free");
+    checkQuantizedWrite(q, row, bytes.length);
+    q.bytes.set(bytes, row * quantRowBytes(q.type, q.cols));
   }
   freeQuantized(w: QBuf): void {
     const q = w as JsQBuf;
@@ -150,6 +157,25 @@ export class JsBackend implements Backend {
       const id = ids[i];
       if (id < 0 || id >= rows) throw new Error(`token id ${id} out of range [0, ${rows})`);
       o.set(t.subarray(id * dim, id * dim + dim), i * dim);
+    }
+  }
+  embeddingQuantized(out: Buf, table: QBuf, ids: Int32Array): void {
+    const q = table as JsQBuf;
+    if (q.bytes === null) throw new Error("js backend: quantized matrix used after free");
+    const o = a(out), cols = q.cols;
+    if (o.length < ids.length * cols) throw new RangeError(`js backend: embedding out needs ${ids.length * cols} numbers, has ${o.length}`);
+    const row = new Float64Array(cols), values = new Float64Array(32);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= q.rows) throw new Error(`token id ${id} out of range [0, ${q.rows})`);
+      if (q.type === "f16") f16Values(q.bytes, id, cols, row);
+      else
+        for (let b = 0, blocks = cols / 32; b < blocks; b++) {
+          // d·q is exact in f32 (an 11-bit scale times an integer of at most 8 bits): ggml's value.
+          const d = quantizedValues(q.type, q.bytes, id * blocks + b, values);
+          for (let e = 0; e < 32; e++) row[b * 32 + e] = d * values[e];
+        }
+      o.set(row, i * cols);
     }
   }
   embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {

@@ -28,7 +28,7 @@ export const WORKER_KERNELS = [
   "matmul", "matmulTransARows", "matmulSmallRowsPart", "matmulQuantized", "matmulQuantizedQ8",
   "attentionHeads", "attentionBackwardHeads", "attentionCachedHeads",
   "zero", "add", "axpy", "scale", "swiglu", "swigluBackward", "dropoutBackward", "adamw",
-  "rmsnorm", "rope", "crossEntropy", "crossEntropyBackward", "distill", "distillBackward",
+  "rmsnorm", "rmsnormBackwardRows", "rmsnormBackwardWeight", "rope", "crossEntropy", "crossEntropyBackward", "distill", "distillBackward",
 ] as const satisfies readonly (keyof Kernels)[];
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 

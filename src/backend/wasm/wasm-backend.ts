@@ -4,7 +4,7 @@
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
 import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
-import { checkQuantized } from "../quantized-blocks.js";
+import { checkQuantized, checkQuantizedWrite } from "../quantized-blocks.js";
 import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
 import type { WorkerKernel } from "./thread-worker.js";
 
@@ -29,8 +29,11 @@ export interface Kernels {
   matmulQuantizedQ8(c: number, a: number, w: number, m: number, n: number, k: number, type: number, accumulate: number, scratch: number, f16Order: number): void;
   embedding(out: number, table: number, ids: number, count: number, dim: number): void;
   embeddingBackward(dTable: number, dOut: number, ids: number, count: number, dim: number): void;
+  embeddingQuantized(out: number, w: number, ids: number, count: number, cols: number, type: number): void;
   rmsnorm(out: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
   rmsnormBackward(dx: number, dw: number, dOut: number, x: number, w: number, rstd: number, rows: number, dim: number): void;
+  rmsnormBackwardRows(dx: number, dOut: number, x: number, w: number, rstd: number, rows: number, dim: number): void;
+  rmsnormBackwardWeight(dw: number, dOut: number, x: number, rstd: number, rows: number, dim: number, c0: number, c1: number): void;
   rope(out: number, x: number, cos: number, sin: number, batch: number, seq: number, heads: number, headDim: number, posOffset: number, sign: number, accumulate: number): void;
   attention(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionHeads(out: number, probs: number, q: number, k: number, v: number, batch: number, seq: number, heads: number, kvHeads: number, headDim: number, scale: number, u0: number, u1: number): void;
@@ -406,12 +409,18 @@ export class WasmBackend implements Backend {
 
   // ---- quantized weights ----------------------------------------------------------------------
 
-  allocQuantized(type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf {
-    checkQuantized(type, rows, cols, bytes.length);
+  allocQuantized(type: QuantType, rows: number, cols: number, bytes?: Uint8Array): QBuf {
     const size = rows * quantRowBytes(type, cols);
+    checkQuantized(type, rows, cols, bytes?.length ?? size);
     const block = this.allocBytes(size);
-    new Uint8Array(this.memory.buffer, block.ptr, size).set(bytes.subarray(0, size));
+    if (bytes !== undefined) new Uint8Array(this.memory.buffer, block.ptr, size).set(bytes.subarray(0, size));
     return new WasmQBuf(this, type, rows, cols, block.ptr, block.bytes);
+  }
+
+  writeQuantized(w: QBuf, row: number, bytes: Uint8Array): void {
+    const q = this.qp(w);
+    checkQuantizedWrite(q, row, bytes.length);
+    new Uint8Array(this.memory.buffer, q.ptr + row * quantRowBytes(q.type, q.cols), bytes.length).set(bytes);
   }
 
   protected qp(w: QBuf): WasmQBuf {
@@ -458,6 +467,12 @@ export class WasmBackend implements Backend {
     const op = this.p(out, ids.length * dim, "embedding out"), tp = this.p(table, 0, "embedding table");
     this.k.embedding(op, tp, this.ints(ids), ids.length, dim);
   }
+  embeddingQuantized(out: Buf, table: QBuf, ids: Int32Array): void {
+    const q = this.qp(table);
+    this.checkIds(ids, q.rows);
+    const op = this.p(out, ids.length * q.cols, "embedding out");
+    this.k.embeddingQuantized(op, q.ptr, this.ints(ids), ids.length, q.cols, QUANT_CODES[q.type]);
+  }
   embeddingBackward(dTable: Buf, dOut: Buf, ids: Int32Array, dim: number): void {
     // An out-of-range row would land in another tensor: check before writing.
     this.checkIds(ids, dTable.length / dim);
@@ -472,10 +487,10 @@ export class WasmBackend implements Backend {
   }
   rmsnormBackward(dx: Buf, dw: Buf, dOut: Buf, x: Buf, w: Buf, rstd: Buf, rows: number, dim: number): void {
     const n = rows * dim;
-    this.k.rmsnormBackward(
-      this.p(dx, n, "dx"), this.p(dw, dim, "dw"), this.p(dOut, n, "dOut"),
-      this.p(x, n, "x"), this.p(w, dim, "w"), this.p(rstd, rows, "rstd"), rows, dim,
-    );
+    const [dxp, dwp, gp, xp, wp, rp] = [this.p(dx, n, "dx"), this.p(dw, dim, "dw"), this.p(dOut, n, "dOut"), this.p(x, n, "x"), this.p(w, dim, "w"), this.p(rstd, rows, "rstd")];
+    // dx by rows; dw, a sum over rows, by columns (each summed in row order, as one thread does).
+    this.parallel("rmsnormBackwardRows", rows, 1, 3 * n, (lo, hi) => [dxp + 4 * lo * dim, gp + 4 * lo * dim, xp + 4 * lo * dim, wp, rp + 4 * lo, hi - lo, dim]);
+    this.parallel("rmsnormBackwardWeight", dim, 4, n, (lo, hi) => [dwp, gp, xp, rp, rows, dim, lo, hi]);
   }
 
   private ropeArgs(out: Buf, x: Buf, cos: Buf, sin: Buf, batch: number, seq: number, heads: number, headDim: number, posOffset: number): number[] {
