@@ -206,23 +206,24 @@ for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as c
       const weights = llamaWeightsFromGguf(f, cfg);
       const eager = llamaFromGgufWeights(be, cfg, weights);
       const float = modelFromTensors(be, { ...cfg }, llamaTensorsFromGguf(f, cfg));
-      const lazyBytes = new Map<string, Uint8Array>();
-      const lazy = lazyLlamaFromGguf(be, GgufFile.open(new MemorySource(gguf)), cfg, { quantized: true, keepBytes: lazyBytes });
+      const lazy = lazyLlamaFromGguf(be, GgufFile.open(new MemorySource(gguf)), cfg, { quantized: true });
       const fused = llamaFromGgufWeights(be, cfg, weights);
       fused.fuse({ quantizedBytes: (name) => weights.quantized.get(name)?.bytes });
       const want = logitsOf(float, ids);
       for (const [what, model] of [["eager", eager], ["lazy", lazy], ["fused", fused]] as const) {
         const types = [...model.quantized.entries()].map(([name, w]) => [name, w.type]);
+        // The embedding is looked up in its blocks: no float copy of it.
+        assert.ok(!model.params.has("model.embed_tokens.weight"), what);
         if (what !== "fused") {
-          // 7 projections per layer and the LM head (a tied one: the embedding's blocks); the
-          // embedding itself stays float for the lookup.
-          assert.equal(model.quantized.size, 7 * cfg.num_hidden_layers + 1, `${what}: ${JSON.stringify(types)}`);
+          // 7 projections per layer, the embedding (a tied model's LM head too) and an untied LM head.
+          assert.equal(model.quantized.size, 7 * cfg.num_hidden_layers + (tied ? 1 : 2), `${what}: ${JSON.stringify(types)}`);
           for (const [name, type] of types) assert.equal(type, quant === "f16" || name.endsWith("down_proj.weight") ? "f16" : "q8_0", `${what} ${name}`);
         }
         assert.ok(relErr(logitsOf(model, ids), want) < 1e-4, `${be.name} ${what}: ${relErr(logitsOf(model, ids), want)}`);
       }
-      // Fusion stacked Q/K/V and gate/up (f16 rows like blocks): left by name are o, down and the head.
-      assert.equal(fused.quantized.size, 2 * cfg.num_hidden_layers + 1);
+      // Fusion stacked Q/K/V and gate/up (f16 rows like blocks): left by name are o, down, the
+      // embedding and an untied head.
+      assert.equal(fused.quantized.size, 2 * cfg.num_hidden_layers + (tied ? 1 : 2));
       for (const w of fused.quantized.values()) assert.ok(w instanceof QuantizedWeight);
       // Decoding through the session: the same numbers as prefill.
       const s = new Session(eager), sf = new Session(float);

@@ -5,20 +5,21 @@ import { after, test } from "node:test";
 import { Rng } from "../src/util/rng.js";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Backend, type BlockQuantType, type Buf, type FloatArray, type QuantType, quantRowBytes } from "../src/backend/backend.js";
 import { createBackend } from "../src/backend/index.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
+import { WasmBackend, createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { relaxedSimdAvailable } from "../src/backend/wasm/kernel-flavour.js";
 import { quantizedValues } from "../src/backend/quantized-blocks.js";
 import { GgmlType, dequantize, quantize } from "../src/io/ggml-quants.js";
 import { MemorySource } from "../src/io/byte-source.js";
-import { GgufFile, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "../src/io/gguf-llama.js";
-import { llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";
+import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "../src/io/gguf-llama.js";
+import { type LlamaGgufWeights, llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";
+import { lazyLlamaFromGguf } from "../src/io/gguf-llama-lazy.js";
 import { modelFromTensors, modelTensors } from "../src/io/checkpoint.js";
 import { parseLlama2cCheckpoint } from "../src/io/llama2c.js";
 import { loadModel } from "../src/io/model-files-node.js";
@@ -233,8 +234,8 @@ for (const quant of ["q8_0", "q4_0"] as GgufQuant[]) {
       const ids = [5, 17, 3, 99, 42, 0, 64];
       for (const be of [wasm, ref] as Backend[]) {
         const { quantized, float } = bothModels(be, cfg, gguf);
-        // 7 projections per layer, plus the LM head (for a tied model: the quantized embedding).
-        assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + 1);
+        // 7 projections per layer, the embedding (for a tied model also the LM head) and an untied LM head.
+        assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + (tied ? 1 : 2));
         assert.ok(relErr(logitsOf(quantized, ids), logitsOf(float, ids)) < 1e-4, `${be.name} prefill`);
         const sq = new Session(quantized), sf = new Session(float);
         sq.prefill(ids.slice(0, 3));
@@ -247,6 +248,76 @@ for (const quant of ["q8_0", "q4_0"] as GgufQuant[]) {
     });
   }
 }
+
+/**
+ * The model as Bonsai loaded a quantized GGUF before its embedding stayed quantized: the table
+ * dequantized to f32 for the lookup, and for a tied model the LM head on a quantized copy.
+ */
+function withFloatEmbedding(be: Backend, cfg: LlamaConfig, w: LlamaGgufWeights): Llama {
+  const table = w.quantized.get("model.embed_tokens.weight")!;
+  const tensors = new Map(w.tensors), quantized = new Map(w.quantized);
+  tensors.set("model.embed_tokens.weight", { shape: [...table.shape], data: dequantize(GGML_ALL[table.type], table.bytes, table.shape[0] * table.shape[1]) });
+  quantized.delete("model.embed_tokens.weight");
+  if (cfg.tie_word_embeddings) quantized.set("lm_head.weight", table);
+  return llamaFromGgufWeights(be, cfg, { tensors, quantized });
+}
+
+/** Logits of a 7-token prefill (every position), then of 2 decode steps. */
+function sessionLogits(model: Llama): FloatArray[] {
+  const s = new Session(model);
+  try {
+    return [s.prefill([5, 17, 3, 99, 42, 0, 64], { allLogits: true }), s.decode(7), s.decode(1999)];
+  } finally {
+    s.dispose();
+  }
+}
+
+// A vocabulary large against the layers, so that an f32 table would stand out in backend memory.
+const bigVocab: LlamaConfig = { ...config, vocab_size: 2048 };
+const ggufDir = mkdtempSync(join(tmpdir(), "bonsai-qembed-"));
+after(() => rmSync(ggufDir, { recursive: true, force: true }));
+
+for (const quant of ["q8_0", "q4_0"] as GgufQuant[])
+  for (const tied of [false, true])
+    test(`${quant}${tied ? " tied" : ""} GGUF: the embedding is looked up in its blocks (no f32 table); logits bitwise as with the dequantized table, eager = lazy, fused and unfused, js and wasm`, async () => {
+      const gguf = llamaToGguf({ ...bigVocab, tie_word_embeddings: tied }, modelTensors(Llama.init(new JsBackend("f32"), { ...bigVocab, tie_word_embeddings: tied }, 9)), quant);
+      const path = join(ggufDir, `${quant}-${tied}.gguf`);
+      writeFileSync(path, gguf);
+      const cfg = llamaConfigFromGguf(GgufFile.open(new MemorySource(gguf))); // as loadModel reads it (eps as f32)
+      const f32Table = cfg.vocab_size * cfg.hidden_size;
+      for (const be of [await createWasmBackend({ kernels: "simd" }), new JsBackend("f32"), new JsBackend("f64")] as Backend[]) {
+        const host = llamaWeightsFromGguf(GgufFile.open(new MemorySource(gguf)), cfg);
+        const before = withFloatEmbedding(be, cfg, host);
+        const beforeFused = withFloatEmbedding(be, cfg, host);
+        beforeFused.fuse({ quantizedBytes: (n) => (n === "lm_head.weight" && tied ? host.quantized.get("model.embed_tokens.weight") : host.quantized.get(n))?.bytes });
+        const want = sessionLogits(before), wantFused = sessionLogits(beforeFused);
+        // What `bonsai generate` loads, with its session, takes less wasm memory than an f32 table would.
+        const wasmTop = be instanceof WasmBackend ? be.stats().heapTop : 0;
+        const generateDefault = loadModel(path, be, undefined, { quantized: true, fuse: true, lazy: true }).model;
+        const first = sessionLogits(generateDefault);
+        if (be instanceof WasmBackend) assert.ok(be.stats().heapTop - wasmTop < 4 * f32Table, `wasm memory grew by ${be.stats().heapTop - wasmTop} bytes`);
+        for (let i = 0; i < first.length; i++) assertBitwise(first[i], wantFused[i], `${be.name} ${be.dtype} generate's default load, ${i}`);
+        const models = {
+          eager: llamaFromGgufWeights(be, cfg, host),
+          lazy: lazyLlamaFromGguf(be, GgufFile.open(new MemorySource(gguf)), cfg, { quantized: true }),
+          "loadModel eager": loadModel(path, be, undefined, { quantized: true }).model,
+          "loadModel eager fused": loadModel(path, be, undefined, { quantized: true, fuse: true }).model,
+          "loadModel lazy fused": generateDefault,
+        };
+        for (const [what, model] of Object.entries(models)) {
+          const label: string = `${be.name} ${be.dtype} ${what}`;
+          const got = sessionLogits(model);
+          for (let i = 0; i < got.length; i++) assertBitwise(got[i], model.fused ? wantFused[i] : want[i], `${label} ${i === 0 ? "prefill" : `decode ${i}`}`);
+          // Held once, as blocks: no float tensor of the table's size, and a tied head is the same weight.
+          assert.ok(model.quantized.get("model.embed_tokens.weight") !== undefined, label);
+          assert.ok(![...model.params.values()].some((t) => t.size === f32Table), `${label}: an f32 tensor of the embedding's size`);
+          assert.equal(model.quantized.has("lm_head.weight"), !tied, label);
+          // A quantized embedding has no gradient: recording a graph through it is refused, by name.
+          assert.throws(() => scope(() => model.forward(Int32Array.from([1, 2]), 1, 2)), /quantized embedding has no gradient.*noGrad/);
+        }
+        for (const m of [before, beforeFused, ...Object.values(models)]) m.dispose();
+      }
+    });
 
 // ---- stories260K ----------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-// Reading a llama GGUF for quantized execution: Q8_0, Q4_0 and F16 projection matrices are kept
-// as ggml stores them (the backend multiplies by them directly); everything else — norms, the
-// embedding table, matrices of other types — is dequantized to f32 as llamaTensorsFromGguf does.
+// Reading a llama GGUF for quantized execution: Q8_0, Q4_0 and F16 matrices are kept as ggml
+// stores them (the backend multiplies by them, and looks embedding rows up in them, directly);
+// everything else — norms, matrices of other types — is dequantized to f32 as
+// llamaTensorsFromGguf does.
 import { GgmlType, ggmlRowBytes } from "./ggml-quants.js";
 import type { NamedTensors, QuantizedHostTensor } from "./host-tensor.js";
 import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
@@ -15,8 +16,8 @@ export interface LlamaGgufWeights {
   /** Float parameters under HF names, in HF layouts. */
   tensors: NamedTensors;
   /**
-   * Projection matrices kept quantized, under HF names, rows in HF's layout; for a tied model
-   * also `lm_head.weight`, the quantized embedding, which the LM head uses.
+   * Matrices kept quantized, under HF names, rows in HF's layout: the projections and the
+   * embedding table (which a tied model's LM head multiplies by too, as llama.cpp does).
    */
   quantized: Map<string, QuantizedHostTensor>;
 }
@@ -41,7 +42,7 @@ export function permuteRowsToHalf(bytes: Uint8Array, rows: number, rowBytes: num
   return out;
 }
 
-/** The model's parameters, quantized projections kept as blocks. Reads only those tensors. */
+/** The model's parameters, quantized matrices kept as blocks. Reads only those tensors. */
 export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgufWeights {
   const tensors: NamedTensors = new Map();
   const quantized = new Map<string, QuantizedHostTensor>();
@@ -56,10 +57,7 @@ export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgu
       const bytes = f.source.read(f.header.dataOffset + info.offset, rows * rowBytes).slice();
       return rope ? permuteRowsToHalf(bytes, rows, rowBytes, rows / hd) : bytes;
     };
-    // A tied model's head runs on the quantized embedding, as in llama.cpp; the lookup needs floats.
-    if (type !== undefined && name === "model.embed_tokens.weight" && config.tie_word_embeddings)
-      quantized.set("lm_head.weight", { type, shape: [shape[0], shape[1]], bytes: blocks() });
-    if (type !== undefined && shape.length === 2 && name !== "model.embed_tokens.weight") {
+    if (type !== undefined && shape.length === 2) {
       quantized.set(name, { type, shape: [shape[0], shape[1]], bytes: blocks() });
     } else {
       const t = f.read(gguf);
@@ -70,7 +68,7 @@ export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgu
   return { tensors, quantized };
 }
 
-/** A model on `backend` whose quantized projections stay quantized (inference only). */
+/** A model on `backend` whose quantized matrices stay quantized (inference only). */
 export function llamaFromGgufWeights(backend: Backend, config: LlamaConfig, w: LlamaGgufWeights): Llama {
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();

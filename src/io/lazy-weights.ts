@@ -1,13 +1,16 @@
 // Lazy weights: a model opened from a file holds its weights allocated but unread; each part of
 // the model (the embedding, a layer, the final norm with the head) is read from the file the
-// first time the forward pass reaches it, straight into the backend buffer in bounded chunks.
+// first time the forward pass reaches it, straight into backend memory in bounded chunks.
 // Tensors the model never uses are never read. A failed read poisons the model: every later use
 // throws the same one-line error, so nothing runs silently on half-filled weights.
 //
-// Fusion (nn/fusion.ts) combines weights' values, so Llama.fuse() reads all parts first.
+// Fusion (nn/fusion.ts) stacks matrices: `stack` sends the parts' rows into the fused matrix as
+// they are read, so the separate parts never fill backend memory and the fused model stays lazy.
 import { type ByteSource, readInto } from "./byte-source.js";
-import type { DeferredWeights } from "../nn/weight.js";
-import type { Tensor } from "../tensor/tensor.js";
+import type { DeferredWeights, Weight } from "../nn/weight.js";
+import { Tensor } from "../tensor/tensor.js";
+import type { FloatArray } from "../backend/backend.js";
+import { scaleColumns } from "../nn/fusion.js";
 
 export type Part = "embed" | "head" | number;
 
@@ -18,13 +21,14 @@ export function partOf(name: string): Part {
   return name === "model.embed_tokens.weight" ? "embed" : "head";
 }
 
-/** Bytes read from the file per step when filling a float tensor: bounds the host staging copy. */
+/** Bytes read from the file per step: bounds the host staging copy. */
 export const CHUNK_BYTES = 1 << 20;
 
-/** Reused host buffers of the chunked fills: file bytes and decoded floats, one chunk each. */
+/** Reused host buffers of the chunked fills: file bytes, decoded floats, gain-scaled floats. */
 export class Staging {
   private b = new Uint8Array(0);
   private f = new Float32Array(0);
+  private s: FloatArray = new Float32Array(0);
   bytes(n: number): Uint8Array {
     if (this.b.length < n) this.b = new Uint8Array(n);
     return this.b.subarray(0, n);
@@ -33,24 +37,55 @@ export class Staging {
     if (this.f.length < n) this.f = new Float32Array(n);
     return this.f.subarray(0, n);
   }
+  /** In the backend's precision, so that a product with a gain rounds as a backend tensor would. */
+  scaled(n: number, dtype: "f32" | "f64"): FloatArray {
+    if (this.s.length < n || (this.s instanceof Float64Array) !== (dtype === "f64")) this.s = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
+    return this.s.subarray(0, n);
+  }
+}
+
+/**
+ * Where a tensor's rows land: rows row0, row0 + 1, … of `weight` (a float tensor or a quantized
+ * matrix); float values times the gain of their column (an RMSNorm gain fused into the matrix).
+ */
+export interface RowTarget {
+  weight: Weight;
+  row0: number;
+  gain: Tensor | null;
+}
+
+/** Reads one tensor of the file into a target. */
+export type TensorReader = (target: RowTarget) => void;
+
+interface Entry {
+  /** The tensor's name in the file, for messages. */
+  name: string;
+  part: Part;
+  read: TensorReader;
+  target: RowTarget;
+  done: boolean;
 }
 
 export class LazyWeights implements DeferredWeights {
   /** The fills' staging buffers (garbage-free reads: a fresh buffer per chunk would pile up until GC). */
   staging = new Staging();
-  private readonly pending = new Map<Part, { name: string; fill: () => void }[]>();
+  private readonly pending = new Map<Part, Entry[]>();
+  /** Unread entries by the weight they fill (for stack and for gains). */
+  private readonly byWeight = new Map<Weight, Entry>();
   private failure: Error | null = null;
   private closed = false;
 
   /** `sources`: the open files the fills read; closed once everything is read, or on close(). */
   constructor(private readonly sources: ByteSource[]) {}
 
-  /** Register the fill of tensor `name` (its file name, for messages) under the part of `hfName`. */
-  add(hfName: string, name: string, fill: () => void): void {
+  /** Register tensor `name` of the file, which fills `weight` (HF name `hfName`, which gives its part). */
+  add(hfName: string, name: string, weight: Weight, read: TensorReader): void {
     const part = partOf(hfName);
-    let fills = this.pending.get(part);
-    if (fills === undefined) this.pending.set(part, (fills = []));
-    fills.push({ name, fill });
+    let entries = this.pending.get(part);
+    if (entries === undefined) this.pending.set(part, (entries = []));
+    const entry = { name, part, read, target: { weight, row0: 0, gain: null }, done: false };
+    entries.push(entry);
+    this.byWeight.set(weight, entry);
   }
 
   /** Parts not yet read (for tests and reports). */
@@ -58,21 +93,42 @@ export class LazyWeights implements DeferredWeights {
     return this.pending.size;
   }
 
+  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null): boolean {
+    const entries = parts.map((w) => this.byWeight.get(w));
+    // Only unread parts of one part of the model (read together, so the target fills at once).
+    if (entries.some((e) => e === undefined || e.part !== entries[0]!.part)) return false;
+    let row0 = 0;
+    parts.forEach((w, i) => {
+      entries[i]!.target = { weight: target, row0, gain };
+      row0 += w.shape[0];
+      this.byWeight.delete(w);
+    });
+    return true;
+  }
+
   ensure(part: Part): void {
     if (this.failure) throw this.failure;
-    const fills = this.pending.get(part);
-    if (fills === undefined) return;
-    for (const f of fills) {
-      try {
-        f.fill();
-      } catch (e) {
-        this.failure = new Error(`cannot read tensor ${f.name} from the model file: ${(e as Error).message.replace(/\s+/g, " ")}`);
-        this.close();
-        throw this.failure;
-      }
-    }
+    const entries = this.pending.get(part);
+    if (entries === undefined) return;
+    for (const e of entries) this.fill(e);
     this.pending.delete(part);
     if (this.pending.size === 0) this.close(); // everything is in memory: the files are not needed
+  }
+
+  private fill(e: Entry): void {
+    if (e.done) return;
+    // A gain is read before the rows it scales (it is a tensor of the same part).
+    const gain = e.target.gain === null ? undefined : this.byWeight.get(e.target.gain);
+    if (gain !== undefined) this.fill(gain);
+    try {
+      e.read(e.target);
+    } catch (err) {
+      this.failure = new Error(`cannot read tensor ${e.name} from the model file: ${(err as Error).message.replace(/\s+/g, " ")}`);
+      this.close();
+      throw this.failure;
+    }
+    e.done = true;
+    this.byWeight.delete(e.target.weight);
   }
 
   ensureAll(): void {
@@ -92,21 +148,31 @@ export class LazyWeights implements DeferredWeights {
 export type RowDecoder = (bytes: Uint8Array, rows: number, into: Float32Array) => Float32Array;
 
 /**
- * Fill float tensor `t` from `rows` rows of `rowBytes` bytes each starting at file offset
- * `offset`, `decode` turning a run of whole rows into floats. Row r of the file lands in row
- * `dest(r)` of `t` (a RoPE permutation), by default row r. At most about CHUNK_BYTES are read at
- * a time, into `staging`'s reused buffers, so no host copy of the whole tensor exists.
+ * Read `rows` rows of `rowBytes` bytes each, starting at file offset `offset`, into `target`:
+ * file row r lands in row target.row0 + dest(r) (a RoPE permutation; by default r). A quantized
+ * target takes the bytes as they are; a float one takes `decode`'s floats, times the target's
+ * gain. At most about CHUNK_BYTES are read at a time, into `staging`'s reused buffers, so no host
+ * copy of the whole tensor exists.
  */
-export function fillRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: RowDecoder, t: Tensor, staging: Staging, dest?: (row: number) => number): void {
-  const cols = t.size / rows;
+export function readRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: RowDecoder | null, target: RowTarget, staging: Staging, dest?: (row: number) => number): void {
+  const { weight, row0 } = target;
   const step = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+  const gain = target.gain === null ? null : target.gain.backend.read(target.gain.data);
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
     const bytes = staging.bytes(n * rowBytes);
     readInto(source, offset + r0 * rowBytes, bytes);
-    const values = decode(bytes, n, staging.floats(n * cols));
-    if (dest === undefined) t.backend.write(t.data, values, r0 * cols);
-    else for (let r = 0; r < n; r++) t.backend.write(t.data, values.subarray(r * cols, (r + 1) * cols), dest(r0 + r) * cols);
+    if (!(weight instanceof Tensor)) {
+      if (dest === undefined) weight.writeRows(row0 + r0, bytes);
+      else for (let r = 0; r < n; r++) weight.writeRows(row0 + dest(r0 + r), bytes.subarray(r * rowBytes, (r + 1) * rowBytes));
+      continue;
+    }
+    if (decode === null) throw new Error("readRows: a float target needs a decoder");
+    const cols = weight.shape[weight.shape.length - 1];
+    let values: FloatArray = decode(bytes, n, staging.floats(n * cols));
+    if (gain !== null) values = scaleColumns(values, gain, staging.scaled(n * cols, weight.backend.dtype));
+    if (dest === undefined) weight.backend.write(weight.data, values, (row0 + r0) * cols);
+    else for (let r = 0; r < n; r++) weight.backend.write(weight.data, values.subarray(r * cols, (r + 1) * cols), (row0 + dest(r0 + r)) * cols);
   }
 }
 

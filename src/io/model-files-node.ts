@@ -15,9 +15,8 @@ import { openSafetensors } from "./safetensors.js";
 import { type SafetensorsLocation, lazyModelFromSafetensors } from "./safetensors-lazy.js";
 import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
 import { FileSource } from "./byte-source-node.js";
-import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "./gguf-llama.js";
+import { GgufFile, llamaConfigFromGguf } from "./gguf-llama.js";
 import { GGUF_MAGIC } from "./gguf.js";
-import { llamaFromGgufWeights, llamaWeightsFromGguf } from "./gguf-llama-quantized.js";
 import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
 import { QAT_FILE, applyQat, readQatFile } from "../train/qat.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
@@ -134,8 +133,9 @@ export function loadTokenizer(path: string): Tokenizer {
 
 export interface LoadModelOptions {
   /**
-   * Keep a GGUF's Q8_0 / Q4_0 / F16 projection matrices as they are stored and run them through
-   * the backend's quantized kernels (inference only). Default false: every tensor becomes f32.
+   * Keep a GGUF's Q8_0 / Q4_0 / F16 matrices (projections and the embedding table) as they are
+   * stored and run them through the backend's quantized kernels (inference only). Default false:
+   * every tensor becomes f32.
    */
   quantized?: boolean;
   /**
@@ -147,9 +147,10 @@ export interface LoadModelOptions {
    * Read a GGUF's tensors on first use instead of at open (io/lazy-weights.ts): opening reads the
    * header only, each layer's weights are read straight into backend memory the first time the
    * forward pass reaches it, and tensors the model does not use are never read. With `fuse`,
-   * fusion reads every weight at open (it combines their values), still without a host copy of
-   * the float weights. HF directories read their safetensors tensors by range the same way.
-   * Default false. llama2.c .bin files are read at open either way.
+   * the stacked matrices are read into on first use the same way (the parts never exist
+   * apart). HF directories read their safetensors tensors by range the same way. Default false:
+   * a GGUF's tensors stream into backend memory at open. llama2.c .bin files are read at open
+   * either way.
    */
   lazy?: boolean;
 }
@@ -176,23 +177,17 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
-      let model: Llama;
-      if (opts.lazy) {
-        const keepBytes = opts.fuse && opts.quantized ? new Map<string, Uint8Array>() : undefined;
-        model = lazyLlamaFromGguf(backend, file, config, { quantized: opts.quantized, keepBytes });
-        owned = true;
-        try {
-          if (opts.fuse) model.fuse({ quantizedBytes: (name) => keepBytes?.get(name) });
-        } catch (e) {
-          model.dispose(); // closes the file
-          throw e;
-        }
-      } else if (opts.quantized) {
-        const weights = llamaWeightsFromGguf(file, config);
-        model = llamaFromGgufWeights(backend, config, weights);
-        // Stacking quantized matrices needs their blocks, still on the host here.
-        if (opts.fuse) model.fuse({ quantizedBytes: (name) => weights.quantized.get(name)?.bytes });
-      } else model = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
+      // Eager or lazy, the tensors stream from the file into backend memory (no host copy of a
+      // whole tensor), fused matrices filled in place; eagerly, all of them here.
+      const model = lazyLlamaFromGguf(backend, file, config, { quantized: opts.quantized });
+      owned = true;
+      try {
+        if (opts.fuse) model.fuse();
+        if (!opts.lazy) model.deferred!.ensureAll(); // closes the file
+      } catch (e) {
+        model.dispose(); // closes the file
+        throw e;
+      }
       loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
     } finally {
       if (!owned) source.close();

@@ -2,7 +2,7 @@
 // float parameters are allocated on the backend at open and filled by range on first use (see
 // lazy-weights.ts), F16/BF16 widened chunk by chunk. Tensors the model does not use stay unread.
 import type { ByteSource } from "./byte-source.js";
-import { LazyWeights, fillRows } from "./lazy-weights.js";
+import { LazyWeights, readRows } from "./lazy-weights.js";
 import { type SafetensorsEntry, decodeTensor, isReadableDtype } from "./safetensors.js";
 import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
@@ -37,7 +37,7 @@ export function lazyModelFromSafetensors(backend: Backend, config: LlamaConfig, 
       const t = Tensor.zeros(backend, shape, true);
       params.set(name, t);
       const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => decodeTensor(bytes, entry.dtype, n * cols, into);
-      lazy.add(name, name, () => fillRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, t, lazy.staging));
+      lazy.add(name, name, t, (target) => readRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, target, lazy.staging));
     }
     const model = new Llama(backend, config, params);
     model.deferred = lazy;

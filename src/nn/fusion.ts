@@ -11,7 +11,7 @@
 import type { Backend, FloatArray } from "../backend/backend.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
-import type { Weight } from "./weight.js";
+import type { DeferredWeights, Weight } from "./weight.js";
 
 /** The weights one layer of the loop applies; see Llama.forward. */
 export interface LayerWeights {
@@ -39,10 +39,16 @@ export interface ModelWeights {
 export interface FuseOptions {
   /**
    * The host bytes of quantized weights by HF name (a loader has them): concatenating quantized
-   * matrices needs their blocks, which a backend does not hand back. Without them, quantized
-   * groups stay unfused.
+   * matrices needs their blocks, which a backend does not hand back. Without them (and without
+   * `deferred`), quantized groups stay unfused.
    */
   quantizedBytes?: (name: string) => Uint8Array | undefined;
+  /**
+   * The weights of a lazily loaded model: groups whose parts are still unread are read straight
+   * into the fused matrix when their layer is first used (DeferredWeights.stack), so the parts
+   * never take memory and the fused model stays lazy.
+   */
+  deferred?: DeferredWeights | null;
 }
 
 /**
@@ -90,32 +96,56 @@ export function fuseWeights(be: Backend, w: ModelWeights, names: (layer: number)
 /**
  * The rows of `parts` stacked into one matrix; float columns scaled by `gain`. Null when the parts
  * cannot be stacked: float mixed with quantized, different quantized types (Q8_0 with F16, say), or
- * no bytes at hand.
+ * quantized blocks neither deferred nor at hand.
  */
 function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor, opts: FuseOptions): { weight: Weight; folded: boolean } | null {
   const cols = parts[0].shape[1];
   const rows = parts.reduce((s, p) => s + p.shape[0], 0);
   if (parts.every((p) => p instanceof Tensor)) {
-    const g = be.read(gain.data);
-    const out: FloatArray = be.dtype === "f64" ? new Float64Array(rows * cols) : new Float32Array(rows * cols);
-    let off = 0;
-    for (const p of parts) {
-      const v = be.read((p as Tensor).data);
-      for (let i = 0; i < v.length; i++) out[off + i] = v[i] * g[i % cols];
-      off += v.length;
-    }
-    return { weight: Tensor.from(be, [rows, cols], out), folded: true };
+    const fused = Tensor.zeros(be, [rows, cols]);
+    if (!opts.deferred?.stack(parts, fused, gain)) copyScaledRows(be, parts as Tensor[], gain, fused);
+    return { weight: fused, folded: true };
   }
-  if (!parts.every((p) => p instanceof QuantizedWeight && p.type === (parts[0] as QuantizedWeight).type)) return null;
-  const bytes = names.map((n) => opts.quantizedBytes?.(n));
-  if (bytes.some((b) => b === undefined)) return null;
-  const all = new Uint8Array(bytes.reduce((s, b) => s + b!.length, 0));
-  let off = 0;
-  for (const b of bytes) {
-    all.set(b!, off);
-    off += b!.length;
-  }
+  const type = (parts[0] as QuantizedWeight).type;
+  if (!parts.every((p) => p instanceof QuantizedWeight && p.type === type)) return null;
   // Each row is whole blocks (or f16 values), so stacking rows is concatenating bytes. Gains are
   // not folded: rescaling quantized or f16 weights would re-round them.
-  return { weight: new QuantizedWeight(be, (parts[0] as QuantizedWeight).type, [rows, cols], all), folded: false };
+  const fused = new QuantizedWeight(be, type, [rows, cols], null);
+  if (opts.deferred?.stack(parts, fused, null)) return { weight: fused, folded: false };
+  const bytes = names.map((n) => opts.quantizedBytes?.(n));
+  if (bytes.some((b) => b === undefined)) {
+    fused.dispose();
+    return null;
+  }
+  let row = 0;
+  parts.forEach((p, i) => {
+    fused.writeRows(row, bytes[i]!);
+    row += p.shape[0];
+  });
+  return { weight: fused, folded: false };
+}
+
+/** Rows of host staging per step of copyScaledRows: bounds the host copy, not the whole matrix. */
+const COPY_ROWS_BYTES = 1 << 20;
+
+/** `parts`' values stacked by rows into `out`, each column times its gain (W·diag(g)). */
+function copyScaledRows(be: Backend, parts: Tensor[], gain: Tensor, out: Tensor): void {
+  const g = be.read(gain.data);
+  const cols = g.length, step = Math.max(1, Math.floor(COPY_ROWS_BYTES / (8 * cols))) * cols;
+  const scaled: FloatArray = be.dtype === "f64" ? new Float64Array(step) : new Float32Array(step);
+  let off = 0;
+  for (const p of parts) {
+    for (let i = 0; i < p.size; i += step) {
+      const n = Math.min(step, p.size - i);
+      be.write(out.data, scaleColumns(be.read(p.data, i, n), g, scaled.subarray(0, n)), off + i);
+    }
+    off += p.size;
+  }
+}
+
+/** out[i] = values[i] · gain[i mod cols], rows of W times diag(g): a norm gain folded into W's columns. */
+export function scaleColumns(values: ArrayLike<number>, gain: ArrayLike<number>, out: FloatArray): FloatArray {
+  const cols = gain.length;
+  for (let i = 0; i < values.length; i++) out[i] = values[i] * gain[i % cols];
+  return out;
 }

@@ -75,16 +75,15 @@ export class Llama {
       const t = params.get(name) ?? quantized.get(name);
       if (!t) throw new Error(`model: missing parameter ${name}`);
       if (params.has(name) && quantized.has(name)) throw new Error(`model: parameter ${name} is both float and quantized`);
-      // The embedding is a table of rows (op.embedding), not a projection: it stays float.
-      if (quantized.has(name) && (name === "model.embed_tokens.weight" || parameterShape(config, name).length !== 2))
-        throw new Error(`model: ${name} cannot be quantized`);
+      // Matrices may be quantized (the embedding too: its lookup dequantizes the rows it picks); norms not.
+      if (quantized.has(name) && parameterShape(config, name).length !== 2) throw new Error(`model: ${name} cannot be quantized`);
       const want = parameterShape(config, name);
       if (t.shape.join(",") !== want.join(",")) throw new Error(`model: ${name} has shape [${t.shape}], config needs [${want}]`);
     }
     for (const name of quantized.keys()) {
       if (parameterNames(config).includes(name)) continue;
-      // A tied model may keep a quantized copy of the embedding as its LM head (llama.cpp runs
-      // the head on the quantized token_embd), beside the float table the embedding lookup reads.
+      // A tied model may keep a quantized copy of a float embedding as its LM head (llama.cpp
+      // runs the head on the quantized token_embd).
       if (name !== "lm_head.weight" || !config.tie_word_embeddings) throw new Error(`model: unknown quantized weight ${name}`);
       const want = [config.vocab_size, config.hidden_size];
       if (quantized.get(name)!.shape.join(",") !== want.join(",")) throw new Error(`model: quantized LM head has shape [${quantized.get(name)!.shape}], config needs [${want}]`);
@@ -160,12 +159,13 @@ export class Llama {
   /**
    * Fold the graph for inference (nn/fusion.ts): stacked Q/K/V and gate/up matrices, RMSNorm
    * gains folded into float projections, residual adds fused into the output projections. The
-   * replaced parameters are freed; the model can no longer be trained or saved.
+   * replaced parameters are freed; the model can no longer be trained or saved. A lazily loaded
+   * model stays lazy: its unread parts are read straight into the fused matrices on first use.
    */
   fuse(opts: FuseOptions = {}): void {
     if (this.fusedWeights) return;
-    this.deferred?.ensureAll(); // fusion combines the weights' values, so a lazy model reads them all here
-    // Fusion needs the final numbers: the fake-quantized weights become the weights.
+    // Fusion needs the final numbers: the fake-quantized weights become the weights (baking reads them all).
+    if (this.qat) this.deferred?.ensureAll();
     this.qat?.bake();
     this.qat = null;
     const count = this.numParameters();
@@ -173,7 +173,7 @@ export class Llama {
       const pre = `model.layers.${l}.`;
       return { q: pre + "self_attn.q_proj.weight", k: pre + "self_attn.k_proj.weight", v: pre + "self_attn.v_proj.weight", gate: pre + "mlp.gate_proj.weight", up: pre + "mlp.up_proj.weight" };
     };
-    const { fused, unused } = fuseWeights(this.backend, this.weights(), names, this.config.tie_word_embeddings, opts);
+    const { fused, unused } = fuseWeights(this.backend, this.weights(), names, this.config.tie_word_embeddings, { deferred: this.deferred, ...opts });
     for (const w of unused) {
       for (const map of [this.params, this.quantized as Map<string, Weight>]) for (const [n, t] of map) if (t === w) map.delete(n);
       w.dispose();
@@ -226,7 +226,8 @@ export class Llama {
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, act(a), w) : op.add(x, drop(applyWeight(act(a), w))));
     this.deferred?.ensure("embed");
-    let x = drop(op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
+    const table = this.quantized.get("model.embed_tokens.weight");
+    let x = drop(table ? op.embeddingQuantized(table, ids, [batch, seq]) : op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
     for (let l = 0; l < c.num_hidden_layers; l++) {
       this.deferred?.ensure(l);
       const L = W.layers[l];

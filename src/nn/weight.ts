@@ -29,8 +29,14 @@ export function applyWeights(x: Tensor, ws: readonly Weight[], widths: readonly 
 export interface DeferredWeights {
   /** Fill the embedding table, layer `l`'s weights, or the final norm and LM head, unless done. */
   ensure(part: "embed" | "head" | number): void;
-  /** Fill every weight not yet filled (fusion, training and saving need them all). */
+  /** Fill every weight not yet filled (training and saving need them all). */
   ensureAll(): void;
+  /**
+   * Fusion: fill `target` instead of `parts` (unread matrices of one part of the model), their
+   * rows stacked in order, float values times `gain`'s column (a folded RMSNorm; null: none), so
+   * the parts never take memory. False, changing nothing, when a part was read already.
+   */
+  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null): boolean;
   /** Stop reading: the model is being disposed. */
   close(): void;
 }

@@ -1,6 +1,6 @@
 // Differentiable ops. Each is one graph node over one or two backend kernels, with its backward
 // written out explicitly. Leading dimensions are flattened: a [B, T, D] activation is `rows × D`.
-import { Tensor, record, trackBuf } from "./tensor.js";
+import { Tensor, isGradEnabled, record, trackBuf } from "./tensor.js";
 import type { QuantizedWeight } from "./quantized-weight.js";
 import { type Backend, type Buf, type QuantType, type KdParams, KD_ONLY, KD_STATS } from "../backend/backend.js";
 import { f16Table, f32ToF16 } from "../io/float16.js";
@@ -78,6 +78,18 @@ export function embedding(table: Tensor, ids: Int32Array, idsShape: readonly num
   const y = Tensor.zeros(be, [...idsShape, dim]);
   be.embedding(y.data, table.data, ids, dim);
   return record(y, [table], () => be.embeddingBackward(table.ensureGrad(), y.grad!, ids, dim));
+}
+
+/**
+ * Rows of a quantized table [V, D] picked by `ids`, dequantized from its blocks (bitwise the rows
+ * of the dequantized table); shape [...idsShape, D]. A quantized table has no gradient (quantized
+ * models cannot be trained), so this runs under noGrad only.
+ */
+export function embeddingQuantized(table: QuantizedWeight, ids: Int32Array, idsShape: readonly number[]): Tensor {
+  if (isGradEnabled()) throw new Error("embeddingQuantized: a quantized embedding has no gradient (quantized models cannot be trained); run inference under noGrad");
+  const y = Tensor.zeros(table.backend, [...idsShape, table.shape[1]]);
+  table.backend.embeddingQuantized(y.data, table.data, ids);
+  return y;
 }
 
 export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {

@@ -4,29 +4,31 @@ import type { Backend, QBuf, QuantType } from "../backend/backend.js";
 
 export class QuantizedWeight {
   private buf: QBuf | null;
-  private loaded: boolean;
+  private disposed = false;
 
   constructor(
     readonly backend: Backend,
     readonly type: QuantType,
     /** [out, in], as a float weight of nn.Linear. */
     readonly shape: readonly [number, number],
-    /** The blocks; null defers them to load() (a lazily loaded model file, see io/lazy-weights.ts). */
+    /**
+     * The blocks; null defers them to writeRows (a lazily loaded model file, see io/lazy-weights.ts):
+     * a weight that is never written never takes backend memory.
+     */
     bytes: Uint8Array | null,
   ) {
     this.buf = bytes === null ? null : backend.allocQuantized(type, shape[0], shape[1], bytes);
-    this.loaded = bytes !== null;
   }
 
-  /** Allocate and fill a deferred weight (once). */
-  load(bytes: Uint8Array): void {
-    if (this.loaded) throw new Error("quantized weight is already loaded");
-    this.buf = this.backend.allocQuantized(this.type, this.shape[0], this.shape[1], bytes);
-    this.loaded = true;
+  /** Copy whole rows of blocks in from row `row` on; the first write of a deferred weight allocates it. */
+  writeRows(row: number, bytes: Uint8Array): void {
+    if (this.disposed) throw new Error("quantized weight used after dispose");
+    this.buf ??= this.backend.allocQuantized(this.type, this.shape[0], this.shape[1]);
+    this.backend.writeQuantized(this.buf, row, bytes);
   }
 
   get data(): QBuf {
-    if (this.buf === null) throw new Error(this.loaded ? "quantized weight used after dispose" : "quantized weight used before it was loaded");
+    if (this.buf === null) throw new Error(this.disposed ? "quantized weight used after dispose" : "quantized weight used before it was loaded");
     return this.buf;
   }
 
@@ -36,7 +38,7 @@ export class QuantizedWeight {
   }
 
   dispose(): void {
-    this.loaded = true; // a deferred weight disposed unloaded is never loaded later
+    this.disposed = true; // a deferred weight disposed unwritten is never written later
     if (this.buf === null) return;
     this.backend.freeQuantized(this.buf);
     this.buf = null;
