@@ -1,14 +1,17 @@
 // Memory of loading and generating: peak RSS of a child process per case (the kernel's high-water
 // mark, VmHWM, so no transient peak is missed) after creating the wasm
-// backend (the baseline: Node + backend), after opening the model, after the first token and after
-// 256 greedy tokens, against the file's size and its weight bytes. Each GGUF runs eagerly (every
+// backend (the baseline: Node + backend), after opening the model, after the first token, after
+// 64 and after 256 greedy tokens, against the file's size and its weight bytes. The memory goal is
+// read after 64 tokens, lazy and fused (`bonsai generate`'s default): (peak − baseline) ÷ weight
+// bytes ≤ 1.3 for the stories15M shape at F32, Q8_0 and Q4_0. Each GGUF runs eagerly (every
 // tensor read at open) and lazily (loadModel {lazy: true}: header at open, each layer's tensors on
 // first use, straight into wasm memory), fused (as `bonsai generate` runs) and unfused, with
 // Q8_0/Q4_0 matrices kept quantized (generate's default).
 // Models: stories260K (../shared/data; skipped with a message when absent) exported to GGUF, and a
 // random-weight model of llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000),
 // each at F32, Q8_0 and Q4_0.
-// Run: npm run bench:memory
+// Run: npm run bench:memory [-- --model NAME] [--quant F32|Q8_0|Q4_0] [--load lazy|eager] [--fuse fused|unfused]
+// (each flag keeps the cases whose label contains NAME, or that quant / load / fuse).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -28,12 +31,14 @@ import { argmax } from "../src/runtime/sample.js";
 
 const DATA = "../shared/data";
 const N = 256; // greedy tokens generated from BOS
+const GOAL_TOKENS = 64; // the memory goal is read here
 const MiB = 1 << 20;
 
 interface Measured {
   base: number; // peak RSS, bytes, after creating the backend
   open: number; // … after loadModel
   first: number; // … after the first generated token
+  goal: number; // … after GOAL_TOKENS tokens
   gen: number; // … after N tokens
   loadSeconds: number; // loadModel
   firstSeconds: number; // loadModel to the first token (a lazy model reads its weights here)
@@ -52,16 +57,19 @@ function peak(): number {
 
 async function worker(path: string, lazy: boolean, fuse: boolean): Promise<void> {
   const backend = await createBackend("wasm");
-  const m: Measured = { base: peak(), open: 0, first: 0, gen: 0, loadSeconds: 0, firstSeconds: 0 };
+  const m: Measured = { base: peak(), open: 0, first: 0, goal: 0, gen: 0, loadSeconds: 0, firstSeconds: 0 };
   const t0 = performance.now();
   const { model } = loadModel(path, backend, undefined, { quantized: true, fuse, lazy });
   m.loadSeconds = (performance.now() - t0) / 1000;
   m.open = peak();
-  const session = new Session(model, { maxSeq: N + 1 });
+  const session = new Session(model, { maxSeq: N + 1, reuseLogits: true }); // as generateTokens runs it
   let tok = argmax(session.prefill([model.config.bos_token_id ?? 1]));
   m.firstSeconds = (performance.now() - t0) / 1000;
   m.first = peak();
-  for (let i = 1; i < N; i++) tok = argmax(session.decode(tok));
+  for (let i = 1; i < N; i++) {
+    tok = argmax(session.decode(tok));
+    if (i + 1 === GOAL_TOKENS) m.goal = peak(); // i + 1 tokens generated: the prefill's and i decodes'
+  }
   m.gen = peak();
   process.stdout.write(JSON.stringify(m) + "\n");
 }
@@ -113,29 +121,40 @@ function weightBytes(path: string): number {
   }
 }
 
+/** `--flag value` of the command line, or undefined. */
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
 function main(): void {
+  const only = { model: flag("model"), quant: flag("quant")?.toUpperCase(), load: flag("load"), fuse: flag("fuse") };
   const dir = mkdtempSync(join(os.tmpdir(), "bonsai-memory-"));
+  const goal: string[] = [];
   try {
-    const files = buildModels(dir);
+    const files = buildModels(dir).filter((f) => (only.model === undefined || f.label.includes(only.model)) && (only.quant === undefined || f.quant === only.quant));
     console.log(
       `bench:memory — peak RSS (VmHWM) of a child process per case: wasm backend, 1 thread, Q8_0/Q4_0 kept quantized; ` +
         `${N} greedy tokens from BOS (KV cache of ${N + 1} positions). Δ = peak − baseline (Node + backend); ÷ W = Δ ÷ weight bytes.\n`,
     );
-    console.log("| model | quant | file MiB | weights MiB | load | fuse | baseline MiB | Δ open MiB | Δ first token MiB | Δ 256 tokens MiB | ÷ W open | ÷ W first | ÷ W 256 | load s | to first token s |");
-    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    console.log(`| model | quant | file MiB | weights MiB | load | fuse | baseline MiB | Δ open MiB | Δ first token MiB | Δ ${GOAL_TOKENS} tokens MiB | Δ ${N} tokens MiB | ÷ W open | ÷ W first | ÷ W ${GOAL_TOKENS} | ÷ W ${N} | load s | to first token s |`);
+    console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const f of files) {
       const size = statSync(f.path).size, w = weightBytes(f.path);
       for (const fuse of [true, false])
         for (const lazy of [false, true]) {
+          if ((only.load !== undefined && only.load !== (lazy ? "lazy" : "eager")) || (only.fuse !== undefined && only.fuse !== (fuse ? "fused" : "unfused"))) continue;
           const m = runCase(f.path, lazy, fuse);
           const d = (x: number): number => x - m.base;
           const mib = (x: number): string => (x / MiB).toFixed(1);
           const ratio = (x: number): string => (d(x) / w).toFixed(2);
           console.log(
-            `| ${f.label} | ${f.quant} | ${mib(size)} | ${mib(w)} | ${lazy ? "lazy" : "eager"} | ${fuse ? "fused" : "unfused"} | ${mib(m.base)} | ${mib(d(m.open))} | ${mib(d(m.first))} | ${mib(d(m.gen))} | ${ratio(m.open)} | ${ratio(m.first)} | ${ratio(m.gen)} | ${m.loadSeconds.toFixed(3)} | ${m.firstSeconds.toFixed(3)} |`,
+            `| ${f.label} | ${f.quant} | ${mib(size)} | ${mib(w)} | ${lazy ? "lazy" : "eager"} | ${fuse ? "fused" : "unfused"} | ${mib(m.base)} | ${mib(d(m.open))} | ${mib(d(m.first))} | ${mib(d(m.goal))} | ${mib(d(m.gen))} | ${ratio(m.open)} | ${ratio(m.first)} | ${ratio(m.goal)} | ${ratio(m.gen)} | ${m.loadSeconds.toFixed(3)} | ${m.firstSeconds.toFixed(3)} |`,
           );
+          if (lazy && fuse && f.label.startsWith("stories15M")) goal.push(`${f.quant} ${ratio(m.goal)}`);
         }
     }
+    if (goal.length > 0) console.log(`\ngoal (stories15M shape, lazy and fused, after ${GOAL_TOKENS} tokens; (peak − baseline) ÷ weight bytes ≤ 1.3): ${goal.join(" / ")}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

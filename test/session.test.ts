@@ -145,6 +145,40 @@ test("session: no graph, and every step's temporaries are freed", async () => {
   s.dispose();
 });
 
+test("session with reuseLogits: the same logits in one host buffer, sized once (a row; more rows grow it)", async () => {
+  for (const be of [await createBackend("wasm"), new JsBackend("f64")] as Backend[]) {
+    const model = Llama.init(be, config(4, 2), 3);
+    const fresh = new Session(model), reused = new Session(model, { reuseLogits: true });
+    const a = fresh.prefill([1, 2, 3], { allLogits: true }), b = reused.prefill([1, 2, 3], { allLogits: true });
+    assert.deepEqual(b, a, be.name);
+    const d1 = reused.decode(4);
+    assert.deepEqual(d1, fresh.decode(4), be.name);
+    const d2 = reused.decode(5);
+    assert.deepEqual(d2, fresh.decode(5), be.name);
+    assert.equal(d1.buffer, d2.buffer, "one buffer serves every call");
+    assert.equal(d1.length, model.config.vocab_size);
+    for (const x of [fresh, reused, model]) x.dispose();
+  }
+});
+
+test("an inference pass frees each layer's intermediates as the layer ends: a long prefill holds one layer's activations, not all", async () => {
+  const wasm = (await createBackend("wasm")) as WasmBackend;
+  const cfg = { ...config(4, 2), num_hidden_layers: 8, max_position_embeddings: 128 };
+  const model = Llama.init(wasm, cfg, 4);
+  const s = new Session(model);
+  s.prefill([1, 2]); // allocates the kernels' scratch (the packed GEMM's panels)
+  s.truncate(0);
+  const top = wasm.stats().heapTop;
+  s.prefill(Array.from({ length: 96 }, (_, i) => i % cfg.vocab_size));
+  // One layer's activations for 96 rows: normed inputs, q/k/v and their rotations, attention
+  // output, residuals, gate/up and SwiGLU, f32 (a generous count of the layer's tensors).
+  const layerBytes = 4 * 96 * (8 * cfg.hidden_size + 3 * cfg.intermediate_size);
+  const grew = wasm.stats().heapTop - top;
+  assert.ok(grew < 3 * layerBytes, `the prefill took ${grew} new bytes; one layer's activations are about ${layerBytes}, all ${cfg.num_hidden_layers} layers' ${cfg.num_hidden_layers * layerBytes}`);
+  s.dispose();
+  model.dispose();
+});
+
 const DATA = "../shared/data/models";
 for (const bname of ["wasm", "js"]) {
   test(`stories260K greedy text through the session (${bname})`, async (t) => {

@@ -64,6 +64,8 @@ export interface Backend {
   write(buf: Buf, src: ArrayLike<number>, offset?: number): void;
   /** Copy `length` numbers starting at `offset` out to a fresh host array (default: all). */
   read(buf: Buf, offset?: number, length?: number): FloatArray;
+  /** Copy `dst.length` numbers starting at `offset` (default 0) into `dst`: a host array the caller reuses. */
+  readInto(buf: Buf, dst: FloatArray, offset?: number): void;
   fill(buf: Buf, value: number): void;
   /** dst[dstOffset + i] = src[srcOffset + i] for i < n. */
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;

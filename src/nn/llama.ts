@@ -2,7 +2,7 @@
 // rotary positions and a SwiGLU MLP, a final RMSNorm and the LM head (optionally tied to the
 // embedding). The math is Hugging Face's LlamaForCausalLM; parameters carry HF names and layouts.
 import type { Backend } from "../backend/backend.js";
-import { Tensor, noGrad, unscoped } from "../tensor/tensor.js";
+import { Tensor, isGradEnabled, noGrad, scope, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
 import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
@@ -228,8 +228,7 @@ export class Llama {
     this.deferred?.ensure("embed");
     const table = this.quantized.get("model.embed_tokens.weight");
     let x = drop(table ? op.embeddingQuantized(table, ids, [batch, seq]) : op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      this.deferred?.ensure(l);
+    const block = (l: number, x: Tensor): Tensor => {
       const L = W.layers[l];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(act(h), L.qkv, [H * hd, KVH * hd, KVH * hd]);
@@ -238,7 +237,14 @@ export class Llama {
       x = residual(x, attend(l, q, k, v), L.o);
       const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
       const [gate, up] = applyWeights(act(h2), L.gateUp, [c.intermediate_size, c.intermediate_size]);
-      x = residual(x, op.swiglu(gate, up), L.down);
+      return residual(x, op.swiglu(gate, up), L.down);
+    };
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      this.deferred?.ensure(l);
+      // Without a graph nothing refers back to a layer's intermediates: freed as the layer ends,
+      // a pass holds one layer's activations instead of every layer's (a long prompt's prefill),
+      // and the next layer reuses the same blocks.
+      x = isGradEnabled() ? block(l, x) : scope(() => block(l, x));
     }
     if (opts.lastOnly) x = lastPositions(x, batch, seq);
     this.deferred?.ensure("head");

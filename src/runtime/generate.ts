@@ -40,7 +40,8 @@ export function* generateTokens(model: Llama, prompt: number[], o: GenerateOptio
   const stats = o.stats ?? emptyStats();
   const context = [...prompt];
   // A cache for the positions this generation can reach, not the model's whole context.
-  const session = new Session(model, { maxSeq: Math.min(window, prompt.length + o.maxTokens) });
+  // Each step's logits are sampled before the next step: one reused host buffer serves them all.
+  const session = new Session(model, { maxSeq: Math.min(window, prompt.length + o.maxTokens), reuseLogits: true });
   // The context's last `window` tokens, recomputed from scratch: the start, and whenever the
   // context outgrows the model's positions (the window then slides, as without a cache).
   const refill = (): FloatArray => {

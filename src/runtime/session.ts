@@ -11,6 +11,13 @@ import * as op from "../tensor/ops.js";
 export interface SessionOptions {
   /** Cache capacity in positions; default and maximum: the model's max_position_embeddings. */
   maxSeq?: number;
+  /**
+   * prefill and decode return a view of one host buffer the session owns, sized once (a row of
+   * logits; more rows grow it), which the next call overwrites: no garbage array per token. For
+   * callers that consume the logits before the next call (generateTokens). Default false: a
+   * fresh array per call.
+   */
+  reuseLogits?: boolean;
 }
 
 export interface PrefillOptions {
@@ -26,6 +33,8 @@ export class Session {
   private readonly keys: Tensor[] = [];
   private readonly values: Tensor[] = [];
   private pos = 0;
+  /** The reused logits buffer (reuseLogits), or null. */
+  private out: FloatArray | null = null;
 
   constructor(
     readonly model: Llama,
@@ -42,6 +51,20 @@ export class Session {
       this.values.push(Tensor.zeros(model.backend, [this.maxSeq, kvDim]));
     }
     this.cacheBytesPerToken = 2 * c.num_hidden_layers * kvDim * (model.backend.dtype === "f64" ? 8 : 4);
+    if (opts.reuseLogits) this.out = this.hostArray(c.vocab_size);
+  }
+
+  private hostArray(n: number): FloatArray {
+    return this.model.backend.dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
+  }
+
+  /** The logits on the host: a fresh array, or the view of the reused buffer. */
+  private hostLogits(logits: Tensor): FloatArray {
+    if (this.out === null) return logits.toArray();
+    if (this.out.length < logits.size) this.out = this.hostArray(logits.size);
+    const view = this.out.subarray(0, logits.size);
+    this.model.backend.readInto(logits.data, view);
+    return view;
   }
 
   /** Number of positions in the cache: the next token goes at this position. */
@@ -66,7 +89,7 @@ export class Session {
       return op.attentionCached(q, this.keys[l], this.values[l], c.num_attention_heads, c.num_key_value_heads, headDim(c), pos);
     };
     const logits = noGrad(() =>
-      scope(() => this.model.forward(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits }).toArray()),
+      scope(() => this.hostLogits(this.model.forward(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits }))),
     );
     // Only a completed pass advances the position; rows written by a failed one are never read.
     this.pos += n;

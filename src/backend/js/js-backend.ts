@@ -45,6 +45,11 @@ export class JsBackend implements Backend {
   read(buf: Buf, offset = 0, length = buf.length - offset): FloatArray {
     return a(buf).slice(offset, offset + length);
   }
+  readInto(buf: Buf, dst: FloatArray, offset = 0): void {
+    const d = a(buf);
+    if (offset + dst.length > d.length) throw new Error(`read of ${dst.length} at ${offset} overflows buffer of ${d.length}`);
+    dst.set(d.subarray(offset, offset + dst.length));
+  }
   fill(buf: Buf, value: number): void {
     a(buf).fill(value);
   }

@@ -3,7 +3,7 @@
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
-import { type Backend, type Buf, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
+import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized, checkQuantizedWrite } from "../quantized-blocks.js";
 import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
 import type { WorkerKernel } from "./thread-worker.js";
@@ -362,6 +362,12 @@ export class WasmBackend implements Backend {
       throw new RangeError(`read of ${length} at ${offset} overflows buffer of ${buf.length}`);
     const start = (this.p(buf, 0, "read source") >>> 2) + offset;
     return this.f32.slice(start, start + length);
+  }
+
+  readInto(buf: Buf, dst: FloatArray, offset = 0): void {
+    if (!isCount(offset) || offset + dst.length > buf.length) throw new RangeError(`read of ${dst.length} at ${offset} overflows buffer of ${buf.length}`);
+    const start = (this.p(buf, 0, "read source") >>> 2) + offset;
+    dst.set(this.f32.subarray(start, start + dst.length));
   }
 
   fill(buf: Buf, value: number): void {
