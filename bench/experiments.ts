@@ -14,6 +14,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchHeader } from "./machine.js";
 
 const CORPUS = "../shared/data/corpora/tinystories-2MiB.txt";
 const DIR = "runs/exp";
@@ -205,5 +206,7 @@ if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);
   process.exit(2);
 }
+// Every model runs in the CLI with its default kernels (auto), which this header resolves too.
+console.log(await benchHeader());
 setUp();
 await experiments[which]();

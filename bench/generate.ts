@@ -8,6 +8,7 @@ import type { Llama } from "../src/nn/llama.js";
 import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
+import { benchHeader } from "./machine.js";
 
 const DATA = "../shared/data/models";
 const TOKENS = 256;
@@ -33,6 +34,7 @@ function recompute(model: Llama): number {
   return TOKENS / ((performance.now() - t0) / 1000);
 }
 
+console.log(await benchHeader());
 if (!existsSync(`${DATA}/stories260K.bin`)) {
   console.log("bench:generate: ../shared/data/models/stories260K.bin absent; skipped");
 } else {

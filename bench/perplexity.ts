@@ -15,6 +15,7 @@ import { loadTokenizerFile } from "../src/io/model-files-node.js";
 import type { Llama } from "../src/nn/llama.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { Session } from "../src/runtime/session.js";
+import { benchHeader } from "./machine.js";
 
 const DATA = "../shared/data";
 const TOKENS = 8192;
@@ -52,6 +53,7 @@ function decodePerplexity(model: Llama, tokens: Int32Array): number {
   return Math.exp(sum / count);
 }
 
+console.log(await benchHeader());
 if (!existsSync(`${DATA}/models/stories260K.bin`)) {
   console.log("perplexity: ../shared/data absent; skipped");
 } else {

@@ -1,9 +1,10 @@
 // The cost of quantization-aware training per step: a ~3M-parameter Llama trained a few steps on
 // random tokens with and without QAT (q4_0 weights; q4_0 weights + int8 activations), on one
 // backend, interleaved so that machine load hits all variants alike. Also the fake quantization
-// alone. Run: node dist/bench/qat.js [--backend wasm|js] [--steps N]
+// alone. Run: node dist/bench/qat.js [--backend wasm|js] [--kernels auto|simd|relaxed] [--steps N]
 import { parseArgs } from "node:util";
 import { createBackend } from "../src/backend/index.js";
+import type { KernelChoice } from "../src/backend/wasm/kernel-flavour.js";
 import { Llama } from "../src/nn/llama.js";
 import { Trainer, type TrainOptions } from "../src/train/trainer.js";
 import { applyQat, type QatSetting } from "../src/train/qat.js";
@@ -11,9 +12,12 @@ import { fakeQuantize } from "../src/tensor/ops.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 import { Rng } from "../src/util/rng.js";
+import { benchHeader } from "./machine.js";
 
-const { values } = parseArgs({ options: { backend: { type: "string", default: "wasm" }, steps: { type: "string", default: "6" } } });
-const be = await createBackend(values.backend!);
+const { values } = parseArgs({ options: { backend: { type: "string", default: "wasm" }, kernels: { type: "string", default: "auto" }, steps: { type: "string", default: "6" } } });
+const kernels = values.kernels as KernelChoice;
+console.log(await benchHeader(kernels));
+const be = await createBackend(values.backend!, { kernels });
 const steps = Number(values.steps);
 
 const config: LlamaConfig = {

@@ -14,6 +14,7 @@ import type { LlamaConfig } from "../src/nn/config.js";
 import { Llama } from "../src/nn/llama.js";
 import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
+import { benchHeader } from "./machine.js";
 
 const config: LlamaConfig = {
   vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6,
@@ -37,6 +38,7 @@ function measure(model: Llama): { decode: number; prefill: number } {
   return { decode, prefill };
 }
 
+console.log(await benchHeader());
 const backend = await createBackend(process.argv[2] ?? "wasm");
 const tensors = modelTensors(Llama.init(new JsBackend("f32"), config, 1));
 console.log(`stories15M-shaped random model, ${backend.name} backend, one thread: ${PROMPT}-token prefill, ${TOKENS} greedy tokens`);

@@ -5,6 +5,7 @@
 //
 // Run: npm run bench:spec -- [--target PATH] [--draft PATH] [--tokenizer FILE] [--prompts FILE]
 //        [--n 8] [--max-tokens N: default 128, or what fits the context] [--repeat 3] [--threads N] [--backend wasm|js]
+//        [--kernels auto|simd|relaxed]
 // Defaults: models/target and models/draft when present, else E4's 15M target and E1's distilled
 // student (runs/exp/spec-target, runs/exp/kd-forward, from npm run exp:spec), else E1's teacher and
 // distilled student (runs/exp/teacher, from npm run exp:distill), else stories260K drafting for itself
@@ -12,14 +13,15 @@
 // prompts separated by blank lines, default the first n stories of the last 10% of
 // ../shared/data/corpora/tinystories-2MiB.txt, each cut to its first ~100 characters.
 import { existsSync, readFileSync } from "node:fs";
-import { Flags, threadCount, threadsFlag } from "../src/cli/args.js";
-import { createBackend } from "../src/backend/index.js";
+import { Flags, backendFlags, backendFromFlags, describeBackend } from "../src/cli/args.js";
+import type { KernelChoice } from "../src/backend/wasm/kernel-flavour.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import type { Llama } from "../src/nn/llama.js";
 import { type GenerationStats, emptyStats, generateTokens } from "../src/runtime/generate.js";
 import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, type SpeculativeStats, checkDraftVocabulary, emptySpeculativeStats, speculativeTokens, summarizeSpeculative } from "../src/runtime/speculative.js";
 import { Session } from "../src/runtime/session.js";
 import { promptIds } from "../src/runtime/stream.js";
+import { benchHeader } from "./machine.js";
 
 const f = Flags.parse(process.argv.slice(2), {
   target: { type: "string", help: "target model" },
@@ -29,9 +31,9 @@ const f = Flags.parse(process.argv.slice(2), {
   n: { type: "string", help: "prompts used (8)" },
   "max-tokens": { type: "string", help: "tokens per prompt (128)" },
   repeat: { type: "string", help: "runs per mode, the fastest kept (3)" },
-  backend: { type: "string", help: "wasm or js" },
-  threads: threadsFlag,
+  ...backendFlags,
 });
+console.log(await benchHeader((f.str("kernels") ?? "auto") as KernelChoice));
 
 const SHARED = "../shared/data";
 // A trained pair: models/ if present, else E4's target or E1's teacher with E1's forward-KL student.
@@ -64,7 +66,7 @@ if (!prompts || prompts.length === 0) {
   process.exit(0);
 }
 
-const backend = await createBackend(f.str("backend") ?? "wasm", { q8Activations: true, threads: threadCount(f) });
+const backend = await backendFromFlags(f, { q8Activations: true });
 // As `bonsai generate` loads them: fused, GGUF blocks kept quantized (Q8_0 activations).
 const target = loadModel(targetPath, backend, tokenizerPath, { fuse: true, quantized: true });
 const draft = loadModel(draftPath, backend, tokenizerPath, { fuse: true, quantized: true });
@@ -107,7 +109,7 @@ function runOnce(m: Mode): Run {
 }
 
 const params = (m: Llama): string => `${(m.numParameters() / 1e6).toFixed(2)}M`;
-console.log(`target ${targetPath} (${params(target.model)} parameters), draft ${draftPath} (${params(draft.model)}), ${backend.name} backend, ${threadCount(f)} threads`);
+console.log(`target ${targetPath} (${params(target.model)} parameters), draft ${draftPath} (${params(draft.model)}), ${describeBackend(backend)}`);
 console.log(`${prompts.length} held-out prompts, greedy, up to ${maxTokens} tokens each, fastest of ${repeat} runs; auto's default rule: ${DEFAULT_ADAPTIVE_RULE}\n`);
 
 const modes: Mode[] = [

@@ -10,6 +10,7 @@ import { Llama } from "../src/nn/llama.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
+import { benchHeader } from "./machine.js";
 
 const DATA = "../shared/data/models";
 const N = 256; // prompt tokens and decoded tokens
@@ -53,6 +54,7 @@ function measure(model: Llama): { prefill: number; decode: number; tokens: numbe
   return { prefill: median(p), decode: median(d), tokens };
 }
 
+console.log(await benchHeader());
 const models: [string, (b: Backend) => Llama][] = [];
 if (existsSync(`${DATA}/stories260K.bin`)) models.push(["stories260K", (b) => loadModel(`${DATA}/stories260K.bin`, b).model]);
 else console.log("stories260K absent (../shared/data/models); skipped");
