@@ -78,7 +78,7 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, mode: Mode, f
   const { model } = loadModel(modelPath, backend, undefined, { quantized, fuse });
   const loadSeconds = (performance.now() - t0) / 1000;
   sample();
-  const session = new Session(model);
+  const session = new Session(model, { reuseLogits: true }); // as generate: one logits buffer
   sample();
   const bos = prompt[0];
   let prefillArgmax = -1;
