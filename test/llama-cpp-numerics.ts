@@ -10,7 +10,7 @@ import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
 const toHalf = (x: number): number => f16ToF32(f32ToF16(x));
 
 /** Σ w·x with w, x f16 values, accumulated as ggml_vec_dot_f16 on NEON with FP16 arithmetic. */
-function dotF16Accumulated(w: Float32Array, x: Float32Array): number {
+export function dotF16Accumulated(w: Float32Array, x: Float32Array): number {
   const k = w.length, np = k - (k % 32);
   const acc = new Float64Array(32); // f16 values
   for (let i = 0; i < np; i += 32) for (let l = 0; l < 32; l++) acc[l] = toHalf(acc[l] + w[i + l] * x[i + l]);
@@ -27,15 +27,27 @@ function dotF16Accumulated(w: Float32Array, x: Float32Array): number {
 /**
  * `backend` with its F16 matrix products computed as dotF16Accumulated on activations rounded to
  * f16 (other types untouched). Wrap it before a model is loaded into it: the f16 weights are kept
- * on the host as they are allocated.
+ * on the host as they are allocated and written.
  */
 export function accumulateF16(backend: Backend): Backend {
   const weights = new Map<QBuf, Float32Array>();
-  const alloc = backend.allocQuantized.bind(backend), matmul = backend.matmulQuantized.bind(backend);
-  backend.allocQuantized = (type: QuantType, rows: number, cols: number, bytes: Uint8Array): QBuf => {
+  const alloc = backend.allocQuantized.bind(backend), write = backend.writeQuantized.bind(backend), matmul = backend.matmulQuantized.bind(backend);
+  // f16 weights as floats, kept beside the backend's copy; loaders allocate and then stream rows in.
+  const writeValues = (w: QBuf, row: number, bytes: Uint8Array): void => {
+    const values = weights.get(w);
+    if (values !== undefined) values.set(Float32Array.from(new Uint16Array(bytes.slice().buffer), f16ToF32), row * w.cols); // slice: aligned
+  };
+  backend.allocQuantized = (type: QuantType, rows: number, cols: number, bytes?: Uint8Array): QBuf => {
     const w = alloc(type, rows, cols, bytes);
-    if (type === "f16") weights.set(w, Float32Array.from(new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), f16ToF32));
+    if (type === "f16") {
+      weights.set(w, new Float32Array(rows * cols));
+      if (bytes) writeValues(w, 0, bytes.subarray(0, rows * cols * 2));
+    }
     return w;
+  };
+  backend.writeQuantized = (w: QBuf, row: number, bytes: Uint8Array): void => {
+    write(w, row, bytes);
+    writeValues(w, row, bytes);
   };
   backend.matmulQuantized = (c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void => {
     const values = weights.get(w);
