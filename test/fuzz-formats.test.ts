@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   fuzzFormats, fuzzGgufModel, fuzzGgufVocab, fuzzSeeds, fuzzTokenizerJson, ggufModelSeeds, ggufVocabSeeds, tokenizerJsonSeeds, trainedTokenizers, type FuzzResult,
-} from "../bench/fuzz-formats.js";
+} from "./fuzz-formats.js";
 import { MemorySource } from "../src/io/byte-source.js";
 import { GgufType, serializeGguf, type GgufMetadataEntry, type GgufTensorToWrite, type GgufValue } from "../src/io/gguf.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "../src/io/gguf-llama.js";
@@ -10,23 +10,33 @@ import { tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "../src/token
 import { tokenizerToHfJson } from "../src/tokenizer/hf-tokenizer-json.js";
 import { tokenizerFromJSON, tokenizerFromJsonText } from "../src/tokenizer/load.js";
 
-// A few thousand seeded mutations of valid GGUF and safetensors files (the engine and a longer
-// run are in bench/fuzz-formats.ts): every read either succeeds or throws a one-line Error that
-// starts with "gguf:" / "safetensors:". Times are reported, not asserted (machines differ by
-// more than any threshold would allow): a case that hangs fails by the test's timeout.
-const HANG = { timeout: 300_000 };
+// A few thousand seeded mutations of valid GGUF and safetensors files (the engine is
+// test/fuzz-formats.ts): every read either succeeds or throws a one-line Error that starts with
+// "gguf:" / "safetensors:". Times are reported, not asserted (machines differ by more than any
+// threshold would allow): a case that hangs fails by the test's timeout. Longer runs:
+// BONSAI_FUZZ_SCALE=N multiplies every count (`npm run fuzz`: 50), BONSAI_FUZZ_SEED picks others.
+function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name}=${raw}: expected a positive integer`);
+  return v;
+}
+const SCALE = envInt("BONSAI_FUZZ_SCALE", 1), SEED = envInt("BONSAI_FUZZ_SEED", 20261129);
+const cases = (n: number): number => n * SCALE;
+const HANG = { timeout: 300_000 * SCALE };
 test("mutated GGUF and safetensors files give one-line format errors, never crashes", HANG, (t) => {
   const { seeds, real } = fuzzSeeds();
   if (!real) t.diagnostic("../shared/data absent: fuzzing the sample files only, not llama-2-tiny-random.gguf's header");
   const start = performance.now();
-  const r = fuzzFormats(seeds, 4000, 20261129);
+  const r = fuzzFormats(seeds, cases(4000), SEED);
   const ms = performance.now() - start;
   t.diagnostic(`${r.cases} mutations over ${seeds.length} seed files: ${r.accepted} read, ${r.rejected} rejected; ${ms.toFixed(0)} ms, slowest case ${r.maxCaseMs.toFixed(1)} ms`);
   assert.deepEqual(r.failures, []);
   assert.ok(r.accepted > 0 && r.rejected > 0, "the mutations exercise both outcomes");
 });
 
-// The other untrusted inputs, with the same discipline (engine in bench/fuzz-formats.ts): a load
+// The other untrusted inputs, with the same discipline (engine in test/fuzz-formats.ts): a load
 // either succeeds or throws a one-line Error with the loader's prefix; a tokenizer that loads
 // encodes and decodes a few texts to ids inside its vocabulary; a model that loads has every
 // tensor in its config's shape.
@@ -40,7 +50,7 @@ test("mutated tokenizer.json and tokenizer JSON give one-line errors; loaded tok
   const { seeds, real } = tokenizerJsonSeeds();
   if (!real) t.diagnostic("../shared/data absent: fuzzing trained tokenizers only, not gpt2-tokenizer.json");
   const start = performance.now();
-  const r = fuzzTokenizerJson(seeds, 1500, 20261129);
+  const r = fuzzTokenizerJson(seeds, cases(1500), SEED);
   assertClean(t, `${seeds.length} seeds`, r, performance.now() - start);
 });
 
@@ -48,14 +58,14 @@ test("mutated GGUF tokenizer metadata gives one-line errors; loaded tokenizers e
   const { seeds, real } = ggufVocabSeeds();
   if (!real) t.diagnostic("../shared/data absent: fuzzing trained vocabularies only, not the vocab GGUFs");
   const start = performance.now();
-  const r = fuzzGgufVocab(seeds, 2000, 20261129);
+  const r = fuzzGgufVocab(seeds, cases(2000), SEED);
   assertClean(t, `${seeds.length} seeds`, r, performance.now() - start);
 });
 
 test("mutated GGUF models give one-line errors through the loader; loaded models have the config's shapes", HANG, (t) => {
   const seeds = ggufModelSeeds();
   const start = performance.now();
-  const r = fuzzGgufModel(seeds, 1500, 20261129);
+  const r = fuzzGgufModel(seeds, cases(1500), SEED);
   assertClean(t, `${seeds.length} seeds (${seeds.map((s) => s.name).join(", ")})`, r, performance.now() - start);
 });
 

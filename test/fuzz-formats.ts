@@ -6,11 +6,8 @@
 // unchecked field, or a hang. The same holds for the other untrusted inputs (second half of this
 // file): tokenizer.json and Bonsai's tokenizer JSON, GGUF tokenizer metadata, and whole GGUF
 // models through the loader path. test/fuzz-formats.test.ts runs a few thousand cases per target;
-// run many more with: npm run build && node dist/bench/fuzz-formats.js [cases=200000] [seed=1] [target]
-// (`cases` for the GGUF/safetensors readers, a quarter of it for each tokenizer target, an eighth
-// for whole models; target: formats, tokenizer-json, gguf-vocab or gguf-model, default all).
+// `npm run fuzz` runs fifty times as many (BONSAI_FUZZ_SCALE and BONSAI_FUZZ_SEED set others).
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { MemorySource } from "../src/io/byte-source.js";
 import { GgmlType, dequantize, ggmlBlockSize, ggmlTypeName, isKnownGgmlType, quantize } from "../src/io/ggml-quants.js";
 import { GgufFile, ggufQuants, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf } from "../src/io/gguf-llama.js";
@@ -900,43 +897,4 @@ export function fuzzGgufModel(seeds: readonly GgufModelSeed[], cases: number, se
     }
     return { what: `${s.name}: ${steps.join(", ")}`, read: () => readGgufModel(bytes, rng) };
   });
-}
-
-// ---- the command line -------------------------------------------------------------------------------
-
-/** Every target's seeds (the real files' where ../shared/data is present). */
-export function allSeeds(dataDir = "../shared/data") {
-  return {
-    formats: fuzzSeeds(dataDir),
-    tokenizerJson: tokenizerJsonSeeds(dataDir),
-    ggufVocab: ggufVocabSeeds(dataDir),
-    ggufModel: ggufModelSeeds(),
-  };
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  // Cases for the GGUF/safetensors readers; the slower targets get a share of them.
-  const cases = Number(process.argv[2] ?? 200_000);
-  const seed = Number(process.argv[3] ?? 1);
-  const only = process.argv[4];
-  const s = allSeeds();
-  const targets: [string, number, () => FuzzResult][] = [
-    ["formats", cases, () => fuzzFormats(s.formats.seeds, cases, seed)],
-    ["tokenizer-json", Math.round(cases / 4), () => fuzzTokenizerJson(s.tokenizerJson.seeds, Math.round(cases / 4), seed)],
-    ["gguf-vocab", Math.round(cases / 4), () => fuzzGgufVocab(s.ggufVocab.seeds, Math.round(cases / 4), seed)],
-    ["gguf-model", Math.round(cases / 8), () => fuzzGgufModel(s.ggufModel, Math.round(cases / 8), seed)],
-  ];
-  console.log(`seed ${seed}; real files: ${s.formats.real ? "llama-2-tiny-random.gguf header" : "-"}, ${s.tokenizerJson.real ? "gpt2-tokenizer.json" : "-"}, ${s.ggufVocab.real ? "vocab GGUFs" : "-"}`);
-  let failures = 0;
-  for (const [name, , run] of targets) {
-    if (only !== undefined && only !== name) continue;
-    const start = performance.now();
-    const r = run();
-    const secs = ((performance.now() - start) / 1000).toFixed(1);
-    console.log(`${name}: ${r.cases} mutations in ${secs} s: ${r.accepted} read, ${r.rejected} rejected, ${r.failures.length} failures; slowest case ${r.maxCaseMs.toFixed(1)} ms`);
-    if (r.slowest !== undefined) console.log(`  slowest: ${r.slowest}`);
-    for (const f of r.failures.slice(0, 20)) console.log(`  ${f}`);
-    failures += r.failures.length;
-  }
-  process.exitCode = failures === 0 ? 0 : 1;
 }
