@@ -17,6 +17,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import * as os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { createBackend } from "../src/backend/index.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadModel } from "../src/io/model-files-node.js";
@@ -121,14 +122,9 @@ function weightBytes(path: string): number {
   }
 }
 
-/** `--flag value` of the command line, or undefined. */
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
 function main(): void {
-  const only = { model: flag("model"), quant: flag("quant")?.toUpperCase(), load: flag("load"), fuse: flag("fuse") };
+  const { values: only } = parseArgs({ options: { model: { type: "string" }, quant: { type: "string" }, load: { type: "string" }, fuse: { type: "string" } } });
+  only.quant = only.quant?.toUpperCase();
   const dir = mkdtempSync(join(os.tmpdir(), "bonsai-memory-"));
   const goal: string[] = [];
   try {
