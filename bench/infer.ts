@@ -36,6 +36,7 @@ import { argmax } from "../src/runtime/sample.js";
 import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { trainTokenizer } from "../src/tokenizer/train-bpe.js";
 import { benchHeader } from "./machine.js";
+import { stories15MShape } from "./shapes.js";
 
 const DATA = "../shared/data";
 const N = 256; // prompt tokens (BOS included) and decoded tokens
@@ -210,20 +211,8 @@ function corpus(): { train: string; heldOut: string } {
   return { train: text.slice(0, cut), heldOut: text.slice(cut) };
 }
 
-/** llama2.c's stories15M shape (tied embeddings, as llama2.c's checkpoints) with a vocabulary of `vocab_size`. */
-const stories15MShape = (vocab_size: number) =>
-  normalizeConfig({
-    vocab_size,
-    hidden_size: 288,
-    intermediate_size: 768,
-    num_hidden_layers: 6,
-    num_attention_heads: 6,
-    num_key_value_heads: 6,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
-  });
+/** llama2.c's stories15M shape (tied embeddings, as llama2.c's checkpoints) with a vocabulary of `vocabSize`. */
+const stories15M = (vocabSize: number) => normalizeConfig(stories15MShape({ vocabSize, maxPositions: 256, tied: true }));
 
 function buildModels(dir: string, trainText: string): ModelFile[] {
   const js = new JsBackend("f32");
@@ -241,7 +230,7 @@ function buildModels(dir: string, trainText: string): ModelFile[] {
   // tokenizes with it too.
   {
     const tok = trainTokenizer(trainText, { type: "spm-bpe", vocabSize: 4096 });
-    const config = stories15MShape(tok.vocabSize);
+    const config = stories15M(tok.vocabSize);
     const meta = tokenizerToGgufMetadata(tok);
     const tensors = modelTensors(Llama.init(js, config, 15));
     for (const quant of ["f32", "q8_0", "q4_0"] as GgufQuant[]) {
@@ -254,7 +243,7 @@ function buildModels(dir: string, trainText: string): ModelFile[] {
   // decoded token's multiply-adds (its Q4_0 × Q8_0 dot products decide the row).
   {
     const tok = loadTokenizerFile(`${DATA}/tokenizers/ggml-vocab-llama-spm.gguf`);
-    const config = stories15MShape(32000);
+    const config = stories15M(32000);
     const path = join(dir, "stories15M-shape-32000-q4_0.gguf");
     writeFileSync(path, llamaToGguf(config, modelTensors(Llama.init(js, config, 15)), "q4_0", { name: "stories15M-shape-32000-random", tokenizer: tokenizerToGgufMetadata(tok) }));
     files.push({ label: LABEL_32000, quant: "Q4_0", path, oneRow: true });

@@ -29,6 +29,7 @@ import { Llama } from "../src/nn/llama.js";
 import { normalizeConfig } from "../src/nn/config.js";
 import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
+import { stories15MShape } from "./shapes.js";
 
 const DATA = "../shared/data";
 const N = 256; // greedy tokens generated from BOS
@@ -104,10 +105,7 @@ function buildModels(dir: string): ModelFile[] {
   const stories = `${DATA}/models/stories260K.bin`;
   if (existsSync(stories)) write("stories260K", "stories260K", loadModel(stories, js).model);
   else console.log(`bench:memory: ${stories} is absent; stories260K skipped`);
-  const config = normalizeConfig({
-    vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6, num_attention_heads: 6,
-    num_key_value_heads: 6, max_position_embeddings: 512, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
-  });
+  const config = normalizeConfig(stories15MShape({ vocabSize: 32000, maxPositions: 512, tied: true }));
   write("stories15M-shape (random)", "stories15M-shape", Llama.init(js, config, 15));
   return files;
 }

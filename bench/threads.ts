@@ -7,21 +7,17 @@ import { existsSync } from "node:fs";
 import { createBackend, type Backend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { Llama } from "../src/nn/llama.js";
-import type { LlamaConfig } from "../src/nn/config.js";
 import { Session } from "../src/runtime/session.js";
 import { argmax } from "../src/runtime/sample.js";
 import { benchHeader } from "./machine.js";
+import { stories15MShape } from "./shapes.js";
 
 const DATA = "../shared/data/models";
 const N = 256; // prompt tokens and decoded tokens
 const RUNS = 5;
 const THREADS = (process.env.BENCH_THREADS ?? "1,2").split(",").map(Number);
 
-const stories15M: LlamaConfig = {
-  vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6,
-  num_attention_heads: 6, num_key_value_heads: 6, max_position_embeddings: 512,
-  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
-};
+const stories15M = stories15MShape({ vocabSize: 32000, maxPositions: 512, tied: false });
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
