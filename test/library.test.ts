@@ -31,6 +31,7 @@ test("README library example trains and generates", async () => {
   // The text is memorised: greedy decoding continues it.
   const greedy = tokenizer.decode([...generateTokens(model, tokenizer.encode("to be or not"), { temperature: 0, maxTokens: 12 })]);
   assert.equal(greedy, " to be, that");
+  backend.dispose?.(); // its worker threads: quit them rather than leave them to the process's exit
 });
 
 test("library code imports no Node built-ins (browser-safe); only *-node, node.ts and cli/ may", () => {
@@ -60,4 +61,5 @@ test("a config claiming a 2^31-token context costs nothing until positions are u
   const ids = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 5 })];
   assert.equal(ids.length, 5);
   model.dispose();
+  backend.dispose?.();
 });
