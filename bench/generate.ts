@@ -14,22 +14,22 @@ const DATA = "../shared/data/models";
 const TOKENS = 256;
 
 /** Greedy decoding of TOKENS tokens after BOS; returns decode tokens/s. */
-function cached(model: Llama): number {
+async function cached(model: Llama): Promise<number> {
   const s = new Session(model);
-  let next = argmax(s.prefill([1]));
+  let next = argmax(await s.prefill([1]));
   const t0 = performance.now();
-  for (let i = 0; i < TOKENS; i++) next = argmax(s.decode(next));
+  for (let i = 0; i < TOKENS; i++) next = argmax(await s.decode(next));
   const seconds = (performance.now() - t0) / 1000;
   s.dispose();
   return TOKENS / seconds;
 }
 
-function recompute(model: Llama): number {
+async function recompute(model: Llama): Promise<number> {
   const context = [1];
   const t0 = performance.now();
   for (let i = 0; i < TOKENS; i++) {
     const ids = Int32Array.from(context);
-    context.push(argmax(noGrad(() => scope(() => model.forward(ids, 1, ids.length, { lastOnly: true }).toArray()))));
+    context.push(argmax(await noGrad(() => scope(() => model.forward(ids, 1, ids.length, { lastOnly: true }).toArray()))));
   }
   return TOKENS / ((performance.now() - t0) / 1000);
 }
@@ -43,8 +43,8 @@ if (!existsSync(`${DATA}/stories260K.bin`)) {
   const session = new Session(model);
   console.log(`stories260K, ${backend.name} backend, ${TOKENS} greedy tokens; KV cache ${session.cacheBytesPerToken} bytes/token`);
   session.dispose();
-  cached(model); // warm-up (JIT, allocator free lists)
-  const best = (f: () => number): number => Math.max(f(), f(), f());
-  console.log(`KV-cache session: ${best(() => cached(model)).toFixed(0)} tokens/s`);
-  console.log(`full recompute:   ${best(() => recompute(model)).toFixed(0)} tokens/s`);
+  await cached(model); // warm-up (JIT, allocator free lists)
+  const best = async (f: () => Promise<number>): Promise<number> => Math.max(await f(), await f(), await f());
+  console.log(`KV-cache session: ${(await best(() => cached(model))).toFixed(0)} tokens/s`);
+  console.log(`full recompute:   ${(await best(() => recompute(model))).toFixed(0)} tokens/s`);
 }

@@ -83,23 +83,23 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, mode: Mode, f
   sample();
   const bos = prompt[0];
   let prefillArgmax = -1;
-  const prefill = (): number => {
+  const prefill = async (): Promise<number> => {
     session.truncate(0);
     const t = performance.now();
-    const logits = session.prefill(prompt); // lastOnly: logits of the last position
+    const logits = await session.prefill(prompt); // lastOnly: logits of the last position
     prefillArgmax = argmax(logits);
     const dt = (performance.now() - t) / 1000;
     sample();
     return prompt.length / dt;
   };
   let decoded: number[] = [];
-  const decode = (): number => {
+  const decode = async (): Promise<number> => {
     session.truncate(0);
     const out: number[] = [];
     let tok = bos;
     const t = performance.now();
     for (let i = 0; i < N; i++) {
-      tok = argmax(session.decode(tok));
+      tok = argmax(await session.decode(tok));
       out.push(tok);
       if ((i & 31) === 31) sample();
     }
@@ -108,12 +108,12 @@ async function bonsaiWorker(modelPath: string, tokensPath: string, mode: Mode, f
     if (decoded.length === 0) decoded = out;
     return N / dt;
   };
-  prefill(); // warm-up: JIT, the allocator's free lists
-  decode();
+  await prefill(); // warm-up: JIT, the allocator's free lists
+  await decode();
   decoded = [];
   const res: BonsaiResult = { prefill: [], decode: [], baseRss, peakRss: 0, loadSeconds, decoded: [], prefillArgmax: -1 };
-  for (let r = 0; r < RUNS; r++) res.prefill.push(prefill());
-  for (let r = 0; r < RUNS; r++) res.decode.push(decode());
+  for (let r = 0; r < RUNS; r++) res.prefill.push(await prefill());
+  for (let r = 0; r < RUNS; r++) res.decode.push(await decode());
   res.peakRss = peakRss;
   res.decoded = decoded;
   res.prefillArgmax = prefillArgmax;
@@ -214,14 +214,14 @@ function corpus(): { train: string; heldOut: string } {
 /** llama2.c's stories15M shape (tied embeddings, as llama2.c's checkpoints) with a vocabulary of `vocabSize`. */
 const stories15M = (vocabSize: number) => normalizeConfig(stories15MShape({ vocabSize, maxPositions: 256, tied: true }));
 
-function buildModels(dir: string, trainText: string): ModelFile[] {
+async function buildModels(dir: string, trainText: string): Promise<ModelFile[]> {
   const js = new JsBackend("f32");
   const files: ModelFile[] = [];
   // (a) stories260K, as `bonsai export --model stories260K.bin --tokenizer tok512.bin --format gguf --quant f32`
   {
     const { model, tokenizer } = loadModel(`${DATA}/models/stories260K.bin`, js, `${DATA}/models/tok512.bin`);
     const path = join(dir, "stories260K-f32.gguf");
-    writeFileSync(path, llamaToGguf(model.config, modelTensors(model), "f32", { name: "stories260K", tokenizer: tokenizerToGgufMetadata(tokenizer!) }));
+    writeFileSync(path, llamaToGguf(model.config, await modelTensors(model), "f32", { name: "stories260K", tokenizer: tokenizerToGgufMetadata(tokenizer!) }));
     files.push({ label: "stories260K", quant: "F32", path });
   }
   // (b) The 15M shape, random weights, with a 4096-token SentencePiece BPE (Llama 2's layout, byte
@@ -232,7 +232,7 @@ function buildModels(dir: string, trainText: string): ModelFile[] {
     const tok = trainTokenizer(trainText, { type: "spm-bpe", vocabSize: 4096 });
     const config = stories15M(tok.vocabSize);
     const meta = tokenizerToGgufMetadata(tok);
-    const tensors = modelTensors(Llama.init(js, config, 15));
+    const tensors = await modelTensors(Llama.init(js, config, 15));
     for (const quant of ["f32", "q8_0", "q4_0"] as GgufQuant[]) {
       const path = join(dir, `stories15M-shape-4096-${quant}.gguf`);
       writeFileSync(path, llamaToGguf(config, tensors, quant, { name: "stories15M-shape-4096-random", tokenizer: meta }));
@@ -245,7 +245,8 @@ function buildModels(dir: string, trainText: string): ModelFile[] {
     const tok = loadTokenizerFile(`${DATA}/tokenizers/ggml-vocab-llama-spm.gguf`);
     const config = stories15M(32000);
     const path = join(dir, "stories15M-shape-32000-q4_0.gguf");
-    writeFileSync(path, llamaToGguf(config, modelTensors(Llama.init(js, config, 15)), "q4_0", { name: "stories15M-shape-32000-random", tokenizer: tokenizerToGgufMetadata(tok) }));
+    writeFileSync(path, llamaToGguf(config, await modelTensors(Llama.init(js, config, 15)), "q4_0",
+ { name: "stories15M-shape-32000-random", tokenizer: tokenizerToGgufMetadata(tok) }));
     files.push({ label: LABEL_32000, quant: "Q4_0", path, oneRow: true });
   }
   return files;
@@ -287,7 +288,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), "bonsai-infer-"));
   try {
     const { train, heldOut } = corpus();
-    const models = buildModels(dir, train);
+    const models = await buildModels(dir, train);
     const text = heldOutText(heldOut);
     const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });

@@ -65,11 +65,11 @@ async function worker(path: string, lazy: boolean, fuse: boolean): Promise<void>
   m.loadSeconds = (performance.now() - t0) / 1000;
   m.open = peak();
   const session = new Session(model, { maxSeq: N + 1, reuseLogits: true }); // as generateTokens runs it
-  let tok = argmax(session.prefill([model.config.bos_token_id ?? 1]));
+  let tok = argmax(await session.prefill([model.config.bos_token_id ?? 1]));
   m.firstSeconds = (performance.now() - t0) / 1000;
   m.first = peak();
   for (let i = 1; i < N; i++) {
-    tok = argmax(session.decode(tok));
+    tok = argmax(await session.decode(tok));
     if (i + 1 === GOAL_TOKENS) m.goal = peak(); // i + 1 tokens generated: the prefill's and i decodes'
   }
   m.gen = peak();
@@ -91,11 +91,11 @@ interface ModelFile {
   path: string;
 }
 
-function buildModels(dir: string): ModelFile[] {
+async function buildModels(dir: string): Promise<ModelFile[]> {
   const js = new JsBackend("f32");
   const files: ModelFile[] = [];
-  const write = (label: string, name: string, model: Llama): void => {
-    const tensors = modelTensors(model);
+  const write = async (label: string, name: string, model: Llama): Promise<void> => {
+    const tensors = await modelTensors(model);
     for (const quant of ["f32", "q8_0", "q4_0"] as GgufQuant[]) {
       const path = join(dir, `${name}-${quant}.gguf`);
       writeFileSync(path, llamaToGguf(model.config, tensors, quant, { name }));
@@ -103,10 +103,10 @@ function buildModels(dir: string): ModelFile[] {
     }
   };
   const stories = `${DATA}/models/stories260K.bin`;
-  if (existsSync(stories)) write("stories260K", "stories260K", loadModel(stories, js).model);
+  if (existsSync(stories)) await write("stories260K", "stories260K", loadModel(stories, js).model);
   else console.log(`bench:memory: ${stories} is absent; stories260K skipped`);
   const config = normalizeConfig(stories15MShape({ vocabSize: 32000, maxPositions: 512, tied: true }));
-  write("stories15M-shape (random)", "stories15M-shape", Llama.init(js, config, 15));
+  await write("stories15M-shape (random)", "stories15M-shape", Llama.init(js, config, 15));
   return files;
 }
 
@@ -120,13 +120,13 @@ function weightBytes(path: string): number {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values: only } = parseArgs({ options: { model: { type: "string" }, quant: { type: "string" }, load: { type: "string" }, fuse: { type: "string" } } });
   only.quant = only.quant?.toUpperCase();
   const dir = mkdtempSync(join(os.tmpdir(), "bonsai-memory-"));
   const goal: string[] = [];
   try {
-    const files = buildModels(dir).filter((f) => (only.model === undefined || f.label.includes(only.model)) && (only.quant === undefined || f.quant === only.quant));
+    const files = (await buildModels(dir)).filter((f) => (only.model === undefined || f.label.includes(only.model)) && (only.quant === undefined || f.quant === only.quant));
     console.log(
       `bench:memory — peak RSS (VmHWM) of a child process per case: wasm backend, 1 thread, Q8_0/Q4_0 kept quantized; ` +
         `${N} greedy tokens from BOS (KV cache of ${N + 1} positions). Δ = peak − baseline (Node + backend); ÷ W = Δ ÷ weight bytes.\n`,
@@ -155,4 +155,4 @@ function main(): void {
 }
 
 if (process.argv[2] === "--worker") await worker(process.argv[3], process.argv[4] === "lazy", process.argv[5] === "fuse");
-else main();
+else await main();

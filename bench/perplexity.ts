@@ -21,26 +21,26 @@ const DATA = "../shared/data";
 const TOKENS = 8192;
 
 /** exp(mean next-token cross-entropy) over windows of the context length. */
-function perplexity(model: Llama, tokens: Int32Array): number {
+async function perplexity(model: Llama, tokens: Int32Array): Promise<number> {
   const window = model.config.max_position_embeddings;
   let sum = 0, count = 0;
   for (let start = 0; start + 1 < tokens.length; start += window) {
     const seq = Math.min(window, tokens.length - 1 - start);
     const ids = tokens.subarray(start, start + seq), targets = tokens.subarray(start + 1, start + 1 + seq);
-    sum += noGrad(() => scope(() => model.backend.sum(model.losses(ids, targets, 1, seq).data)));
+    sum += await noGrad(() => scope(() => model.backend.sum(model.losses(ids, targets, 1, seq).data)));
     count += seq;
   }
   return Math.exp(sum / count);
 }
 
 /** The same by decoding one token at a time through a session (the path of generation). */
-function decodePerplexity(model: Llama, tokens: Int32Array): number {
+async function decodePerplexity(model: Llama, tokens: Int32Array): Promise<number> {
   const window = model.config.max_position_embeddings;
   let sum = 0, count = 0;
   for (let start = 0; start + 1 < tokens.length; start += window) {
     const s = new Session(model);
     for (let t = start; t < Math.min(start + window, tokens.length - 1); t++) {
-      const logits = s.decode(tokens[t]);
+      const logits = await s.decode(tokens[t]);
       let max = -Infinity;
       for (const v of logits) max = Math.max(max, v);
       let z = 0;
@@ -73,19 +73,19 @@ if (!existsSync(`${DATA}/models/stories260K.bin`)) {
   const tokens = Int32Array.from(ids.slice(0, TOKENS));
   console.log(`stories260K perplexity, ${backend.name} backend, ${tokens.length} held-out tokens of tinystories-2MiB.txt (last 10%), windows of ${config.max_position_embeddings}`);
   const f32 = modelFromTensors(backend, { ...config }, tensors);
-  console.log(`f32   ${perplexity(f32, tokens).toFixed(4)}`);
+  console.log(`f32   ${(await perplexity(f32, tokens)).toFixed(4)}`);
   f32.dispose();
   for (const quant of ["q8_0", "q4_0"] as GgufQuant[]) {
     const gguf = llamaToGguf(config, tensors, quant);
     const file = GgufFile.open(new MemorySource(gguf));
     const q = llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(file, config));
     const d = modelFromTensors(backend, { ...config }, llamaTensorsFromGguf(file, config));
-    console.log(`${quant}  ${perplexity(q, tokens).toFixed(4)} (quantized kernels; ${perplexity(d, tokens).toFixed(4)} dequantized to f32), file ${(gguf.length / 1024).toFixed(0)} KiB`);
+    console.log(`${quant}  ${(await perplexity(q, tokens)).toFixed(4)} (quantized kernels; ${(await perplexity(d, tokens)).toFixed(4)} dequantized to f32), file ${(gguf.length / 1024).toFixed(0)} KiB`);
     d.dispose();
     if (backend.name === "wasm") {
       // llama.cpp's integer path (activations rounded to Q8_0) serves decode, so score token by token.
       const q8 = llamaFromGgufWeights(await createWasmBackend({ q8Activations: true }), config, llamaWeightsFromGguf(file, config));
-      console.log(`${quant}  ${decodePerplexity(q8, tokens).toFixed(4)} (decoded token by token with Q8_0 activations; ${decodePerplexity(q, tokens).toFixed(4)} with float activations)`);
+      console.log(`${quant}  ${(await decodePerplexity(q8, tokens)).toFixed(4)} (decoded token by token with Q8_0 activations; ${(await decodePerplexity(q, tokens)).toFixed(4)} with float activations)`);
       q8.dispose();
     }
     q.dispose();

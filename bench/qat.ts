@@ -43,11 +43,11 @@ console.log(`${be.name}: ${(trainers[0].model.numParameters() / 1e6).toFixed(2)}
 const cpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const wall = variants.map(() => [] as number[]), cpuMs = variants.map(() => [] as number[]);
 for (let i = 0; i <= steps; i++)
-  trainers.forEach((t, v) => {
+  for (const [v, t] of trainers.entries()) {
     const c0 = cpu();
-    const s = t.step(i);
+    const s = await t.step(i);
     if (i > 0) { wall[v].push(s.seconds * 1000); cpuMs[v].push(cpu() - c0); } // step 0 warms up
-  });
+  }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 variants.forEach(([name], v) => console.log(`${name.padEnd(22)} ${median(wall[v]).toFixed(0)} ms/step wall, ${median(cpuMs[v]).toFixed(0)} ms CPU (medians of ${steps})`));
 

@@ -25,14 +25,14 @@ const TOKENS = 128;
 const PROMPT = 64;
 
 /** Decode tokens/s over TOKENS greedy tokens after a PROMPT-token prefill, and prefill tokens/s. */
-function measure(model: Llama): { decode: number; prefill: number } {
+async function measure(model: Llama): Promise<{ decode: number; prefill: number }> {
   const s = new Session(model);
   const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % config.vocab_size);
   let t0 = performance.now();
-  let next = argmax(s.prefill(prompt));
+  let next = argmax(await s.prefill(prompt));
   const prefill = PROMPT / ((performance.now() - t0) / 1000);
   t0 = performance.now();
-  for (let i = 0; i < TOKENS; i++) next = argmax(s.decode(next));
+  for (let i = 0; i < TOKENS; i++) next = argmax(await s.decode(next));
   const decode = TOKENS / ((performance.now() - t0) / 1000);
   s.dispose();
   return { decode, prefill };
@@ -40,7 +40,7 @@ function measure(model: Llama): { decode: number; prefill: number } {
 
 console.log(await benchHeader());
 const backend = await createBackend(process.argv[2] ?? "wasm");
-const tensors = modelTensors(Llama.init(new JsBackend("f32"), config, 1));
+const tensors = await modelTensors(Llama.init(new JsBackend("f32"), config, 1));
 console.log(`stories15M-shaped random model, ${backend.name} backend, one thread: ${PROMPT}-token prefill, ${TOKENS} greedy tokens`);
 // On wasm, also llama.cpp's integer path (activations quantized to Q8_0).
 const runs: [GgufQuant, Backend, string][] = [["f32", backend, ""], ["q8_0", backend, ""], ["q4_0", backend, ""]];
@@ -60,8 +60,8 @@ for (const [quant, backend, how] of runs) {
     const f = GgufFile.open(new MemorySource(gguf));
     model = llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(f, config));
   }
-  measure(model); // warm-up (JIT, allocator free lists)
-  const runs = [measure(model), measure(model), measure(model)];
+  await measure(model); // warm-up (JIT, allocator free lists)
+  const runs = [await measure(model), await measure(model), await measure(model)];
   const best = (k: "decode" | "prefill"): string => Math.max(...runs.map((r) => r[k])).toFixed(0);
   console.log(`${(quant + how).padEnd(25)} weights ${(bytes / 2 ** 20).toFixed(1)} MiB: decode ${best("decode")} tok/s, prefill ${best("prefill")} tok/s`);
   model.dispose();

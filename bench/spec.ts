@@ -93,14 +93,15 @@ interface Run {
 
 type Mode = { name: string; model: Llama; config: Omit<SpeculativeConfig, "stats"> | null };
 
-function runOnce(m: Mode): Run {
+async function runOnce(m: Mode): Promise<Run> {
   const outputs: number[][] = [];
   const gen = emptyStats(), spec = m.config ? emptySpeculativeStats() : null;
   let tokens = 0;
   const t0 = performance.now(), c0 = process.cpuUsage();
   for (const prompt of promptTokens) {
     const o = { temperature: 0, maxTokens, stopIds, stats: gen };
-    const out = [...(m.config ? speculativeTokens(m.model, prompt, { ...o, speculative: { ...m.config, stats: spec! } }) : generateTokens(m.model, prompt, o))];
+    const out: number[] = [];
+    for await (const t of m.config ? speculativeTokens(m.model, prompt, { ...o, speculative: { ...m.config, stats: spec! } }) : generateTokens(m.model, prompt, o)) out.push(t);
     outputs.push(out);
     tokens += out.length;
   }
@@ -120,13 +121,13 @@ const modes: Mode[] = [
   { name: "ngram auto", model: target.model, config: { draft: "ngram" } },
   { name: "ngram K=4", model: target.model, config: { draft: "ngram", draftTokens: 4 } },
 ];
-runOnce(modes[0]); // warm-up (JIT, allocator)
+await runOnce(modes[0]); // warm-up (JIT, allocator)
 // Rounds over all modes, the fastest run of each kept: a burst of load elsewhere hits one run of
 // every mode alike instead of all runs of one mode.
 const best = new Map<string, Run>();
 for (let i = 0; i < repeat; i++)
   for (const m of modes) {
-    const r = runOnce(m);
+    const r = await runOnce(m);
     const b = best.get(m.name);
     best.set(m.name, { ...r, seconds: Math.min(r.seconds, b?.seconds ?? Infinity), cpuSeconds: Math.min(r.cpuSeconds, b?.cpuSeconds ?? Infinity) });
   }
@@ -177,23 +178,24 @@ console.log(`\n${base.tokens} tokens per mode; draft/target cost: seconds per de
 {
   const s = new Session(target.model);
   const start = promptTokens[0].slice(0, Math.max(1, Math.min(promptTokens[0].length, context - 9)));
-  s.prefill(start);
+  await s.prefill(start);
   const pos = s.position, ids = (r: number): number[] => Array.from({ length: r }, (_, i) => promptTokens[0][i % promptTokens[0].length]);
-  const pass = (r: number): number => {
+  const pass = async (r: number): Promise<number> => {
     let fastest = Infinity;
     for (let round = 0; round < 5; round++) {
       const t0 = performance.now();
       for (let i = 0; i < 20; i++) {
-        s.prefill(ids(r), { allLogits: true });
+        await s.prefill(ids(r), { allLogits: true });
         s.truncate(pos);
       }
       fastest = Math.min(fastest, (performance.now() - t0) / 20);
     }
     return fastest;
   };
-  pass(1); // warm-up
-  const one = pass(1);
-  const ratios = [2, 3, 4, 5, 8].map((r): [number, number] => [r, pass(r) / one]);
+  await pass(1); // warm-up
+  const one = await pass(1);
+  const ratios: [number, number][] = [];
+  for (const r of [2, 3, 4, 5, 8]) ratios.push([r, (await pass(r)) / one]);
   console.log(`target pass over r rows ÷ one decoded token: ${ratios.map(([r, v]) => `r=${r} ${v.toFixed(2)}`).join(", ")} (one token: ${one.toFixed(3)} ms)`);
   // A draft that costs nothing and is always right makes K + 1 tokens per pass over K + 1 rows.
   console.log(`ceiling of any draft (free, always accepted), (K+1) ÷ that ratio: ${ratios.map(([r, v]) => `K=${r - 1} ${(r / v).toFixed(2)}×`).join(", ")}`);

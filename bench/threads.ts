@@ -21,31 +21,31 @@ const stories15M = stories15MShape({ vocabSize: 32000, maxPositions: 512, tied: 
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-function measure(model: Llama): { prefill: number; decode: number; tokens: number[] } {
+async function measure(model: Llama): Promise<{ prefill: number; decode: number; tokens: number[] }> {
   const s = new Session(model);
   const prompt = Array.from({ length: N }, (_, i) => 1 + ((i * 37) % (model.config.vocab_size - 1)));
-  const prefill = (): number => {
+  const prefill = async (): Promise<number> => {
     s.truncate(0);
     const t = performance.now();
-    s.prefill(prompt);
+    await s.prefill(prompt);
     return N / ((performance.now() - t) / 1000);
   };
   let tokens: number[] = [];
-  const decode = (): number => {
+  const decode = async (): Promise<number> => {
     s.truncate(0);
     const out: number[] = [];
     let tok = 1;
     const t = performance.now();
-    for (let i = 0; i < N; i++) out.push((tok = argmax(s.decode(tok))));
+    for (let i = 0; i < N; i++) out.push((tok = argmax(await s.decode(tok))));
     const rate = N / ((performance.now() - t) / 1000);
     tokens = out;
     return rate;
   };
-  prefill(); // warm-up: JIT, the allocator's free lists
-  decode();
+  await prefill(); // warm-up: JIT, the allocator's free lists
+  await decode();
   const p: number[] = [], d: number[] = [];
-  for (let r = 0; r < RUNS; r++) p.push(prefill());
-  for (let r = 0; r < RUNS; r++) d.push(decode());
+  for (let r = 0; r < RUNS; r++) p.push(await prefill());
+  for (let r = 0; r < RUNS; r++) d.push(await decode());
   s.dispose();
   return { prefill: median(p), decode: median(d), tokens };
 }
@@ -60,7 +60,7 @@ for (const [name, load] of models) {
   let reference: number[] | undefined;
   for (const threads of THREADS) {
     const backend = await createBackend("wasm", { threads });
-    const r = measure(load(backend));
+    const r = await measure(load(backend));
     backend.dispose?.();
     const same = reference === undefined ? "" : reference.join() === r.tokens.join() ? "  (same tokens)" : "  (TOKENS DIFFER)";
     reference ??= r.tokens;

@@ -112,7 +112,7 @@ test("hard curriculum: weights and draws at chosen steps", async () => {
   const be = await createBackend("js");
   const model = Llama.init(be, config, 1);
   const cur = new Curriculum(scored, scoredOptions, { blockSize: 8 });
-  const at0 = cur.beginStep(0, 100, model); // c = 0.2: the 2 easiest
+  const at0 = await cur.beginStep(0, 100, model); // c = 0.2: the 2 easiest
   assert.deepEqual([...cur.weights()], [0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual(at0, { progress: 0, competence: 0.2, eligible: 0.2, weightMean: 0.2, weightMin: 0, weightP10: 0, weightP50: 0, weightP90: 1, weightMax: 1, rescored: false });
   for (let i = 0; i < 10; i++) {
@@ -120,14 +120,14 @@ test("hard curriculum: weights and draws at chosen steps", async () => {
     assert.ok([...b.samples].every((s) => s === 1 || s === 3), "only eligible samples are drawn");
     assert.deepEqual([...b.rowWeights], [1, 1, 1, 1]);
   }
-  const at25 = cur.beginStep(25, 100, model); // c = 0.6: the 6 easiest
+  const at25 = await cur.beginStep(25, 100, model); // c = 0.6: the 6 easiest
   assert.deepEqual([...cur.weights()], [1, 1, 1, 1, 1, 0, 1, 0, 0, 0]);
   assert.equal(at25.eligible, 0.6);
   close(at25.competence, 0.6, 1e-15);
   const drawn = new Set<number>();
   for (let i = 0; i < 30; i++) for (const s of cur.batch(new Rng(i), 4, 8).samples) drawn.add(s);
   assert.deepEqual([...drawn].sort(), [0, 1, 2, 3, 4, 6]);
-  cur.beginStep(50, 100, model);
+  await cur.beginStep(50, 100, model);
   assert.deepEqual([...cur.weights()], Array(10).fill(1));
   assert.deepEqual(curriculumMetrics({ ...at0, tokenLoss: 2 }), { competence: 0.2, eligible: 0.2, w_mean: 0.2, w_min: 0, w_p10: 0, w_p50: 0, w_p90: 1, w_max: 1, token_loss: 2 });
 });
@@ -137,7 +137,7 @@ test("soft curriculum: w = exp(−(rank + 1 − ⌈cN⌉)/(τN)) past the compet
   const model = Llama.init(be, config, 1);
   const cur = new Curriculum(scored, { ...scoredOptions, mode: "soft", softness: 0.1 }, { blockSize: 8 });
   const e = Math.exp;
-  const s25 = cur.beginStep(25, 100, model); // c = 0.6, k = 6; τN = 1
+  const s25 = await cur.beginStep(25, 100, model); // c = 0.6, k = 6; τN = 1
   const expected25 = [1, 1, 1, 1, 1, e(-3), 1, e(-2), e(-1), e(-4)]; // ranks 6..9 are samples 8, 7, 5, 9
   cur.weights().forEach((w, i) => close(w, expected25[i], 1e-15, `sample ${i}`));
   close(s25.weightMean, (6 + e(-1) + e(-2) + e(-3) + e(-4)) / 10, 1e-15, "mean");
@@ -145,7 +145,7 @@ test("soft curriculum: w = exp(−(rank + 1 − ⌈cN⌉)/(τN)) past the compet
   close(s25.weightP10, e(-4) + 0.9 * (e(-3) - e(-4)), 1e-15, "p10"); // sorted: e⁻⁴ e⁻³ e⁻² e⁻¹ 1 …, at 0.9
   assert.equal(s25.weightP50, 1);
   assert.equal(s25.weightMax, 1);
-  const s0 = cur.beginStep(0, 100, model); // c = 0.2, k = 2: samples 1, 3 full, then 4, 2, 0, 6, 8, 7, 5, 9
+  const s0 = await cur.beginStep(0, 100, model); // c = 0.2, k = 2: samples 1, 3 full, then 4, 2, 0, 6, 8, 7, 5, 9
   const expected0 = [e(-3), 1, e(-2), 1, e(-1), e(-7), e(-4), e(-6), e(-5), e(-8)];
   cur.weights().forEach((w, i) => close(w, expected0[i], 1e-15, `sample ${i}`));
   assert.equal(s0.eligible, 0.2);
@@ -186,28 +186,29 @@ function randomSamples(n: number, seed: number, maxLen = 40): Sample[] {
 }
 
 /** A sample's loss by hand: windows of ≤ `seq` targets, each without context; Σ losses / number of targets. */
-function windowedLoss(model: Llama, s: Sample, seq: number): number {
-  return noGrad(() => {
-    let sum = 0;
-    for (let start = 0; start < s.ids.length - 1; start += seq) {
-      const n = Math.min(seq, s.ids.length - 1 - start);
-      sum += scope(() => model.loss(s.ids.slice(start, start + n), s.ids.slice(start + 1, start + n + 1), 1, n).item()) * n;
-    }
-    return sum / (s.ids.length - 1);
-  });
+async function windowedLoss(model: Llama, s: Sample, seq: number): Promise<number> {
+  let sum = 0;
+  for (let start = 0; start < s.ids.length - 1; start += seq) {
+    const n = Math.min(seq, s.ids.length - 1 - start);
+    sum += (await noGrad(() => scope(() => model.loss(s.ids.slice(start, start + n), s.ids.slice(start + 1, start + n + 1), 1, n).item()))) * n;
+  }
+  return sum / (s.ids.length - 1);
 }
 
 test("teacher-loss: each sample's mean per-token loss under the reference model (windows of the block size)", async () => {
   const be = await createBackend("wasm");
   const teacher = Llama.init(be, config, 5);
   const samples = [...randomSamples(9, 2, 14), sample(Array.from({ length: 30 }, (_, i) => (i * 7) % 12))];
-  const cur = new Curriculum(samples, { scorer: "teacher-loss", scoreBatch: 3 }, { blockSize: 12, teacher });
-  const byHand = samples.map((s) => windowedLoss(teacher, s, 12));
+  const cur = await Curriculum.create(samples, { scorer: "teacher-loss", scoreBatch: 3 }, { blockSize: 12, teacher });
+  const byHand: number[] = [];
+  for (const s of samples) byHand.push(await windowedLoss(teacher, s, 12));
   cur.scores!.forEach((v, i) => close(v, byHand[i], 2e-6, `sample ${i}`));
   // scoreTokens: only the first N targets of each sample.
-  const first5 = new Curriculum(samples, { scorer: "teacher-loss", scoreTokens: 5 }, { blockSize: 12, teacher });
-  first5.scores!.forEach((v, i) => close(v, windowedLoss(teacher, { ...samples[i], ids: samples[i].ids.subarray(0, 6) }, 12), 2e-6, `sample ${i}, 5 targets`));
-  assert.throws(() => sampleLosses(teacher, [sample([1, 12])], { seq: 4 }), /token id 12, outside the scoring model's vocabulary of 12/);
+  const first5 = await Curriculum.create(samples, { scorer: "teacher-loss", scoreTokens: 5 }, { blockSize: 12, teacher });
+  const first5Scores = first5.scores!;
+  for (let i = 0; i < first5Scores.length; i++)
+    close(first5Scores[i], await windowedLoss(teacher, { ...samples[i], ids: samples[i].ids.subarray(0, 6) }, 12), 2e-6, `sample ${i}, 5 targets`);
+  await assert.rejects(sampleLosses(teacher, [sample([1, 12])], { seq: 4 }), /token id 12, outside the scoring model's vocabulary of 12/);
 });
 
 test("the weighted objective: value and gradient are Σ w_i·L_i / Σ w_i of per-sample losses (js f64)", async () => {
@@ -218,27 +219,30 @@ test("the weighted objective: value and gradient are Σ w_i·L_i / Σ w_i of per
   const b = sampleBatch(samples, [0, 1, 2], 8, new Rng(1));
   assert.equal(b.seq, 6);
   const params = model.parameters();
-  const batched = scope(() => {
+  const batched = await scope(() => {
     const loss = sampleWeightedLoss(model.losses(b.ids, b.targets, b.batch, b.seq), b, w);
     backward(loss);
     return loss.item();
   });
-  const g1 = params.map(([, p]) => Float64Array.from(p.gradArray()!));
+  const g1: Float64Array[] = [];
+  for (const [, p] of params) g1.push(Float64Array.from((await p.gradArray())!));
   for (const [, p] of params) p.zeroGrad();
   let byHand = 0;
-  samples.forEach((s, i) => {
-    scope(() => {
+  for (const [i, s] of samples.entries()) {
+    const L_i = scope(() => {
       const n = s.ids.length - 1;
       const L = model.loss(s.ids.subarray(0, n), s.ids.subarray(1), 1, n);
-      byHand += (w[i] / W) * L.item();
+      const value = L.item();
       backward(weightedSum(L, [w[i] / W]));
+      return value;
     });
-  });
+    byHand += (w[i] / W) * (await L_i);
+  }
   close(batched, byHand, 1e-12, "value");
-  params.forEach(([name, p], k) => {
-    const g2 = p.gradArray()!;
+  for (const [k, [name, p]] of params.entries()) {
+    const g2 = (await p.gradArray())!;
     for (let j = 0; j < g2.length; j++) close(g1[k][j], g2[j], 1e-12, name);
-  });
+  }
   // Position weights: w_r / (n_r·Σw) on real targets, 0 on padding; equal weights and lengths give the plain mean.
   const pw = positionWeights(b.targets, 3, 6, w);
   assert.deepEqual([...pw.subarray(6, 12)], [2 / 2.75, 0, 0, 0, 0, 0]);
@@ -268,11 +272,11 @@ test("self-paced: re-scored from the student every K steps; a resumed run contin
   const probe = Llama.init(be, config, 9);
   const cur = new Curriculum(train, curOptions, { blockSize: 16 });
   assert.equal(cur.scores, null);
-  assert.equal(cur.beginStep(0, 20, probe).rescored, true);
-  assert.deepEqual(cur.scores, sampleLosses(probe, train, { seq: 16 }));
-  assert.equal(cur.beginStep(1, 20, probe).rescored, false);
+  assert.equal((await cur.beginStep(0, 20, probe)).rescored, true);
+  assert.deepEqual(cur.scores, await sampleLosses(probe, train, { seq: 16 }));
+  assert.equal((await cur.beginStep(1, 20, probe)).rescored, false);
   const fresh = new Curriculum(train, curOptions, { blockSize: 16 });
-  assert.throws(() => fresh.beginStep(6, 20, probe), /resuming at iteration 6 needs the scores computed at iteration 4 \(load the saved curriculum state\)/);
+  await assert.rejects(fresh.beginStep(6, 20, probe), /resuming at iteration 6 needs the scores computed at iteration 4 \(load the saved curriculum state\)/);
 
   const full = await run(new Trainer(Llama.init(be, config, 9), options, data, undefined, new Curriculum(train, curOptions, { blockSize: 16 })), 0);
   assert.equal(full.length, 20);
@@ -283,24 +287,24 @@ test("self-paced: re-scored from the student every K steps; a resumed run contin
 
   // Through checkpoint files: stop at 8 (a re-scoring step: the resumed run re-scores, no state
   // needed), stop again at 11 (scores from iteration 8: they come from the saved state), finish.
-  const resume = (from: Trainer, cur: Curriculum | null): [Trainer, Curriculum] => {
-    const files = new Map(modelFiles(from.model, null).map((f) => [f.name, f.bytes]));
+  const resume = async (from: Trainer, cur: Curriculum | null): Promise<[Trainer, Curriculum]> => {
+    const files = new Map((await modelFiles(from.model, null)).map((f) => [f.name, f.bytes]));
     const model = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
     const next = new Curriculum(train, curOptions, { blockSize: 16 });
     if (cur) next.loadState(JSON.parse(JSON.stringify(cur.state())) as CurriculumState);
     const trainer = new Trainer(model, options, data, undefined, next);
-    trainer.optimizer.loadState(from.optimizer.step, parseSafetensors(serializeSafetensors(from.optimizer.state())).tensors);
+    trainer.optimizer.loadState(from.optimizer.step, parseSafetensors(serializeSafetensors(await from.optimizer.state())).tensors);
     return [trainer, next];
   };
   const curA = new Curriculum(train, curOptions, { blockSize: 16 });
   const first = new Trainer(Llama.init(be, config, 9), options, data, undefined, curA);
   const head = await run(first, 0, 8);
   assert.equal(curA.state()!.scoredAt, 4);
-  const [second, curB] = resume(first, null);
+  const [second, curB] = await resume(first, null);
   const mid = await run(second, 8, 11);
   const saved = curB.state()!;
   assert.equal(saved.scoredAt, 8);
-  const [third] = resume(second, curB);
+  const [third] = await resume(second, curB);
   const tail = await run(third, 11);
   assert.deepEqual([head.length, mid.length, tail.length], [8, 3, 9]);
   assert.deepEqual([...head, ...mid, ...tail].map(strip), full.map(strip));
@@ -318,9 +322,9 @@ test("TinyStories with stories260K as teacher: stories split, teacher-loss score
   const be = await createBackend("wasm");
   const { model, tokenizer } = loadModel(`${DATA}/models/stories260K.bin`, be, `${DATA}/models/tok512.bin`, { fuse: false });
   const { samples } = tokenizeDocuments(stories.slice(0, 8), tokenizer!, { addBos: true });
-  const cur = new Curriculum(samples, { scorer: "teacher-loss" }, { blockSize: 64, teacher: model });
+  const cur = await Curriculum.create(samples, { scorer: "teacher-loss" }, { blockSize: 64, teacher: model });
   const scores = cur.scores!;
   // A trained model: well below the uniform log(512) = 6.24 on its own training distribution.
   assert.ok(scores.every((s) => s > 0.3 && s < 3), `scores ${[...scores].map((s) => s.toFixed(3)).join(" ")}`);
-  samples.slice(0, 2).forEach((s, i) => close(scores[i], windowedLoss(model, s, 64), 1e-5, `story ${i}`));
+  for (const [i, s] of samples.slice(0, 2).entries()) close(scores[i], await windowedLoss(model, s, 64), 1e-5, `story ${i}`);
 });

@@ -12,7 +12,7 @@ import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
 import { Llama } from "../src/nn/llama.js";
 import { Rng } from "../src/util/rng.js";
 import { randomBatch } from "../src/data/batches.js";
-import { type TeacherCacheHeader, cacheWindowCount, decodeHeader, decodeWindow, encodeHeader, encodeWindow, recordBytes, tokensHash, topKLogProbs } from "../src/io/teacher-cache.js";
+import { type CachedWindow, type TeacherCacheHeader, cacheWindowCount, decodeHeader, decodeWindow, encodeHeader, encodeWindow, recordBytes, tokensHash, topKLogProbs } from "../src/io/teacher-cache.js";
 import { TeacherCacheReader, TeacherCacheWriter } from "../src/io/teacher-cache-node.js";
 import { cachedTeacherObjective, onPolicyPrompt, onTheFlyObjective, sampleContinuations, teacherCacheWindows } from "../src/train/distill.js";
 import type { LlamaConfig } from "../src/nn/config.js";
@@ -108,13 +108,14 @@ const tokens = Int32Array.from({ length: 60 }, (_, i) => (i * 7 + (i >> 2)) % V)
 const teacher = Llama.init(be, config(V, 16), 5);
 const student = Llama.init(be, config(V, 8), 6);
 
-test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabulary cache gives the on-the-fly loss", () => {
+test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabulary cache gives the on-the-fly loss", async () => {
   const B = 8, tau = 1.5;
-  const windows = [...teacherCacheWindows(teacher, tokens, { blockSize: B, k: V, temperature: tau, batch: 3 })];
+  const windows: CachedWindow[] = [];
+  for await (const w of teacherCacheWindows(teacher, tokens, { blockSize: B, k: V, temperature: tau, batch: 3 })) windows.push(w);
   assert.equal(windows.length, cacheWindowCount(tokens.length, B));
   const w = windows[2];
   assert.deepEqual(w.tokens, tokens.slice(2 * B, 3 * B + 1));
-  const logits = noGrad(() => scope(() => teacher.forward(w.tokens.subarray(0, B), 1, B).toArray()));
+  const logits = await noGrad(() => scope(() => teacher.forward(w.tokens.subarray(0, B), 1, B).toArray()));
   const want = topKLogProbs(logits, B, V, V, tau);
   assert.deepEqual(w.ids, want.ids);
   assert.deepEqual(w.logProbs, want.logProbs);
@@ -125,7 +126,7 @@ test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabular
   const live = onTheFlyObjective(teacher, student, opts);
   const ctx = { iter: 4, micro: 0, dropoutSeed: 0 };
   const dummy = randomBatch(tokens, 2, B, new Rng(0));
-  scope(() => {
+  const [a, b] = await scope(() => {
     const out = cached.rowLosses(student, dummy, ctx) as { losses: Tensor; targets: Int32Array };
     // Recover which windows were drawn from the targets and run the teacher on them.
     const ids = new Int32Array(2 * B);
@@ -134,31 +135,35 @@ test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabular
       ids.set(windows[wi].tokens.subarray(0, B), i * B);
     }
     const liveLosses = live.rowLosses(student, { ids, targets: out.targets, batch: 2, seq: B }, ctx) as Tensor;
-    const a = out.losses.toArray(), b = liveLosses.toArray();
-    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5 * (1 + Math.abs(b[i])), `position ${i}: cached ${a[i]} vs live ${b[i]}`);
+    return Promise.all([out.losses.toArray(), liveLosses.toArray()]);
   });
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5 * (1 + Math.abs(b[i])), `position ${i}: cached ${a[i]} vs live ${b[i]}`);
   assert.throws(() => cachedTeacherObjective({ header: h, window: (i) => windows[i] }, student, { ...opts, temperature: 1, seed: 0, batchSize: 2, blockSize: B }), /temperature 1.5, the run asks for 1/);
   assert.throws(() => cachedTeacherObjective({ header: h, window: (i) => windows[i] }, student, { ...opts, seed: 0, batchSize: 2, blockSize: 4 }), /windows of 8 tokens, the run's block size is 4/);
   assert.throws(() => cachedTeacherObjective({ header: { ...h, vocabSize: 10 }, window: (i) => windows[i] }, student, { ...opts, seed: 0, batchSize: 2, blockSize: B }), /vocabulary mismatch: the student has 9 tokens, the teacher cache 10/);
 });
 
-test("objectives: self-distillation has zero divergence; α = 1 is the language-modelling loss; on-policy samples from the student", () => {
+test("objectives: self-distillation has zero divergence; α = 1 is the language-modelling loss; on-policy samples from the student", async () => {
   const B = 8, b = randomBatch(tokens, 3, B, new Rng(9));
   const ctx = { iter: 0, micro: 0, dropoutSeed: 0 };
-  scope(() => {
+  const [selfLosses, ceLosses, lmLosses] = await scope(() => {
     const self = onTheFlyObjective(student, student, { loss: "reverse-kl", alpha: 0, temperature: 2 }).rowLosses(student, b, ctx) as Tensor;
-    for (const x of self.toArray()) assert.ok(Math.abs(x) < 1e-12);
     const ce = onTheFlyObjective(teacher, student, { loss: "forward-kl", alpha: 1, temperature: 2 }).rowLosses(student, b, ctx) as Tensor;
-    assert.deepEqual(ce.toArray(), student.losses(b.ids, b.targets, b.batch, b.seq).toArray());
+    return Promise.all([self.toArray(), ce.toArray(), student.losses(b.ids, b.targets, b.batch, b.seq).toArray()]);
   });
+  for (const x of selfLosses) assert.ok(Math.abs(x) < 1e-12);
+  assert.deepEqual(ceLosses, lmLosses);
   // λ = 1: every micro-batch on-policy. Prompts are kept, continuations sampled deterministically.
   const onp = onTheFlyObjective(teacher, student, { loss: "forward-kl", alpha: 0.5, temperature: 1, onPolicy: 1, seed: 4 });
-  const run = (): { losses: number[]; targets: Int32Array } =>
-    scope(() => {
-      const out = onp.rowLosses(student, b, ctx) as { losses: Tensor; targets: Int32Array };
-      return { losses: [...out.losses.toArray()], targets: out.targets };
+  const run = async (): Promise<{ losses: number[]; targets: Int32Array }> => {
+    const prepared = await onp.prepare!(student, b, ctx);
+    const { losses, targets } = scope(() => {
+      const out = onp.rowLosses(student, prepared, ctx) as { losses: Tensor; targets: Int32Array };
+      return { losses: out.losses.toArray(), targets: out.targets };
     });
-  const first = run(), again = run();
+    return { losses: [...(await losses)], targets };
+  };
+  const first = await run(), again = await run();
   assert.deepEqual(first, again);
   const P = onPolicyPrompt(B);
   for (let r = 0; r < 3; r++)
@@ -166,8 +171,8 @@ test("objectives: self-distillation has zero divergence; α = 1 is the language-
       assert.equal(first.targets[r * B + i] >= 0, i >= P - 1, `position ${i} counted iff it predicts a sampled token`);
       assert.equal(first.losses[r * B + i] === 0, i < P - 1);
     }
-  const sampled = sampleContinuations(student, b, new Rng(1));
-  assert.deepEqual(sampleContinuations(student, b, new Rng(1)), sampled);
+  const sampled = await sampleContinuations(student, b, new Rng(1));
+  assert.deepEqual(await sampleContinuations(student, b, new Rng(1)), sampled);
   let differs = 0;
   for (let r = 0; r < 3; r++)
     for (let i = 0; i < B; i++) {
@@ -180,7 +185,9 @@ test("objectives: self-distillation has zero divergence; α = 1 is the language-
   assert.ok(first.losses.every((x) => x >= 0));
   const lambdaHalf = onTheFlyObjective(teacher, student, { loss: "forward-kl", alpha: 0.5, temperature: 1, onPolicy: 0.5, seed: 4 });
   let onPolicyCount = 0;
-  for (let iter = 0; iter < 40; iter++)
-    scope(() => void (lambdaHalf.rowLosses(student, b, { iter, micro: 0, dropoutSeed: 0 }) instanceof Tensor || onPolicyCount++));
+  for (let iter = 0; iter < 40; iter++) {
+    const prepared = await lambdaHalf.prepare!(student, b, { iter, micro: 0 });
+    scope(() => void (lambdaHalf.rowLosses(student, prepared, { iter, micro: 0, dropoutSeed: 0 }) instanceof Tensor || onPolicyCount++));
+  }
   assert.ok(onPolicyCount > 10 && onPolicyCount < 30, `about half the batches on-policy (${onPolicyCount} of 40)`);
 });

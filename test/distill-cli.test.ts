@@ -35,8 +35,8 @@ async function trainTeacher(dir: string, tokenizer: Tokenizer): Promise<void> {
   }, 1);
   const opts = { batchSize: 8, blockSize: 16, iters: 40, lr: 3e-3, minLr: 3e-4, warmup: 5, weightDecay: 0.1, beta1: 0.9, beta2: 0.99, gradClip: 1, gradAccum: 1, evalInterval: 1000, evalIters: 1, seed: 1 };
   const trainer = new Trainer(model, opts, splitTrainVal(Int32Array.from(tokenizer.encode(text))));
-  for (let i = 0; i < opts.iters; i++) trainer.step(i);
-  writeCheckpoint(dir, modelFiles(model, tokenizer));
+  for (let i = 0; i < opts.iters; i++) await trainer.step(i);
+  writeCheckpoint(dir, await modelFiles(model, tokenizer));
   model.dispose();
 }
 

@@ -39,15 +39,17 @@ for (const [bname, make, tol] of backends) {
     const targets = Int32Array.from(fx.targets);
     for (const c of fx.cases) {
       const student = Tensor.from(be, [fx.rows, fx.vocab], fx.student, true);
-      scope(() => {
+      const values = scope(() => {
         const losses = op.distillLosses(student, teacherOf(be, c), targets, { loss: c.loss, alpha: c.alpha, temperature: c.temperature, beta: c.beta });
-        const e = relErr(losses.toArray(), c.losses);
-        assert.ok(e < tol, `${c.name}: losses differ by ${e}`);
+        const v = losses.toArray();
         backward(op.weightedSum(losses, fx.probe));
+        return v;
       });
-      const g = relErr(student.gradArray()!, c.grad);
+      const e = relErr(await values, c.losses);
+      assert.ok(e < tol, `${c.name}: losses differ by ${e}`);
+      const g = relErr((await student.gradArray())!, c.grad);
       assert.ok(g < tol, `${c.name}: gradient differs by ${g}`);
-      assert.equal(student.toArray().length, fx.rows * fx.vocab);
+      assert.equal((await student.toArray()).length, fx.rows * fx.vocab);
       student.dispose();
     }
   });
@@ -58,26 +60,26 @@ const rng = new Rng(7);
 const randn = (n: number, std: number): number[] => Array.from({ length: n }, () => std * rng.normal());
 
 /** d(Σ wᵣ·Lᵣ)/d(student) against central differences. */
-function gradcheck(name: string, student: Tensor, f: () => Tensor): void {
+async function gradcheck(name: string, student: Tensor, f: () => Tensor): Promise<void> {
   const w = randn(student.size / student.shape[1], 1);
   student.zeroGrad();
   scope(() => backward(op.weightedSum(f(), w)));
-  const analytic = student.gradArray()!, values = student.toArray();
-  const objective = (): number => scope(() => op.weightedSum(f(), w).item());
+  const analytic = (await student.gradArray())!, values = await student.toArray();
+  const objective = (): Promise<number> => scope(() => op.weightedSum(f(), w).item());
   let worst = 0;
   for (let i = 0; i < student.size; i++) {
     const eps = 1e-6;
     be.write(student.data, [values[i] + eps], i);
-    const up = objective();
+    const up = await objective();
     be.write(student.data, [values[i] - eps], i);
-    const down = objective();
+    const down = await objective();
     be.write(student.data, [values[i]], i);
     worst = Math.max(worst, Math.abs((up - down) / (2 * eps) - analytic[i]) / (1 + Math.abs(analytic[i])));
   }
   assert.ok(worst < 1e-6, `${name}: gradient differs from finite differences by ${worst}`);
 }
 
-test("finite differences: dense and sparse teachers, every loss, residual outcome included", () => {
+test("finite differences: dense and sparse teachers, every loss, residual outcome included", async () => {
   const [N, V] = [5, 11];
   const student = Tensor.from(be, [N, V], randn(N * V, 2), true);
   const teacherLogits = randn(N * V, 2.5);
@@ -90,7 +92,7 @@ test("finite differences: dense and sparse teachers, every loss, residual outcom
     { loss: "jsd", alpha: 0.6, temperature: 1, beta: 0.85 },
   ];
   for (const opts of kinds) {
-    gradcheck(`${opts.loss} dense`, student, () => op.distillLosses(student, teacher, targets, opts));
+    await gradcheck(`${opts.loss} dense`, student, () => op.distillLosses(student, teacher, targets, opts));
     for (const k of [1, 4, V]) {
       // The teacher's top-k at τ, as the cache stores them.
       const ids = new Int32Array(N * k), lps = new Float64Array(N * k);
@@ -101,30 +103,30 @@ test("finite differences: dense and sparse teachers, every loss, residual outcom
         order.forEach(([x, j], i) => ((ids[r * k + i] = j), (lps[r * k + i] = x - lse)));
       }
       const sparse = { ids, logProbs: Tensor.from(be, [N, k], lps), k };
-      gradcheck(`${opts.loss} top-${k}`, student, () => op.distillLosses(student, sparse, targets, opts));
+      await gradcheck(`${opts.loss} top-${k}`, student, () => op.distillLosses(student, sparse, targets, opts));
       if (k === V) {
         // The whole vocabulary as "top-k": exactly the dense loss.
-        const a = scope(() => op.distillLosses(student, sparse, targets, opts).toArray());
-        const b = scope(() => op.distillLosses(student, teacher, targets, opts).toArray());
+        const a = await scope(() => op.distillLosses(student, sparse, targets, opts).toArray());
+        const b = await scope(() => op.distillLosses(student, teacher, targets, opts).toArray());
         assert.ok(relErr(a, b) < 1e-12, `${opts.loss}: top-V differs from dense`);
       }
     }
   }
 });
 
-test("JSD reduces to forward KL at β = 0 and to reverse KL at β = 1, and the mixture JSD vanishes as β → 0⁺ (m → q)", () => {
+test("JSD reduces to forward KL at β = 0 and to reverse KL at β = 1, and the mixture JSD vanishes as β → 0⁺ (m → q)", async () => {
   const [N, V] = [4, 7];
   const student = Tensor.from(be, [N, V], randn(N * V, 1.5), true);
   const teacher = Tensor.from(be, [N, V], randn(N * V, 1.5));
   const targets = new Int32Array([1, 2, KD_ONLY, 6]);
-  const run = (opts: op.DistillOptions): Float64Array => scope(() => Float64Array.from(op.distillLosses(student, teacher, targets, opts).toArray()));
+  const run = async (opts: op.DistillOptions): Promise<Float64Array> => Float64Array.from(await scope(() => op.distillLosses(student, teacher, targets, opts).toArray()));
   const base = { alpha: 0.3, temperature: 1.7 };
-  assert.deepEqual(run({ ...base, loss: "jsd", beta: 0 }), run({ ...base, loss: "forward-kl" }));
-  assert.deepEqual(run({ ...base, loss: "jsd", beta: 1 }), run({ ...base, loss: "reverse-kl" }));
+  assert.deepEqual(await run({ ...base, loss: "jsd", beta: 0 }), await run({ ...base, loss: "forward-kl" }));
+  assert.deepEqual(await run({ ...base, loss: "jsd", beta: 1 }), await run({ ...base, loss: "reverse-kl" }));
   // With α = 1 every loss is the plain cross-entropy (KD-only rows aside).
-  const ce = scope(() => Float64Array.from(op.crossEntropy(student, Int32Array.from(targets, (t) => (t < 0 ? -1 : t))).toArray()));
-  for (const loss of op.KD_LOSSES) assert.ok(relErr(run({ loss, alpha: 1, temperature: 3 }).map((x, i) => (targets[i] === KD_ONLY ? 0 : x)), ce) < 1e-12);
-  const small = run({ ...base, loss: "jsd", beta: 1e-9 }), kdOnlyRow = 2;
+  const ce = Float64Array.from(await scope(() => op.crossEntropy(student, Int32Array.from(targets, (t) => (t < 0 ? -1 : t))).toArray()));
+  for (const loss of op.KD_LOSSES) assert.ok(relErr((await run({ loss, alpha: 1, temperature: 3 })).map((x, i) => (targets[i] === KD_ONLY ? 0 : x)), ce) < 1e-12);
+  const small = await run({ ...base, loss: "jsd", beta: 1e-9 }), kdOnlyRow = 2;
   assert.ok(small[kdOnlyRow] >= 0 && small[kdOnlyRow] < 1e-6, `JSD at β → 0⁺ vanishes (${small[kdOnlyRow]})`);
 });
 
@@ -155,15 +157,15 @@ test("wasm agrees with the f64 reference at a realistic vocabulary (SIMD lanes, 
     [...picked].forEach((id, j) => ((ids[i * k + j] = id), (lps[i * k + j] = -4 - 3 * r.next())));
   }
   const w = randn(N, 1);
-  const run = (b: Backend, opts: op.DistillOptions, sparse: boolean): { losses: number[]; grad: number[] } => {
+  const run = async (b: Backend, opts: op.DistillOptions, sparse: boolean): Promise<{ losses: number[]; grad: number[] }> => {
     const x = Tensor.from(b, [N, V], s, true);
     const teacher = sparse ? { ids, logProbs: Tensor.from(b, [N, k], lps), k } : Tensor.from(b, [N, V], t);
-    const losses = scope(() => {
+    const losses = [...(await scope(() => {
       const l = op.distillLosses(x, teacher, targets, opts);
       backward(op.weightedSum(l, w));
-      return [...l.toArray()];
-    });
-    const grad = [...x.gradArray()!];
+      return l.toArray();
+    }))];
+    const grad = [...(await x.gradArray())!];
     x.dispose();
     return { losses, grad };
   };
@@ -173,7 +175,7 @@ test("wasm agrees with the f64 reference at a realistic vocabulary (SIMD lanes, 
     { loss: "jsd", alpha: 0.3, temperature: 1.5, beta: 0.4 },
   ] as op.DistillOptions[])
     for (const sparse of [false, true]) {
-      const want = run(be, opts, sparse), got = run(wasm, opts, sparse);
+      const want = await run(be, opts, sparse), got = await run(wasm, opts, sparse);
       assert.ok(relErr(got.losses, want.losses) < 1e-4, `${opts.loss}${sparse ? " top-k" : ""}: losses differ by ${relErr(got.losses, want.losses)}`);
       assert.ok(relErr(got.grad, want.grad) < 1e-4, `${opts.loss}${sparse ? " top-k" : ""}: gradients differ by ${relErr(got.grad, want.grad)}`);
     }

@@ -81,7 +81,7 @@ function llamaCppF16(wBytes: Uint8Array, x: Float32Array, m: number, n: number, 
 
 const shapes: [number, number, number][] = [[1, 5, 1], [1, 9, 7], [1, 4, 63], [1, 6, 64], [1, 3, 65], [1, 7, 172], [1, 5, 200], [1, 3, 300], [2, 5, 172], [7, 20, 96], [17, 130, 65]];
 
-test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relative) = the dequantized float product", () => {
+test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relative) = the dequantized float product", async () => {
   const rng = new Rng(31);
   for (const [m, n, k] of shapes) {
     const bytes = f16Weights(rng, n * k), x = randoms(rng, m * k), c0 = randoms(rng, m * n);
@@ -91,7 +91,7 @@ test("f16 matmulQuantized with f32 activations: js reference = wasm (1e-6 relati
       for (const be of [js, wasm] as Backend[]) {
         const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), c = buf(be, c0);
         be.matmulQuantized(c, xb, q, m, n, k, accumulate);
-        out.push(be.read(c));
+        out.push(await be.read(c));
         be.freeQuantized(q);
         be.free(xb);
         be.free(c);
@@ -121,19 +121,20 @@ test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_
     for (const [order, be] of [["avx", wasmQ8Avx]] as const) {
       const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), c = be.alloc(n);
       be.matmulQuantized(c, xb, q, 1, n, k, false);
-      assertBitwise(be.read(c), llamaCppF16(bytes, x, 1, n, k, order), `1x${n}x${k}, ${order} order`);
+      assertBitwise(await be.read(c), llamaCppF16(bytes, x, 1, n, k, order), `1x${n}x${k}, ${order} order`);
       be.free(xb);
       be.free(c);
       be.freeQuantized(q);
     }
     const q = wasmQ8.allocQuantized("f16", n, k, bytes), xb = buf(wasmQ8, x), c = wasmQ8.alloc(n);
     wasmQ8.matmulQuantized(c, xb, q, 1, n, k, false);
-    const got = wasmQ8.read(c);
+    const got = await wasmQ8.read(c);
     assertBitwise(got, llamaCppF16(bytes, x, 1, n, k, "avx512"), `1x${n}x${k}, avx512 order (the default)`);
     // Rounding the activations moves the result by about their relative rounding, 2^−11.
     const exact = wasm.alloc(n), qf = wasm.allocQuantized("f16", n, k, bytes), xf = buf(wasm, x);
     wasm.matmulQuantized(exact, xf, qf, 1, n, k, false);
-    assert.ok(relErr(got, wasm.read(exact)) < 2e-3, `1x${n}x${k} vs f32 activations: ${relErr(got, wasm.read(exact))}`);
+    const exactValues = await wasm.read(exact);
+    assert.ok(relErr(got, exactValues) < 2e-3, `1x${n}x${k} vs f32 activations: ${relErr(got, exactValues)}`);
     for (const b of [xb, c, exact, xf]) (b === xb || b === c ? wasmQ8 : wasm).free(b);
     wasmQ8.freeQuantized(q);
     wasm.freeQuantized(qf);
@@ -144,25 +145,25 @@ test("f16 matvec in llama.cpp's numerics (wasm q8Activations): bitwise ggml_vec_
   for (const [x, want] of [[65519, 65504], [65520, Infinity], [-70000, -Infinity], [2 ** -24 * 1.5, 2 ** -23]]) {
     const xb = buf(wasmQ8, [x]);
     wasmQ8.matmulQuantized(c, xb, q, 1, 1, 1, false);
-    assert.equal(wasmQ8.read(c)[0], want, `activation ${x}`);
+    assert.equal((await wasmQ8.read(c))[0], want, `activation ${x}`);
     wasmQ8.free(xb);
   }
 });
 
-test("f16 matvec, both modes: every block of rows gives the whole matrix's outputs bitwise", () => {
+test("f16 matvec, both modes: every block of rows gives the whole matrix's outputs bitwise", async () => {
   const rng = new Rng(33);
   for (const be of [wasm, wasmQ8])
     for (const k of [7, 64, 172]) {
       const n = 9, bytes = f16Weights(rng, n * k), x = randoms(rng, k);
       const q = be.allocQuantized("f16", n, k, bytes), xb = buf(be, x), y = be.alloc(n);
       be.matmulQuantized(y, xb, q, 1, n, k, false);
-      const whole = be.read(y);
+      const whole = await be.read(y);
       for (let lo = 0; lo < n; lo++)
         for (const hi of [lo + 1, n]) {
           // A row starts at any even byte offset: 2k bytes a row.
           const part = be.allocQuantized("f16", hi - lo, k, bytes.subarray(lo * k * 2, hi * k * 2)), yp = be.alloc(hi - lo);
           be.matmulQuantized(yp, xb, part, 1, hi - lo, k, false);
-          assertBitwise(be.read(yp), whole.subarray(lo, hi), `k=${k} rows ${lo}..${hi}`);
+          assertBitwise(await be.read(yp), whole.subarray(lo, hi), `k=${k} rows ${lo}..${hi}`);
           be.freeQuantized(part);
           be.free(yp);
         }
@@ -193,13 +194,13 @@ const config: LlamaConfig = {
   rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
 };
 
-const logitsOf = (model: Llama, ids: number[]): FloatArray => noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
+const logitsOf = (model: Llama, ids: number[]): Promise<FloatArray> => noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
 
 for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as const)
-  test(`${quant} GGUF${tied ? " (tied)" : ""} loaded quantized keeps F16 matrices as f16 weights (eager, lazy, fused): the float model's logits`, () => {
+  test(`${quant} GGUF${tied ? " (tied)" : ""} loaded quantized keeps F16 matrices as f16 weights (eager, lazy, fused): the float model's logits`, async () => {
     // intermediate_size 86 is not whole blocks: a q8_0 export stores down_proj as F16, as llama-quantize does.
     const cfg = { ...config, tie_word_embeddings: tied };
-    const gguf = llamaToGguf(cfg, modelTensors(Llama.init(new JsBackend("f32"), cfg, 5)), quant);
+    const gguf = llamaToGguf(cfg, await modelTensors(Llama.init(new JsBackend("f32"), cfg, 5)), quant);
     const ids = [1, 17, 3, 99, 42, 0, 64];
     for (const be of [wasm, js] as Backend[]) {
       const f = GgufFile.open(new MemorySource(gguf));
@@ -209,7 +210,7 @@ for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as c
       const lazy = lazyLlamaFromGguf(be, GgufFile.open(new MemorySource(gguf)), cfg, { quantized: true });
       const fused = llamaFromGgufWeights(be, cfg, weights);
       fused.fuse({ quantizedBytes: (name) => weights.quantized.get(name)?.bytes });
-      const want = logitsOf(float, ids);
+      const want = await logitsOf(float, ids);
       for (const [what, model] of [["eager", eager], ["lazy", lazy], ["fused", fused]] as const) {
         const types = [...model.quantized.entries()].map(([name, w]) => [name, w.type]);
         // The embedding is looked up in its blocks: no float copy of it.
@@ -219,7 +220,8 @@ for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as c
           assert.equal(model.quantized.size, 7 * cfg.num_hidden_layers + (tied ? 1 : 2), `${what}: ${JSON.stringify(types)}`);
           for (const [name, type] of types) assert.equal(type, quant === "f16" || name.endsWith("down_proj.weight") ? "f16" : "q8_0", `${what} ${name}`);
         }
-        assert.ok(relErr(logitsOf(model, ids), want) < 1e-4, `${be.name} ${what}: ${relErr(logitsOf(model, ids), want)}`);
+        const e = relErr(await logitsOf(model, ids), want);
+        assert.ok(e < 1e-4, `${be.name} ${what}: ${e}`);
       }
       // Fusion stacked Q/K/V and gate/up (f16 rows like blocks): left by name are o, down, the
       // embedding and an untied head.
@@ -227,7 +229,7 @@ for (const [quant, tied] of [["f16", false], ["f16", true], ["q8_0", true]] as c
       for (const w of fused.quantized.values()) assert.ok(w instanceof QuantizedWeight);
       // Decoding through the session: the same numbers as prefill.
       const s = new Session(eager), sf = new Session(float);
-      for (const id of ids) assert.ok(relErr(s.decode(id), sf.decode(id)) < 1e-4, `${be.name} decode`);
+      for (const id of ids) assert.ok(relErr(await s.decode(id), await sf.decode(id)) < 1e-4, `${be.name} decode`);
       for (const x of [s, sf, eager, float, lazy, fused]) x.dispose();
     }
   });

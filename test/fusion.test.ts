@@ -19,6 +19,7 @@ import { generateTokens } from "../src/runtime/generate.js";
 import { Session } from "../src/runtime/session.js";
 import { Trainer } from "../src/train/trainer.js";
 import { Rng } from "../src/util/rng.js";
+import { collect } from "./async-helpers.js";
 
 const config = (heads: number, kvHeads: number, tied: boolean): LlamaConfig => ({
   vocab_size: 45, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
@@ -28,8 +29,8 @@ const config = (heads: number, kvHeads: number, tied: boolean): LlamaConfig => (
 const layouts = [["MHA", 4, 4], ["GQA", 4, 2], ["MQA", 4, 1]] as const;
 
 /** Host weights of a random model whose norm gains are not 1 (so that folding them matters). */
-function hostWeights(cfg: LlamaConfig, seed: number): NamedTensors {
-  const tensors = modelTensors(Llama.init(new JsBackend("f32"), cfg, seed));
+async function hostWeights(cfg: LlamaConfig, seed: number): Promise<NamedTensors> {
+  const tensors = await modelTensors(Llama.init(new JsBackend("f32"), cfg, seed));
   const rng = new Rng(seed + 1);
   for (const [, t] of tensors) if (t.shape.length === 1) for (let i = 0; i < t.data.length; i++) t.data[i] = 1 + 0.5 * rng.normal();
   // Larger weights than the init's 0.02, so that the logits are not all near zero.
@@ -49,11 +50,11 @@ function build(be: Backend, cfg: LlamaConfig, host: NamedTensors, q8: boolean): 
 }
 
 /** Logits of a 9-token prefill (every position) and of 4 decode steps after it. */
-function sessionLogits(model: Llama): FloatArray[] {
+async function sessionLogits(model: Llama): Promise<FloatArray[]> {
   const s = new Session(model);
   try {
-    const out = [s.prefill([3, 1, 4, 1, 5, 9, 2, 6, 5], { allLogits: true })];
-    for (const t of [3, 5, 8, 9]) out.push(s.decode(t));
+    const out = [await s.prefill([3, 1, 4, 1, 5, 9, 2, 6, 5], { allLogits: true })];
+    for (const t of [3, 5, 8, 9]) out.push(await s.decode(t));
     return out;
   } finally {
     s.dispose();
@@ -73,7 +74,7 @@ for (const [bname, make, ok, tolText] of backends)
         test(`fused = unfused logits (prefill and decode, ${tolText}): ${what}`, async () => {
           const be = await make();
           const cfg = config(heads, kvHeads, tied);
-          const host = hostWeights(cfg, 7 + heads + kvHeads);
+          const host = await hostWeights(cfg, 7 + heads + kvHeads);
           const plain = build(be, cfg, host, q8).model;
           const { model: fused, bytes } = build(be, cfg, host, q8);
           fused.fuse({ quantizedBytes: (n) => bytes.get(n)?.bytes });
@@ -82,7 +83,7 @@ for (const [bname, make, ok, tolText] of backends)
           // The stacked matrices replaced the separate ones.
           const names = [...fused.parameters().map(([n]) => n), ...fused.quantized.keys()];
           assert.ok(!names.some((n) => /(q|k|v|gate|up)_proj/.test(n)), `unfused projections left: ${names}`);
-          const want = sessionLogits(plain), got = sessionLogits(fused);
+          const want = await sessionLogits(plain), got = await sessionLogits(fused);
           for (let i = 0; i < want.length; i++) {
             let worst = 0, scale = 0;
             for (let j = 0; j < want[i].length; j++) {
@@ -106,7 +107,7 @@ test("a fused model refuses training and saving, and fusing twice is a no-op", a
   const data = { train: new Int32Array(100), val: new Int32Array(100) };
   const opts = { batchSize: 2, blockSize: 8, iters: 1, lr: 1e-3, minLr: 1e-4, warmup: 0, weightDecay: 0, beta1: 0.9, beta2: 0.99, gradClip: 1, gradAccum: 1, evalInterval: 1, evalIters: 1, seed: 1 };
   assert.throws(() => new Trainer(model, opts, data), /fused for inference.*without fusing/);
-  assert.throws(() => modelTensors(model), /fused for inference/);
+  await assert.rejects(modelTensors(model), /fused for inference/);
   model.dispose();
 });
 
@@ -115,15 +116,15 @@ const haveStories = existsSync(`${DATA}/stories260K.bin`) && existsSync(`${DATA}
 
 test("stories260K: fused and --no-fuse greedy tokens are identical (wasm, js f32)", { skip: haveStories ? false : `${DATA}/stories260K.bin or tok512.bin absent` }, async () => {
   for (const be of [await createBackend("wasm"), new JsBackend("f32")]) {
-    const tokens = (fuse: boolean): number[] => {
+    const tokens = async (fuse: boolean): Promise<number[]> => {
       const { model } = loadModel(`${DATA}/stories260K.bin`, be, `${DATA}/tok512.bin`, { fuse });
       assert.equal(model.fused, fuse);
-      const ids = [...generateTokens(model, [1], { maxTokens: 200, temperature: 0 })];
+      const ids = await collect(generateTokens(model, [1], { maxTokens: 200, temperature: 0 }));
       model.dispose();
       return ids;
     };
-    const plain = tokens(false);
+    const plain = await tokens(false);
     assert.equal(plain.length, 200);
-    assert.deepEqual(tokens(true), plain, be.name);
+    assert.deepEqual(await tokens(true), plain, be.name);
   }
 });

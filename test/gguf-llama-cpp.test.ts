@@ -19,15 +19,16 @@ import { generateTokens } from "../src/runtime/generate.js";
 import { Session } from "../src/runtime/session.js";
 import { llamaCppCpu, openWithLlamaCpp, type LlamaCppCpu } from "./llama-cpp.js";
 import { accumulateF16 } from "./llama-cpp-numerics.js";
+import { collect } from "./async-helpers.js";
 
 const DATA = "../shared/data";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-gguf-"));
 
 /** log-softmax of Bonsai's logits at every position of one sequence. */
-function bonsaiLogProbs(model: Llama, tokens: number[]): Float64Array[] {
+async function bonsaiLogProbs(model: Llama, tokens: number[]): Promise<Float64Array[]> {
   const V = model.config.vocab_size;
-  const logits = noGrad(() => scope(() => model.forward(Int32Array.from(tokens), 1, tokens.length).toArray()));
+  const logits = await noGrad(() => scope(() => model.forward(Int32Array.from(tokens), 1, tokens.length).toArray()));
   const out: Float64Array[] = [];
   for (let t = 0; t < tokens.length; t++) {
     const row = logits.subarray(t * V, (t + 1) * V);
@@ -65,10 +66,12 @@ function maxLogProbDiff(a: Float64Array[], b: Float64Array[]): number {
 }
 
 /** Log-probabilities of decoding `tokens` one at a time, as generation runs. */
-function decodeLogProbs(model: Llama, tokens: number[]): Float64Array[] {
+async function decodeLogProbs(model: Llama, tokens: number[]): Promise<Float64Array[]> {
   const session = new Session(model);
   try {
-    return tokens.map((id) => logSoftmax(session.decode(id)));
+    const out: Float64Array[] = [];
+    for (const id of tokens) out.push(logSoftmax(await session.decode(id)));
+    return out;
   } finally {
     session.dispose();
   }
@@ -114,11 +117,11 @@ test("llama.cpp's llama-2-tiny-random.gguf loads in Bonsai with llama.cpp's logi
   try {
     const tokens = tokenizer.encode("Hello world, this is a small test of the tiny random model.", { addBos: true });
     assert.deepEqual(tokens.slice(1), cpp.tokenize("Hello world, this is a small test of the tiny random model."));
-    const ours = bonsaiLogProbs(model, tokens);
+    const ours = await bonsaiLogProbs(model, tokens);
     const diff = maxLogProbDiff(ours, await cpp.logProbs(tokens, model.config.vocab_size));
     // llama.cpp multiplies F16 weights with activations rounded to F16; Bonsai's float path does
     // not round (roundingBound with x the float result).
-    const rounding = decodeLogProbs(loadModel(path, await llamaCppRounding(await llamaCppCpu()), undefined, { quantized: true }).model, tokens);
+    const rounding = await decodeLogProbs(loadModel(path, await llamaCppRounding(await llamaCppCpu()), undefined, { quantized: true }).model, tokens);
     const tolerance = roundingBound(ours, rounding, ours);
     t.diagnostic(`max |Δ log p| vs llama.cpp over ${tokens.length} positions × ${model.config.vocab_size} tokens: ${diff.toExponential(2)}; rounding bound ${tolerance.toExponential(2)}`);
     assert.ok(diff <= tolerance, `log-probabilities differ by ${diff}, more than the roundings allow (${tolerance})`);
@@ -138,15 +141,15 @@ test("llama.cpp's llama-2-tiny-random.gguf (F16) loaded quantized: f16 weights i
   const cpp = await openWithLlamaCpp(path);
   try {
     const tokens = tokenizer.encode("Hello world, this is a small test of the tiny random model.", { addBos: true });
-    const ours = decodeLogProbs(model, tokens);
+    const ours = await decodeLogProbs(model, tokens);
     // Every projection, the LM head and the embedding table (looked up in its f16 rows) are f16 matrices.
     const types = new Set([...model.quantized.values()].map((w) => w.type));
     assert.deepEqual([...types], ["f16"]);
     assert.equal(model.quantized.size, 7 * model.config.num_hidden_layers + (model.config.tie_word_embeddings ? 1 : 2));
     assert.ok(!model.params.has("model.embed_tokens.weight"));
     const diff = maxLogProbDiff(ours, await cpp.logProbs(tokens, model.config.vocab_size));
-    const floats = decodeLogProbs(float, tokens);
-    const tolerance = roundingBound(ours, cpu.f16Arithmetic ? decodeLogProbs(loadModel(path, await llamaCppRounding(cpu), undefined, { quantized: true }).model, tokens) : ours, floats);
+    const floats = await decodeLogProbs(float, tokens);
+    const tolerance = roundingBound(ours, cpu.f16Arithmetic ? await decodeLogProbs(loadModel(path, await llamaCppRounding(cpu), undefined, { quantized: true }).model, tokens) : ours, floats);
     t.diagnostic(`llama.cpp's build: ${cpu.systemInfo.trim()}`);
     t.diagnostic(`max |Δ log p| vs llama.cpp, f16 weights and f16-rounded activations (${describeOrder(cpu)}): ${diff.toExponential(2)}; rounding bound ${tolerance.toExponential(2)}`);
     assert.ok(diff <= tolerance, `log-probabilities differ by ${diff}, more than the roundings allow (${tolerance})`);
@@ -198,10 +201,10 @@ test("stories260K Q8_0 export (F16 down_proj): decoding in llama.cpp's numerics 
     // 200 positions of llama.cpp's own greedy text, one token at a time as generation runs.
     const seq = [1, ...(await cpp.greedy([1], 199))];
     const theirs = await cpp.logProbs(seq, model.config.vocab_size);
-    const ours = decodeLogProbs(model, seq);
+    const ours = await decodeLogProbs(model, seq);
     const diffs = logProbDiffs(ours, theirs);
-    const floats = decodeLogProbs(float, seq);
-    const tolerance = roundingBound(ours, cpu.f16Arithmetic ? decodeLogProbs(loadModel(gguf, await llamaCppRounding(cpu), undefined, { quantized: true, fuse: true }).model, seq) : ours, floats);
+    const floats = await decodeLogProbs(float, seq);
+    const tolerance = roundingBound(ours, cpu.f16Arithmetic ? await decodeLogProbs(loadModel(gguf, await llamaCppRounding(cpu), undefined, { quantized: true, fuse: true }).model, seq) : ours, floats);
     const worst = Math.max(...diffs), apart = diffs.findIndex((d) => d >= FLOAT_NOISE);
     t.diagnostic(`llama.cpp's build: ${cpu.systemInfo.trim()}`);
     t.diagnostic(`max |Δ log p| vs llama.cpp over ${seq.length} decoded positions (${describeOrder(cpu)}): ${worst.toExponential(2)}, apart from position ${apart}; rounding bound ${tolerance.toExponential(2)}`);
@@ -248,7 +251,7 @@ test("a Bonsai-trained model exported to GGUF runs in llama.cpp with the same gr
   const prompts = ["Tom likes", "Anna", "Lily finds a", "It is"].map((p) => tokenizer.encode(p, { addBos: true }));
   for (const quant of ["f32", "f16", "q8_0", "q4_0"] as GgufQuant[]) {
     const path = join(tmp, `trained-${quant}.gguf`);
-    writeFileSync(path, llamaToGguf(model.config, modelTensors(model), quant, { tokenizer: tokenizerToGgufMetadata(tokenizer) }));
+    writeFileSync(path, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: tokenizerToGgufMetadata(tokenizer) }));
     // Bonsai on the same file: its weights after quantization round trip, in float32; and kept
     // quantized, in the model of llama.cpp's rounding, for the bound of what the roundings may move.
     const mine = loadModel(path, backend).model;
@@ -258,12 +261,12 @@ test("a Bonsai-trained model exported to GGUF runs in llama.cpp with the same gr
       let worst = 0, tolerance = 0;
       const runs: { prompt: number[]; ours: number[]; theirs: number[]; logProbs: Float64Array[] }[] = [];
       for (const p of prompts) {
-        const ours = [...generateTokens(mine, p, { temperature: 0, maxTokens: 64 })];
+        const ours = await collect(generateTokens(mine, p, { temperature: 0, maxTokens: 64 }));
         const theirs = await cpp.greedy(p, 64);
         const seq = [...p, ...ours].slice(0, 64);
-        const logProbs = bonsaiLogProbs(mine, seq);
+        const logProbs = await bonsaiLogProbs(mine, seq);
         worst = Math.max(worst, maxLogProbDiff(logProbs, await cpp.logProbs(seq, mine.config.vocab_size)));
-        tolerance = Math.max(tolerance, roundingBound(logProbs, decodeLogProbs(rounded, seq), logProbs));
+        tolerance = Math.max(tolerance, roundingBound(logProbs, await decodeLogProbs(rounded, seq), logProbs));
         runs.push({ prompt: p, ours, theirs, logProbs });
       }
       t.diagnostic(`${quant}: max |Δ log p| Bonsai (dequantized weights, f32) vs llama.cpp: ${worst.toExponential(2)}; rounding bound ${tolerance.toExponential(2)}`);

@@ -23,7 +23,7 @@ const config: LlamaConfig = {
   num_key_value_heads: 2, max_position_embeddings: 32, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
 };
 const model = Llama.init(be, config, 3);
-const tensors = modelTensors(model);
+const tensors = await modelTensors(model);
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-gguf-llama-"));
 
 for (const quant of ["f32", "f16", "q8_0", "q4_0"] as GgufQuant[]) {
@@ -48,7 +48,7 @@ test("Q and K rows are stored in ggml's adjacent-pair RoPE layout (llama.cpp's c
   assert.deepEqual(file.read("token_embd.weight").shape, [96, 64]);
 });
 
-test("opening reads the header only; loading reads the model's tensors and never an unused one", () => {
+test("opening reads the header only; loading reads the model's tensors and never an unused one", async () => {
   const base = GgufFile.open(new MemorySource(llamaToGguf(config, tensors, "f32")));
   const extra = new Float32Array(256 * 1024).fill(1); // 1 MiB nobody asks for
   const all = base.header.tensors.map((t) => ({ name: t.name, dims: t.dims, type: GgmlType.F32, data: quantize(GgmlType.F32, base.read(t.name).data) }));
@@ -65,7 +65,7 @@ test("opening reads the header only; loading reads the model's tensors and never
   source.close();
   // Through the public loader too.
   const loaded = loadModel(path, be).model;
-  assert.deepEqual(modelTensors(loaded).get("lm_head.weight")!.data, tensors.get("lm_head.weight")!.data);
+  assert.deepEqual((await modelTensors(loaded)).get("lm_head.weight")!.data, tensors.get("lm_head.weight")!.data);
 });
 
 test("what Bonsai cannot load is refused with a one-line error naming it", () => {

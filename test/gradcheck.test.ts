@@ -23,22 +23,22 @@ function param(shape: number[], std = 1): Tensor {
  * Check d(Σ rᵢ·f(inputs)ᵢ)/d(input) for every input against central differences, where r is a
  * fixed random projection making the output a scalar.
  */
-function gradcheck(name: string, inputs: Tensor[], f: () => Tensor, eps = 1e-6, tol = 1e-6): void {
+async function gradcheck(name: string, inputs: Tensor[], f: () => Tensor, eps = 1e-6, tol = 1e-6): Promise<void> {
   const probe = scope(() => f().size);
   const r = randn(probe);
-  const objective = (): number => scope(() => op.weightedSum(f(), r).item());
+  const objective = (): Promise<number> => scope(() => op.weightedSum(f(), r).item());
   for (const t of inputs) t.zeroGrad();
   scope(() => backward(op.weightedSum(f(), r)));
   for (const [k, t] of inputs.entries()) {
-    const analytic = t.gradArray() ?? new Float64Array(t.size);
-    const values = t.toArray();
+    const analytic = (await t.gradArray()) ?? new Float64Array(t.size);
+    const values = await t.toArray();
     let worst = 0;
     for (let i = 0; i < t.size; i++) {
       const orig = values[i];
       be.write(t.data, [orig + eps], i);
-      const up = objective();
+      const up = await objective();
       be.write(t.data, [orig - eps], i);
-      const down = objective();
+      const down = await objective();
       be.write(t.data, [orig], i);
       const numeric = (up - down) / (2 * eps);
       const err = Math.abs(numeric - analytic[i]) / (1 + Math.abs(numeric));
@@ -48,68 +48,68 @@ function gradcheck(name: string, inputs: Tensor[], f: () => Tensor, eps = 1e-6, 
   }
 }
 
-test("linear", () => {
+test("linear", async () => {
   const x = param([2, 3, 5]), w = param([4, 5]);
-  gradcheck("linear", [x, w], () => op.linear(x, w));
+  await gradcheck("linear", [x, w], () => op.linear(x, w));
 });
 
-test("embedding", () => {
+test("embedding", async () => {
   const table = param([7, 3]);
   const ids = new Int32Array([1, 0, 6, 1, 3]);
-  gradcheck("embedding", [table], () => op.embedding(table, ids, [5]));
+  await gradcheck("embedding", [table], () => op.embedding(table, ids, [5]));
 });
 
-test("rmsnorm", () => {
+test("rmsnorm", async () => {
   const x = param([4, 6]), w = param([6]);
-  gradcheck("rmsnorm", [x, w], () => op.rmsnorm(x, w, 1e-5));
+  await gradcheck("rmsnorm", [x, w], () => op.rmsnorm(x, w, 1e-5));
 });
 
-test("rope (rotate half)", () => {
+test("rope (rotate half)", async () => {
   const [B, T, H, D] = [2, 3, 2, 4];
   const tables = ropeTables(D, 8, 10000);
   const cos = Tensor.from(be, [8, D / 2], tables.cos), sin = Tensor.from(be, [8, D / 2], tables.sin);
   const x = param([B, T, H * D]);
-  gradcheck("rope", [x], () => op.rope(x, cos, sin, B, T, H, D, 0));
-  gradcheck("rope offset", [x], () => op.rope(x, cos, sin, B, T, H, D, 4));
+  await gradcheck("rope", [x], () => op.rope(x, cos, sin, B, T, H, D, 0));
+  await gradcheck("rope offset", [x], () => op.rope(x, cos, sin, B, T, H, D, 4));
   // position 0 is the identity; rotation preserves each pair's norm
-  const y = scope(() => op.rope(x, cos, sin, B, T, H, D, 0).toArray());
-  const xv = x.toArray();
+  const y = await scope(() => op.rope(x, cos, sin, B, T, H, D, 0).toArray());
+  const xv = await x.toArray();
   for (let i = 0; i < H * D; i++) assert.ok(Math.abs(y[i] - xv[i]) < 1e-12);
 });
 
 for (const [H, KVH] of [[4, 4], [4, 2], [4, 1]]) {
-  test(`attention heads ${H} kv ${KVH}`, () => {
+  test(`attention heads ${H} kv ${KVH}`, async () => {
     const [B, T, D] = [2, 4, 3];
     const q = param([B, T, H * D]), k = param([B, T, KVH * D]), v = param([B, T, KVH * D]);
-    gradcheck("attention", [q, k, v], () => op.attention(q, k, v, { batch: B, seq: T, heads: H, kvHeads: KVH, headDim: D }));
+    await gradcheck("attention", [q, k, v], () => op.attention(q, k, v, { batch: B, seq: T, heads: H, kvHeads: KVH, headDim: D }));
   });
 }
 
-test("attention is causal", () => {
+test("attention is causal", async () => {
   const [B, T, H, D] = [1, 4, 2, 3];
   const q = param([B, T, H * D]), k = param([B, T, H * D]), v = param([B, T, H * D]);
   const s = { batch: B, seq: T, heads: H, kvHeads: H, headDim: D };
-  const before = scope(() => op.attention(q, k, v, s).toArray());
+  const before = await scope(() => op.attention(q, k, v, s).toArray());
   be.write(v.data, randn(H * D), (T - 1) * H * D); // change only the last position's values
-  const after = scope(() => op.attention(q, k, v, s).toArray());
+  const after = await scope(() => op.attention(q, k, v, s).toArray());
   for (let i = 0; i < (T - 1) * H * D; i++) assert.equal(after[i], before[i]);
 });
 
-test("swiglu", () => {
+test("swiglu", async () => {
   const g = param([3, 5]), u = param([3, 5]);
-  gradcheck("swiglu", [g, u], () => op.swiglu(g, u));
+  await gradcheck("swiglu", [g, u], () => op.swiglu(g, u));
 });
 
-test("add", () => {
+test("add", async () => {
   const a = param([3, 4]), b = param([3, 4]);
-  gradcheck("add", [a, b], () => op.add(a, b));
+  await gradcheck("add", [a, b], () => op.add(a, b));
 });
 
-test("dropout", () => {
+test("dropout", async () => {
   const x = param([50]);
-  gradcheck("dropout", [x], () => op.dropout(x, 0.3, 1234));
-  const y = scope(() => op.dropout(x, 0.3, 1234).toArray());
-  const xv = x.toArray();
+  await gradcheck("dropout", [x], () => op.dropout(x, 0.3, 1234));
+  const y = await scope(() => op.dropout(x, 0.3, 1234).toArray());
+  const xv = await x.toArray();
   let dropped = 0;
   for (let i = 0; i < 50; i++) {
     if (y[i] === 0) dropped++;
@@ -118,16 +118,16 @@ test("dropout", () => {
   assert.ok(dropped > 5 && dropped < 30, `dropped ${dropped} of 50 at p = 0.3`);
 });
 
-test("cross-entropy with ignored rows", () => {
+test("cross-entropy with ignored rows", async () => {
   const logits = param([4, 6]);
   const targets = new Int32Array([2, -1, 5, 0]);
-  gradcheck("crossEntropy", [logits], () => op.crossEntropy(logits, targets));
-  gradcheck("meanLoss", [logits], () => op.meanLoss(op.crossEntropy(logits, targets), targets));
-  const l = scope(() => op.crossEntropy(logits, targets).toArray());
+  await gradcheck("crossEntropy", [logits], () => op.crossEntropy(logits, targets));
+  await gradcheck("meanLoss", [logits], () => op.meanLoss(op.crossEntropy(logits, targets), targets));
+  const l = await scope(() => op.crossEntropy(logits, targets).toArray());
   assert.equal(l[1], 0);
 });
 
-test("whole GQA model, tied and untied", () => {
+test("whole GQA model, tied and untied", async () => {
   for (const tie of [false, true]) {
     const config: LlamaConfig = {
       vocab_size: 11, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 4,
@@ -138,6 +138,6 @@ test("whole GQA model, tied and untied", () => {
     const ids = new Int32Array([1, 4, 2, 9, 3, 3, 0, 10]);
     const targets = new Int32Array([4, 2, 9, 3, 3, 0, 10, 5]);
     const ps = model.parameters().map(([, t]) => t);
-    gradcheck(`model tie=${tie}`, ps, () => op.crossEntropy(model.forward(ids, 2, 4), targets), 1e-6, 1e-5);
+    await gradcheck(`model tie=${tie}`, ps, () => op.crossEntropy(model.forward(ids, 2, 4), targets), 1e-6, 1e-5);
   }
 });

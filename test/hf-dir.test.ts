@@ -33,7 +33,7 @@ for (const [label, file, tok] of [
   ["llama.cpp's llama-2-tiny-random.gguf", "models/llama-2-tiny-random.gguf", undefined],
   ["llama2.c's stories260K.bin", "models/stories260K.bin", "models/tok512.bin"],
 ] as const) {
-  test(`${label} → HF directory → back: identical tensors, transformers' names and config`, (t) => {
+  test(`${label} → HF directory → back: identical tensors, transformers' names and config`, async (t) => {
     const src = join(DATA, file);
     if (!existsSync(src)) return t.skip("../shared/data absent");
     const dir = join(tmp, file.replace(/\W/g, "_"));
@@ -43,7 +43,7 @@ for (const [label, file, tok] of [
 
     const original = loadModel(src, be, tok && join(DATA, tok));
     const back = loadModel(dir, be);
-    assertSameTensors(modelTensors(back.model), modelTensors(original.model));
+    assertSameTensors(await modelTensors(back.model), await modelTensors(original.model));
     assert.deepEqual(back.model.config, { ...original.model.config, bos_token_id: back.model.config.bos_token_id, eos_token_id: back.model.config.eos_token_id });
 
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
@@ -63,12 +63,12 @@ for (const [label, file, tok] of [
   });
 }
 
-test("a sharded HF directory (model.safetensors.index.json) loads like a single file", () => {
+test("a sharded HF directory (model.safetensors.index.json) loads like a single file", async () => {
   const model = Llama.init(be, {
     vocab_size: 50, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4,
     num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
   }, 5);
-  const tensors = modelTensors(model);
+  const tensors = await modelTensors(model);
   const dir = join(tmp, "sharded");
   mkdirSync(dir);
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...model.config, architectures: ["LlamaForCausalLM"], model_type: "llama" }));
@@ -81,5 +81,5 @@ test("a sharded HF directory (model.safetensors.index.json) loads like a single 
     for (const n of part) weightMap[n] = file;
   });
   writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  assertSameTensors(modelTensors(loadModel(dir, be).model), tensors);
+  assertSameTensors(await modelTensors(loadModel(dir, be).model), tensors);
 });

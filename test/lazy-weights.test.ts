@@ -22,6 +22,7 @@ import { lazyLlamaFromGguf } from "../src/io/gguf-llama-lazy.js";
 import type { LazyWeights } from "../src/io/lazy-weights.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { generateTokens } from "../src/runtime/generate.js";
+import { collect } from "./async-helpers.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 import * as op from "../src/tensor/ops.js";
 import { type Tensor, noGrad } from "../src/tensor/tensor.js";
@@ -35,9 +36,9 @@ const tmp = mkdtempSync(join(tmpdir(), "bonsai-lazy-"));
 const EXTRA = 4 << 20; // an unused 4 MiB tensor
 
 /** A GGUF of a random model at `quant`, with an extra unused F32 tensor of EXTRA bytes at the end. */
-function writeModel(quant: GgufQuant, tied: boolean): string {
+async function writeModel(quant: GgufQuant, tied: boolean): Promise<string> {
   const config = { ...base, tie_word_embeddings: tied };
-  const file = GgufFile.open(new MemorySource(llamaToGguf(config, modelTensors(Llama.init(js, config, 7)), quant)));
+  const file = GgufFile.open(new MemorySource(llamaToGguf(config, await modelTensors(Llama.init(js, config, 7)), quant)));
   const tensors = file.header.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: file.source.read(file.header.dataOffset + t.offset, tensorByteSize(t)) }));
   const extra = { name: "unused.weight", dims: [1024, EXTRA / 4096], type: GgmlType.F32, data: quantize(GgmlType.F32, new Float32Array(EXTRA / 4).fill(0.5)) };
   const path = join(tmp, `${quant}${tied ? "-tied" : ""}.gguf`);
@@ -66,16 +67,16 @@ function bytesPerTensor(file: GgufFile, reads: [number, number][]): Map<string, 
   return out;
 }
 
-function logits(model: Llama, ids: number[]): Float32Array {
+async function logits(model: Llama, ids: number[]): Promise<Float32Array> {
   const y = noGrad(() => model.forward(Int32Array.from(ids), 1, ids.length));
-  const v = Float32Array.from(model.backend.read(y.data));
+  const v = Float32Array.from(await model.backend.read(y.data));
   y.dispose();
   return v;
 }
 
-const paths = { f32: writeModel("f32", false), q8_0: writeModel("q8_0", false), q4_0tied: writeModel("q4_0", true) };
+const paths = { f32: await writeModel("f32", false), q8_0: await writeModel("q8_0", false), q4_0tied: await writeModel("q4_0", true) };
 
-test("a GGUF with a large unused tensor is opened and generates text without reading it (header only at open)", () => {
+test("a GGUF with a large unused tensor is opened and generates text without reading it (header only at open)", async () => {
   for (const [kind, path] of Object.entries(paths)) {
     const source = new FileSource(path);
     const file = GgufFile.open(source);
@@ -83,7 +84,7 @@ test("a GGUF with a large unused tensor is opened and generates text without rea
     // Opening reads one 64 KiB prefix (it holds this header) and nothing else.
     const opened = source.bytesRead;
     assert.ok(file.header.dataOffset < 1 << 16 && opened === 1 << 16, `${kind}: open reads ${opened} bytes`);
-    const tokens = [...generateTokens(model, [1, 5, 9], { maxTokens: 16, temperature: 0 })];
+    const tokens = await collect(generateTokens(model, [1, 5, 9], { maxTokens: 16, temperature: 0 }));
     assert.equal(tokens.length, 16);
     // Then exactly the model's tensors: the file less the header, the unused tensor and padding.
     const used = file.header.tensors.filter((t) => t.name !== "unused.weight").reduce((s, t) => s + tensorByteSize(t), 0);
@@ -91,7 +92,7 @@ test("a GGUF with a large unused tensor is opened and generates text without rea
     assert.ok(source.bytesRead - opened <= source.size - file.header.dataOffset - EXTRA, `${kind}: read ${source.bytesRead} of ${source.size} bytes with ${EXTRA} unused`);
     // The same tokens as the model loaded eagerly.
     const eager = loadModel(path, js, undefined, { quantized: true }).model;
-    assert.deepEqual([...generateTokens(eager, [1, 5, 9], { maxTokens: 16, temperature: 0 })], tokens, kind);
+    assert.deepEqual(await collect(generateTokens(eager, [1, 5, 9], { maxTokens: 16, temperature: 0 })), tokens, kind);
     model.dispose();
     eager.dispose();
   }
@@ -135,8 +136,8 @@ test("lazy logits equal eager logits bit for bit (f32, q8_0, tied q4_0; float an
         for (const fuse of [false, true]) {
           const eager = loadModel(path, be, undefined, { quantized, fuse }).model;
           const lazy = loadModel(path, be, undefined, { quantized, fuse, lazy: true }).model;
-          assert.deepEqual(logits(lazy, ids), logits(eager, ids), `${be.name} ${kind} quantized=${quantized} fuse=${fuse}`);
-          if (!fuse && !quantized) assert.deepEqual(modelTensors(lazy), modelTensors(eager), "parameters() reads every weight first");
+          assert.deepEqual(await logits(lazy, ids), await logits(eager, ids), `${be.name} ${kind} quantized=${quantized} fuse=${fuse}`);
+          if (!fuse && !quantized) assert.deepEqual(await modelTensors(lazy), await modelTensors(eager), "parameters() reads every weight first");
           eager.dispose();
           lazy.dispose();
         }
@@ -168,13 +169,14 @@ test("a bad header fails at open; bytes lost after open fail at first use with t
   model.dispose();
 });
 
-test("an HF directory's safetensors are read by range on first use; the unused tensor never", () => {
+test("an HF directory's safetensors are read by range on first use; the unused tensor never", async () => {
   const dir = join(tmp, "hf");
   mkdirSync(dir);
   const eager = Llama.init(js, base, 11);
-  const tensors = modelTensors(eager);
+  const tensors = await modelTensors(eager);
   tensors.set("unused.weight", { shape: [EXTRA / 4], data: new Float32Array(EXTRA / 4).fill(0.25) });
-  for (const f of modelFiles(eager, null)) writeFileSync(join(dir, f.name), f.name === "model.safetensors" ? serializeSafetensors(tensors) : f.bytes);
+  for (const f of await modelFiles(eager, null))
+ writeFileSync(join(dir, f.name), f.name === "model.safetensors" ? serializeSafetensors(tensors) : f.bytes);
   const source = new FileSource(join(dir, "model.safetensors"));
   const header = openSafetensors(source);
   assert.equal(source.bytesRead, header.dataStart, "open reads the size field and the header only");
@@ -183,20 +185,20 @@ test("an HF directory's safetensors are read by range on first use; the unused t
   const lazy = lazyModelFromSafetensors(js, config, where, [source]);
   assert.equal(source.bytesRead, header.dataStart, "building the model reads nothing");
   const ids = [4, 2, 4, 2];
-  assert.deepEqual(logits(lazy, ids), logits(eager, ids));
+  assert.deepEqual(await logits(lazy, ids), await logits(eager, ids));
   assert.equal(source.bytesRead, source.size - EXTRA, "then the model's tensors, once each; not the unused one");
   // Through the public loader, with and without lazy: the same logits.
   const viaLoader = loadModel(dir, js, undefined, { lazy: true }).model;
-  assert.deepEqual(logits(viaLoader, ids), logits(loadModel(dir, js).model, ids));
+  assert.deepEqual(await logits(viaLoader, ids), await logits(loadModel(dir, js).model, ids));
   for (const m of [lazy, viaLoader, eager]) m.dispose();
 });
 
-test("llama.cpp's llama-2-tiny-random.gguf (F16): lazy logits equal eager logits bit for bit", (t) => {
+test("llama.cpp's llama-2-tiny-random.gguf (F16): lazy logits equal eager logits bit for bit", async (t) => {
   const path = "../shared/data/models/llama-2-tiny-random.gguf";
   if (!existsSync(path)) return t.skip(`${path} is absent`);
   const ids = [1, 450, 4996, 17354];
   const eager = loadModel(path, js).model, lazy = loadModel(path, js, undefined, { lazy: true }).model;
-  assert.deepEqual(logits(lazy, ids), logits(eager, ids));
+  assert.deepEqual(await logits(lazy, ids), await logits(eager, ids));
   eager.dispose();
   lazy.dispose();
 });

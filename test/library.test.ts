@@ -5,6 +5,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createBackend, Llama, Trainer, CharTokenizer, generateTokens, splitTrainVal } from "../src/index.js";
+import { collect } from "./async-helpers.js";
 
 test("README library example trains and generates", async () => {
   const text = "to be or not to be, that is the question. ".repeat(100);
@@ -24,12 +25,12 @@ test("README library example trains and generates", async () => {
   assert.equal(vals.length, 3);
   assert.ok(vals[2] < 0.5 * vals[0], `validation loss falls: ${vals.join(" → ")}`);
 
-  const ids = [...generateTokens(model, tokenizer.encode("to be"), { temperature: 0.8, maxTokens: 40, seed: 7 })];
+  const ids = await collect(generateTokens(model, tokenizer.encode("to be"), { temperature: 0.8, maxTokens: 40, seed: 7 }));
   assert.equal(ids.length, 40);
-  const again = [...generateTokens(model, tokenizer.encode("to be"), { temperature: 0.8, maxTokens: 40, seed: 7 })];
+  const again = await collect(generateTokens(model, tokenizer.encode("to be"), { temperature: 0.8, maxTokens: 40, seed: 7 }));
   assert.deepEqual(again, ids, "same seed, same tokens");
   // The text is memorised: greedy decoding continues it.
-  const greedy = tokenizer.decode([...generateTokens(model, tokenizer.encode("to be or not"), { temperature: 0, maxTokens: 12 })]);
+  const greedy = tokenizer.decode(await collect(generateTokens(model, tokenizer.encode("to be or not"), { temperature: 0, maxTokens: 12 })));
   assert.equal(greedy, " to be, that");
   backend.dispose?.(); // its worker threads: quit them rather than leave them to the process's exit
 });
@@ -58,7 +59,7 @@ test("a config claiming a 2^31-token context costs nothing until positions are u
     vocab_size: 10, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
     num_key_value_heads: 1, max_position_embeddings: 2 ** 31, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
   }, 1);
-  const ids = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 5 })];
+  const ids = await collect(generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 5 }));
   assert.equal(ids.length, 5);
   model.dispose();
   backend.dispose?.();

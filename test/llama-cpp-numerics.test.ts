@@ -32,6 +32,6 @@ test("accumulateF16: f16 products accumulated in f16 for matrices given whole or
   for (const q of [whole, streamed]) {
     const c = backend.alloc(m * rows);
     backend.matmulQuantized(c, a, q, m, rows, cols, false);
-    assert.deepEqual(Array.from(backend.read(c)), expected);
+    assert.deepEqual(Array.from(await backend.read(c)), expected);
   }
 });

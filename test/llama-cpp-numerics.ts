@@ -5,6 +5,7 @@
 // double). Their exact order differs between decode and batches (llamafile's tinyBLAS), so this
 // stands for the size of that rounding, not for its bits.
 import type { Backend, Buf, QBuf, QuantType } from "../src/backend/backend.js";
+import { WasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
 
 const toHalf = (x: number): number => f16ToF32(f32ToF16(x));
@@ -25,9 +26,21 @@ export function dotF16Accumulated(w: Float32Array, x: Float32Array): number {
 }
 
 /**
- * `backend` with its F16 matrix products computed as dotF16Accumulated on activations rounded to
- * f16 (other types untouched). Wrap it before a model is loaded into it: the f16 weights are kept
- * on the host as they are allocated and written.
+ * Numbers [offset, offset + length) of a wasm backend's buffer, copied out synchronously: a kernel
+ * must return with its output written, and Backend.read is asynchronous. The wasm backend's memory
+ * is on the host, so this test tool reads it directly (through the backend's own buffer checks).
+ */
+function readNow(backend: Backend, buf: Buf, offset: number, length: number): Float32Array {
+  if (!(backend instanceof WasmBackend)) throw new Error(`accumulateF16: wraps a wasm backend, not ${backend.name}`);
+  const internals = backend as unknown as { memory: WebAssembly.Memory; p(buf: Buf, need: number, what: string): number };
+  const ptr = internals.p(buf, offset + length, "accumulateF16 operand");
+  return new Float32Array(internals.memory.buffer, ptr + 4 * offset, length).slice();
+}
+
+/**
+ * `backend` (a wasm backend) with its F16 matrix products computed as dotF16Accumulated on
+ * activations rounded to f16 (other types untouched). Wrap it before a model is loaded into it:
+ * the f16 weights are kept on the host as they are allocated and written.
  */
 export function accumulateF16(backend: Backend): Backend {
   const weights = new Map<QBuf, Float32Array>();
@@ -52,8 +65,8 @@ export function accumulateF16(backend: Backend): Backend {
   backend.matmulQuantized = (c: Buf, a: Buf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void => {
     const values = weights.get(w);
     if (values === undefined) return matmul(c, a, w, m, n, k, accumulate);
-    const x = Float32Array.from(backend.read(a, 0, m * k), toHalf);
-    const out = Float32Array.from(accumulate ? backend.read(c, 0, m * n) : new Float32Array(m * n));
+    const x = Float32Array.from(readNow(backend, a, 0, m * k), toHalf);
+    const out = accumulate ? readNow(backend, c, 0, m * n) : new Float32Array(m * n);
     for (let i = 0; i < m; i++)
       for (let j = 0; j < n; j++) out[i * n + j] += dotF16Accumulated(values.subarray(j * k, (j + 1) * k), x.subarray(i * k, (i + 1) * k));
     backend.write(c, out);

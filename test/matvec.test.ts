@@ -16,14 +16,14 @@ import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 const wasm = await createWasmBackend({ kernels: "simd" });
 const wasmQ8 = await createWasmBackend({ kernels: "simd", q8Activations: true });
 
-test("float matvec: every block of rows gives the whole matrix's outputs bitwise, and Σ x·w to f32 rounding", () => {
+test("float matvec: every block of rows gives the whole matrix's outputs bitwise, and Σ x·w to f32 rounding", async () => {
   const rng = new Rng(21);
   for (const k of [1, 3, 4, 15, 16, 17, 33, 48, 288])
     for (const n of [1, 5, 13]) {
       const w = randoms(rng, n * k), x = randoms(rng, k);
       const wb = buf(wasm, w), xb = buf(wasm, x), y = wasm.alloc(n);
       wasm.matmul(y, xb, wb, 1, n, k, false, true, false);
-      const whole = wasm.read(y);
+      const whole = await wasm.read(y);
       for (let j = 0; j < n; j++) {
         let s = 0, mag = 0;
         for (let p = 0; p < k; p++) {
@@ -36,10 +36,10 @@ test("float matvec: every block of rows gives the whole matrix's outputs bitwise
         for (const hi of [lo + 1, n]) {
           const part = buf(wasm, w.subarray(lo * k, hi * k)), yp = wasm.alloc(hi - lo);
           wasm.matmul(yp, xb, part, 1, hi - lo, k, false, true, false);
-          assertBitwise(wasm.read(yp), whole.subarray(lo, hi), `${n}x${k} rows ${lo}..${hi}`);
+          assertBitwise(await wasm.read(yp), whole.subarray(lo, hi), `${n}x${k} rows ${lo}..${hi}`);
           // Accumulating adds the same values to what is there.
           wasm.matmul(yp, xb, part, 1, hi - lo, k, false, true, true);
-          assertBitwise(wasm.read(yp), Float32Array.from(whole.subarray(lo, hi), (v) => Math.fround(v + v)), `${n}x${k} rows ${lo}..${hi} accumulated`);
+          assertBitwise(await wasm.read(yp), Float32Array.from(whole.subarray(lo, hi), (v) => Math.fround(v + v)), `${n}x${k} rows ${lo}..${hi} accumulated`);
           wasm.free(part);
           wasm.free(yp);
         }
@@ -47,7 +47,7 @@ test("float matvec: every block of rows gives the whole matrix's outputs bitwise
     }
 });
 
-test("quantized matvec with Q8_0 activations: every block of rows gives the whole matrix's outputs bitwise", () => {
+test("quantized matvec with Q8_0 activations: every block of rows gives the whole matrix's outputs bitwise", async () => {
   const rng = new Rng(22);
   for (const [type, ggml] of [["q8_0", GgmlType.Q8_0], ["q4_0", GgmlType.Q4_0]] as const)
     for (const k of [32, 96, 288])
@@ -56,13 +56,13 @@ test("quantized matvec with Q8_0 activations: every block of rows gives the whol
         const rowBytes = (k / 32) * QUANT_BLOCK_BYTES[type];
         const q = wasmQ8.allocQuantized(type, n, k, bytes), xb = buf(wasmQ8, x), y = wasmQ8.alloc(n);
         wasmQ8.matmulQuantized(y, xb, q, 1, n, k, false);
-        const whole = wasmQ8.read(y);
+        const whole = await wasmQ8.read(y);
         for (let lo = 0; lo < n; lo++) {
           const hi = n - (lo % 2); // blocks ending at the last row and one before it
           if (hi <= lo) continue;
           const part = wasmQ8.allocQuantized(type, hi - lo, k, bytes.subarray(lo * rowBytes, hi * rowBytes)), yp = wasmQ8.alloc(hi - lo);
           wasmQ8.matmulQuantized(yp, xb, part, 1, hi - lo, k, false);
-          assertBitwise(wasmQ8.read(yp), whole.subarray(lo, hi), `${type} ${n}x${k} rows ${lo}..${hi}`);
+          assertBitwise(await wasmQ8.read(yp), whole.subarray(lo, hi), `${type} ${n}x${k} rows ${lo}..${hi}`);
           wasmQ8.freeQuantized(part);
           wasmQ8.free(yp);
         }
@@ -81,11 +81,11 @@ test("a few rows at once (≤ 16: verification of drafted tokens) give each row'
     const w = randoms(rng, n * k), x = randoms(rng, m * k);
     const W = buf(wasm, w), X = buf(wasm, x), Y = wasm.alloc(m * n), y1 = wasm.alloc(n), x1 = wasm.alloc(k);
     wasm.matmul(Y, X, W, m, n, k, false, true, false);
-    const all = wasm.read(Y);
+    const all = await wasm.read(Y);
     for (let i = 0; i < m; i++) {
       wasm.write(x1, x.subarray(i * k, (i + 1) * k));
       wasm.matmul(y1, x1, W, 1, n, k, false, true, false);
-      assertBitwise(all.subarray(i * n, (i + 1) * n), wasm.read(y1), `k ${k} row ${i}`);
+      assertBitwise(all.subarray(i * n, (i + 1) * n), await wasm.read(y1), `k ${k} row ${i}`);
     }
     for (const b of [W, X, Y, y1, x1]) wasm.free(b);
   }
@@ -96,10 +96,10 @@ test("a few rows at once (≤ 16: verification of drafted tokens) give each row'
     const model = Llama.init(be, config, 3);
     const tokens = [1, 5, 9, 33, 2, 71, 40, 12, 8, 90, 3, 17, 60];
     const a = new Session(model), b = new Session(model);
-    a.prefill(tokens.slice(0, 4));
-    b.prefill(tokens.slice(0, 4));
-    const rows = a.prefill(tokens.slice(4), { allLogits: true });
-    for (let i = 4; i < tokens.length; i++) assertBitwise(rows.subarray((i - 4) * 97, (i - 3) * 97), b.decode(tokens[i]), `${threads} threads, position ${i}`);
+    await a.prefill(tokens.slice(0, 4));
+    await b.prefill(tokens.slice(0, 4));
+    const rows = await a.prefill(tokens.slice(4), { allLogits: true });
+    for (let i = 4; i < tokens.length; i++) assertBitwise(rows.subarray((i - 4) * 97, (i - 3) * 97), await b.decode(tokens[i]), `${threads} threads, position ${i}`);
     model.dispose();
     be.dispose?.();
   }

@@ -20,7 +20,8 @@ import { Session } from "../src/runtime/session.js";
 import { Trainer, type TrainOptions } from "../src/train/trainer.js";
 import { splitTrainVal } from "../src/data/batches.js";
 import { applyQat, parseQatSetting, qatFile, qatTensorNames, readQatFile, QAT_FILE } from "../src/train/qat.js";
-import { fakeQuantize, fakeQuantizeActivations, fakeQuantizeValues, linear, weightedSum } from "../src/tensor/ops.js";
+import { fakeQuantize, fakeQuantizeActivations, linear, weightedSum } from "../src/tensor/ops.js";
+import { fakeQuantizeValues } from "../src/backend/fake-quant.js";
 import { Tensor, backward, noGrad, scope } from "../src/tensor/tensor.js";
 import { Rng } from "../src/util/rng.js";
 import { relErr } from "./kernel-helpers.js";
@@ -95,7 +96,7 @@ test("fakeQuantizeValues equals ggml's quantize → dequantize bit for bit (Q8_0
   assert.throws(() => fakeQuantizeValues("q5_0" as QuantType, new Float32Array(32)), /unknown type q5_0/);
 });
 
-test("the fakeQuantize op equals ggml's round trip on every backend; f64 values are rounded to f32 first", () => {
+test("the fakeQuantize op equals ggml's round trip on every backend; f64 values are rounded to f32 first", async () => {
   const rng = new Rng(12);
   const rows = 24, cols = 96;
   const f32 = nastyBlocks(rng, (rows * cols) / 32);
@@ -104,14 +105,14 @@ test("the fakeQuantize op equals ggml's round trip on every backend; f64 values 
   for (const be of backends) {
     const input = be.dtype === "f64" ? f64 : f32;
     for (const type of ["q8_0", "q4_0"] as const) {
-      const got = noGrad(() => scope(() => fakeQuantize(Tensor.from(be, [rows, cols], input), type).toArray()));
+      const got = await noGrad(() => scope(() => fakeQuantize(Tensor.from(be, [rows, cols], input), type).toArray()));
       assertBits(got, viaGgml(type, Float32Array.from(input)), `${be.name}/${be.dtype} ${type}`);
     }
   }
   assert.throws(() => fakeQuantize(Tensor.zeros(wasm, [2, 48]), "q8_0"), /rows of 48 are not whole blocks of 32/);
 });
 
-test("straight-through gradients: equal to the float path's gradients at the fake-quantized weights", () => {
+test("straight-through gradients: equal to the float path's gradients at the fake-quantized weights", async () => {
   const be = new JsBackend("f64");
   const rng = new Rng(13);
   const [rows, out, inF] = [5, 8, 64];
@@ -124,17 +125,17 @@ test("straight-through gradients: equal to the float path's gradients at the fak
       const x = Tensor.from(be, [rows, inF], xv, true), w = Tensor.from(be, [out, inF], wv, true);
       backward(weightedSum(linear(actQuant ? fakeQuantizeActivations(x) : x, fakeQuantize(w, type)), c));
       // Float path evaluated at the fake-quantized values, as leaves.
-      const xq = Tensor.from(be, [rows, inF], actQuant ? noGrad(() => fakeQuantizeActivations(x).toArray()) : xv, true);
+      const xq = Tensor.from(be, [rows, inF], actQuant ? await noGrad(() => fakeQuantizeActivations(x).toArray()) : xv, true);
       const wq = Tensor.from(be, [out, inF], viaGgml(type, Float32Array.from(wv)), true);
       backward(weightedSum(linear(xq, wq), c));
-      assert.deepEqual(w.gradArray(), wq.gradArray(), `${type}${actQuant ? " +int8" : ""}: dW`);
-      assert.deepEqual(x.gradArray(), xq.gradArray(), `${type}${actQuant ? " +int8" : ""}: dx`);
-      assert.ok(w.gradArray()!.some((g) => g !== 0));
+      assert.deepEqual(await w.gradArray(), await wq.gradArray(), `${type}${actQuant ? " +int8" : ""}: dW`);
+      assert.deepEqual(await x.gradArray(), await xq.gradArray(), `${type}${actQuant ? " +int8" : ""}: dx`);
+      assert.ok((await w.gradArray())!.some((g) => g !== 0));
     }
   }
 });
 
-test("per-token int8 activations: by hand (ties to even, zero rows) and on every backend", () => {
+test("per-token int8 activations: by hand (ties to even, zero rows) and on every backend", async () => {
   const rows = [
     [127, 63.5, -0.5, 1.5, 2.5, 0, -127, 0.49], // s = 1: 63.5 → 64, −0.5 → −0, 1.5 → 2, 2.5 → 2
     [0, 0, 0, 0, 0, 0, 0, 0], // s = 0: stays zero
@@ -146,17 +147,17 @@ test("per-token int8 activations: by hand (ties to even, zero rows) and on every
     [254, 0, 4, -4, -254, 0, 128, -0],
   ];
   for (const be of backends) {
-    const got = noGrad(() => scope(() => fakeQuantizeActivations(Tensor.from(be, [3, 8], rows.flat())).toArray()));
+    const got = await noGrad(() => scope(() => fakeQuantizeActivations(Tensor.from(be, [3, 8], rows.flat())).toArray()));
     assertBits(got, want.flat(), `${be.name}/${be.dtype}`);
   }
 });
 
 // scripts/make_qat_fixture.py: PyTorch's float32 (x / s).round().clamp(-127, 127) * s, s = absmax/127.
 const FIXTURE = "test/fixtures/qat_activations.json";
-test("per-token int8 activations match PyTorch", { skip: !existsSync(FIXTURE) && `${FIXTURE} missing` }, () => {
+test("per-token int8 activations match PyTorch", { skip: !existsSync(FIXTURE) && `${FIXTURE} missing` }, async () => {
   const fx = JSON.parse(readFileSync(FIXTURE, "utf8")) as { shape: [number, number]; x: number[]; y: number[] };
   for (const be of backends) {
-    const got = noGrad(() => scope(() => fakeQuantizeActivations(Tensor.from(be, fx.shape, fx.x)).toArray()));
+    const got = await noGrad(() => scope(() => fakeQuantizeActivations(Tensor.from(be, fx.shape, fx.x)).toArray()));
     assertBits(got, fx.y, `${be.name}/${be.dtype} vs torch`); // −0 included
   }
 });
@@ -175,7 +176,7 @@ const dataRng = new Rng(8);
 const data = splitTrainVal(Int32Array.from({ length: 2000 }, (_, i) => (i % 7 === 0 ? dataRng.int(48) : (i * 5) % 48)));
 const ids = Int32Array.from({ length: 2 * 12 }, (_, i) => (i * 11 + 3) % 48);
 
-const logits = (m: Llama): FloatArray => noGrad(() => scope(() => m.forward(ids, 2, 12).toArray()));
+const logits = (m: Llama): Promise<FloatArray> => noGrad(() => scope(() => m.forward(ids, 2, 12).toArray()));
 
 for (const [quant, tied] of [["q4_0", true], ["q8_0", false]] as const) {
   test(`QAT ${quant} (${tied ? "tied" : "untied"} head): trained model → GGUF ${quant} holds exactly its weights; the file's logits are its logits`, async () => {
@@ -183,13 +184,13 @@ for (const [quant, tied] of [["q4_0", true], ["q8_0", false]] as const) {
     const cfg = config(tied);
     const model = Llama.init(be, cfg, 3);
     applyQat(model, { weights: quant });
-    const floatBefore = logits(model); // fake-quantized already
+    const floatBefore = await logits(model); // fake-quantized already
     await new Trainer(model, options, data).run(0);
 
     const names = qatTensorNames(cfg, quant);
     // Every matrix is quantized, the embedding and head included; the norm gains are not.
-    assert.deepEqual(names, [...modelTensors(model).keys()].filter((n) => !n.endsWith("norm.weight")));
-    const latent = modelTensors(model); // what a checkpoint holds: the latent float weights
+    assert.deepEqual(names, [...(await modelTensors(model)).keys()].filter((n) => !n.endsWith("norm.weight")));
+    const latent = await modelTensors(model); // what a checkpoint holds: the latent float weights
     const file = GgufFile.open(new MemorySource(llamaToGguf(cfg, latent, quant)));
     const exported = llamaTensorsFromGguf(file, cfg);
     for (const [name, t] of latent) {
@@ -199,30 +200,32 @@ for (const [quant, tied] of [["q4_0", true], ["q8_0", false]] as const) {
         assert.ok(firstDiff(want, t.data) !== -1, `${name}: the latent weights are not already on the grid`);
         // The model itself ran with exactly these numbers.
         const p = model.params.get(name)!;
-        assertBits(noGrad(() => scope(() => fakeQuantize(p, quant).toArray())), want, `${name} in the model`);
+        assertBits(await noGrad(() => scope(() => fakeQuantize(p, quant).toArray())), want, `${name} in the model`);
       }
     }
 
     // Eval logits: the GGUF loaded dequantized gives the same numbers (same kernels, same weights).
-    const qatLogits = logits(model);
+    const qatLogits = await logits(model);
     assert.ok(firstDiff(qatLogits, floatBefore) !== -1, "training changed the model");
     const dequantized = modelFromTensors(be, toHfConfigJson(cfg), exported);
-    assertBits(logits(dequantized), qatLogits, "dequantized GGUF vs QAT eval");
+    assertBits(await logits(dequantized), qatLogits, "dequantized GGUF vs QAT eval");
     // Loaded quantized, the projections run on the blocks: the same weights, sums in another order.
     const quantized = llamaFromGgufWeights(be, cfg, llamaWeightsFromGguf(file, cfg));
-    assert.ok(relErr(logits(quantized), qatLogits) < 1e-5, `quantized GGUF vs QAT eval: rel err ${relErr(logits(quantized), qatLogits)}`);
+    const quantizedErr = relErr(await logits(quantized), qatLogits);
+    assert.ok(quantizedErr < 1e-5, `quantized GGUF vs QAT eval: rel err ${quantizedErr}`);
     // The training forward (graph recorded) sees the same network as evaluation.
     const tgt = Int32Array.from(ids, (i) => (i + 1) % 48);
-    const trainLoss = scope(() => model.loss(ids, tgt, 2, 12).item());
-    assert.equal(trainLoss, noGrad(() => scope(() => dequantized.loss(ids, tgt, 2, 12).item())));
+    const trainLoss = await scope(() => model.loss(ids, tgt, 2, 12).item());
+    assert.equal(trainLoss, await noGrad(() => scope(() => dequantized.loss(ids, tgt, 2, 12).item())));
     // Inference through a KV-cached session: the same as the dequantized file's session.
     const s1 = new Session(model), s2 = new Session(dequantized);
-    assertBits(s1.prefill([1, 2, 3, 4]), s2.prefill([1, 2, 3, 4]), "session prefill");
-    assertBits(s1.decode(5), s2.decode(5), "session decode");
+    assertBits(await s1.prefill([1, 2, 3, 4]), await s2.prefill([1, 2, 3, 4]), "session prefill");
+    assertBits(await s1.decode(5), await s2.decode(5), "session decode");
     // Fusing bakes the fake-quantized weights in (norm gains folded: float rounding only).
     model.fuse();
     assert.equal(model.qat, null);
-    assert.ok(relErr(logits(model), qatLogits) < 1e-5, `fused QAT model: rel err ${relErr(logits(model), qatLogits)}`);
+    const fusedErr = relErr(await logits(model), qatLogits);
+    assert.ok(fusedErr < 1e-5, `fused QAT model: rel err ${fusedErr}`);
     for (const m of [model, dequantized, quantized]) m.dispose();
     s1.dispose();
     s2.dispose();
@@ -247,18 +250,18 @@ test("QAT resumes exactly from checkpoint files (latent weights + qat.json + opt
   applyQat(model, setting);
   const first = new Trainer(model, options, data);
   const head = await lossesOf(first, 0, 4);
-  const files = new Map([...modelFiles(model, null), qatFile(model)!].map((f) => [f.name, f.bytes]));
+  const files = new Map([...(await modelFiles(model, null)), qatFile(model)!].map((f) => [f.name, f.bytes]));
   const restored = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
   applyQat(restored, readQatFile(new TextDecoder().decode(files.get(QAT_FILE)!)));
   assert.deepEqual(restored.qat!.setting, setting);
   const second = new Trainer(restored, options, data);
-  second.optimizer.loadState(first.optimizer.step, parseSafetensors(serializeSafetensors(first.optimizer.state())).tensors);
+  second.optimizer.loadState(first.optimizer.step, parseSafetensors(serializeSafetensors(await first.optimizer.state())).tensors);
   const tail = await lossesOf(second, 4);
   assert.deepEqual([...head, ...tail], full);
   // int8 activations change the network (the weights-only model differs), and cannot be fused.
   const weightsOnly = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
   applyQat(weightsOnly, { weights: "q4_0" });
-  assert.ok(firstDiff(logits(weightsOnly), logits(restored)) !== -1);
+  assert.ok(firstDiff(await logits(weightsOnly), await logits(restored)) !== -1);
   assert.throws(() => restored.fuse(), /int8 activation fake quantization cannot be fused/);
   for (const m of [fullModel, model, restored, weightsOnly]) m.dispose();
   assert.equal(qatFile(Llama.init(be, cfg, 1)), null);

@@ -50,7 +50,7 @@ const randn = (n: number): Float32Array => Float32Array.from({ length: n }, () =
 const shapes: [m: number, n: number, k: number][] = [[1, 33, 64], [1, 7, 32], [1, 128, 288], [3, 17, 96], [5, 64, 128], [8, 9, 256], [2, 1, 32], [4, 4, 512], [6, 300, 64]];
 
 for (const type of ["q8_0", "q4_0"] as const) {
-  test(`${type} matmul: wasm = JS reference = dequantize then float matmul`, () => {
+  test(`${type} matmul: wasm = JS reference = dequantize then float matmul`, async () => {
     for (const [m, n, k] of shapes) {
       const w = randn(n * k), x = randn(m * k), c0 = randn(m * n);
       const bytes = quantize(GGML[type], w);
@@ -58,17 +58,17 @@ for (const type of ["q8_0", "q4_0"] as const) {
       const dense = buf(ref, dequantize(GGML[type], bytes, n * k)), xr = buf(ref, x);
       const want = ref.alloc(m * n);
       ref.matmul(want, xr, dense, m, n, k, false, true, false);
-      const wantArr = ref.read(want);
+      const wantArr = await ref.read(want);
       for (const be of [ref, wasm] as Backend[]) {
         const q = be.allocQuantized(type, n, k, bytes), xb = buf(be, x), c = be.alloc(m * n);
         be.matmulQuantized(c, xb, q, m, n, k, false);
-        const got = be.read(c);
+        const got = await be.read(c);
         const tol = be === ref ? 1e-12 : 2e-6;
         assert.ok(relErr(got, wantArr) < tol, `${be.name} ${type} ${m}x${n}x${k}: rel err ${relErr(got, wantArr)}`);
         // accumulate adds to what C held
         be.write(c, c0);
         be.matmulQuantized(c, xb, q, m, n, k, true);
-        const acc = be.read(c), wantAcc = wantArr.map((v, i) => v + c0[i]);
+        const acc = await be.read(c), wantAcc = wantArr.map((v, i) => v + c0[i]);
         assert.ok(relErr(acc, wantAcc) < tol * 4, `${be.name} ${type} ${m}x${n}x${k} accumulate: rel err ${relErr(acc, wantAcc)}`);
         be.freeQuantized(q);
         for (const b of [xb, c]) be.free(b);
@@ -103,7 +103,7 @@ function llamaCppQ8Matmul(type: BlockQuantType, wBytes: Uint8Array, x: Float32Ar
 const wasmQ8 = await createWasmBackend({ kernels: "simd", q8Activations: true });
 
 for (const type of ["q8_0", "q4_0"] as const) {
-  test(`${type} matvec with Q8_0 activations (wasm, llama.cpp's integer path) = llama.cpp's numerics`, () => {
+  test(`${type} matvec with Q8_0 activations (wasm, llama.cpp's integer path) = llama.cpp's numerics`, async () => {
     // Decode only (m = 1): prefill takes the float path on this backend too.
     for (const [m, n, k] of shapes) {
       const w = randn(n * k), x = randn(m * k);
@@ -116,12 +116,13 @@ for (const type of ["q8_0", "q4_0"] as const) {
       const bytes = quantize(GGML[type], w);
       const q = wasmQ8.allocQuantized(type, n, k, bytes), xb = buf(wasmQ8, x), c = wasmQ8.alloc(m * n);
       wasmQ8.matmulQuantized(c, xb, q, m, n, k, false);
-      const got = wasmQ8.read(c), want = llamaCppQ8Matmul(type, bytes, x, m, n, k);
+      const got = await wasmQ8.read(c), want = llamaCppQ8Matmul(type, bytes, x, m, n, k);
       if (cpp) assert.ok(relErr(got, want) < 2e-6, `${type} ${m}x${n}x${k}: rel err ${relErr(got, want)}`);
       // …and within activation rounding of the float path.
       const exact = ref.alloc(m * n), qr = ref.allocQuantized(type, n, k, bytes), xr = buf(ref, x);
       ref.matmulQuantized(exact, xr, qr, m, n, k, false);
-      assert.ok(relErr(got, ref.read(exact)) < (cpp ? 5e-2 : 2e-6), `${type} ${m}x${n}x${k} vs float: rel err ${relErr(got, ref.read(exact))}`);
+      const exactValues = await ref.read(exact);
+      assert.ok(relErr(got, exactValues) < (cpp ? 5e-2 : 2e-6), `${type} ${m}x${n}x${k} vs float: rel err ${relErr(got, exactValues)}`);
       wasmQ8.freeQuantized(q);
       for (const b of [xb, c]) wasmQ8.free(b);
     }
@@ -159,7 +160,7 @@ function spreadTable(rows: number, cols: number): Float32Array {
 }
 
 for (const type of ["q8_0", "q4_0", "f16"] as const) {
-  test(`${type} embedding lookup from the quantized table: every backend = dequantize the whole table, then look up (bitwise)`, () => {
+  test(`${type} embedding lookup from the quantized table: every backend = dequantize the whole table, then look up (bitwise)`, async () => {
     const backends = [ref, new JsBackend("f32"), wasm, threaded, ...(wasmRelaxed ? [wasmRelaxed] : [])] as Backend[];
     for (const [rows, cols] of type === "f16" ? [[37, 50], [9, 288], [3, 7]] : [[37, 64], [9, 288], [3, 32]]) {
       const bytes = quantize(GGML_ALL[type], spreadTable(rows, cols));
@@ -170,11 +171,11 @@ for (const type of ["q8_0", "q4_0", "f16"] as const) {
       for (const be of backends) {
         const q = be.allocQuantized(type, rows, cols, bytes), out = be.alloc(ids.length * cols);
         be.embeddingQuantized(out, q, ids);
-        assertBitwise(be.read(out), want, `${be.name}${be === wasmRelaxed ? " relaxed" : ""} ${type} [${rows}, ${cols}]`);
+        assertBitwise(await be.read(out), want, `${be.name}${be === wasmRelaxed ? " relaxed" : ""} ${type} [${rows}, ${cols}]`);
         // The same as the float table's lookup (what a model held before).
         const table = buf(be, dense), out2 = be.alloc(ids.length * cols);
         be.embedding(out2, table, ids, cols);
-        assertBitwise(be.read(out), be.read(out2), `${be.name} ${type}: = embedding of the dequantized table`);
+        assertBitwise(await be.read(out), await be.read(out2), `${be.name} ${type}: = embedding of the dequantized table`);
         assert.throws(() => be.embeddingQuantized(out, q, Int32Array.from([rows])), /out of range/);
         assert.throws(() => be.embeddingQuantized(out, q, Int32Array.from([-1])), /out of range/);
         be.freeQuantized(q);
@@ -185,7 +186,7 @@ for (const type of ["q8_0", "q4_0", "f16"] as const) {
   });
 }
 
-test("quantized matrices filled by rows (writeQuantized) equal those allocated with their bytes; partial or overflowing writes are refused", () => {
+test("quantized matrices filled by rows (writeQuantized) equal those allocated with their bytes; partial or overflowing writes are refused", async () => {
   for (const be of [ref, wasm, threaded] as Backend[])
     for (const type of ["q8_0", "q4_0", "f16"] as const) {
       const rows = 11, cols = 64, rowBytes = quantRowBytes(type, cols);
@@ -197,7 +198,7 @@ test("quantized matrices filled by rows (writeQuantized) equal those allocated w
       const ids = Int32Array.from({ length: rows }, (_, i) => i), a = be.alloc(rows * cols), b = be.alloc(rows * cols);
       be.embeddingQuantized(a, whole, ids);
       be.embeddingQuantized(b, parts, ids);
-      assertBitwise(be.read(b), be.read(a), `${be.name} ${type}`);
+      assertBitwise(await be.read(b), await be.read(a), `${be.name} ${type}`);
       assert.throws(() => be.writeQuantized(parts, 10, bytes.subarray(0, 2 * rowBytes)), /cannot write/);
       assert.throws(() => be.writeQuantized(parts, 0, bytes.subarray(0, rowBytes + 1)), /cannot write/);
       assert.throws(() => be.writeQuantized(parts, -1, bytes.subarray(0, rowBytes)), /cannot write/);
@@ -223,24 +224,24 @@ function bothModels(be: Backend, cfg: LlamaConfig, gguf: Uint8Array): { quantize
   };
 }
 
-const logitsOf = (model: Llama, ids: number[]): FloatArray =>
+const logitsOf = (model: Llama, ids: number[]): Promise<FloatArray> =>
   noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
 
 for (const quant of ["q8_0", "q4_0"] as GgufQuant[]) {
   for (const tied of [false, true]) {
-    test(`${quant} model${tied ? " (tied embeddings)" : ""}: logits = the dequantized float model's, prefill and decode, both backends`, () => {
+    test(`${quant} model${tied ? " (tied embeddings)" : ""}: logits = the dequantized float model's, prefill and decode, both backends`, async () => {
       const cfg = { ...config, tie_word_embeddings: tied };
-      const gguf = llamaToGguf(cfg, modelTensors(Llama.init(new JsBackend("f32"), cfg, 3)), quant);
+      const gguf = llamaToGguf(cfg, await modelTensors(Llama.init(new JsBackend("f32"), cfg, 3)), quant);
       const ids = [5, 17, 3, 99, 42, 0, 64];
       for (const be of [wasm, ref] as Backend[]) {
         const { quantized, float } = bothModels(be, cfg, gguf);
         // 7 projections per layer, the embedding (for a tied model also the LM head) and an untied LM head.
         assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + (tied ? 1 : 2));
-        assert.ok(relErr(logitsOf(quantized, ids), logitsOf(float, ids)) < 1e-4, `${be.name} prefill`);
+        assert.ok(relErr(await logitsOf(quantized, ids), await logitsOf(float, ids)) < 1e-4, `${be.name} prefill`);
         const sq = new Session(quantized), sf = new Session(float);
-        sq.prefill(ids.slice(0, 3));
-        sf.prefill(ids.slice(0, 3));
-        for (const id of ids.slice(3)) assert.ok(relErr(sq.decode(id), sf.decode(id)) < 1e-4, `${be.name} decode`);
+        await sq.prefill(ids.slice(0, 3));
+        await sf.prefill(ids.slice(0, 3));
+        for (const id of ids.slice(3)) assert.ok(relErr(await sq.decode(id), await sf.decode(id)) < 1e-4, `${be.name} decode`);
         // Recording a graph through quantized weights is refused (no backward pass).
         assert.throws(() => scope(() => quantized.forward(Int32Array.from(ids), 1, ids.length)), /noGrad/);
         for (const x of [sq, sf, quantized, float]) x.dispose();
@@ -263,10 +264,10 @@ function withFloatEmbedding(be: Backend, cfg: LlamaConfig, w: LlamaGgufWeights):
 }
 
 /** Logits of a 7-token prefill (every position), then of 2 decode steps. */
-function sessionLogits(model: Llama): FloatArray[] {
+async function sessionLogits(model: Llama): Promise<FloatArray[]> {
   const s = new Session(model);
   try {
-    return [s.prefill([5, 17, 3, 99, 42, 0, 64], { allLogits: true }), s.decode(7), s.decode(1999)];
+    return [await s.prefill([5, 17, 3, 99, 42, 0, 64], { allLogits: true }), await s.decode(7), await s.decode(1999)];
   } finally {
     s.dispose();
   }
@@ -280,7 +281,7 @@ after(() => rmSync(ggufDir, { recursive: true, force: true }));
 for (const quant of ["q8_0", "q4_0"] as GgufQuant[])
   for (const tied of [false, true])
     test(`${quant}${tied ? " tied" : ""} GGUF: the embedding is looked up in its blocks (no f32 table); logits bitwise as with the dequantized table, eager = lazy, fused and unfused, js and wasm`, async () => {
-      const gguf = llamaToGguf({ ...bigVocab, tie_word_embeddings: tied }, modelTensors(Llama.init(new JsBackend("f32"), { ...bigVocab, tie_word_embeddings: tied }, 9)), quant);
+      const gguf = llamaToGguf({ ...bigVocab, tie_word_embeddings: tied }, await modelTensors(Llama.init(new JsBackend("f32"), { ...bigVocab, tie_word_embeddings: tied }, 9)), quant);
       const path = join(ggufDir, `${quant}-${tied}.gguf`);
       writeFileSync(path, gguf);
       const cfg = llamaConfigFromGguf(GgufFile.open(new MemorySource(gguf))); // as loadModel reads it (eps as f32)
@@ -290,11 +291,11 @@ for (const quant of ["q8_0", "q4_0"] as GgufQuant[])
         const before = withFloatEmbedding(be, cfg, host);
         const beforeFused = withFloatEmbedding(be, cfg, host);
         beforeFused.fuse({ quantizedBytes: (n) => (n === "lm_head.weight" && tied ? host.quantized.get("model.embed_tokens.weight") : host.quantized.get(n))?.bytes });
-        const want = sessionLogits(before), wantFused = sessionLogits(beforeFused);
+        const want = await sessionLogits(before), wantFused = await sessionLogits(beforeFused);
         // What `bonsai generate` loads, with its session, takes less wasm memory than an f32 table would.
         const wasmTop = be instanceof WasmBackend ? be.stats().heapTop : 0;
         const generateDefault = loadModel(path, be, undefined, { quantized: true, fuse: true, lazy: true }).model;
-        const first = sessionLogits(generateDefault);
+        const first = await sessionLogits(generateDefault);
         if (be instanceof WasmBackend) assert.ok(be.stats().heapTop - wasmTop < 4 * f32Table, `wasm memory grew by ${be.stats().heapTop - wasmTop} bytes`);
         for (let i = 0; i < first.length; i++) assertBitwise(first[i], wantFused[i], `${be.name} ${be.dtype} generate's default load, ${i}`);
         const models = {
@@ -306,7 +307,7 @@ for (const quant of ["q8_0", "q4_0"] as GgufQuant[])
         };
         for (const [what, model] of Object.entries(models)) {
           const label: string = `${be.name} ${be.dtype} ${what}`;
-          const got = sessionLogits(model);
+          const got = await sessionLogits(model);
           for (let i = 0; i < got.length; i++) assertBitwise(got[i], model.fused ? wantFused[i] : want[i], `${label} ${i === 0 ? "prefill" : `decode ${i}`}`);
           // Held once, as blocks: no float tensor of the table's size, and a tied head is the same weight.
           assert.ok(model.quantized.get("model.embed_tokens.weight") !== undefined, label);
@@ -321,19 +322,19 @@ for (const quant of ["q8_0", "q4_0"] as GgufQuant[])
 
 // ---- stories260K ----------------------------------------------------------------------------------
 
-function greedy(model: Llama, n: number): number[] {
+async function greedy(model: Llama, n: number): Promise<number[]> {
   const s = new Session(model);
   const out: number[] = [];
-  let next = argmax(s.prefill([1]));
+  let next = argmax(await s.prefill([1]));
   for (let i = 0; i < n; i++) {
     out.push(next);
-    next = argmax(s.decode(next));
+    next = argmax(await s.decode(next));
   }
   s.dispose();
   return out;
 }
 
-test("stories260K Q8_0: 200 greedy tokens equal the dequantized float model's", (t) => {
+test("stories260K Q8_0: 200 greedy tokens equal the dequantized float model's", async (t) => {
   if (!existsSync(STORIES)) {
     t.skip("../shared/data absent");
     return;
@@ -345,7 +346,7 @@ test("stories260K Q8_0: 200 greedy tokens equal the dequantized float model's", 
   // rest are Q8_0, and the tied LM head runs on the Q8_0 embedding.
   assert.equal(quantized.quantized.size, 7 * cfg.num_hidden_layers + 1);
   for (const [name, w] of quantized.quantized) assert.equal(w.type, name.endsWith("down_proj.weight") ? "f16" : "q8_0", name);
-  assert.deepEqual(greedy(quantized, 200), greedy(float, 200));
+  assert.deepEqual(await greedy(quantized, 200), await greedy(float, 200));
   quantized.dispose();
   float.dispose();
 });
@@ -369,7 +370,7 @@ test("bonsai quantize writes a Q4_0 GGUF that loadModel runs quantized", async (
     const f = loadModel(out, wasm).model;
     assert.equal(q.quantized.size, 7 * q.config.num_hidden_layers + 1); // down_proj: F16, kept as f16
     assert.equal(f.quantized.size, 0);
-    assert.ok(relErr(logitsOf(q, [1, 20, 30]), logitsOf(f, [1, 20, 30])) < 1e-4);
+    assert.ok(relErr(await logitsOf(q, [1, 20, 30]), await logitsOf(f, [1, 20, 30])) < 1e-4);
     await assert.rejects(quantizeCommand(["--model", STORIES, "--quant", "q5_0", "--out", out]), /--quant must be one of q8_0, q4_0/);
     q.dispose();
     f.dispose();

@@ -18,6 +18,7 @@ import { promptIds, stream } from "../src/runtime/stream.js";
 import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
 import * as op from "../src/tensor/ops.js";
 import { Rng } from "../src/util/rng.js";
+import { collect } from "./async-helpers.js";
 
 const config = (heads: number, kvHeads: number): LlamaConfig => ({
   vocab_size: 41, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
@@ -27,17 +28,17 @@ const config = (heads: number, kvHeads: number): LlamaConfig => ({
 const layouts = [["MHA", 4, 4], ["GQA", 4, 2], ["MQA", 4, 1]] as const;
 
 /** Logits of every position of `ids` by the training forward pass (no cache). */
-function fullLogits(model: Llama, ids: number[]): FloatArray {
+function fullLogits(model: Llama, ids: number[]): Promise<FloatArray> {
   return noGrad(() => scope(() => model.forward(Int32Array.from(ids), 1, ids.length).toArray()));
 }
 
 /** The pre-cache generation loop: the whole context window recomputed for every token. */
-function referenceGenerate(model: Llama, prompt: number[], n: number, temperature: number, seed: number): { ids: number[]; logits: FloatArray[] } {
+async function referenceGenerate(model: Llama, prompt: number[], n: number, temperature: number, seed: number): Promise<{ ids: number[]; logits: FloatArray[] }> {
   const window = model.config.max_position_embeddings, rng = new Rng(seed);
   const context = [...prompt], ids: number[] = [], logits: FloatArray[] = [];
   for (let i = 0; i < n; i++) {
     const w = Int32Array.from(context.slice(-window));
-    const l = noGrad(() => scope(() => model.forward(w, 1, w.length, { lastOnly: true }).toArray()));
+    const l = await noGrad(() => scope(() => model.forward(w, 1, w.length, { lastOnly: true }).toArray()));
     logits.push(l);
     const next = sampleToken(l, { temperature }, rng);
     context.push(next);
@@ -65,17 +66,17 @@ for (const [bname, make, tol] of backends)
       const prompt = [1, 5, 9, 2];
       for (const temperature of [0, 1]) {
         // 30 tokens run past the 24-position window, so the sliding refill is covered too.
-        const ref = referenceGenerate(model, prompt, 30, temperature, 11);
-        const ours = [...generateTokens(model, prompt, { temperature, maxTokens: 30, seed: 11 })];
+        const ref = await referenceGenerate(model, prompt, 30, temperature, 11);
+        const ours = await collect(generateTokens(model, prompt, { temperature, maxTokens: 30, seed: 11 }));
         assert.deepEqual(ours, ref.ids, `tokens at temperature ${temperature}`);
       }
       // Logits step by step through a session.
-      const ref = referenceGenerate(model, prompt, 12, 0, 0);
+      const ref = await referenceGenerate(model, prompt, 12, 0, 0);
       const s = new Session(model);
-      let logits = s.prefill(prompt);
+      let logits = await s.prefill(prompt);
       for (let i = 0; i < 12; i++) {
         assertClose(logits, ref.logits[i], tol, `logits of step ${i}`);
-        logits = s.decode(ref.ids[i]);
+        logits = await s.decode(ref.ids[i]);
       }
       s.dispose();
     });
@@ -83,22 +84,22 @@ for (const [bname, make, tol] of backends)
     test(`prefill with all logits equals forward; rollback equals fresh (${bname}, ${lname})`, async () => {
       const model = Llama.init(await make(), config(heads, kvHeads), 3);
       const ids = [4, 8, 15, 16, 23, 40, 0, 7, 7, 1];
-      const full = fullLogits(model, ids);
+      const full = await fullLogits(model, ids);
       const s = new Session(model);
-      assertClose(s.prefill(ids, { allLogits: true }), full, tol, "prefill all logits");
+      assertClose(await s.prefill(ids, { allLogits: true }), full, tol, "prefill all logits");
       assert.equal(s.position, ids.length);
 
       // Pieces: 6 tokens, then 4 more, give the same rows as one pass.
       s.truncate(0);
-      s.prefill(ids.slice(0, 6));
-      assertClose(s.prefill(ids.slice(6), { allLogits: true }), full.slice(6 * 41), tol, "prefill in two pieces");
+      await s.prefill(ids.slice(0, 6));
+      assertClose(await s.prefill(ids.slice(6), { allLogits: true }), full.slice(6 * 41), tol, "prefill in two pieces");
 
       // Roll back to 3, continue differently: as if the rolled-back tokens had never been seen.
       s.truncate(3);
       assert.equal(s.position, 3);
       const other = [30, 31, 32];
-      const afterRollback = [...s.prefill(other, { allLogits: true }), ...s.decode(2)];
-      const fresh = fullLogits(model, [...ids.slice(0, 3), ...other, 2]).slice(3 * 41);
+      const afterRollback = [...(await s.prefill(other, { allLogits: true })), ...(await s.decode(2))];
+      const fresh = (await fullLogits(model, [...ids.slice(0, 3), ...other, 2])).slice(3 * 41);
       assertClose(afterRollback, fresh, tol, "rollback then re-decode");
       s.dispose();
     });
@@ -112,8 +113,8 @@ test("session: cache size, bounds and argument checks", async () => {
   assert.equal(s.cacheBytesPerToken, 2 * 2 * 2 * 8 * 4);
   assert.throws(() => s.prefill([]), /at least one token/);
   assert.throws(() => s.prefill([41]), /outside the vocabulary/);
-  s.prefill([1, 2, 3, 4, 5, 6, 7]);
-  s.decode(8);
+  await s.prefill([1, 2, 3, 4, 5, 6, 7]);
+  await s.decode(8);
   assert.throws(() => s.decode(9), /overflow the cache/);
   assert.throws(() => s.truncate(9), /cannot truncate/);
   assert.throws(() => new Session(model, { maxSeq: 25 }), /maxSeq/);
@@ -132,15 +133,15 @@ test("session: no graph, and every step's temporaries are freed", async () => {
   const wasm = (await createBackend("wasm")) as WasmBackend;
   const model = Llama.init(wasm, config(4, 2), 1); // trainable parameters: a graph would be recorded if grad were on
   const s = new Session(model);
-  const run = (): void => {
+  const run = async (): Promise<void> => {
     s.truncate(0);
-    s.prefill([1, 2, 3]);
-    for (let t = 0; t < 15; t++) s.decode(t);
+    await s.prefill([1, 2, 3]);
+    for (let t = 0; t < 15; t++) await s.decode(t);
   };
-  run();
+  await run();
   const top = wasm.stats().heapTop;
-  run();
-  run();
+  await run();
+  await run();
   assert.equal(wasm.stats().heapTop, top, "steady state allocates nothing new");
   s.dispose();
 });
@@ -149,12 +150,12 @@ test("session with reuseLogits: the same logits in one host buffer, sized once (
   for (const be of [await createBackend("wasm"), new JsBackend("f64")] as Backend[]) {
     const model = Llama.init(be, config(4, 2), 3);
     const fresh = new Session(model), reused = new Session(model, { reuseLogits: true });
-    const a = fresh.prefill([1, 2, 3], { allLogits: true }), b = reused.prefill([1, 2, 3], { allLogits: true });
+    const a = await fresh.prefill([1, 2, 3], { allLogits: true }), b = await reused.prefill([1, 2, 3], { allLogits: true });
     assert.deepEqual(b, a, be.name);
-    const d1 = reused.decode(4);
-    assert.deepEqual(d1, fresh.decode(4), be.name);
-    const d2 = reused.decode(5);
-    assert.deepEqual(d2, fresh.decode(5), be.name);
+    const d1 = await reused.decode(4);
+    assert.deepEqual(d1, await fresh.decode(4), be.name);
+    const d2 = await reused.decode(5);
+    assert.deepEqual(d2, await fresh.decode(5), be.name);
     assert.equal(d1.buffer, d2.buffer, "one buffer serves every call");
     assert.equal(d1.length, model.config.vocab_size);
     for (const x of [fresh, reused, model]) x.dispose();
@@ -166,10 +167,10 @@ test("an inference pass frees each layer's intermediates as the layer ends: a lo
   const cfg = { ...config(4, 2), num_hidden_layers: 8, max_position_embeddings: 128 };
   const model = Llama.init(wasm, cfg, 4);
   const s = new Session(model);
-  s.prefill([1, 2]); // allocates the kernels' scratch (the packed GEMM's panels)
+  await s.prefill([1, 2]); // allocates the kernels' scratch (the packed GEMM's panels)
   s.truncate(0);
   const top = wasm.stats().heapTop;
-  s.prefill(Array.from({ length: 96 }, (_, i) => i % cfg.vocab_size));
+  await s.prefill(Array.from({ length: 96 }, (_, i) => i % cfg.vocab_size));
   // One layer's activations for 96 rows: normed inputs, q/k/v and their rotations, attention
   // output, residuals, gate/up and SwiGLU, f32 (a generous count of the layer's tensors).
   const layerBytes = 4 * 96 * (8 * cfg.hidden_size + 3 * cfg.intermediate_size);

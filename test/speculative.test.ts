@@ -25,6 +25,7 @@ import { type DecoderModel, type DecoderSession, type SpeculativeConfig, type Sp
 import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
 import { CharTokenizer } from "../src/tokenizer/char-tokenizer.js";
 import { Rng } from "../src/util/rng.js";
+import { collect } from "./async-helpers.js";
 
 const cfg = (vocab: number, dim: number, layers: number, window = 64): LlamaConfig => ({
   vocab_size: vocab, hidden_size: dim, intermediate_size: 2 * dim, num_hidden_layers: layers,
@@ -37,31 +38,27 @@ const cfg = (vocab: number, dim: number, layers: number, window = 64): LlamaConf
  * next-token distributions; scaled up they are peaked, like a trained model's). `noise` > 0:
  * the same weights as seed's, each perturbed by that relative amount (a draft that mostly agrees).
  */
-function randomLlama(be: Backend, c: LlamaConfig, seed: number, scale: number, noise = 0, noiseSeed = 99): Llama {
+async function randomLlama(be: Backend, c: LlamaConfig, seed: number, scale: number, noise = 0, noiseSeed = 99): Promise<Llama> {
   const base = Llama.init(be, c, seed);
   const rng = new Rng(noiseSeed);
   const params = new Map<string, Tensor>();
   for (const [name, t] of base.parameters()) {
-    const v = Float64Array.from(t.toArray());
+    const v = Float64Array.from(await t.toArray());
     if (t.shape.length === 2) for (let i = 0; i < v.length; i++) v[i] *= scale * (1 + noise * rng.normal());
     params.set(name, Tensor.from(be, t.shape, v));
   }
   return new Llama(be, c, params);
 }
 
-function collect(it: Iterable<number>): number[] {
-  return [...it];
-}
-
-test("greedy: speculative output is the target's own greedy output, for every drafter and K", () => {
+test("greedy: speculative output is the target's own greedy output, for every drafter and K", async () => {
   // f32 on the js backend: a row's logits do not depend on how many rows a pass has, so the
   // verification pass (K + 1 rows) and one-token decoding agree bit for bit.
   const be = new JsBackend("f32");
   const vocab = 40;
-  const target = randomLlama(be, cfg(vocab, 32, 2, 48), 1, 20);
+  const target = await randomLlama(be, cfg(vocab, 32, 2, 48), 1, 20);
   const drafts: [string, Llama | "ngram"][] = [
-    ["smaller model", randomLlama(be, cfg(vocab, 16, 1, 48), 2, 20)],
-    ["perturbed target", randomLlama(be, cfg(vocab, 32, 2, 48), 1, 20, 0.3)],
+    ["smaller model", await randomLlama(be, cfg(vocab, 16, 1, 48), 2, 20)],
+    ["perturbed target", await randomLlama(be, cfg(vocab, 32, 2, 48), 1, 20, 0.3)],
     ["the target itself", target],
     ["ngram", "ngram"],
   ];
@@ -72,12 +69,12 @@ test("greedy: speculative output is the target's own greedy output, for every dr
   const cases: [number[], SampleOptions][] = [...prompts.map((p): [number[], SampleOptions] => [p, { temperature: 0 }]), [prompts[1], { temperature: 0, repeatPenalty: 1.5, repeatLastN: 8 }]];
   for (const [prompt, o] of cases) {
     // 52 tokens outgrow the 48-position window: the sliding recompute is covered too.
-    const want = collect(generateTokens(target, prompt, { ...o, maxTokens: 52 }));
+    const want = await collect(generateTokens(target, prompt, { ...o, maxTokens: 52 }));
     for (const [name, draft] of drafts)
       for (const k of ks)
         for (const adaptive of k === "auto" && draft !== "ngram" ? (["confidence", "heuristic"] as const) : ([undefined] as const)) {
           const stats = emptySpeculativeStats();
-          const got = collect(speculativeTokens(target, prompt, { ...o, maxTokens: 52, speculative: { draft, draftTokens: k, adaptive, stats } }));
+          const got = await collect(speculativeTokens(target, prompt, { ...o, maxTokens: 52, speculative: { draft, draftTokens: k, adaptive, stats } }));
           assert.deepEqual(got, want, `${name}, K=${k} ${adaptive ?? ""}, prompt [${prompt}], ${JSON.stringify(o)}`);
           rejections += stats.drafted - stats.accepted;
           acceptances += stats.accepted;
@@ -92,9 +89,9 @@ test("greedy on stories260K (wasm, 1 and 2 threads): self-draft and ngram reprod
   for (const threads of [1, 2]) {
     const be = await createBackend("wasm", { threads });
     const { model } = loadModel(path, be);
-    const want = collect(generateTokens(model, [1], { temperature: 0, maxTokens: 120 }));
+    const want = await collect(generateTokens(model, [1], { temperature: 0, maxTokens: 120 }));
     for (const speculative of [{ draft: model, draftTokens: 4 }, { draft: model, draftTokens: "auto", adaptive: "heuristic" }, { draft: "ngram" }] as SpeculativeConfig[])
-      assert.deepEqual(collect(speculativeTokens(model, [1], { temperature: 0, maxTokens: 120, speculative })), want, `${threads} threads, ${JSON.stringify({ ...speculative, draft: typeof speculative.draft })}`);
+      assert.deepEqual(await collect(speculativeTokens(model, [1], { temperature: 0, maxTokens: 120, speculative })), want, `${threads} threads, ${JSON.stringify({ ...speculative, draft: typeof speculative.draft })}`);
   }
 });
 
@@ -132,11 +129,11 @@ function chiSquare(observed: number[], expected: number[]): { stat: number; df: 
  */
 function memoized(model: Llama): DecoderModel {
   const memo = new Map<string, Float64Array>();
-  const logitsAfter = (ctx: number[]): Float64Array => {
+  const logitsAfter = async (ctx: number[]): Promise<Float64Array> => {
     const key = ctx.join(",");
     let l = memo.get(key);
     if (!l) {
-      l = Float64Array.from(noGrad(() => scope(() => model.forward(Int32Array.from(ctx), 1, ctx.length, { lastOnly: true }).toArray())));
+      l = Float64Array.from(await noGrad(() => scope(() => model.forward(Int32Array.from(ctx), 1, ctx.length, { lastOnly: true }).toArray())));
       memo.set(key, l);
     }
     return l;
@@ -151,12 +148,12 @@ function memoized(model: Llama): DecoderModel {
           return ctx.length;
         },
         maxSeq,
-        prefill(tokens, opts = {}) {
+        async prefill(tokens, opts = {}) {
           if (ctx.length + tokens.length > maxSeq) throw new Error("memoized session: overflow");
           const rows: Float64Array[] = [];
           for (const t of Array.from(tokens)) {
             ctx.push(t);
-            rows.push(logitsAfter(ctx));
+            rows.push(await logitsAfter(ctx));
           }
           if (!opts.allLogits) return rows[rows.length - 1];
           const out = new Float64Array(rows.length * model.config.vocab_size);
@@ -176,104 +173,115 @@ function memoized(model: Llama): DecoderModel {
   };
 }
 
-test("sampling: the first two tokens are distributed as the target's (chi-square, α = 1e-3); a wrong residual is caught", () => {
+test("sampling: the first two tokens are distributed as the target's (chi-square, α = 1e-3); a wrong residual is caught", async () => {
   const be = new JsBackend("f64");
   const V = 8;
-  const targetLlama = randomLlama(be, cfg(V, 16, 1), 5, 25);
-  const draftLlama = randomLlama(be, cfg(V, 8, 1), 6, 25);
+  const targetLlama = await randomLlama(be, cfg(V, 16, 1), 5, 25);
+  const draftLlama = await randomLlama(be, cfg(V, 8, 1), 6, 25);
   const target = memoized(targetLlama), draft = memoized(draftLlama);
   // Every sampler stage in play; top-k 5 of 8 gives p and q different supports.
   const o: SampleOptions = { temperature: 0.8, topK: 5, repeatPenalty: 1.3 };
-  const logitsOf = (ids: number[]): Float64Array =>
-    Float64Array.from(noGrad(() => scope(() => targetLlama.forward(Int32Array.from(ids), 1, ids.length, { lastOnly: true }).toArray())));
+  const logitsOf = async (ids: number[]): Promise<Float64Array> =>
+    Float64Array.from(await noGrad(() => scope(() => targetLlama.forward(Int32Array.from(ids), 1, ids.length, { lastOnly: true }).toArray())));
   /** The exact joint distribution of the first two generated tokens, enumerated with full forward passes. */
-  const exactJoint = (prompt: number[]): number[] => {
-    const p1 = finalProbs(logitsOf(prompt), o, prompt);
+  const exactJoint = async (prompt: number[]): Promise<number[]> => {
+    const p1 = finalProbs(await logitsOf(prompt), o, prompt);
     const joint: number[] = [];
     for (let a = 0; a < V; a++) {
-      const p2 = p1[a] > 0 ? finalProbs(logitsOf([...prompt, a]), o, [...prompt, a]) : new Float64Array(V);
+      const p2 = p1[a] > 0 ? finalProbs(await logitsOf([...prompt, a]), o, [...prompt, a]) : new Float64Array(V);
       for (let b = 0; b < V; b++) joint.push(p1[a] * p2[b]);
     }
     return joint;
   };
   // The memoized models run the very generation the CLI's Llamas run: same seeds, same tokens.
   for (let seed = 0; seed < 200; seed++) {
-    const go = (t: Llama | DecoderModel, d: Llama | DecoderModel): number[] => collect(speculativeTokens(t, [1, 4], { ...o, maxTokens: 3, seed, speculative: { draft: d, draftTokens: 2 } }));
-    assert.deepEqual(go(target, draft), go(targetLlama, draftLlama), `seed ${seed}`);
+    const go = (t: Llama | DecoderModel, d: Llama | DecoderModel): Promise<number[]> => collect(speculativeTokens(t, [1, 4], { ...o, maxTokens: 3, seed, speculative: { draft: d, draftTokens: 2 } }));
+    assert.deepEqual(await go(target, draft), await go(targetLlama, draftLlama), `seed ${seed}`);
   }
   // 20k samples: the wrong residual's χ² is in the hundreds to thousands against a critical value
   // near 100, so the test separates them by a wide margin; seeds 0..N−1 make it deterministic.
   const N = 20000;
   const critical = (df: number): number => chiSquareCritical(df, 3.0902);
-  const run = (prompt: number[], spec: SpeculativeConfig): { stat: number; df: number; stats: SpeculativeStats } => {
+  const run = async (prompt: number[], spec: SpeculativeConfig): Promise<{ stat: number; df: number; stats: SpeculativeStats }> => {
     const counts = new Array<number>(V * V).fill(0);
     const stats = emptySpeculativeStats();
     for (let s = 0; s < N; s++) {
       // Three tokens with K = 2: the first round drafts two, so rejections at both positions occur.
-      const ids = collect(speculativeTokens(target, prompt, { ...o, maxTokens: 3, seed: s, speculative: { ...spec, stats } }));
+      const ids = await collect(speculativeTokens(target, prompt, { ...o, maxTokens: 3, seed: s, speculative: { ...spec, stats } }));
       counts[ids[0] * V + ids[1]]++;
     }
-    return { ...chiSquare(counts, exactJoint(prompt).map((x) => x * N)), stats };
+    return { ...chiSquare(counts, (await exactJoint(prompt)).map((x) => x * N)), stats };
   };
   const cases: [string, number[], DecoderModel | "ngram"][] = [["draft model", [1, 4], draft], ["ngram", [4, 1, 4], "ngram"]];
   for (const [name, prompt, drafter] of cases) {
-    const right = run(prompt, { draft: drafter, draftTokens: 2 });
+    const right = await run(prompt, { draft: drafter, draftTokens: 2 });
     const { accepted, drafted } = right.stats;
     assert.ok(accepted > 0.05 * drafted && accepted < 0.95 * drafted, `${name}: acceptance mixes (${accepted}/${drafted})`);
     assert.ok(right.stat < critical(right.df), `${name}, exact residual: χ² ${right.stat.toFixed(1)} ≥ ${critical(right.df).toFixed(1)} (df ${right.df})`);
-    const wrong = run(prompt, { draft: drafter, draftTokens: 2, wrongResidual: true });
+    const wrong = await run(prompt, { draft: drafter, draftTokens: 2, wrongResidual: true });
     assert.ok(wrong.stat > critical(wrong.df), `${name}: residual p instead of norm(max(0, p − q)) must fail: χ² ${wrong.stat.toFixed(1)} (df ${wrong.df})`);
     console.log(`# ${name}: acceptance ${(accepted / drafted).toFixed(3)}, χ² ${right.stat.toFixed(1)} (exact residual), ${wrong.stat.toFixed(1)} (wrong), critical ${critical(right.df).toFixed(1)} at df ${right.df}`);
   }
 });
 
-test("rollback: after every round both caches are those of a fresh prefill of the accepted prefix", () => {
+test("rollback: after every round both caches are those of a fresh prefill of the accepted prefix", async () => {
   const be = new JsBackend("f32");
-  const target = randomLlama(be, cfg(40, 32, 2), 1, 20);
-  const draft = randomLlama(be, cfg(40, 16, 1), 2, 20);
+  const target = await randomLlama(be, cfg(40, 32, 2), 1, 20);
+  const draft = await randomLlama(be, cfg(40, 16, 1), 2, 20);
   let rounds = 0, rejected = 0;
-  const lastLogits = (m: Llama, ids: number[]): Float32Array => {
+  // onRound is synchronous: each pass is issued inside it (the caches' state at that round), and
+  // its logits, which the promises bring back, are compared once generation ends.
+  const checks: Promise<void>[] = [];
+  const check = (p: Promise<void>): void => {
+    p.catch(() => {}); // reported by the Promise.all below, not as an unhandled rejection
+    checks.push(p);
+  };
+  const lastLogits = (m: Llama, ids: number[]): Promise<Float32Array> => {
     const s = new Session(m);
-    const l = Float32Array.from(s.prefill(ids));
+    const l = s.prefill(ids);
     s.dispose();
-    return l;
+    return l.then((x) => Float32Array.from(x));
   };
   const onRound = (r: SpeculativeRound): void => {
     rounds++;
+    const round = rounds;
     if (r.accepted < r.drafted.length) rejected++;
     const ctx = [...r.context];
     // The target holds all but the last token: feeding it must give a fresh prefill's logits, bit for bit.
     assert.equal(r.target.position, ctx.length - 1);
     const at = r.target.position;
-    const got = Float32Array.from(r.target.decode(ctx[ctx.length - 1]));
+    const got = r.target.decode(ctx[ctx.length - 1]);
     r.target.truncate(at);
-    assert.deepEqual(got, lastLogits(target, ctx), `target cache after round ${rounds}`);
+    const want = lastLogits(target, ctx);
+    check(Promise.all([got, want]).then(([g, w]) => assert.deepEqual(Float32Array.from(g), w, `target cache after round ${round}`)));
     // The draft holds a prefix of the context (never a rejected draft).
     const d = r.draft!;
     const dp = d.position;
     assert.ok(dp < ctx.length && dp >= ctx.length - 2, `draft position ${dp}, context ${ctx.length}`);
-    const gotD = Float32Array.from(d.prefill(ctx.slice(dp)));
+    const gotD = d.prefill(ctx.slice(dp));
     d.truncate(dp);
-    assert.deepEqual(gotD, lastLogits(draft, ctx), `draft cache after round ${rounds}`);
+    const wantD = lastLogits(draft, ctx);
+    check(Promise.all([gotD, wantD]).then(([g, w]) => assert.deepEqual(Float32Array.from(g), w, `draft cache after round ${round}`)));
   };
   for (const k of [3, "auto"] as const) {
-    const want = collect(generateTokens(target, [2, 3, 5], { temperature: 0.9, maxTokens: 30, seed: 7 }));
-    const got = collect(speculativeTokens(target, [2, 3, 5], { temperature: 0.9, maxTokens: 30, seed: 7, speculative: { draft, draftTokens: k, onRound } }));
+    const want = await collect(generateTokens(target, [2, 3, 5], { temperature: 0.9, maxTokens: 30, seed: 7 }));
+    const got = await collect(speculativeTokens(target, [2, 3, 5], { temperature: 0.9, maxTokens: 30, seed: 7, speculative: { draft, draftTokens: k, onRound } }));
     assert.equal(got.length, want.length);
   }
+  await Promise.all(checks);
   assert.ok(rejected >= 3 && rounds > rejected, `rounds with and without rejections (${rejected} of ${rounds})`);
 });
 
-test("vocabulary: draft and target must share it (clear error otherwise)", () => {
+test("vocabulary: draft and target must share it (clear error otherwise)", async () => {
   const be = new JsBackend("f32");
-  const target = randomLlama(be, cfg(40, 16, 1), 1, 1);
-  const other = randomLlama(be, cfg(41, 16, 1), 2, 1);
-  assert.throws(() => collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: other } })), /draft model's vocabulary has 41 tokens, the target's 40/);
+  const target = await randomLlama(be, cfg(40, 16, 1), 1, 1);
+  const other = await randomLlama(be, cfg(41, 16, 1), 2, 1);
+  await assert.rejects(collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: other } })), /draft model's vocabulary has 41 tokens, the target's 40/);
   const a = CharTokenizer.fromText("abcdef"), b = CharTokenizer.fromText("abcdeg");
   assert.throws(() => checkDraftVocabulary(target, target, a, b), /vocabularies differ at token 5 \("g" vs "f"\)/);
   checkDraftVocabulary(target, target, a, CharTokenizer.fromText("fedcba"));
-  assert.throws(() => collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: target, draftTokens: 0 } })), /draft tokens must be an integer >= 1 or "auto"/);
-  assert.throws(() => collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: "ngram", nMin: 3, nMax: 2 } })), /ngram max must be an integer >= ngram min 3/);
+  await assert.rejects(collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: target, draftTokens: 0 } })), /draft tokens must be an integer >= 1 or "auto"/);
+  await assert.rejects(collect(speculativeTokens(target, [1], { temperature: 0, maxTokens: 4, speculative: { draft: "ngram", nMin: 3, nMax: 2 } })), /ngram max must be an integer >= ngram min 3/);
 });
 
 test("ngram drafter: the continuation of the latest longest match, repeating past the end", () => {
@@ -287,8 +295,8 @@ test("ngram drafter: the continuation of the latest longest match, repeating pas
 test("streaming: the same text pieces with a drafter, stop strings and stop ids included", async () => {
   const be = new JsBackend("f32");
   const tok = CharTokenizer.fromText("abcdefgh ij.");
-  const target = randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20);
-  const draft = randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20, 0.3);
+  const target = await randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20);
+  const draft = await randomLlama(be, cfg(tok.vocabSize, 32, 2), 3, 20, 0.3);
   const pieces = async (o: StreamOptions): Promise<string> => {
     let text = "";
     for await (const p of stream(target, tok, tok.encode("abc"), o)) text += p.text;
@@ -317,18 +325,18 @@ function bonsai(...args: string[]): { code: number | null; stdout: string; stder
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test("CLI: generate --draft MODEL and --draft ngram print the target's greedy text and speculative stats", () => {
+test("CLI: generate --draft MODEL and --draft ngram print the target's greedy text and speculative stats", async () => {
   const tmp = mkdtempSync(join(tmpdir(), "bonsai-spec-"));
   const be = new JsBackend("f32");
   const tok = CharTokenizer.fromText("abcdefghij klmnop.");
   const V = tok.vocabSize;
-  const save = (name: string, m: Llama, t: CharTokenizer): string => {
+  const save = async (name: string, m: Llama, t: CharTokenizer): Promise<string> => {
     const dir = join(tmp, name);
-    writeCheckpoint(dir, modelFiles(m, t));
+    writeCheckpoint(dir, await modelFiles(m, t));
     return dir;
   };
-  const target = save("target", randomLlama(be, cfg(V, 32, 2), 1, 20), tok);
-  const draft = save("draft", randomLlama(be, cfg(V, 16, 1), 2, 20), tok);
+  const target = await save("target", await randomLlama(be, cfg(V, 32, 2), 1, 20), tok);
+  const draft = await save("draft", await randomLlama(be, cfg(V, 16, 1), 2, 20), tok);
   const base = ["generate", "--model", target, "--prompt", "abc ab", "--temperature", "0", "--max-tokens", "40", "--backend", "js"];
   const plain = bonsai(...base);
   assert.equal(plain.code, 0, plain.stderr);
@@ -344,7 +352,7 @@ test("CLI: generate --draft MODEL and --draft ngram print the target's greedy te
   }
   // Errors: one line, non-zero exit.
   const otherTok = CharTokenizer.fromText("abcdefghij klmnop!");
-  const wrong = save("wrong", randomLlama(be, cfg(V, 16, 1), 2, 20), otherTok);
+  const wrong = await save("wrong", await randomLlama(be, cfg(V, 16, 1), 2, 20), otherTok);
   for (const [args, pattern] of [
     [["--draft", wrong], /vocabularies differ at token \d+ \("!" vs "\."\)/],
     [["--draft-tokens", "4"], /--draft-tokens needs --draft/],

@@ -22,6 +22,7 @@ import { generateTokens } from "../src/runtime/generate.js";
 import { Session } from "../src/runtime/session.js";
 import { Rng } from "../src/util/rng.js";
 import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
+import { collect } from "./async-helpers.js";
 
 /** Bitwise equality of two float arrays (NaN payloads aside, which these kernels never make). */
 
@@ -65,11 +66,11 @@ for (const kernels of flavours) {
       for (const [transA, transB] of [[false, true], [false, false], [true, false]] as const)
         for (const accumulate of [false, true]) {
           const a = randoms(rng, m * k), b = randoms(rng, k * n), c0 = randoms(rng, m * n);
-          const results = bs.map(([, be]) => {
+          const results = await Promise.all(bs.map(([, be]) => {
             const c = buf(be, c0);
             be.matmul(c, buf(be, a), buf(be, b), m, n, k, transA, transB, accumulate);
             return be.read(c);
-          });
+          }));
           for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${m}x${n}x${k} tA=${transA} tB=${transB} acc=${accumulate}`);
         }
     dispose(bs);
@@ -85,11 +86,11 @@ for (const kernels of flavours) {
             for (const k of ks) {
               const bytes = quantize(ggml, randoms(rng, n * k)), a = randoms(rng, m * k), c0 = randoms(rng, m * n);
               for (const accumulate of [false, true]) {
-                const results = bs.map(([, be]) => {
+                const results = await Promise.all(bs.map(([, be]) => {
                   const w = be.allocQuantized(type, n, k, bytes), c = buf(be, c0);
                   be.matmulQuantized(c, buf(be, a), w, m, n, k, accumulate);
                   return be.read(c);
-                });
+                }));
                 for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${type} ${m}x${n}x${k} acc=${accumulate}`);
               }
             }
@@ -104,11 +105,11 @@ for (const kernels of flavours) {
           for (const posOffset of [0, 5, 40]) {
             const q = randoms(rng, seq * heads * headDim), kv = (posOffset + seq) * kvHeads * headDim;
             const kc = randoms(rng, kv), vc = randoms(rng, kv);
-            const results = bs.map(([, be]) => {
+            const results = await Promise.all(bs.map(([, be]) => {
               const out = be.alloc(seq * heads * headDim);
               be.attentionCached(out, buf(be, q), buf(be, kc), buf(be, vc), seq, heads, kvHeads, headDim, posOffset, 1 / Math.sqrt(headDim));
               return be.read(out);
-            });
+            }));
             for (let i = 1; i < bs.length; i++) assertBitwise(results[i], results[0], `${bs[i][0]} threads, ${heads}/${kvHeads} heads, hd ${headDim}, seq ${seq}, pos ${posOffset}`);
           }
     dispose(bs);
@@ -118,45 +119,45 @@ for (const kernels of flavours) {
   test(`${kernels}: training kernels (attention, SwiGLU, RMSNorm, RoPE, cross-entropy, distillation, AdamW, elementwise): 1, 2 and 3 threads give bitwise identical results`, async () => {
     const bs = await backends({ kernels }), rng = new Rng(17);
     /** Run `f` on every backend with fresh copies of `inputs`; compare every buffer afterwards. */
-    const same = (what: string, inputs: Float32Array[], f: (be: Backend, b: Buf[]) => void): void => {
-      const results = bs.map(([, be]) => {
+    const same = async (what: string, inputs: Float32Array[], f: (be: Backend, b: Buf[]) => void): Promise<void> => {
+      const results = await Promise.all(bs.map(([, be]) => {
         const bufs = inputs.map((x) => buf(be, x));
         f(be, bufs);
-        return bufs.map((b) => be.read(b));
-      });
+        return Promise.all(bufs.map((b) => be.read(b)));
+      }));
       for (let i = 1; i < bs.length; i++) results[i].forEach((r, j) => assertBitwise(r, results[0][j], `${bs[i][0]} threads, ${what}, buffer ${j}`));
     };
     for (const [batch, seq, heads, kvHeads, headDim] of [[2, 9, 4, 2, 8], [3, 16, 6, 3, 16], [1, 33, 4, 1, 12], [2, 5, 2, 2, 6]]) {
       const nq = batch * seq * heads * headDim, nkv = batch * seq * kvHeads * headDim, np = batch * heads * seq * seq, sc = 1 / Math.sqrt(headDim);
       const q = randoms(rng, nq), k = randoms(rng, nkv), v = randoms(rng, nkv), dOut = randoms(rng, nq);
-      same(`attention ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [new Float32Array(nq), new Float32Array(np), q, k, v], (be, [o, p, qb, kb, vb]) =>
+      await same(`attention ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [new Float32Array(nq), new Float32Array(np), q, k, v], (be, [o, p, qb, kb, vb]) =>
         be.attention(o, p, qb, kb, vb, batch, seq, heads, kvHeads, headDim, sc));
-      same(`attentionBackward ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [randoms(rng, nq), randoms(rng, nkv), randoms(rng, nkv), dOut, q, k, v, new Float32Array(np)], (be, [dq, dk, dv, d, qb, kb, vb, p]) => {
+      await same(`attentionBackward ${batch}x${seq}, ${heads}/${kvHeads} heads, hd ${headDim}`, [randoms(rng, nq), randoms(rng, nkv), randoms(rng, nkv), dOut, q, k, v, new Float32Array(np)], (be, [dq, dk, dv, d, qb, kb, vb, p]) => {
         be.attention(be.alloc(nq), p, qb, kb, vb, batch, seq, heads, kvHeads, headDim, sc);
         be.attentionBackward(dq, dk, dv, d, qb, kb, vb, p, batch, seq, heads, kvHeads, headDim, sc);
       });
       const table = Float32Array.from({ length: (seq + 3) * headDim / 2 }, (_, i) => Math.cos(i * 0.37));
-      same(`rope and its backward ${batch}x${seq}x${heads}x${headDim}`, [new Float32Array(nq), q, table, table.map((x) => x * 0.5), randoms(rng, nq)], (be, [o, x, c, s, dx]) => {
+      await same(`rope and its backward ${batch}x${seq}x${heads}x${headDim}`, [new Float32Array(nq), q, table, table.map((x) => x * 0.5), randoms(rng, nq)], (be, [o, x, c, s, dx]) => {
         be.rope(o, x, c, s, batch, seq, heads, headDim, 3);
         be.ropeBackward(dx, x, c, s, batch, seq, heads, headDim, 3);
       });
     }
     for (const n of [7, 64, 1001, 40000]) {
-      same(`swiglu and its backward, ${n}`, [new Float32Array(n), randoms(rng, n, 4), randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [o, g, u, dg, du, d]) => {
+      await same(`swiglu and its backward, ${n}`, [new Float32Array(n), randoms(rng, n, 4), randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [o, g, u, dg, du, d]) => {
         be.swiglu(o, g, u);
         be.swigluBackward(dg, du, d, g, u);
       });
-      same(`add, axpy, dropoutBackward, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [a, b, c, d]) => {
+      await same(`add, axpy, dropoutBackward, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), randoms(rng, n)], (be, [a, b, c, d]) => {
         be.add(c, a, b);
         be.axpy(a, b, 0.37);
         be.dropoutBackward(d, a, b);
       });
-      same(`adamw, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), Float32Array.from(randoms(rng, n), Math.abs)], (be, [p, g, m, v]) => {
+      await same(`adamw, ${n}`, [randoms(rng, n), randoms(rng, n), randoms(rng, n), Float32Array.from(randoms(rng, n), Math.abs)], (be, [p, g, m, v]) => {
         for (let step = 1; step <= 3; step++) be.adamw(p, g, m, v, 1e-3, 0.9, 0.99, 1e-8, 0.1, step);
       });
     }
     for (const [rows, dim] of [[3, 7], [130, 64], [768, 128], [40, 290]])
-      same(`rmsnorm and its backward ${rows}x${dim}`, [new Float32Array(rows * dim), new Float32Array(rows), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim)], (be, [o, r, x, w, dx, dw, d]) => {
+      await same(`rmsnorm and its backward ${rows}x${dim}`, [new Float32Array(rows * dim), new Float32Array(rows), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim), randoms(rng, dim), randoms(rng, rows * dim)], (be, [o, r, x, w, dx, dw, d]) => {
         be.rmsnorm(o, r, x, w, rows, dim, 1e-5);
         be.rmsnormBackward(dx, dw, d, x, w, r, rows, dim);
       });
@@ -164,13 +165,13 @@ for (const kernels of flavours) {
       const targets = Int32Array.from({ length: rows }, (_, i) => (i % 7 === 3 ? -1 : (i * 31) % vocab));
       const kdTargets = Int32Array.from(targets, (t, i) => (i % 5 === 1 ? KD_ONLY : t));
       const logits = randoms(rng, rows * vocab, 3), teacher = randoms(rng, rows * vocab, 3), dLosses = randoms(rng, rows);
-      same(`crossEntropy and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows), logits, randoms(rng, rows * vocab), dLosses], (be, [l, e, x, dx, dl]) => {
+      await same(`crossEntropy and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows), logits, randoms(rng, rows * vocab), dLosses], (be, [l, e, x, dx, dl]) => {
         be.crossEntropy(l, e, x, targets, rows, vocab);
         be.crossEntropyBackward(dx, x, e, targets, dl, rows, vocab);
       });
       for (const kind of [0, 1, 2] as const) {
         const kd = { kind, alpha: 0.5, temperature: 2, beta: 0.3 };
-        same(`distill (kind ${kind}) and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows * KD_STATS), logits, teacher, randoms(rng, rows * vocab), dLosses], (be, [l, st, s, t, ds, dl]) => {
+        await same(`distill (kind ${kind}) and its backward ${rows}x${vocab}`, [new Float32Array(rows), new Float32Array(rows * KD_STATS), logits, teacher, randoms(rng, rows * vocab), dLosses], (be, [l, st, s, t, ds, dl]) => {
           be.distill(l, st, s, t, kdTargets, rows, vocab, kd);
           be.distillBackward(ds, s, t, st, kdTargets, dl, rows, vocab, kd);
         });
@@ -183,16 +184,17 @@ for (const kernels of flavours) {
     const bs = await backends({ kernels });
     // The default threshold too, so that the tuned path (some kernels split, some not) is covered.
     bs.push([2, await createThreadedWasmBackend({ threads: 2, kernels })]);
-    const runs = bs.map(([, be]) => {
+    const runs: { logits: FloatArray[]; greedy: number[]; seeded: number[] }[] = [];
+    for (const [, be] of bs) {
       const model = Llama.init(be, config, 21);
       const s = new Session(model);
-      const logits = [s.prefill([1, 7, 30, 200, 5, 9, 11], { allLogits: true })];
-      for (const id of [3, 100, 250, 17]) logits.push(s.decode(id));
+      const logits = [await s.prefill([1, 7, 30, 200, 5, 9, 11], { allLogits: true })];
+      for (const id of [3, 100, 250, 17]) logits.push(await s.decode(id));
       s.dispose();
-      const greedy = [...generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 25 })];
-      const seeded = [...generateTokens(model, [1, 2, 3], { temperature: 1, maxTokens: 25, seed: 42 })];
-      return { logits, greedy, seeded };
-    });
+      const greedy = await collect(generateTokens(model, [1, 2, 3], { temperature: 0, maxTokens: 25 }));
+      const seeded = await collect(generateTokens(model, [1, 2, 3], { temperature: 1, maxTokens: 25, seed: 42 }));
+      runs.push({ logits, greedy, seeded });
+    }
     for (let i = 1; i < runs.length; i++) {
       runs[i].logits.forEach((l, j) => assertBitwise(l, runs[0].logits[j], `${bs[i][0]} threads, logits of step ${j}`));
       assert.deepEqual(runs[i].greedy, runs[0].greedy, `${bs[i][0]} threads, greedy tokens`);
@@ -210,7 +212,7 @@ test("createBackend threads option; dispose stops the pool; a process with an un
   const x = b.alloc(64 * 64), y = b.alloc(64 * 64);
   b.write(x, new Float32Array(64 * 64).fill(0.5));
   b.matmul(y, x, x, 64, 64, 64, false, true, false);
-  assert.equal(b.read(y, 0, 1)[0], 16);
+  assert.equal((await b.read(y, 0, 1))[0], 16);
   await assert.rejects(createBackend("wasm", { threads: 0 }), /positive integer/);
   // Workers sleeping in Atomics.wait must not keep Node alive: a child that never disposes exits.
   const index = new URL("../src/backend/index.js", import.meta.url).href;

@@ -66,8 +66,8 @@ test("same seed, same losses; resuming from checkpoint files continues exactly (
   const first = new Trainer(model, options, data);
   const head = await losses(first, 0, 13);
   assert.equal(head.length, 13);
-  const files = new Map(modelFiles(model, null).map((f) => [f.name, f.bytes]));
-  const optimizerBytes = serializeSafetensors(first.optimizer.state());
+  const files = new Map((await modelFiles(model, null)).map((f) => [f.name, f.bytes]));
+  const optimizerBytes = serializeSafetensors(await first.optimizer.state());
   const restored = modelFromFiles(be, new TextDecoder().decode(files.get("config.json")!), files.get("model.safetensors")!);
   const second = new Trainer(restored, options, data);
   second.optimizer.loadState(first.optimizer.step, parseSafetensors(optimizerBytes).tensors);

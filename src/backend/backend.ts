@@ -12,6 +12,10 @@
 //   range. Backends throw rather than read or write out of bounds (in WebAssembly memory an
 //   overrun would silently corrupt a neighbouring tensor).
 // - Outputs may alias inputs only where stated (rope; elementwise ops); never for matmul.
+// - Kernels only enqueue work; what they write is visible to later kernels in call order. Numbers
+//   come back to the host only through `read`, `readInto`, `sum` and `sumSquares`, which are
+//   asynchronous because a GPU returns them asynchronously (the CPU backends resolve at once).
+//   Host arrays passed to a kernel (token ids, targets) may be reused as soon as it returns.
 
 /** Numbers owned by a backend. Opaque to callers except for their count. */
 export interface Buf {
@@ -63,9 +67,9 @@ export interface Backend {
   /** Copy host numbers into `buf` starting at element `offset` (default 0). */
   write(buf: Buf, src: ArrayLike<number>, offset?: number): void;
   /** Copy `length` numbers starting at `offset` out to a fresh host array (default: all). */
-  read(buf: Buf, offset?: number, length?: number): FloatArray;
+  read(buf: Buf, offset?: number, length?: number): Promise<FloatArray>;
   /** Copy `dst.length` numbers starting at `offset` (default 0) into `dst`: a host array the caller reuses. */
-  readInto(buf: Buf, dst: FloatArray, offset?: number): void;
+  readInto(buf: Buf, dst: FloatArray, offset?: number): Promise<void>;
   fill(buf: Buf, value: number): void;
   /** dst[dstOffset + i] = src[srcOffset + i] for i < n. */
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;
@@ -77,8 +81,10 @@ export interface Backend {
   axpy(acc: Buf, x: Buf, alpha: number): void;
   /** buf *= s */
   scale(buf: Buf, s: number): void;
-  sum(buf: Buf): number;
-  sumSquares(buf: Buf): number;
+  sum(buf: Buf): Promise<number>;
+  sumSquares(buf: Buf): Promise<number>;
+  /** x[offset + r·cols + c] *= gain[c] for r < rows: W·diag(g), a norm gain folded into a matrix's columns. */
+  scaleColumns(x: Buf, gain: Buf, offset: number, rows: number, cols: number): void;
 
   // ---- dense linear algebra ---------------------------------------------------------------------
   /**
@@ -174,6 +180,19 @@ export interface Backend {
   dropout(out: Buf, mask: Buf, x: Buf, p: number, seed: number): void;
   /** dx += dOut · mask */
   dropoutBackward(dx: Buf, dOut: Buf, mask: Buf): void;
+
+  // ---- quantization-aware training -------------------------------------------------------------
+  /**
+   * out = x quantized to ggml `type` blocks of 32 and dequantized (n = x.length, whole blocks): the
+   * numbers a GGUF export of x holds, with the arithmetic of ggml's quantize_row_*_ref in f32 (the
+   * CPU backends bit for bit; see tensor/fake-quant.ts). out may alias x.
+   */
+  fakeQuantize(out: Buf, x: Buf, type: BlockQuantType): void;
+  /**
+   * Per-row dynamic int8 fake quantization of x [rows, dim]: s = absmax/127, out = clamp(rint(x/s),
+   * −127, 127)·s in f32 (a row of zeros stays zero). out may alias x.
+   */
+  fakeQuantizeRows(out: Buf, x: Buf, rows: number, dim: number): void;
 
   // ---- knowledge distillation ------------------------------------------------------------------
   /**

@@ -179,7 +179,7 @@ export async function distillCacheCommand(argv: string[]): Promise<void> {
     const progress = new Progress(windows, 100);
     try {
       let done = 0;
-      for (const w of teacherCacheWindows(teacher.model, train, { blockSize, k, temperature, batch })) {
+      for await (const w of teacherCacheWindows(teacher.model, train, { blockSize, k, temperature, batch })) {
         writer.append(w);
         progress.update(++done, `${done * blockSize} positions`, 0);
       }

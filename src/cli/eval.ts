@@ -17,10 +17,10 @@ export const evalFlags: FlagSpec = {
 };
 
 /** Σ loss / tokens over every window of `tokens`. */
-export function meanLoss(model: Llama, tokens: Int32Array, blockSize: number, batchSize: number, onProgress?: (done: number) => void): number {
+export async function meanLoss(model: Llama, tokens: Int32Array, blockSize: number, batchSize: number, onProgress?: (done: number) => void): Promise<number> {
   let sum = 0, count = 0;
   for (const b of sequentialBatches(tokens, batchSize, blockSize)) {
-    sum += noGrad(() => scope(() => model.backend.sum(model.losses(b.ids, b.targets, b.batch, b.seq).data)));
+    sum += await noGrad(() => scope(() => model.backend.sum(model.losses(b.ids, b.targets, b.batch, b.seq).data)));
     count += b.ids.length;
     onProgress?.(count);
   }
@@ -42,7 +42,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const blockSize = f.int("block-size", model.config.max_position_embeddings, 1);
   if (blockSize > model.config.max_position_embeddings) throw new UsageError(`--block-size ${blockSize} exceeds the model's context ${model.config.max_position_embeddings}`);
   const t0 = performance.now();
-  const loss = meanLoss(model, chosen, blockSize, f.int("batch-size", 16, 1), (done) => {
+  const loss = await meanLoss(model, chosen, blockSize, f.int("batch-size", 16, 1), (done) => {
     if (process.stderr.isTTY) process.stderr.write(`\r\x1b[Keval ${done}/${chosen.length - 1} tokens`);
   });
   if (process.stderr.isTTY) process.stderr.write("\n");

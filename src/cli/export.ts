@@ -31,12 +31,12 @@ export async function exportCommand(argv: string[]): Promise<void> {
   // A QAT checkpoint holds latent float weights; it was trained to run them fake-quantized. Its
   // qat.json goes along to an HF directory (Bonsai applies it on load); a GGUF file of another
   // type gets the latent weights, which is worth saying.
-  if (format === "hf") writeCheckpoint(out, [...modelFiles(model, tokenizer), ...(model.qat ? [qatFile(model)!] : [])]);
+  if (format === "hf") writeCheckpoint(out, [...(await modelFiles(model, tokenizer)), ...(model.qat ? [qatFile(model)!] : [])]);
   else {
     if (qat && quant !== qat.weights)
       process.stderr.write(`bonsai export: warning: the model was trained with --qat ${qat.weights}; --quant ${quant} stores its latent float weights, not the ${qat.weights} weights it was trained to run with (--quant ${qat.weights} stores those)\n`);
     const meta = tokenizer ? tokenizerToGgufMetadata(tokenizer) : undefined;
-    writeFileAtomic(out, llamaToGguf(model.config, modelTensors(model), quant, { tokenizer: meta }));
+    writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta }));
   }
   process.stderr.write(`bonsai export: ${from} → ${format}${format === "gguf" ? ` ${quant}` : ""} ${out}${tokenizer ? " (with tokenizer)" : " (no tokenizer)"}\n`);
 }

@@ -25,6 +25,6 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   // Float32 on the reference backend: the quantizer sees the exact stored values.
   const { model, tokenizer, format } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
   const meta = tokenizer ? tokenizerToGgufMetadata(tokenizer) : undefined;
-  writeFileAtomic(out, llamaToGguf(model.config, modelTensors(model), quant, { tokenizer: meta }));
+  writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta }));
   process.stderr.write(`bonsai quantize: ${format} → gguf ${quant} ${out}${tokenizer ? " (with tokenizer)" : " (no tokenizer)"}\n`);
 }

@@ -254,7 +254,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
       if (!ref) throw new UsageError("--curriculum teacher-loss needs a reference model: --curriculum-model PATH");
       if (ref.config.vocab_size !== model.config.vocab_size)
         throw new UsageError(`--curriculum-model has a vocabulary of ${ref.config.vocab_size} tokens, the model ${model.config.vocab_size}`);
-      curriculum = new Curriculum(split.train, cs.options, { blockSize: options.blockSize, teacher: ref });
+      curriculum = await Curriculum.create(split.train, cs.options, { blockSize: options.blockSize, teacher: ref });
     } else curriculum = new Curriculum(split.train, cs.options, { blockSize: options.blockSize });
     const saved = state ? (readCheckpointJson(out, CURRICULUM_STATE_FILE) as CurriculumState | null) : null;
     if (saved) curriculum.loadState(saved);
@@ -276,7 +276,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
       (start > 0 ? `, resuming at iteration ${start}` : "") + "\n",
   );
 
-  const checkpoint = (iter: number, optimizer: AdamW): void => {
+  const checkpoint = async (iter: number, optimizer: AdamW): Promise<void> => {
     const st: TrainingState = {
       format: "bonsai-training-state",
       version: 1,
@@ -289,11 +289,12 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
       ...(curriculumSettings ? { curriculum: curriculumSettings } : {}),
     };
     const qat = qatFile(model), scores = curriculum?.state();
+    const optimizerState = await optimizer.state();
     writeCheckpoint(out, [
-      ...modelFiles(model, tokenizer),
+      ...(await modelFiles(model, tokenizer)),
       ...(qat ? [qat] : []),
       ...(scores ? [jsonFile(CURRICULUM_STATE_FILE, scores)] : []),
-      { name: OPTIMIZER_FILE, bytes: serializeSafetensors(optimizer.state()) },
+      { name: OPTIMIZER_FILE, bytes: serializeSafetensors(optimizerState) },
       jsonFile(STATE_FILE, st),
     ]);
   };

@@ -27,11 +27,11 @@ const utf8 = new TextEncoder();
 export const jsonFile = (name: string, value: unknown): CheckpointFile => ({ name, bytes: utf8.encode(JSON.stringify(value, null, 2) + "\n") });
 
 /** The model's parameters as host float32 tensors under their HF names. */
-export function modelTensors(model: Llama): NamedTensors {
+export async function modelTensors(model: Llama): Promise<NamedTensors> {
   if (model.fused) throw new Error("the model is fused for inference; load it without fusing to save or convert it");
   if (model.quantized.size > 0) throw new Error("the model holds quantized weights; load it dequantized to save or convert it");
   const out: NamedTensors = new Map();
-  for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.toArray()) });
+  for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(await t.toArray()) });
   return out;
 }
 
@@ -56,7 +56,7 @@ function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
 }
 
 /** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms. */
-export function modelFiles(model: Llama, tokenizer: Tokenizer | null): CheckpointFile[] {
+export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Promise<CheckpointFile[]> {
   const config = { ...model.config };
   if (tokenizer?.bosId != null) config.bos_token_id = tokenizer.bosId;
   if (tokenizer?.eosId != null) config.eos_token_id = tokenizer.eosId;
@@ -64,7 +64,7 @@ export function modelFiles(model: Llama, tokenizer: Tokenizer | null): Checkpoin
     jsonFile("config.json", toHfConfigJson(config)),
     jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id }),
     // transformers refuses safetensors files without format metadata.
-    { name: "model.safetensors", bytes: serializeSafetensors(modelTensors(model), { format: "pt" }) },
+    { name: "model.safetensors", bytes: serializeSafetensors(await modelTensors(model), { format: "pt" }) },
   ];
   if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()), ...hfTokenizerFiles(tokenizer));
   return files;

@@ -9,8 +9,6 @@
 import { type ByteSource, readInto } from "./byte-source.js";
 import type { DeferredWeights, Weight } from "../nn/weight.js";
 import { Tensor } from "../tensor/tensor.js";
-import type { FloatArray } from "../backend/backend.js";
-import { scaleColumns } from "../nn/fusion.js";
 
 export type Part = "embed" | "head" | number;
 
@@ -22,16 +20,15 @@ export function partOf(name: string): Part {
 }
 
 /**
- * Bytes read from the file per step: bounds the host staging copies (bytes, decoded and scaled
- * floats: up to three such buffers at F32). 256 KiB reads cost nothing measurable in time.
+ * Bytes read from the file per step: bounds the host staging copies (bytes and decoded floats:
+ * two such buffers at F32). 256 KiB reads cost nothing measurable in time.
  */
 export const CHUNK_BYTES = 1 << 18;
 
-/** Reused host buffers of the chunked fills: file bytes, decoded floats, gain-scaled floats. */
+/** Reused host buffers of the chunked fills: file bytes and decoded floats. */
 export class Staging {
   private b = new Uint8Array(0);
   private f = new Float32Array(0);
-  private s: FloatArray = new Float32Array(0);
   bytes(n: number): Uint8Array {
     if (this.b.length < n) this.b = new Uint8Array(n);
     return this.b.subarray(0, n);
@@ -39,11 +36,6 @@ export class Staging {
   floats(n: number): Float32Array {
     if (this.f.length < n) this.f = new Float32Array(n);
     return this.f.subarray(0, n);
-  }
-  /** In the backend's precision, so that a product with a gain rounds as a backend tensor would. */
-  scaled(n: number, dtype: "f32" | "f64"): FloatArray {
-    if (this.s.length < n || (this.s instanceof Float64Array) !== (dtype === "f64")) this.s = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
-    return this.s.subarray(0, n);
   }
 }
 
@@ -160,7 +152,6 @@ export type RowDecoder = (bytes: Uint8Array, rows: number, into: Float32Array) =
 export function readRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: RowDecoder | null, target: RowTarget, staging: Staging, dest?: (row: number) => number): void {
   const { weight, row0 } = target;
   const step = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
-  const gain = target.gain === null ? null : target.gain.backend.read(target.gain.data);
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
     const bytes = staging.bytes(n * rowBytes);
@@ -172,10 +163,14 @@ export function readRows(source: ByteSource, offset: number, rows: number, rowBy
     }
     if (decode === null) throw new Error("readRows: a float target needs a decoder");
     const cols = weight.shape[weight.shape.length - 1];
-    let values: FloatArray = decode(bytes, n, staging.floats(n * cols));
-    if (gain !== null) values = scaleColumns(values, gain, staging.scaled(n * cols, weight.backend.dtype));
+    const values = decode(bytes, n, staging.floats(n * cols));
     if (dest === undefined) weight.backend.write(weight.data, values, (row0 + r0) * cols);
     else for (let r = 0; r < n; r++) weight.backend.write(weight.data, values.subarray(r * cols, (r + 1) * cols), (row0 + dest(r0 + r)) * cols);
+  }
+  // The gain (read before these rows) multiplies their columns on the backend.
+  if (weight instanceof Tensor && target.gain !== null) {
+    const cols = weight.shape[weight.shape.length - 1];
+    weight.backend.scaleColumns(weight.data, target.gain.data, row0 * cols, rows, cols);
   }
 }
 

@@ -8,7 +8,7 @@
 // - The output projections accumulate into the residual stream (matmul with accumulate) instead
 //   of writing a fresh tensor that op.add then adds.
 // A fused model is inference-only: it holds no separate q/k/v/gate/up parameters to train.
-import type { Backend, FloatArray } from "../backend/backend.js";
+import type { Backend } from "../backend/backend.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 import type { DeferredWeights, Weight } from "./weight.js";
@@ -125,27 +125,12 @@ function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor,
   return { weight: fused, folded: false };
 }
 
-/** Rows of host staging per step of copyScaledRows: bounds the host copy, not the whole matrix. */
-const COPY_ROWS_BYTES = 1 << 20;
-
-/** `parts`' values stacked by rows into `out`, each column times its gain (W·diag(g)). */
+/** `parts`' values stacked by rows into `out`, each column times its gain (W·diag(g)), on the backend. */
 function copyScaledRows(be: Backend, parts: Tensor[], gain: Tensor, out: Tensor): void {
-  const g = be.read(gain.data);
-  const cols = g.length, step = Math.max(1, Math.floor(COPY_ROWS_BYTES / (8 * cols))) * cols;
-  const scaled: FloatArray = be.dtype === "f64" ? new Float64Array(step) : new Float32Array(step);
   let off = 0;
   for (const p of parts) {
-    for (let i = 0; i < p.size; i += step) {
-      const n = Math.min(step, p.size - i);
-      be.write(out.data, scaleColumns(be.read(p.data, i, n), g, scaled.subarray(0, n)), off + i);
-    }
+    be.copy(out.data, off, p.data, 0, p.size);
     off += p.size;
   }
-}
-
-/** out[i] = values[i] · gain[i mod cols], rows of W times diag(g): a norm gain folded into W's columns. */
-export function scaleColumns(values: ArrayLike<number>, gain: ArrayLike<number>, out: FloatArray): FloatArray {
-  const cols = gain.length;
-  for (let i = 0; i < values.length; i++) out[i] = values[i] * gain[i % cols];
-  return out;
+  be.scaleColumns(out.data, gain.data, 0, out.shape[0], out.shape[1]);
 }

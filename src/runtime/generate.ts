@@ -27,7 +27,7 @@ export function emptyStats(): GenerationStats {
 }
 
 /** Yields generated token ids one at a time. */
-export function* generateTokens(model: Llama, prompt: number[], o: GenerateOptions): Generator<number> {
+export async function* generateTokens(model: Llama, prompt: number[], o: GenerateOptions): AsyncGenerator<number> {
   validateSampleOptions(o);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new Error(`max tokens must be a non-negative integer (got ${o.maxTokens})`);
   if (prompt.length === 0) throw new Error("generation needs at least one prompt token");
@@ -44,27 +44,27 @@ export function* generateTokens(model: Llama, prompt: number[], o: GenerateOptio
   const session = new Session(model, { maxSeq: Math.min(window, prompt.length + o.maxTokens), reuseLogits: true });
   // The context's last `window` tokens, recomputed from scratch: the start, and whenever the
   // context outgrows the model's positions (the window then slides, as without a cache).
-  const refill = (): FloatArray => {
+  const refill = async (): Promise<FloatArray> => {
     session.truncate(0);
     const t0 = performance.now();
     const ids = context.slice(-window);
-    const logits = session.prefill(ids);
+    const logits = await session.prefill(ids);
     stats.prefillSeconds += (performance.now() - t0) / 1000;
     stats.prefillTokens += ids.length;
     return logits;
   };
   try {
-    let logits = refill();
+    let logits = await refill();
     for (let i = 0; i < o.maxTokens; i++) {
       const next = sampleToken(logits, o, rng, context);
       if (stop.has(next)) return;
       context.push(next);
       yield next;
       if (i + 1 === o.maxTokens) return;
-      if (session.position === window) logits = refill();
+      if (session.position === window) logits = await refill();
       else {
         const t0 = performance.now();
-        logits = session.decode(next);
+        logits = await session.decode(next);
         stats.decodeSeconds += (performance.now() - t0) / 1000;
         stats.decodeTokens++;
       }

@@ -59,11 +59,11 @@ export class Session {
   }
 
   /** The logits on the host: a fresh array, or the view of the reused buffer. */
-  private hostLogits(logits: Tensor): FloatArray {
+  private async hostLogits(logits: Tensor): Promise<FloatArray> {
     if (this.out === null) return logits.toArray();
     if (this.out.length < logits.size) this.out = this.hostArray(logits.size);
     const view = this.out.subarray(0, logits.size);
-    this.model.backend.readInto(logits.data, view);
+    await this.model.backend.readInto(logits.data, view);
     return view;
   }
 
@@ -72,8 +72,11 @@ export class Session {
     return this.pos;
   }
 
-  /** Run `tokens` through the model in one forward pass, appending them to the cache. */
-  prefill(tokens: ArrayLike<number>, opts: PrefillOptions = {}): FloatArray {
+  /**
+   * Run `tokens` through the model in one forward pass, appending them to the cache. The pass is
+   * issued before this returns; the promise brings its logits back to the host.
+   */
+  prefill(tokens: ArrayLike<number>, opts: PrefillOptions = {}): Promise<FloatArray> {
     const c = this.model.config;
     const n = tokens.length;
     if (n === 0) throw new Error("session: prefill needs at least one token");
@@ -97,7 +100,7 @@ export class Session {
   }
 
   /** One new token: its logits [vocab]. */
-  decode(token: number): FloatArray {
+  decode(token: number): Promise<FloatArray> {
     return this.prefill([token]);
   }
 

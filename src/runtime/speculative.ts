@@ -35,8 +35,8 @@ export interface DecoderModel {
 export interface DecoderSession {
   readonly position: number;
   readonly maxSeq: number;
-  prefill(tokens: ArrayLike<number>, opts?: PrefillOptions): FloatArray;
-  decode(token: number): FloatArray;
+  prefill(tokens: ArrayLike<number>, opts?: PrefillOptions): Promise<FloatArray>;
+  decode(token: number): Promise<FloatArray>;
   truncate(pos: number): void;
   dispose(): void;
 }
@@ -81,7 +81,7 @@ export interface SpeculativeConfig extends NgramOptions {
   /** Filled in as generation proceeds. */
   stats?: SpeculativeStats;
   /** Called after every round, before its tokens are yielded. */
-  onRound?: (r: SpeculativeRound) => void;
+  onRound?: (r: SpeculativeRound) => void | Promise<void>;
   /**
    * For the distribution test only: resample a rejection from p instead of norm(max(0, p − q)).
    * That is wrong (it over-weights tokens the draft already proposed too often); the test shows it.
@@ -169,7 +169,7 @@ function pointMass(size: number, x: number): Float64Array {
  * Yields generated token ids, as generateTokens does, with the target's output distribution (its
  * greedy output at temperature 0), drafting with `o.speculative.draft`.
  */
-export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: number[], o: GenerateOptions & { speculative: SpeculativeConfig }): Generator<number> {
+export async function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: number[], o: GenerateOptions & { speculative: SpeculativeConfig }): AsyncGenerator<number> {
   validateSampleOptions(o);
   const sc = o.speculative;
   const target = asDecoder(targetModel);
@@ -208,13 +208,13 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
     // The prompt but its last token, once: a prefill, not a round.
     if (prompt.length > 1 && prompt.length <= window) {
       const t0 = now();
-      tSession.prefill(prompt.slice(0, -1));
+      await tSession.prefill(prompt.slice(0, -1));
       tValid = prompt.length - 1;
       stats.prefillSeconds += now() - t0;
       stats.prefillTokens += tValid;
       if (dSession && prompt.length <= dSession.maxSeq) {
         const t1 = now();
-        dSession.prefill(prompt.slice(0, -1));
+        await dSession.prefill(prompt.slice(0, -1));
         dValid = prompt.length - 1;
         ss.draftSeconds += now() - t1;
         ss.draftPasses++;
@@ -235,7 +235,7 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
         const t0 = now();
         if (dSession) {
           dSession.truncate(dValid);
-          let logits: FloatArray = dSession.prefill(ctx.slice(dValid));
+          let logits: FloatArray = await dSession.prefill(ctx.slice(dValid));
           ss.draftPasses++;
           for (let i = 0; i < limit; i++) {
             if (fixedK === null && rule === "confidence" && topProbability(logits) < pMin) break;
@@ -244,7 +244,7 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
             drafts.push(x);
             qs.push(q);
             if (i + 1 < limit) {
-              logits = dSession.decode(x);
+              logits = await dSession.decode(x);
               ss.draftPasses++;
               fed++;
             }
@@ -268,11 +268,11 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
       if (ctx.length <= window) {
         tSession.truncate(tValid);
         const feed = ctx.slice(tValid).concat(drafts);
-        rows = tSession.prefill(feed, { allLogits: drafts.length > 0 });
+        rows = await tSession.prefill(feed, { allLogits: drafts.length > 0 });
         first = drafts.length > 0 ? feed.length - drafts.length - 1 : 0;
       } else {
         tSession.truncate(0);
-        rows = tSession.prefill(ctx.slice(-window));
+        rows = await tSession.prefill(ctx.slice(-window));
         first = 0;
         tValid = 0;
       }
@@ -320,7 +320,7 @@ export function* speculativeTokens(targetModel: Llama | DecoderModel, prompt: nu
       const out = drafts.slice(0, accepted);
       out.push(next);
       stats.decodeSeconds += now() - roundStart;
-      sc.onRound?.({ drafted: drafts, accepted, context: ctx.concat(out), target: tSession, draft: dSession });
+      await sc.onRound?.({ drafted: drafts, accepted, context: ctx.concat(out), target: tSession, draft: dSession });
       for (const t of out) {
         if (stop.has(t)) return;
         ctx.push(t);

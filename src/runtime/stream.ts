@@ -42,7 +42,7 @@ export async function* stream(model: Llama, tokenizer: Tokenizer, prompt: number
   const text = new TextStream(tokenizer, prompt, o.stop);
   const spec = o.speculative;
   const tokens = spec ? speculativeTokens(model, prompt, { ...o, stopIds, speculative: spec }) : generateTokens(model, prompt, { ...o, stopIds });
-  for (const token of tokens) {
+  for await (const token of tokens) {
     const piece = text.push(token);
     yield { token, text: piece.text };
     if (piece.stopped) return;

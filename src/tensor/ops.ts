@@ -3,7 +3,6 @@
 import { Tensor, isGradEnabled, record, trackBuf } from "./tensor.js";
 import type { QuantizedWeight } from "./quantized-weight.js";
 import { type Backend, type Buf, type QuantType, type KdParams, KD_ONLY, KD_STATS } from "../backend/backend.js";
-import { f16Table, f32ToF16 } from "../io/float16.js";
 
 const rowsOf = (t: Tensor): number => t.size / t.shape[t.shape.length - 1];
 const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1];
@@ -201,17 +200,14 @@ export function crossEntropy(logits: Tensor, targets: Int32Array): Tensor {
 /** Σ wᵢ·xᵢ with host-side weights: the mean (wᵢ = 1/N) or a per-sample weighted objective. */
 export function weightedSum(x: Tensor, weights: ArrayLike<number>): Tensor {
   const be = x.backend;
-  if (weights.length !== x.size) throw new Error(`weightedSum: ${weights.length} weights for ${x.size} numbers`);
-  const values = be.read(x.data);
-  let s = 0;
-  for (let i = 0; i < values.length; i++) s += weights[i] * values[i];
-  const y = Tensor.from(be, [1], [s]);
-  return record(y, [x], () => {
-    const g = be.read(y.grad!)[0];
-    const w = trackBuf(be, be.alloc(x.size));
-    be.write(w, weights);
-    be.axpy(x.ensureGrad(), w, g);
-  });
+  const n = x.size;
+  if (weights.length !== n) throw new Error(`weightedSum: ${weights.length} weights for ${n} numbers`);
+  const w = trackBuf(be, be.alloc(n));
+  be.write(w, weights);
+  // A [1, n]·[n, 1] product on the device: the loss never leaves the backend until it is read.
+  const y = Tensor.zeros(be, [1]);
+  be.matmul(y.data, w, x.data, 1, 1, n, false, false, false);
+  return record(y, [x], () => be.matmul(x.ensureGrad(), w, y.grad!, n, 1, 1, false, false, true));
 }
 
 /** Mean of per-row losses over the rows whose target is not ignored. */
@@ -226,72 +222,18 @@ export function meanLoss(losses: Tensor, targets: Int32Array): Tensor {
 // ---- quantization-aware training ---------------------------------------------------------------
 // Fake quantization: the forward pass sees quantized numbers, the backward pass treats the rounding
 // as the identity (the straight-through estimator), so the float "latent" weights keep learning.
-// Both run on the host (read, compute, write): a few percent of a training step (bench/qat.ts).
-
-const fr = Math.fround;
-
-/** C's roundf (half away from zero) then conversion to int8_t, as ggml's quantizers do. */
-const roundfToInt8 = (x: number): number => ((x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5)) << 24) >> 24;
-
-/**
- * ggml's quantize → dequantize of `values` (a whole number of 32-blocks) into `out`: the numbers a
- * GGUF file of `type` holds for them. The arithmetic of quantize_row_q8_0_ref / _q4_0_ref step by
- * step in f32, as io/ggml-quants.ts (byte-exact with ggml's C) writes it, then the decode with the
- * f16-rounded scale; test/qat.test.ts checks it against quantize + dequantize bit for bit.
- */
-export function fakeQuantizeValues(type: QuantType, values: Float32Array, out: Float32Array = new Float32Array(values.length)): Float32Array {
-  const n = values.length;
-  if (n % 32 !== 0) throw new Error(`fakeQuantize: ${n} values are not whole blocks of 32`);
-  if (type !== "q8_0" && type !== "q4_0") throw new Error(`fakeQuantize: unknown type ${String(type)} (q8_0 or q4_0)`);
-  const f16 = f16Table();
-  for (let b = 0; b < n; b += 32) {
-    if (type === "q8_0") {
-      // d = amax/127; q = roundf(x·(1/d)); the file stores d as f16.
-      let amax = 0;
-      for (let j = 0; j < 32; j++) {
-        const v = Math.abs(values[b + j]);
-        amax = amax > v ? amax : v; // C's MAX, NaN included
-      }
-      const d = fr(amax / 127), id = d !== 0 ? fr(1 / d) : 0, dq = f16[f32ToF16(d)];
-      for (let j = 0; j < 32; j++) out[b + j] = fr(roundfToInt8(fr(values[b + j] * id)) * dq);
-    } else {
-      // d = max/−8 (max: the value of largest magnitude, first on ties); q = min(15, trunc(x·(1/d) + 8.5)).
-      let amax = 0, max = 0;
-      for (let j = 0; j < 32; j++) {
-        const v = values[b + j];
-        if (amax < Math.abs(v)) {
-          amax = Math.abs(v);
-          max = v;
-        }
-      }
-      const d = fr(max / -8), id = d !== 0 ? fr(1 / d) : 0, dq = f16[f32ToF16(d)];
-      for (let j = 0; j < 32; j++) {
-        const q = Math.min(15, (Math.trunc(fr(fr(values[b + j] * id) + 8.5)) << 24) >> 24);
-        out[b + j] = fr(((q & 15) - 8) * dq); // the nibble the block stores
-      }
-    }
-  }
-  return out;
-}
-
-/** A buffer's numbers as f32 (the f64 backend's rounded to f32). */
-function readF32(be: Backend, buf: Buf): Float32Array {
-  const v = be.read(buf);
-  return v instanceof Float32Array ? v : Float32Array.from(v);
-}
 
 /**
  * W fake-quantized as ggml `type` (Q8_0 or Q4_0) blocks of 32 along each row (the last dimension,
- * a multiple of 32): exactly the values a GGUF export of W dequantizes to. Backward is
- * straight-through: dW += dY. The values are rounded to f32 first, as the export stores them, so an
- * f64 backend sees the same (f32-representable) numbers as an f32 one.
+ * a multiple of 32): exactly the values a GGUF export of W dequantizes to (backend/fake-quant.ts).
+ * Backward is straight-through: dW += dY.
  */
 export function fakeQuantize(w: Tensor, type: QuantType): Tensor {
   const be = w.backend;
   if (lastDim(w) % 32 !== 0) throw new Error(`fakeQuantize: rows of ${lastDim(w)} are not whole blocks of 32`);
-  const v = readF32(be, w.data);
+  if (type !== "q8_0" && type !== "q4_0") throw new Error(`fakeQuantize: unknown type ${String(type)} (q8_0 or q4_0)`);
   const y = Tensor.zeros(be, w.shape);
-  be.write(y.data, fakeQuantizeValues(type, v, v));
+  be.fakeQuantize(y.data, w.data, type);
   return record(y, [w], () => be.axpy(w.ensureGrad(), y.grad!, 1));
 }
 
@@ -300,33 +242,12 @@ export function fakeQuantize(w: Tensor, type: QuantType): Tensor {
  * s = absmax/127 and becomes round(x/s)·s, round half to even, q ∈ [−127, 127], all in f32 (a row
  * of zeros stays zero). Symmetric like ggml's activation quantizers (Q8_0: d = amax/127), but per
  * row as in torchao's 8da4w scheme (whose Int8DynActInt4WeightQATQuantizer is asymmetric: a zero
- * point and [−128, 127]). torch's float32 `(x / s).round().clamp(-127, 127) * s` gives the same
- * numbers. Backward is straight-through: dx += dy.
+ * point and [−128, 127]). Backward is straight-through: dx += dy.
  */
 export function fakeQuantizeActivations(x: Tensor): Tensor {
   const be = x.backend;
-  const dim = lastDim(x), rows = rowsOf(x);
-  const v = readF32(be, x.data);
-  // Adding and subtracting 1.5·2^52 rounds a double of magnitude < 2^51 to an integer, ties to even.
-  const RNE = 6755399441055744;
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    let amax = 0;
-    for (let j = 0; j < dim; j++) amax = Math.max(amax, Math.abs(v[o + j]));
-    const s = fr(amax / 127);
-    if (s === 0) {
-      v.fill(0, o, o + dim);
-      continue;
-    }
-    for (let j = 0; j < dim; j++) {
-      const t = fr(v[o + j] / s);
-      let q = t + RNE - RNE;
-      if (q === 0) q = t * 0; // keep the sign of zero, as rint does: −0.3 → −0
-      v[o + j] = fr((q > 127 ? 127 : q < -127 ? -127 : q) * s);
-    }
-  }
   const y = Tensor.zeros(be, x.shape);
-  be.write(y.data, v);
+  be.fakeQuantizeRows(y.data, x.data, rowsOf(x), lastDim(x));
   return record(y, [x], () => be.axpy(x.ensureGrad(), y.grad!, 1));
 }
 

@@ -48,17 +48,18 @@ export class Tensor {
     if (this.grad !== null) this.backend.fill(this.grad, 0);
   }
 
-  toArray(): FloatArray {
+  /** The numbers on the host (asynchronous: a GPU backend returns them asynchronously). */
+  toArray(): Promise<FloatArray> {
     return this.backend.read(this.data);
   }
 
-  gradArray(): FloatArray | null {
-    return this.grad === null ? null : this.backend.read(this.grad);
+  gradArray(): Promise<FloatArray | null> {
+    return this.grad === null ? Promise.resolve(null) : this.backend.read(this.grad);
   }
 
-  item(): number {
+  async item(): Promise<number> {
     if (this.size !== 1) throw new Error(`item() needs a single number, tensor has ${this.size}`);
-    return this.backend.read(this.data)[0];
+    return (await this.backend.read(this.data))[0];
   }
 
   dispose(): void {

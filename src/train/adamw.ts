@@ -41,15 +41,17 @@ export class AdamW {
   }
 
   /** L2 norm of all gradients together. */
-  gradNorm(): number {
+  async gradNorm(): Promise<number> {
+    // Every slot's reduction is requested before any is awaited: one round trip on a GPU.
+    const parts = await Promise.all(this.slots.filter((s) => s.param.grad).map((s) => this.backend.sumSquares(s.param.grad!)));
     let ss = 0;
-    for (const s of this.slots) if (s.param.grad) ss += this.backend.sumSquares(s.param.grad);
+    for (const x of parts) ss += x;
     return Math.sqrt(ss);
   }
 
   /** torch.nn.utils.clip_grad_norm_: scale gradients by min(1, maxNorm / (norm + 1e-6)); returns the norm before clipping. */
-  clipGradNorm(maxNorm: number): number {
-    const norm = this.gradNorm();
+  async clipGradNorm(maxNorm: number): Promise<number> {
+    const norm = await this.gradNorm();
     const coef = maxNorm / (norm + 1e-6);
     if (coef < 1) for (const s of this.slots) if (s.param.grad) this.backend.scale(s.param.grad, coef);
     return norm;
@@ -70,11 +72,11 @@ export class AdamW {
   }
 
   /** Moment buffers by name (`exp_avg.NAME`, `exp_avg_sq.NAME`, PyTorch's state names) for checkpoints. */
-  state(): NamedTensors {
+  async state(): Promise<NamedTensors> {
     const out: NamedTensors = new Map();
     for (const s of this.slots) {
-      out.set(`exp_avg.${s.name}`, { shape: [...s.param.shape], data: Float32Array.from(this.backend.read(s.m)) });
-      out.set(`exp_avg_sq.${s.name}`, { shape: [...s.param.shape], data: Float32Array.from(this.backend.read(s.v)) });
+      out.set(`exp_avg.${s.name}`, { shape: [...s.param.shape], data: Float32Array.from(await this.backend.read(s.m)) });
+      out.set(`exp_avg_sq.${s.name}`, { shape: [...s.param.shape], data: Float32Array.from(await this.backend.read(s.v)) });
     }
     return out;
   }

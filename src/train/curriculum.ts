@@ -154,7 +154,7 @@ export function fieldScores(samples: readonly Sample[], field: string): Float64A
  * `teacher-loss` and `self-paced` both score with this; it is deterministic, so equal weights
  * give equal scores.
  */
-export function sampleLosses(model: Llama, samples: readonly Sample[], opts: { seq: number; batch?: number; maxTargets?: number }): Float64Array {
+export async function sampleLosses(model: Llama, samples: readonly Sample[], opts: { seq: number; batch?: number; maxTargets?: number }): Promise<Float64Array> {
   const seq = Math.min(opts.seq, model.config.max_position_embeddings);
   const limit = opts.maxTargets ?? 0;
   if (limit > 0) samples = samples.map((s) => ({ ...s, ids: s.ids.subarray(0, limit + 1) }));
@@ -163,7 +163,7 @@ export function sampleLosses(model: Llama, samples: readonly Sample[], opts: { s
     for (const id of s.ids) if (id < 0 || id >= vocab) throw new Error(`sample on line ${s.line} has token id ${id}, outside the scoring model's vocabulary of ${vocab}`);
   const sum = new Float64Array(samples.length), count = new Float64Array(samples.length);
   for (const b of sampleWindowBatches(samples, opts.batch ?? 16, seq)) {
-    const rows = noGrad(() => scope(() => Array.from(model.losses(b.ids, b.targets, b.batch, b.seq).toArray())));
+    const rows = await noGrad(() => scope(() => model.losses(b.ids, b.targets, b.batch, b.seq).toArray()));
     for (let r = 0; r < b.batch; r++)
       for (let j = 0; j < b.seq; j++)
         if (b.targets[r * b.seq + j] >= 0) {
@@ -266,10 +266,10 @@ export class Curriculum {
   private readonly blockSize: number;
 
   /**
-   * `blockSize`: the scoring window (the trainer's block size); `teacher`: the reference model
-   * of the teacher-loss scorer, used here once (it may be disposed afterwards).
+   * `blockSize`: the scoring window (the trainer's block size); `teacherScores`: the teacher-loss
+   * scorer's scores (Curriculum.create computes them with the reference model).
    */
-  constructor(readonly samples: readonly Sample[], options: Partial<CurriculumOptions> & { scorer: string }, ctx: { blockSize: number; teacher?: Llama }) {
+  constructor(readonly samples: readonly Sample[], options: Partial<CurriculumOptions> & { scorer: string }, ctx: { blockSize: number; teacherScores?: Float64Array }) {
     this.options = curriculumOptions(options);
     this.scorer = parseScorer(this.options.scorer);
     this.pacing = { name: this.options.pacing, c0: this.options.c0, fullAt: this.options.fullAt, stages: this.options.stages };
@@ -278,10 +278,22 @@ export class Curriculum {
     if (!(Number.isInteger(ctx.blockSize) && ctx.blockSize > 0)) throw new Error(`curriculum: blockSize must be a positive integer (got ${ctx.blockSize})`);
     this.blockSize = ctx.blockSize;
     const s = this.scorer;
-    if (s.kind === "teacher-loss" && !ctx.teacher) throw new Error("curriculum scorer teacher-loss needs a reference model (teacher)");
+    if (s.kind === "teacher-loss" && !ctx.teacherScores) throw new Error("curriculum scorer teacher-loss needs a reference model (teacher; see Curriculum.create)");
     if (s.kind === "length") this.setScores(lengthScores(samples), 0);
     else if (s.kind === "field") this.setScores(fieldScores(samples, s.field), 0);
-    else if (s.kind === "teacher-loss") this.setScores(sampleLosses(ctx.teacher!, samples, this.lossScoring(ctx.blockSize)), 0);
+    else if (s.kind === "teacher-loss") this.setScores(ctx.teacherScores!, 0);
+  }
+
+  /**
+   * A curriculum with any scorer: `teacher`, the reference model of the teacher-loss scorer, scores
+   * every sample here once (it may be disposed afterwards).
+   */
+  static async create(samples: readonly Sample[], options: Partial<CurriculumOptions> & { scorer: string }, ctx: { blockSize: number; teacher?: Llama }): Promise<Curriculum> {
+    const o = curriculumOptions(options);
+    let teacherScores: Float64Array | undefined;
+    if (parseScorer(o.scorer).kind === "teacher-loss" && ctx.teacher && samples.length > 0)
+      teacherScores = await sampleLosses(ctx.teacher, samples, { seq: ctx.blockSize, batch: o.scoreBatch, maxTargets: o.scoreTokens });
+    return new Curriculum(samples, options, { blockSize: ctx.blockSize, teacherScores });
   }
 
   private lossScoring(seq: number): { seq: number; batch: number; maxTargets: number } {
@@ -308,7 +320,7 @@ export class Curriculum {
    * Start optimizer step `iter` of `iters`: re-score if self-paced and due (with `model`, the
    * student), set c(t), and describe the weights. Called by the trainer before the step's batches.
    */
-  beginStep(iter: number, iters: number, model: Llama): CurriculumStats {
+  async beginStep(iter: number, iters: number, model: Llama): Promise<CurriculumStats> {
     let rescored = false;
     if (this.scorer.kind === "self-paced") {
       const K = this.options.rescoreEvery;
@@ -316,7 +328,7 @@ export class Curriculum {
       if (this.scoredAt !== due) {
         if (iter !== due)
           throw new Error(`self-paced curriculum: resuming at iteration ${iter} needs the scores computed at iteration ${due} (load the saved curriculum state)`);
-        this.setScores(sampleLosses(model, this.samples, this.lossScoring(this.blockSize)), iter);
+        this.setScores(await sampleLosses(model, this.samples, this.lossScoring(this.blockSize)), iter);
         rescored = true;
       }
     }

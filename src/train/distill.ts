@@ -45,20 +45,20 @@ export function onTheFlyObjective(teacher: Llama, student: Llama, opts: OnTheFly
   const lambda = opts.onPolicy ?? 0, seed = opts.seed ?? 0;
   if (!(lambda >= 0 && lambda <= 1)) throw new Error(`on-policy fraction must be in [0, 1] (got ${lambda})`);
   if (teacher.backend !== student.backend) throw new Error("distill: teacher and student must be on the same backend");
+  const onPolicy = (ctx: { iter: number; micro: number }): boolean => lambda > 0 && new Rng(deriveSeed(seed, ctx.iter, STREAM_ON_POLICY, ctx.micro)).next() < lambda;
   return {
-    rowLosses(model, b, ctx) {
+    // An on-policy micro-batch becomes the student's continuations of its windows' first halves.
+    async prepare(model, b, ctx) {
       if (b.seq > teacher.config.max_position_embeddings)
         throw new Error(`block size ${b.seq} exceeds the teacher's max_position_embeddings ${teacher.config.max_position_embeddings}`);
-      const onPolicy = lambda > 0 && new Rng(deriveSeed(seed, ctx.iter, STREAM_ON_POLICY, ctx.micro)).next() < lambda;
-      if (!onPolicy) {
-        const t = noGrad(() => scope(() => teacher.forward(b.ids, b.batch, b.seq)));
-        return distillLosses(model.forward(b.ids, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }), t, b.targets, opts);
-      }
-      const ids = sampleContinuations(model, b, new Rng(deriveSeed(seed, ctx.iter, STREAM_SAMPLE, ctx.micro)));
-      const targets = onPolicyTargets(b.batch, b.seq);
-      const t = noGrad(() => scope(() => teacher.forward(ids, b.batch, b.seq)));
-      const losses = distillLosses(model.forward(ids, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }), t, targets, opts);
-      return { losses, targets: targets.map((x) => (x === KD_ONLY ? 0 : -1)) };
+      if (!onPolicy(ctx)) return b;
+      const ids = await sampleContinuations(model, b, new Rng(deriveSeed(seed, ctx.iter, STREAM_SAMPLE, ctx.micro)));
+      return { ...b, ids, targets: onPolicyTargets(b.batch, b.seq) };
+    },
+    rowLosses(model, b, ctx) {
+      const t = noGrad(() => scope(() => teacher.forward(b.ids, b.batch, b.seq)));
+      const losses = distillLosses(model.forward(b.ids, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }), t, b.targets, opts);
+      return onPolicy(ctx) ? { losses, targets: b.targets.map((x) => (x === KD_ONLY ? 0 : -1)) } : losses;
     },
   };
 }
@@ -74,7 +74,7 @@ export function onPolicyTargets(batch: number, seq: number): Int32Array {
 }
 
 /** Each window's prompt followed by tokens the student samples from softmax(logits) (KV-cached, no gradient). */
-export function sampleContinuations(model: Llama, b: Batch, rng: Rng): Int32Array {
+export async function sampleContinuations(model: Llama, b: Batch, rng: Rng): Promise<Int32Array> {
   const p = onPolicyPrompt(b.seq), out = new Int32Array(b.batch * b.seq);
   for (let r = 0; r < b.batch; r++) {
     const row = out.subarray(r * b.seq, (r + 1) * b.seq);
@@ -82,10 +82,10 @@ export function sampleContinuations(model: Llama, b: Batch, rng: Rng): Int32Arra
     if (p === b.seq) continue;
     const session = unscoped(() => new Session(model, { maxSeq: b.seq }));
     try {
-      let logits = session.prefill(row.subarray(0, p));
+      let logits = await session.prefill(row.subarray(0, p));
       for (let i = p; i < b.seq; i++) {
         row[i] = sampleSoftmax(logits, rng);
-        if (i + 1 < b.seq) logits = session.decode(row[i]);
+        if (i + 1 < b.seq) logits = await session.decode(row[i]);
       }
     } finally {
       session.dispose();
@@ -150,7 +150,7 @@ export function cachedTeacherObjective(cache: CachedWindowSource, student: Llama
  * The cache's windows, computed by `teacher` (forward only, `batch` windows at a time): window w
  * covers tokens [w·B, w·B + B]; each position keeps its top-k log-probabilities at τ.
  */
-export function* teacherCacheWindows(teacher: Llama, tokens: Int32Array, o: { blockSize: number; k: number; temperature: number; batch: number }): Generator<CachedWindow> {
+export async function* teacherCacheWindows(teacher: Llama, tokens: Int32Array, o: { blockSize: number; k: number; temperature: number; batch: number }): AsyncGenerator<CachedWindow> {
   const B = o.blockSize, V = teacher.config.vocab_size;
   if (B > teacher.config.max_position_embeddings) throw new Error(`block size ${B} exceeds the teacher's max_position_embeddings ${teacher.config.max_position_embeddings}`);
   if (!(Number.isInteger(o.k) && o.k >= 1 && o.k <= V)) throw new Error(`top-k must be in [1, ${V}] (got ${o.k})`);
@@ -158,7 +158,7 @@ export function* teacherCacheWindows(teacher: Llama, tokens: Int32Array, o: { bl
   for (let w0 = 0; w0 < windows; w0 += o.batch) {
     const n = Math.min(o.batch, windows - w0);
     const ids = tokens.slice(w0 * B, (w0 + n) * B);
-    const logits = noGrad(() => scope(() => teacher.forward(ids, n, B).toArray()));
+    const logits = await noGrad(() => scope(() => teacher.forward(ids, n, B).toArray()));
     const top = topKLogProbs(logits, n * B, V, o.k, o.temperature);
     for (let i = 0; i < n; i++) {
       const w = w0 + i;

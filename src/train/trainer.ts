@@ -56,7 +56,7 @@ export interface TrainCallbacks {
   onStep?(e: StepEvent): void;
   onEval?(e: EvalEvent): void;
   /** Called after evaluations and at the end with the number of completed iterations. */
-  onCheckpoint?(iter: number, optimizer: AdamW): void;
+  onCheckpoint?(iter: number, optimizer: AdamW): void | Promise<void>;
   /** Polled between iterations; returning true stops the run after a checkpoint. */
   shouldStop?(): boolean;
 }
@@ -67,6 +67,11 @@ export interface TrainCallbacks {
  * next-token cross-entropy; distillation plugs in its teacher losses here.
  */
 export interface Objective {
+  /**
+   * Host-side work a micro-batch needs before its graph is built (on-policy distillation samples
+   * continuations with the student): the batch that rowLosses then gets. Optional.
+   */
+  prepare?(model: Llama, b: Batch, ctx: { iter: number; micro: number }): Promise<Batch>;
   /**
    * The losses, or the losses with the targets that say which positions count in the mean (≥ 0)
    * when the objective trains on other sequences than `b` (a teacher cache, on-policy samples).
@@ -84,7 +89,7 @@ export const languageModelling: Objective = {
  * generator (its only source of randomness, for exact resumes). The loss is Σ w·L / Σ w over rows.
  */
 export interface BatchSource {
-  beginStep(iter: number, iters: number, model: Llama): CurriculumStats;
+  beginStep(iter: number, iters: number, model: Llama): Promise<CurriculumStats>;
   batch(rng: Rng, batchSize: number, blockSize: number): WeightedBatch;
 }
 
@@ -128,52 +133,60 @@ export class Trainer {
   }
 
   /** Mean loss over `evalIters` random batches of each split (nanoGPT's estimate_loss). */
-  evaluate(iter: number): EvalEvent {
+  async evaluate(iter: number): Promise<EvalEvent> {
     const o = this.opts;
-    const mean = (tokens: Int32Array, split: number): number => {
-      let sum = 0;
+    const mean = async (tokens: Int32Array, split: number): Promise<number> => {
+      // Every batch's loss is requested before any is awaited (a GPU runs them back to back).
+      const losses: Promise<number>[] = [];
       for (let i = 0; i < o.evalIters; i++) {
         const b = randomBatch(tokens, o.batchSize, o.blockSize, new Rng(deriveSeed(o.seed, iter, STREAM_EVAL, split, i)));
-        sum += noGrad(() => scope(() => this.model.loss(b.ids, b.targets, b.batch, b.seq).item()));
+        losses.push(noGrad(() => scope(() => this.model.loss(b.ids, b.targets, b.batch, b.seq).item())));
       }
+      let sum = 0;
+      for (const l of await Promise.all(losses)) sum += l;
       return sum / o.evalIters;
     };
-    return { iter, train: mean(this.data.train, 0), val: mean(this.data.val, 1) };
+    return { iter, train: await mean(this.data.train, 0), val: await mean(this.data.val, 1) };
   }
 
   /** One optimizer step (with gradient accumulation); returns the mean loss of its micro-batches. */
-  step(iter: number): StepEvent {
+  async step(iter: number): Promise<StepEvent> {
     const o = this.opts, be = this.model.backend;
     const t0 = performance.now();
-    const stats = this.source?.beginStep(iter, o.iters, this.model);
-    let lossSum = 0, tokens = 0, tokenLossSum = 0;
+    const stats = await this.source?.beginStep(iter, o.iters, this.model);
+    let tokens = 0, tokenLossSum = 0;
+    const microLosses: Promise<number>[] = [];
     for (let micro = 0; micro < o.gradAccum; micro++) {
       const rng = new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro));
       const weighted = this.source?.batch(rng, o.batchSize, o.blockSize);
-      const b: Batch = weighted ?? randomBatch(this.data.train, o.batchSize, o.blockSize, rng);
-      lossSum += scope(() => {
+      const drawn: Batch = weighted ?? randomBatch(this.data.train, o.batchSize, o.blockSize, rng);
+      const b = this.objective.prepare ? await this.objective.prepare(this.model, drawn, { iter, micro }) : drawn;
+      const rowLosses = scope(() => {
         const out = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
         // An objective may say which positions count (on-policy and cached-teacher batches).
         const rows = out instanceof Tensor ? out : out.losses, targets = out instanceof Tensor ? b.targets : out.targets;
         const loss: Tensor = weighted ? sampleWeightedLoss(rows, { ...b, targets }, weighted.rowWeights) : meanLoss(rows, targets);
         backward(loss);
-        if (weighted) {
-          // The unweighted per-token loss too: weighted losses of different curricula do not compare.
-          const values = rows.toArray();
-          for (let j = 0; j < targets.length; j++)
-            if (targets[j] >= 0) {
-              tokens++;
-              tokenLossSum += values[j];
-            }
-        }
-        return loss.item();
+        microLosses.push(loss.item());
+        // The unweighted per-token loss too: weighted losses of different curricula do not compare.
+        return weighted ? { values: rows.toArray(), targets } : null;
       });
+      if (rowLosses) {
+        const values = await rowLosses.values;
+        for (let j = 0; j < rowLosses.targets.length; j++)
+          if (rowLosses.targets[j] >= 0) {
+            tokens++;
+            tokenLossSum += values[j];
+          }
+      }
     }
     if (o.gradAccum > 1) for (const [, p] of this.model.parameters()) if (p.grad) be.scale(p.grad, 1 / o.gradAccum);
-    const gradNorm = o.gradClip > 0 ? this.optimizer.clipGradNorm(o.gradClip) : this.optimizer.gradNorm();
+    const gradNorm = await (o.gradClip > 0 ? this.optimizer.clipGradNorm(o.gradClip) : this.optimizer.gradNorm());
     const lr = learningRate(this.schedule, iter);
     this.optimizer.update(lr);
     this.optimizer.zeroGrad();
+    let lossSum = 0;
+    for (const l of await Promise.all(microLosses)) lossSum += l;
     const loss = lossSum / o.gradAccum;
     if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at iteration ${iter}; lower the learning rate`);
     const seconds = (performance.now() - t0) / 1000;
@@ -191,20 +204,20 @@ export class Trainer {
       await yieldToEventLoop();
       // (`cb.f?.(g())` would skip g() when f is absent: evaluate first.)
       if (iter % o.evalInterval === 0) {
-        const e = this.evaluate(iter);
+        const e = await this.evaluate(iter);
         cb.onEval?.(e);
-        if (iter > start) cb.onCheckpoint?.(iter, this.optimizer);
+        if (iter > start) await cb.onCheckpoint?.(iter, this.optimizer);
       }
       if (cb.shouldStop?.()) {
-        cb.onCheckpoint?.(iter, this.optimizer);
+        await cb.onCheckpoint?.(iter, this.optimizer);
         return { iter, stopped: true };
       }
-      const s = this.step(iter);
+      const s = await this.step(iter);
       cb.onStep?.(s);
     }
-    const last = this.evaluate(o.iters);
+    const last = await this.evaluate(o.iters);
     cb.onEval?.(last);
-    cb.onCheckpoint?.(o.iters, this.optimizer);
+    await cb.onCheckpoint?.(o.iters, this.optimizer);
     return { iter: o.iters, stopped: false };
   }
 }

@@ -1,6 +1,7 @@
 // The reference backend: plain TypeScript loops over typed arrays. It favours obviousness over
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
-import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, dropoutUniform, quantRowBytes } from "../backend.js";
+import { type Backend, type BlockQuantType, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, dropoutUniform, quantRowBytes } from "../backend.js";
+import { fakeQuantizeRowsValues, fakeQuantizeValues } from "../fake-quant.js";
 import { checkQuantized, checkQuantizedWrite, f16Values, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
@@ -42,10 +43,10 @@ export class JsBackend implements Backend {
     if (offset + src.length > d.length) throw new Error(`write of ${src.length} at ${offset} overflows buffer of ${d.length}`);
     d.set(src, offset);
   }
-  read(buf: Buf, offset = 0, length = buf.length - offset): FloatArray {
+  async read(buf: Buf, offset = 0, length = buf.length - offset): Promise<FloatArray> {
     return a(buf).slice(offset, offset + length);
   }
-  readInto(buf: Buf, dst: FloatArray, offset = 0): void {
+  async readInto(buf: Buf, dst: FloatArray, offset = 0): Promise<void> {
     const d = a(buf);
     if (offset + dst.length > d.length) throw new Error(`read of ${dst.length} at ${offset} overflows buffer of ${d.length}`);
     dst.set(d.subarray(offset, offset + dst.length));
@@ -69,15 +70,27 @@ export class JsBackend implements Backend {
     const o = a(buf);
     for (let i = 0; i < o.length; i++) o[i] *= s;
   }
-  sum(buf: Buf): number {
+  async sum(buf: Buf): Promise<number> {
     let s = 0;
     for (const v of a(buf)) s += v;
     return s;
   }
-  sumSquares(buf: Buf): number {
+  async sumSquares(buf: Buf): Promise<number> {
     let s = 0;
     for (const v of a(buf)) s += v * v;
     return s;
+  }
+  scaleColumns(x: Buf, gain: Buf, offset: number, rows: number, cols: number): void {
+    const X = a(x), g = a(gain);
+    if (offset + rows * cols > X.length || g.length < cols) throw new Error(`scaleColumns: ${rows}×${cols} at ${offset} overflows buffer of ${X.length}`);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) X[offset + r * cols + c] *= g[c];
+  }
+  fakeQuantize(out: Buf, x: Buf, type: BlockQuantType): void {
+    // The f32 numbers an export stores, quantized as ggml does (an f64 backend's rounded to f32 first).
+    a(out).set(fakeQuantizeValues(type, Float32Array.from(a(x))));
+  }
+  fakeQuantizeRows(out: Buf, x: Buf, rows: number, dim: number): void {
+    a(out).set(fakeQuantizeRowsValues(Float32Array.from(a(x)), rows, dim));
   }
 
   matmul(c: Buf, ab: Buf, bb: Buf, m: number, n: number, k: number, transA: boolean, transB: boolean, accumulate: boolean): void {

@@ -3,8 +3,9 @@
 // (offset, length) pair into it, so kernels run in place with no copies per op. This file owns
 // that memory: a small allocator (free lists per size class over a bump pointer) and the argument
 // checks that keep a bad shape from scribbling over a neighbouring tensor.
-import { type Backend, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
+import { type Backend, type BlockQuantType, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized, checkQuantizedWrite } from "../quantized-blocks.js";
+import { fakeQuantizeRowsValues, fakeQuantizeValues } from "../fake-quant.js";
 import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
 import type { WorkerKernel } from "./thread-worker.js";
 
@@ -357,14 +358,14 @@ export class WasmBackend implements Backend {
     this.f32.set(src, (ptr >>> 2) + offset);
   }
 
-  read(buf: Buf, offset = 0, length = buf.length - offset): Float32Array {
+  async read(buf: Buf, offset = 0, length = buf.length - offset): Promise<Float32Array> {
     if (!isCount(offset) || !isCount(length) || offset + length > buf.length)
       throw new RangeError(`read of ${length} at ${offset} overflows buffer of ${buf.length}`);
     const start = (this.p(buf, 0, "read source") >>> 2) + offset;
     return this.f32.slice(start, start + length);
   }
 
-  readInto(buf: Buf, dst: FloatArray, offset = 0): void {
+  async readInto(buf: Buf, dst: FloatArray, offset = 0): Promise<void> {
     if (!isCount(offset) || offset + dst.length > buf.length) throw new RangeError(`read of ${dst.length} at ${offset} overflows buffer of ${buf.length}`);
     const start = (this.p(buf, 0, "read source") >>> 2) + offset;
     dst.set(this.f32.subarray(start, start + dst.length));
@@ -396,11 +397,26 @@ export class WasmBackend implements Backend {
   scale(buf: Buf, s: number): void {
     this.k.scale(this.p(buf, 0, "buf"), s, buf.length);
   }
-  sum(buf: Buf): number {
+  async sum(buf: Buf): Promise<number> {
     return this.k.sum(this.p(buf, 0, "buf"), buf.length);
   }
-  sumSquares(buf: Buf): number {
+  async sumSquares(buf: Buf): Promise<number> {
     return this.k.sumSquares(this.p(buf, 0, "buf"), buf.length);
+  }
+  // Load-time and QAT operations, on the host over the backend's memory (a view, no copy).
+  scaleColumns(x: Buf, gain: Buf, offset: number, rows: number, cols: number): void {
+    if (!isCount(offset) || !isCount(rows) || !isCount(cols) || gain.length < cols) throw new RangeError("wasm backend: bad scaleColumns shape");
+    const X = (this.p(x, offset + rows * cols, "scaleColumns x") >>> 2) + offset, g = this.p(gain, cols, "gain") >>> 2;
+    const f = this.f32;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) f[X + r * cols + c] *= f[g + c];
+  }
+  fakeQuantize(out: Buf, x: Buf, type: BlockQuantType): void {
+    const n = x.length, src = this.p(x, n, "x") >>> 2, dst = this.p(out, n, "out") >>> 2;
+    fakeQuantizeValues(type, this.f32.subarray(src, src + n), this.f32.subarray(dst, dst + n));
+  }
+  fakeQuantizeRows(out: Buf, x: Buf, rows: number, dim: number): void {
+    const n = rows * dim, src = this.p(x, n, "x") >>> 2, dst = this.p(out, n, "out") >>> 2;
+    fakeQuantizeRowsValues(this.f32.subarray(src, src + n), rows, dim, this.f32.subarray(dst, dst + n));
   }
 
   // ---- dense linear algebra -------------------------------------------------------------------
