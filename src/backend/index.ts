@@ -4,8 +4,8 @@ import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/js-backend.js";
 import type { WasmNumericsOptions } from "./wasm/wasm-backend.js";
 
-export type BackendName = "js" | "wasm";
-export const backendNames: readonly BackendName[] = ["js", "wasm"];
+export type BackendName = "js" | "wasm" | "webgpu";
+export const backendNames: readonly BackendName[] = ["js", "wasm", "webgpu"];
 
 /**
  * `js` is the float32 TypeScript reference (float64 with `{ precision: "f64" }`, for gradient
@@ -14,6 +14,8 @@ export const backendNames: readonly BackendName[] = ["js", "wasm"];
  * `threads` > 1 (wasm only) splits matrix products and cached attention across worker threads
  * sharing the memory, with results bitwise identical to one thread; default 1, no workers.
  * Call the backend's `dispose()` to stop them (idle workers never keep a Node process alive).
+ * `webgpu` runs WGSL kernels on a GPU (navigator.gpu, or in Node the optional package `webgpu`);
+ * `dispose()` releases the device.
  */
 export async function createBackend(name: string, opts: { precision?: "f32" | "f64"; threads?: number } & WasmNumericsOptions = {}): Promise<Backend> {
   const threads = opts.threads ?? 1;
@@ -25,6 +27,8 @@ export async function createBackend(name: string, opts: { precision?: "f32" | "f
       // Loaded on demand: the modules embed the compiled kernels.
       if (threads > 1) return (await import("./wasm/threaded-wasm-backend.js")).createThreadedWasmBackend({ ...opts, threads });
       return (await import("./wasm/wasm-backend.js")).createWasmBackend(opts);
+    case "webgpu":
+      return (await import("./webgpu/device.js")).createWebGpuBackend();
     default:
       throw new Error(`unknown backend "${name}" (choose ${backendNames.join(" or ")})`);
   }

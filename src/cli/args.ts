@@ -31,7 +31,7 @@ export function threadCount(f: Flags): number {
 
 /** The flags of every command that runs a model: which backend, its threads and its kernels. */
 export const backendFlags: FlagSpec = {
-  backend: { type: "string", help: "wasm (default) or js" },
+  backend: { type: "string", help: "wasm (default), webgpu (a GPU: navigator.gpu, or in Node the optional package `webgpu`) or js" },
   threads: threadsFlag,
   kernels: { type: "string", help: "wasm kernels: auto (default: relaxed SIMD where the engine runs it), simd (SIMD128, the same bits on every CPU) or relaxed" },
 };
@@ -42,12 +42,17 @@ export async function backendFromFlags(f: Flags, numerics: Omit<WasmNumericsOpti
   const kernels = f.str("kernels") ?? "auto";
   if (!(kernelChoices as readonly string[]).includes(kernels)) throw new UsageError(`--kernels must be ${kernelChoices.join(", ")}, got ${JSON.stringify(kernels)}`);
   if (name !== "wasm" && f.has("kernels")) throw new UsageError(`--kernels applies to the wasm backend, not ${name}`);
+  if (name === "webgpu") {
+    if (f.has("threads")) throw new UsageError("--threads applies to the wasm backend; webgpu runs on the GPU");
+    return createBackend(name);
+  }
   return createBackend(name, { ...numerics, threads: threadCount(f), kernels: kernels as KernelChoice });
 }
 
 /** "wasm, relaxed kernels, 2 threads": what a command's first line says it runs on. */
 export function describeBackend(backend: Backend): string {
-  const b = backend as Backend & { flavour?: string; threads?: number };
+  const b = backend as Backend & { flavour?: string; threads?: number; adapterName?: string };
+  if (b.adapterName !== undefined) return `${backend.name} (${b.adapterName})`;
   if (b.flavour === undefined) return backend.name;
   return `${backend.name}, ${b.flavour} kernels, ${b.threads ?? 1} thread${(b.threads ?? 1) === 1 ? "" : "s"}`;
 }

@@ -1,0 +1,33 @@
+// Pieces every kernel family shares: the WGSL preamble of a one-dimensional kernel and the
+// aliasing rule of WebGPU (a buffer written by a dispatch cannot be bound twice in it).
+import { type Gpu, GpuBuf, WG } from "../gpu.js";
+
+/**
+ * WGSL of a kernel over n items: `body` runs with `i` the item index (i < p.n), one per thread.
+ * `decls` declares the `Params` struct (with a `n: u32` field) and the bindings.
+ */
+export function elementwiseShader(decls: string, body: string): string {
+  return `${decls}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  ${body}
+}`;
+}
+
+/**
+ * `x`, or a copy of it when it is the same GPU buffer as one of `written` (an in-place op such as
+ * `add(out, out, b)`): the copy goes back to the pool once the dispatch is recorded (`done`).
+ */
+export function unaliased(gpu: Gpu, x: GpuBuf, ...written: GpuBuf[]): { buf: GpuBuf; done(): void } {
+  if (!written.some((w) => w.buffer === x.buffer)) return { buf: x, done: () => {} };
+  const copy = new GpuBuf(gpu.buffer(4 * x.length), x.length);
+  gpu.copyBytes(copy.buffer, 0, x.buffer, 0, 4 * x.length);
+  return { buf: copy, done: () => gpu.release(copy.buffer) };
+}
+
+/** A temporary buffer of `n` numbers, returned to the pool by `done` (after its last use is recorded). */
+export function scratch(gpu: Gpu, n: number): GpuBuf {
+  return new GpuBuf(gpu.buffer(4 * Math.max(n, 1)), n);
+}
