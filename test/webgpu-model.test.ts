@@ -69,6 +69,24 @@ if (typeof gpu === "string") {
     assert.match(r.stderr, /"backend":"webgpu"/);
   });
 
+  test("generate --backend webgpu --draft-backend wasm: a CPU draft for a GPU target keeps the target's greedy text", (t) => {
+    const bin = join(DATA, "models/stories260K.bin");
+    if (!existsSync(bin)) return t.skip("../shared/data absent");
+    const expected = readFileSync(join(DATA, "models/stories260K.expected-greedy.txt"), "utf8");
+    const tok = join(DATA, "models/tok512.bin");
+    // The model drafts for itself (every draft accepted): the target verifies 4 tokens per pass.
+    const r = bonsai("generate", "--model", bin, "--tokenizer", tok, "--backend", "webgpu", "--draft", bin, "--draft-backend", "wasm", "--draft-tokens", "3", "--threads", "1", "--temperature", "0", "--max-tokens", "40");
+    assert.equal(r.code, 0, r.stderr);
+    const text = r.stdout.replace(/\n$/, "");
+    assert.ok(text.length > 100 && expected.startsWith(text), `not a prefix of the expected text: ${JSON.stringify(text)}`);
+    // Drafts from the same weights on another device: accepted but at near-ties of the two numerics.
+    const perPass = Number(/([\d.]+) tokens per target pass/.exec(r.stderr)?.[1]);
+    assert.ok(perPass >= 3, `${perPass} tokens per target pass (${r.stderr.trim()})`);
+    const bad = bonsai("generate", "--model", bin, "--tokenizer", tok, "--draft", "ngram", "--draft-backend", "wasm");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--draft-backend does not apply to --draft ngram/);
+  });
+
   test("llama.cpp's llama-2-tiny-random.gguf on webgpu: llama.cpp's log-probabilities, float and with F16 weights on the GPU", async (t) => {
     const path = join(DATA, "models/llama-2-tiny-random.gguf");
     if (!existsSync(path)) return t.skip("../shared/data absent");

@@ -36,14 +36,18 @@ export const backendFlags: FlagSpec = {
   kernels: { type: "string", help: "wasm kernels: auto (default: relaxed SIMD where the engine runs it), simd (SIMD128, the same bits on every CPU) or relaxed" },
 };
 
-/** The backend the flags of backendFlags ask for. */
-export async function backendFromFlags(f: Flags, numerics: Omit<WasmNumericsOptions, "kernels"> = {}): Promise<Backend> {
-  const name = f.str("backend") ?? "wasm";
+/**
+ * The backend the flags of backendFlags ask for (`name`: another one, e.g. a speculative draft's
+ * backend, configured by the same --threads and --kernels).
+ */
+export async function backendFromFlags(f: Flags, numerics: Omit<WasmNumericsOptions, "kernels"> = {}, name = f.str("backend") ?? "wasm"): Promise<Backend> {
   const kernels = f.str("kernels") ?? "auto";
   if (!(kernelChoices as readonly string[]).includes(kernels)) throw new UsageError(`--kernels must be ${kernelChoices.join(", ")}, got ${JSON.stringify(kernels)}`);
-  if (name !== "wasm" && f.has("kernels")) throw new UsageError(`--kernels applies to the wasm backend, not ${name}`);
+  // A wasm draft beside a GPU target takes --threads and --kernels; a GPU-only run refuses them.
+  const wasmSomewhere = [name, f.str("backend") ?? "wasm", f.str("draft-backend")].includes("wasm");
+  if (!wasmSomewhere && f.has("kernels")) throw new UsageError(`--kernels applies to the wasm backend, not ${name}`);
   if (name === "webgpu") {
-    if (f.has("threads")) throw new UsageError("--threads applies to the wasm backend; webgpu runs on the GPU");
+    if (!wasmSomewhere && f.has("threads")) throw new UsageError("--threads applies to the wasm backend; webgpu runs on the GPU");
     return createBackend(name);
   }
   return createBackend(name, { ...numerics, threads: threadCount(f), kernels: kernels as KernelChoice });

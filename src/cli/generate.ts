@@ -29,6 +29,7 @@ export const generateFlags: FlagSpec = {
   "f32-activations": { type: "boolean", help: "quantized weights: keep activations in f32 (float sums, as --dequantize's) instead of rounding them to Q8_0 for integer dot products as llama.cpp does (the default; faster)" },
   "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
   draft: { type: "string", help: "speculative decoding: a draft model (same vocabulary), or 'ngram' for prompt lookup" },
+  "draft-backend": { type: "string", help: "the draft model's backend (default: --backend's), e.g. wasm beside a webgpu target" },
   "draft-tokens": { type: "string", help: "tokens drafted per target pass, or 'auto' to adapt it (auto)" },
   "draft-adapt": { type: "string", help: "auto's rule: confidence (stop under --draft-p-min) or heuristic (+2/-1) (confidence)" },
   "draft-p-min": { type: "string", help: "confidence rule: stop drafting when the draft's top probability is below this (0.75)" },
@@ -58,7 +59,7 @@ export async function streamCompletion(model: Llama, tokenizer: Tokenizer, r: Sa
 
 /** The speculative flags, checked (without the drafter, loaded later); null without --draft. */
 function speculativeFlags(f: Flags): Omit<SpeculativeConfig, "draft"> | null {
-  const others = ["draft-tokens", "draft-adapt", "draft-p-min", "ngram-max", "ngram-min"].filter((n) => f.has(n));
+  const others = ["draft-tokens", "draft-adapt", "draft-p-min", "ngram-max", "ngram-min", "draft-backend"].filter((n) => f.has(n));
   if (!f.has("draft")) {
     if (others.length > 0) throw new UsageError(`--${others[0]} needs --draft`);
     return null;
@@ -66,6 +67,7 @@ function speculativeFlags(f: Flags): Omit<SpeculativeConfig, "draft"> | null {
   const ngram = f.str("draft") === "ngram";
   for (const n of ngram ? ["draft-adapt", "draft-p-min"] : ["ngram-max", "ngram-min"])
     if (f.has(n)) throw new UsageError(`--${n} does not apply to --draft ${ngram ? "ngram" : "MODEL"}`);
+  if (ngram && f.has("draft-backend")) throw new UsageError("--draft-backend does not apply to --draft ngram");
   const k = f.str("draft-tokens") ?? "auto";
   const adapt = f.str("draft-adapt") ?? DEFAULT_ADAPTIVE_RULE;
   if (adapt !== "confidence" && adapt !== "heuristic") throw new UsageError(`--draft-adapt must be confidence or heuristic (got "${adapt}")`);
@@ -136,7 +138,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const draftPath = f.required("draft");
     if (draftPath === "ngram") r.speculative = { ...spec, draft: "ngram" };
     else {
-      const draft = loadModel(draftPath, backend, undefined, { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
+      // The draft may run on another device than the target (the CPU beside a GPU): the two only
+      // exchange token ids and host logits.
+      const draftName = f.str("draft-backend");
+      const draftBackend = draftName === undefined || draftName === backend.name ? backend : await backendFromFlags(f, { q8Activations: !f.bool("f32-activations") }, draftName);
+      const draft = loadModel(draftPath, draftBackend, undefined, { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
       try {
         checkDraftVocabulary(model, draft.model, tokenizer, draft.tokenizer);
       } catch (e) {
