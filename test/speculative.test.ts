@@ -26,6 +26,7 @@ import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
 import { CharTokenizer } from "../src/tokenizer/char-tokenizer.js";
 import { Rng } from "../src/util/rng.js";
 import { collect } from "./async-helpers.js";
+import { webgpuBackend } from "./webgpu.js";
 
 const cfg = (vocab: number, dim: number, layers: number, window = 64): LlamaConfig => ({
   vocab_size: vocab, hidden_size: dim, intermediate_size: 2 * dim, num_hidden_layers: layers,
@@ -173,8 +174,8 @@ function memoized(model: Llama): DecoderModel {
   };
 }
 
-test("sampling: the first two tokens are distributed as the target's (chi-square, α = 1e-3); a wrong residual is caught", async () => {
-  const be = new JsBackend("f64");
+/** The χ² test on `be`; `crossChecked` seeds also compare the memoized models' generation with the Llamas' own sessions. */
+async function distributionTest(be: Backend, crossChecked: number): Promise<void> {
   const V = 8;
   const targetLlama = await randomLlama(be, cfg(V, 16, 1), 5, 25);
   const draftLlama = await randomLlama(be, cfg(V, 8, 1), 6, 25);
@@ -194,7 +195,7 @@ test("sampling: the first two tokens are distributed as the target's (chi-square
     return joint;
   };
   // The memoized models run the very generation the CLI's Llamas run: same seeds, same tokens.
-  for (let seed = 0; seed < 200; seed++) {
+  for (let seed = 0; seed < crossChecked; seed++) {
     const go = (t: Llama | DecoderModel, d: Llama | DecoderModel): Promise<number[]> => collect(speculativeTokens(t, [1, 4], { ...o, maxTokens: 3, seed, speculative: { draft: d, draftTokens: 2 } }));
     assert.deepEqual(await go(target, draft), await go(targetLlama, draftLlama), `seed ${seed}`);
   }
@@ -220,9 +221,16 @@ test("sampling: the first two tokens are distributed as the target's (chi-square
     assert.ok(right.stat < critical(right.df), `${name}, exact residual: χ² ${right.stat.toFixed(1)} ≥ ${critical(right.df).toFixed(1)} (df ${right.df})`);
     const wrong = await run(prompt, { draft: drafter, draftTokens: 2, wrongResidual: true });
     assert.ok(wrong.stat > critical(wrong.df), `${name}: residual p instead of norm(max(0, p − q)) must fail: χ² ${wrong.stat.toFixed(1)} (df ${wrong.df})`);
-    console.log(`# ${name}: acceptance ${(accepted / drafted).toFixed(3)}, χ² ${right.stat.toFixed(1)} (exact residual), ${wrong.stat.toFixed(1)} (wrong), critical ${critical(right.df).toFixed(1)} at df ${right.df}`);
+    console.log(`# ${be.name}, ${name}: acceptance ${(accepted / drafted).toFixed(3)}, χ² ${right.stat.toFixed(1)} (exact residual), ${wrong.stat.toFixed(1)} (wrong), critical ${critical(right.df).toFixed(1)} at df ${right.df}`);
   }
-});
+  targetLlama.dispose();
+  draftLlama.dispose();
+}
+
+test("sampling: the first two tokens are distributed as the target's (chi-square, α = 1e-3); a wrong residual is caught", () => distributionTest(new JsBackend("f64"), 200));
+
+const gpu = await webgpuBackend();
+test("sampling on webgpu: the same χ² test with the target's and draft's logits from the GPU", { skip: typeof gpu === "string" ? gpu : false }, () => distributionTest(gpu as Backend, 20));
 
 test("rollback: after every round both caches are those of a fresh prefill of the accepted prefix", async () => {
   const be = new JsBackend("f32");
