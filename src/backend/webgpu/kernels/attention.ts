@@ -10,36 +10,12 @@
 // it in tiles of WG keys with an online softmax, and leaves (max, sum, Σ e·v); a second kernel
 // merges the chunks. Chunks split long contexts across workgroups when there are few queries.
 import { type Gpu, GpuBuf, Params, WG, groups1d } from "../gpu.js";
-import { elementwiseShader, scratch, unaliased } from "./common.js";
+import { elementwiseShader, scratch, unaliased, workgroupReductions } from "./common.js";
 
 /** Lowest score: stands in for −∞ (exp of it minus a real max is 0). */
 const NEG = "-3.0e38";
 
-// Tree max and sum over the workgroup; every thread gets the result.
-const REDUCE = `
-var<workgroup> red: array<f32, ${WG}>;
-fn wgMax(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wgSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] += red[lid + w]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
+const REDUCE = workgroupReductions("f32");
 
 // The query row of workgroup `row` = (b·heads + h)·seq + t, and where its q, k/v and probs live.
 const TRAIN_PARAMS = `struct P { batch: u32, seq: u32, heads: u32, kvHeads: u32, hd: u32, scale: f32 } @group(0) @binding(0) var<uniform> p: P;`;

@@ -31,3 +31,24 @@ export function unaliased(gpu: Gpu, x: GpuBuf, ...written: GpuBuf[]): { buf: Gpu
 export function scratch(gpu: Gpu, n: number): GpuBuf {
   return new GpuBuf(gpu.buffer(4 * Math.max(n, 1)), n);
 }
+
+/**
+ * WGSL tree reductions over the workgroup, `wgSum` and `wgMax` of each thread's `v` (f32 or
+ * vec4f), in workgroup memory `red`; every thread gets the result. Call them from uniform
+ * control flow only (they hold barriers).
+ */
+export function workgroupReductions(type: "f32" | "vec4f"): string {
+  const fn = (name: string, combine: string): string => `
+fn ${name}(lid: u32, v: ${type}) -> ${type} {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] = ${combine}; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier(); // everyone has read red[0] before red is reused
+  return total;
+}`;
+  return `var<workgroup> red: array<${type}, ${WG}>;${fn("wgSum", "red[lid] + red[lid + w]")}${fn("wgMax", "max(red[lid], red[lid + w])")}`;
+}

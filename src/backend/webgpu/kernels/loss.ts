@@ -4,7 +4,7 @@
 // its row's saved statistics. The math is JsBackend's (js-backend.ts) in f32.
 import type { KdParams } from "../../backend.js";
 import { type Gpu, GpuBuf, Params, WG, groups1d } from "../gpu.js";
-import { elementwiseShader, unaliased } from "./common.js";
+import { elementwiseShader, unaliased, workgroupReductions } from "./common.js";
 
 const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
 
@@ -21,32 +21,7 @@ function inputs(gpu: Gpu, written: GpuBuf[], ...xs: GpuBuf[]): { bufs: GpuBuf[];
   return { bufs: u.map((x) => x.buf), done: () => u.forEach((x) => x.done()) };
 }
 
-// Tree reductions of one vec4 per thread over the workgroup; every thread gets the result.
-// Called from uniform control flow only (they hold barriers).
-const REDUCE = `
-var<workgroup> red: array<vec4f, ${WG}>;
-fn wgSum(lid: u32, v: vec4f) -> vec4f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // everyone has read red[0] before red is reused
-  return total;
-}
-fn wgMax(lid: u32, v: vec4f) -> vec4f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}`;
+const REDUCE = workgroupReductions("vec4f");
 
 // ---- cross-entropy ---------------------------------------------------------------------------
 

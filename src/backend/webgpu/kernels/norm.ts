@@ -2,22 +2,9 @@
 // sum over rows, is summed in a fixed order (row chunks, then the chunks' partials) so that
 // repeated runs give the same bits.
 import { type Gpu, GpuBuf, Params, WG, groups1d } from "../gpu.js";
-import { elementwiseShader, scratch, unaliased } from "./common.js";
+import { elementwiseShader, scratch, unaliased, workgroupReductions } from "./common.js";
 
-// Tree sum over the workgroup of each thread's `v`; every thread gets the total.
-const REDUCE = `
-var<workgroup> red: array<f32, ${WG}>;
-fn wgSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] += red[lid + w]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // everyone has read red[0] before red is reused
-  return total;
-}`;
+const REDUCE = workgroupReductions("f32");
 
 // One workgroup per row r (row index over x and y of the grid): rstd = 1/sqrt(Σx²/dim + eps), out = x·rstd·w.
 const RMSNORM = `
