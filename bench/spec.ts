@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { Flags, backendFlags, backendFromFlags, describeBackend } from "../src/cli/args.js";
 import type { KernelChoice } from "../src/backend/wasm/kernel-flavour.js";
 import { loadModel } from "../src/io/model-files-node.js";
+import { type Backend, createBackend } from "../src/backend/index.js";
 import type { Llama } from "../src/nn/llama.js";
 import { type GenerationStats, emptyStats, generateTokens } from "../src/runtime/generate.js";
 import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, type SpeculativeStats, checkDraftVocabulary, emptySpeculativeStats, speculativeTokens, summarizeSpeculative } from "../src/runtime/speculative.js";
@@ -174,9 +175,10 @@ console.log(`\n${base.tokens} tokens per mode; draft/target cost: seconds per de
 
 // What a round costs the target: one pass over r rows (the last accepted token and r − 1 drafts)
 // against one decoded token, after the first prompt. Speculative decoding gains when this stays
-// near 1 (a memory-bound target); where decoding is bound by arithmetic it grows like r.
-{
-  const s = new Session(target.model);
+// near 1 (a memory-bound target); where decoding is bound by arithmetic it grows like r. Measured
+// on the run's backend and on every other one present (wasm, webgpu), the same target on each.
+async function verificationCost(model: Llama, label: string): Promise<void> {
+  const s = new Session(model);
   const start = promptTokens[0].slice(0, Math.max(1, Math.min(promptTokens[0].length, context - 9)));
   await s.prefill(start);
   const pos = s.position, ids = (r: number): number[] => Array.from({ length: r }, (_, i) => promptTokens[0][i % promptTokens[0].length]);
@@ -196,10 +198,24 @@ console.log(`\n${base.tokens} tokens per mode; draft/target cost: seconds per de
   const one = await pass(1);
   const ratios: [number, number][] = [];
   for (const r of [2, 3, 4, 5, 8]) ratios.push([r, (await pass(r)) / one]);
-  console.log(`target pass over r rows ÷ one decoded token: ${ratios.map(([r, v]) => `r=${r} ${v.toFixed(2)}`).join(", ")} (one token: ${one.toFixed(3)} ms)`);
+  console.log(`${label}: target pass over r rows ÷ one decoded token: ${ratios.map(([r, v]) => `r=${r} ${v.toFixed(2)}`).join(", ")} (one token: ${one.toFixed(3)} ms)`);
   // A draft that costs nothing and is always right makes K + 1 tokens per pass over K + 1 rows.
-  console.log(`ceiling of any draft (free, always accepted), (K+1) ÷ that ratio: ${ratios.map(([r, v]) => `K=${r - 1} ${(r / v).toFixed(2)}×`).join(", ")}`);
+  console.log(`${label}: ceiling of any draft (free, always accepted), (K+1) ÷ that ratio: ${ratios.map(([r, v]) => `K=${r - 1} ${(r / v).toFixed(2)}×`).join(", ")}`);
   s.dispose();
+}
+await verificationCost(target.model, describeBackend(backend));
+for (const other of ["wasm", "webgpu"].filter((n) => n !== backend.name)) {
+  let be: Backend;
+  try {
+    be = await createBackend(other);
+  } catch (e) {
+    console.log(`${other}: not measured (${(e as Error).message})`);
+    continue;
+  }
+  const m = loadModel(targetPath, be, tokenizerPath, { fuse: true, quantized: true }).model;
+  await verificationCost(m, describeBackend(be));
+  m.dispose();
+  be.dispose?.();
 }
 if (mismatches > 0) {
   // The verification pass runs K+1 rows at once, where decoding alone runs one: kernels that round

@@ -4,7 +4,7 @@
 // Q4_0 blocks on the device) and a ~110M-parameter GPT-2-small-shaped Llama (F32; skipped with
 // BENCH_SMALL=1). Decode also reports the bytes copied host ↔ device per token (webgpu).
 // On SwiftShader (a CPU Vulkan driver) the GPU figures only show that the path runs.
-// Run: npm run build && node dist/bench/webgpu.js
+// Run: npm run build && node dist/bench/webgpu.js   (no GPU: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json first)
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,8 +27,6 @@ import { stories15MShape } from "./shapes.js";
 const DATA = "../shared/data/models";
 const PROMPT = Number(process.env.BENCH_PROMPT ?? 128), DECODE = Number(process.env.BENCH_DECODE ?? 32);
 const small = process.env.BENCH_SMALL === "1";
-
-if (process.env.VK_ICD_FILENAMES === undefined && existsSync("/usr/lib/chromium/vk_swiftshader_icd.json")) process.env.VK_ICD_FILENAMES = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 interface Named {
   name: string;
