@@ -88,12 +88,15 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 /** Shifts and masks of a tile load (see gemmShader): k-contiguous storage, or row-contiguous. */
 const K_MAJOR = [4, TILE - 1, 0, BK - 1], ROW_MAJOR = [0, TILE - 1, 6, BK - 1];
 
-// y[r] = Σ_q M[r·k + q]·v[q] for r < rows (M row-major [rows, k]): 8 rows per workgroup, 32
-// threads per row striding over k (vec4 loads when k % 4 == 0), then a tree reduction.
-const MV_ROWS_PER_GROUP = 8;
-const mvRowsShaders = new Map<boolean, string>();
-function mvRowsShader(vec4: boolean): string {
-  let code = mvRowsShaders.get(vec4);
+// y[r] = Σ_q M[r·k + q]·v[q] for r < rows (M row-major [rows, k]): 256/lanes rows per workgroup,
+// `lanes` threads per row striding over k (vec4 loads when k % 4 == 0), then a tree reduction.
+const mvRowsShaders = new Map<string, string>();
+
+/** Lanes per row: the row's length in loads, up to 32 (short rows leave no lane idle). */
+const mvLanes = (loads: number): number => Math.min(32, 2 ** Math.ceil(Math.log2(Math.max(1, loads))));
+function mvRowsShader(vec4: boolean, lanes: number): string {
+  const key = `${vec4} ${lanes}`;
+  let code = mvRowsShaders.get(key);
   if (code !== undefined) return code;
   const T = vec4 ? "vec4f" : "f32";
   const dot = vec4 ? "dot(mat[base + q], v[q])" : "mat[base + q] * v[q]";
@@ -106,23 +109,23 @@ struct P { rows: u32, k: u32, acc: u32 }
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let lane = lid.x % 32u;
-  let row = (wid.x + wid.y * nwg.x) * ${MV_ROWS_PER_GROUP}u + lid.x / 32u;
+  let lane = lid.x % ${lanes}u;
+  let row = (wid.x + wid.y * nwg.x) * ${256 / lanes}u + lid.x / ${lanes}u;
   let kw = ${vec4 ? "p.k / 4u" : "p.k"};
   var s = 0.0;
   if (row < p.rows) {
     let base = row * kw;
-    for (var q = lane; q < kw; q += 32u) { s += ${dot}; }
+    for (var q = lane; q < kw; q += ${lanes}u) { s += ${dot}; }
   }
   part[lid.x] = s;
   workgroupBarrier();
-  for (var w = 16u; w > 0u; w >>= 1u) {
+  for (var w = ${lanes >> 1}u; w > 0u; w >>= 1u) {
     if (lane < w) { part[lid.x] += part[lid.x + w]; }
     workgroupBarrier();
   }
   if (lane == 0u && row < p.rows) { y[row] = select(0.0, y[row], p.acc != 0u) + part[lid.x]; }
 }`;
-  mvRowsShaders.set(vec4, code);
+  mvRowsShaders.set(key, code);
   return code;
 }
 
@@ -165,7 +168,8 @@ export function matmul(gpu: Gpu, c: GpuBuf, a: GpuBuf, b: GpuBuf, m: number, n: 
       const [mat, vec, len, rowsOfMat] = m === 1 ? [ub.buf, ua.buf, n, transB] : [ua.buf, ub.buf, m, !transA];
       if (rowsOfMat) {
         const vec4 = k % 4 === 0;
-        gpu.dispatch(mvRowsShader(vec4), new Params().u32(len, k, +accumulate), [c, mat, vec], groups1d(gpu, len, MV_ROWS_PER_GROUP));
+        const lanes = mvLanes(vec4 ? k / 4 : k);
+        gpu.dispatch(mvRowsShader(vec4, lanes), new Params().u32(len, k, +accumulate), [c, mat, vec], groups1d(gpu, len, 256 / lanes));
       } else {
         gpu.dispatch(mvColsShader(), new Params().u32(len, k, +accumulate), [c, mat, vec], groups1d(gpu, len, 64));
       }
