@@ -31,3 +31,25 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return d / m;
 }
+
+/**
+ * |a − b| ≤ tol·(1 + |b|) element by element (equal values, infinities included, pass); returns
+ * the largest |a − b| / (1 + |b|), for diagnostics.
+ */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): number {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], b = expected[i];
+    if (a === b) continue;
+    const e = Math.abs(a - b) / (1 + Math.abs(b));
+    if (!(e <= tol)) assert.fail(`${label}: element ${i} is ${a}, expected ${b}`);
+    worst = Math.max(worst, e);
+  }
+  return worst;
+}
+
+/** The same host numbers in a buffer of each of two backends: [a's buffers, b's buffers]. */
+export function bufferPairs(a: Backend, b: Backend, ...data: ArrayLike<number>[]): [Buf[], Buf[]] {
+  return [data.map((d) => buf(a, d)), data.map((d) => buf(b, d))];
+}

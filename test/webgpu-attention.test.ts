@@ -7,6 +7,7 @@ import type { Backend, Buf } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
+import { assertClose, bufferPairs } from "./kernel-helpers.js";
 
 const ref = new JsBackend("f64");
 const r = new Rng(7);
@@ -20,17 +21,10 @@ function randn(n: number, scale = 1): Float32Array {
 const worst = new Map<string, number>();
 
 /** |a − b| ≤ tol·(1 + |b|) elementwise. */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
+/** assertClose, remembering the worst error per kernel family (the label's first word). */
+function assertCloseNoted(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
   const key = label.split(" ")[0];
-  let e = worst.get(key) ?? 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], b = expected[i];
-    const err = Math.abs(a - b) / (1 + Math.abs(b));
-    if (!(err <= tol)) assert.fail(`${label}: element ${i} is ${a}, expected ${b}`);
-    e = Math.max(e, err);
-  }
-  worst.set(key, e);
+  worst.set(key, Math.max(worst.get(key) ?? 0, assertClose(actual, expected, label, tol)));
 }
 
 const be = await webgpuBackend();
@@ -38,19 +32,10 @@ if (typeof be === "string") {
   test("webgpu norm, rope, attention", { skip: be }, () => {});
 } else {
   const gpu: Backend = be;
-  function pair(data: ArrayLike<number>): [Buf, Buf] {
-    const g = gpu.alloc(data.length), c = ref.alloc(data.length);
-    gpu.write(g, data);
-    ref.write(c, data);
-    return [g, c];
-  }
-  function pairs(...data: ArrayLike<number>[]): [Buf[], Buf[]] {
-    const ps = data.map(pair);
-    return [ps.map((p) => p[0]), ps.map((p) => p[1])];
-  }
+  const pairs = (...data: ArrayLike<number>[]): [Buf[], Buf[]] => bufferPairs(gpu, ref, ...data);
   const freeAll = (bufs: Buf[]): void => bufs.forEach((b) => gpu.free(b));
   async function compare(g: Buf, c: Buf, label: string, tol = 1e-4): Promise<void> {
-    assertClose(await gpu.read(g), await ref.read(c), label, tol);
+    assertCloseNoted(await gpu.read(g), await ref.read(c), label, tol);
   }
 
   test("rmsnorm and its backward (one- and two-pass dw; deterministic)", async () => {
@@ -189,7 +174,7 @@ if (typeof be === "string") {
         // From position 0 the cache rows are exactly the k, v of causal attention over the chunk.
         const full = gpu.alloc(nq), probs = gpu.alloc(heads * seq * seq);
         gpu.attention(full, probs, gq, gk, gv, 1, seq, heads, kvHeads, headDim, scale);
-        assertClose(await gpu.read(go), await gpu.read(full), `attentionCached-vs-attention ${label}`, 1e-5);
+        assertCloseNoted(await gpu.read(go), await gpu.read(full), `attentionCached-vs-attention ${label}`, 1e-5);
         freeAll([full, probs]);
       }
       freeAll([go, gq, gk, gv]);

@@ -8,6 +8,7 @@ import { dropoutUniform, type Backend, type Buf } from "../src/backend/backend.j
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
+import { assertClose, bufferPairs } from "./kernel-helpers.js";
 
 const ref = new JsBackend("f64");
 const rng = new Rng(99);
@@ -15,33 +16,13 @@ const randn = (n: number, scale = 1): Float32Array => Float32Array.from({ length
 const bits = (x: ArrayLike<number>): Uint32Array => new Uint32Array(Float32Array.from(x).buffer);
 
 /** |a − b| ≤ tol·(1 + |b|) elementwise. */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], b = expected[i];
-    if (!(Math.abs(a - b) <= tol * (1 + Math.abs(b)))) assert.fail(`${label}: element ${i} is ${a}, expected ${b}`);
-  }
-}
-
 const be = await webgpuBackend();
 if (typeof be === "string") {
   test("webgpu element-wise kernels and memory", { skip: be }, () => {});
 } else {
   const gpu: Backend = be;
 
-  function pairs(...data: ArrayLike<number>[]): [Buf[], Buf[]] {
-    const g = data.map((d) => {
-      const b = gpu.alloc(d.length);
-      gpu.write(b, d);
-      return b;
-    });
-    const r = data.map((d) => {
-      const b = ref.alloc(d.length);
-      ref.write(b, d);
-      return b;
-    });
-    return [g, r];
-  }
+  const pairs = (...data: ArrayLike<number>[]): [Buf[], Buf[]] => bufferPairs(gpu, ref, ...data);
   const freeAll = (bufs: Buf[], b: Backend): void => bufs.forEach((x) => b.free(x));
   async function compare(g: Buf, r: Buf, label: string, tol = 1e-4): Promise<void> {
     assertClose(await gpu.read(g), await ref.read(r), label, tol);

@@ -11,6 +11,7 @@ import { setSparseChunkForTests } from "../src/backend/webgpu/kernels/loss.js";
 import { topKLogProbs } from "../src/io/teacher-cache.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
+import { assertClose, bufferPairs } from "./kernel-helpers.js";
 
 const ref = new JsBackend("f64");
 const rng = new Rng(2024);
@@ -19,19 +20,6 @@ const randn = (n: number, scale = 1): Float32Array => Float32Array.from({ length
 const gauss = (n: number, scale = 1): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * scale);
 
 /** |a − b| ≤ tol·(1 + |b|) elementwise (equal values, infinities included, pass); returns the worst |a − b|/(1 + |b|). */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tol = 1e-4): number {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], b = expected[i];
-    if (a === b) continue;
-    const e = Math.abs(a - b) / (1 + Math.abs(b));
-    if (!(e <= tol)) assert.fail(`${label}: element ${i} is ${a}, expected ${b}`);
-    worst = Math.max(worst, e);
-  }
-  return worst;
-}
-
 const bits = (x: Float32Array): Uint32Array => new Uint32Array(x.buffer, x.byteOffset, x.length);
 
 const be = await webgpuBackend();
@@ -42,20 +30,7 @@ if (typeof be === "string") {
   const worst: Record<string, number> = {};
   const note = (what: string, e: number): void => void (worst[what] = Math.max(worst[what] ?? 0, e));
 
-  /** The same host numbers in a buffer of each backend. */
-  function pairs(...data: ArrayLike<number>[]): [Buf[], Buf[]] {
-    const g = data.map((d) => {
-      const b = gpu.alloc(d.length);
-      gpu.write(b, d);
-      return b;
-    });
-    const r = data.map((d) => {
-      const b = ref.alloc(d.length);
-      ref.write(b, d);
-      return b;
-    });
-    return [g, r];
-  }
+  const pairs = (...data: ArrayLike<number>[]): [Buf[], Buf[]] => bufferPairs(gpu, ref, ...data);
   const freeAll = (bufs: Buf[], b: Backend): void => bufs.forEach((x) => b.free(x));
   async function compare(g: Buf, r: Buf, label: string, tol = 1e-4): Promise<void> {
     note(label.split(" ")[0], assertClose(await gpu.read(g), await ref.read(r), label, tol));
