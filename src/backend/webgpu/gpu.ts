@@ -111,6 +111,8 @@ export class Gpu {
   private pending = 0;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly pool = new Map<number, GPUBuffer[]>();
+  /** Mappable buffers of readbacks, by size class: a decode step reads one back per token. */
+  private readonly staging = new Map<number, GPUBuffer[]>();
   private readonly params: UploadRing;
   private readonly uploads: UploadRing;
   /** Buffers to destroy once the batch that uses them is submitted. */
@@ -232,7 +234,8 @@ export class Gpu {
   async readBytes(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     this.check();
     if (bytes === 0) return new ArrayBuffer(0);
-    const staging = this.device.createBuffer({ size: alignUp(bytes, 4), usage: MAP_READ | Usage.COPY_DST });
+    const size = sizeClass(bytes);
+    const staging = this.staging.get(size)?.pop() ?? this.device.createBuffer({ size, usage: MAP_READ | Usage.COPY_DST });
     this.commands().copyBufferToBuffer(src, offset, staging, 0, alignUp(bytes, 4));
     this.flush();
     this.traffic.download += bytes;
@@ -245,7 +248,9 @@ export class Gpu {
     this.check();
     const out = staging.getMappedRange(0, alignUp(bytes, 4)).slice(0, bytes);
     staging.unmap();
-    staging.destroy();
+    const free = this.staging.get(size);
+    if (free) free.push(staging);
+    else this.staging.set(size, [staging]);
     return out;
   }
 
@@ -337,8 +342,10 @@ export class Gpu {
     this.pass?.end();
     this.pass = null;
     this.encoder = null;
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
-    this.pool.clear();
+    for (const pool of [this.pool, this.staging]) {
+      for (const list of pool.values()) for (const b of list) b.destroy();
+      pool.clear();
+    }
     this.failure ??= "the backend was disposed";
     this.device.destroy();
   }
