@@ -23,7 +23,7 @@ import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { modelTensors } from "../src/io/checkpoint.js";
 import { GgufFile, type GgufQuant, llamaToGguf } from "../src/io/gguf-llama.js";
-import { tensorByteSize } from "../src/io/gguf.js";
+import { tensorByteSize } from "../src/format/gguf.js";
 import { FileSource } from "../src/io/byte-source-node.js";
 import { Llama } from "../src/nn/llama.js";
 import { normalizeConfig } from "../src/nn/config.js";

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createBackend } from "../src/backend/index.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
-import { MemorySource } from "../src/io/byte-source.js";
+import { MemorySource } from "../src/format/byte-source.js";
 import { modelFromTensors } from "../src/io/checkpoint.js";
 import { GgufFile, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "../src/io/gguf-llama.js";
 import { llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";

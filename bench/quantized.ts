@@ -6,7 +6,7 @@ import type { Backend } from "../src/backend/backend.js";
 import { createBackend } from "../src/backend/index.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { MemorySource } from "../src/io/byte-source.js";
+import { MemorySource } from "../src/format/byte-source.js";
 import { modelFromTensors, modelTensors } from "../src/io/checkpoint.js";
 import { GgufFile, llamaToGguf, type GgufQuant } from "../src/io/gguf-llama.js";
 import { llamaFromGgufWeights, llamaWeightsFromGguf } from "../src/io/gguf-llama-quantized.js";

@@ -46,13 +46,13 @@ export { Session, type SessionOptions, type PrefillOptions } from "./runtime/ses
 export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
 export { TextStream } from "./runtime/text-stream.js";
 
-export type { HostTensor, NamedTensors, QuantizedHostTensor } from "./io/host-tensor.js";
-export { parseSafetensors, serializeSafetensors } from "./io/safetensors.js";
+export type { HostTensor, NamedTensors, QuantizedHostTensor } from "./format/host-tensor.js";
+export { parseSafetensors, serializeSafetensors } from "./format/safetensors.js";
 export { parseLlama2cCheckpoint } from "./io/llama2c.js";
-export { parseGgufHeader, serializeGguf, GgufType, type GgufHeader, type GgufValue, type GgufMetadataEntry } from "./io/gguf.js";
-export { GgmlType, quantize, dequantize } from "./io/ggml-quants.js";
+export { parseGgufHeader, serializeGguf, GgufType, type GgufHeader, type GgufValue, type GgufMetadataEntry } from "./format/gguf.js";
+export { GgmlType, quantize, dequantize } from "./format/ggml-quants.js";
 export { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "./io/gguf-llama.js";
 export { llamaWeightsFromGguf, llamaFromGgufWeights, type LlamaGgufWeights } from "./io/gguf-llama-quantized.js";
-export { MemorySource, type ByteSource } from "./io/byte-source.js";
+export { MemorySource, type ByteSource } from "./format/byte-source.js";
 export { modelFiles, modelFromFiles, modelFromTensors, modelTensors, type CheckpointFile } from "./io/checkpoint.js";
 export { Rng } from "./util/rng.js";

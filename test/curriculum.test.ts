@@ -17,7 +17,7 @@ import { concatSamples, splitDocuments, splitSamples, tokenizeDocuments, type Sa
 import { sampleBatch, sampleWindowBatches } from "../src/data/batches.js";
 import { CharTokenizer } from "../src/tokenizer/char-tokenizer.js";
 import { modelFiles, modelFromFiles } from "../src/io/checkpoint.js";
-import { parseSafetensors, serializeSafetensors } from "../src/io/safetensors.js";
+import { parseSafetensors, serializeSafetensors } from "../src/format/safetensors.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { Rng } from "../src/util/rng.js";
 

@@ -12,8 +12,8 @@ import { Tensor, noGrad, scope } from "../src/tensor/tensor.js";
 import { Llama } from "../src/nn/llama.js";
 import { Rng } from "../src/util/rng.js";
 import { randomBatch } from "../src/data/batches.js";
-import { type CachedWindow, type TeacherCacheHeader, cacheWindowCount, decodeHeader, decodeWindow, encodeHeader, encodeWindow, recordBytes, tokensHash, topKLogProbs } from "../src/io/teacher-cache.js";
-import { TeacherCacheReader, TeacherCacheWriter } from "../src/io/teacher-cache-node.js";
+import { type CachedWindow, type TeacherCacheHeader, cacheWindowCount, decodeHeader, decodeWindow, encodeHeader, encodeWindow, recordBytes, tokensHash, topKLogProbs } from "../src/train/teacher-cache.js";
+import { TeacherCacheReader, TeacherCacheWriter } from "../src/train/teacher-cache-node.js";
 import { cachedTeacherObjective, onPolicyPrompt, onTheFlyObjective, sampleContinuations, teacherCacheWindows } from "../src/train/distill.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 

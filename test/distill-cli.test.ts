@@ -16,7 +16,7 @@ import { CharTokenizer } from "../src/tokenizer/char-tokenizer.js";
 import type { Tokenizer } from "../src/tokenizer/tokenizer.js";
 import { modelFiles } from "../src/io/checkpoint.js";
 import { writeCheckpoint } from "../src/io/model-files-node.js";
-import { TeacherCacheReader } from "../src/io/teacher-cache-node.js";
+import { TeacherCacheReader } from "../src/train/teacher-cache-node.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-distill-"));
 

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import {
   fuzzFormats, fuzzGgufModel, fuzzGgufVocab, fuzzSeeds, fuzzTokenizerJson, ggufModelSeeds, ggufVocabSeeds, tokenizerJsonSeeds, trainedTokenizers, type FuzzResult,
 } from "./fuzz-formats.js";
-import { MemorySource } from "../src/io/byte-source.js";
-import { GgufType, serializeGguf, type GgufMetadataEntry, type GgufTensorToWrite, type GgufValue } from "../src/io/gguf.js";
+import { MemorySource } from "../src/format/byte-source.js";
+import { GgufType, serializeGguf, type GgufMetadataEntry, type GgufTensorToWrite, type GgufValue } from "../src/format/gguf.js";
 import { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf } from "../src/io/gguf-llama.js";
 import { tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { tokenizerToHfJson } from "../src/tokenizer/hf-tokenizer-json.js";

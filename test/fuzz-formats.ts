@@ -8,15 +8,15 @@
 // models through the loader path. test/fuzz-formats.test.ts runs a few thousand cases per target;
 // `npm run fuzz` runs fifty times as many (BONSAI_FUZZ_SCALE and BONSAI_FUZZ_SEED set others).
 import { existsSync, readFileSync } from "node:fs";
-import { MemorySource } from "../src/io/byte-source.js";
-import { GgmlType, dequantize, ggmlBlockSize, ggmlTypeName, isKnownGgmlType, quantize } from "../src/io/ggml-quants.js";
+import { MemorySource } from "../src/format/byte-source.js";
+import { GgmlType, dequantize, ggmlBlockSize, ggmlTypeName, isKnownGgmlType, quantize } from "../src/format/ggml-quants.js";
 import { GgufFile, ggufQuants, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf } from "../src/io/gguf-llama.js";
 import {
   GgufNeedMoreBytes, GgufType, ggufMetadataEntries, ggufTensorBytes, parseGgufHeader, plainValue, serializeGguf, tensorByteSize, validateTensorInfos,
   type GgufArray, type GgufMetadataEntry, type GgufTensorToWrite, type GgufValue,
-} from "../src/io/gguf.js";
-import type { NamedTensors } from "../src/io/host-tensor.js";
-import { parseSafetensors, serializeSafetensors } from "../src/io/safetensors.js";
+} from "../src/format/gguf.js";
+import type { NamedTensors } from "../src/format/host-tensor.js";
+import { parseSafetensors, serializeSafetensors } from "../src/format/safetensors.js";
 import { normalizeConfig, parameterNames, parameterShape } from "../src/nn/config.js";
 import type { ByteBpeTokenizer } from "../src/tokenizer/byte-bpe.js";
 import { tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";

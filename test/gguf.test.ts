@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../src/io/float16.js";
-import { GgmlType, WRITABLE_GGML_TYPES, dequantize, ggmlRowBytes, ggmlTypeName, quantize } from "../src/io/ggml-quants.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../src/format/float16.js";
+import { GgmlType, WRITABLE_GGML_TYPES, dequantize, ggmlRowBytes, ggmlTypeName, quantize } from "../src/format/ggml-quants.js";
 import {
   GgufType,
   ggufMetadataEntries,
@@ -13,7 +13,7 @@ import {
   tensorByteSize,
   validateTensorInfos,
   type GgufMetadataEntry,
-} from "../src/io/gguf.js";
+} from "../src/format/gguf.js";
 import { Rng } from "../src/util/rng.js";
 
 const DATA = "../shared/data";

@@ -10,9 +10,9 @@ import { fileURLToPath } from "node:url";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { modelTensors } from "../src/io/checkpoint.js";
-import { parseSafetensors, serializeSafetensors } from "../src/io/safetensors.js";
+import { parseSafetensors, serializeSafetensors } from "../src/format/safetensors.js";
 import { parameterNames } from "../src/nn/config.js";
-import type { NamedTensors } from "../src/io/host-tensor.js";
+import type { NamedTensors } from "../src/format/host-tensor.js";
 import { Llama } from "../src/nn/llama.js";
 
 const DATA = "../shared/data";

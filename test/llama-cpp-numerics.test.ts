@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createBackend } from "../src/backend/index.js";
-import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
+import { f16ToF32, f32ToF16 } from "../src/format/float16.js";
 import { accumulateF16, dotF16Accumulated } from "./llama-cpp-numerics.js";
 import { Rng } from "../src/util/rng.js";
 

@@ -6,7 +6,7 @@
 // stands for the size of that rounding, not for its bits.
 import type { Backend, Buf, QBuf, QuantType } from "../src/backend/backend.js";
 import { WasmBackend } from "../src/backend/wasm/wasm-backend.js";
-import { f16ToF32, f32ToF16 } from "../src/io/float16.js";
+import { f16ToF32, f32ToF16 } from "../src/format/float16.js";
 
 const toHalf = (x: number): number => f16ToF32(f32ToF16(x));
 

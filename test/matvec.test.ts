@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
 import { QUANT_BLOCK_BYTES } from "../src/backend/backend.js";
 import { createWasmBackend } from "../src/backend/wasm/wasm-backend.js";
-import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import { GgmlType, quantize } from "../src/format/ggml-quants.js";
 import { Rng } from "../src/util/rng.js";
 import { assertBitwise, buf, randoms } from "./kernel-helpers.js";
 

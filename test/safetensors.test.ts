@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { NamedTensors } from "../src/io/host-tensor.js";
-import { bf16ToF32, f16ToF32, parseSafetensors, readSafetensorsHeader, serializeSafetensors } from "../src/io/safetensors.js";
+import type { NamedTensors } from "../src/format/host-tensor.js";
+import { bf16ToF32, f16ToF32, parseSafetensors, readSafetensorsHeader, serializeSafetensors } from "../src/format/safetensors.js";
 
 const enc = new TextEncoder();
 

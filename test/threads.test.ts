@@ -15,7 +15,7 @@ import { createWasmBackend, type WasmNumericsOptions } from "../src/backend/wasm
 import { relaxedSimdAvailable, type KernelFlavour } from "../src/backend/wasm/kernel-flavour.js";
 import { createThreadedWasmBackend, type ThreadedWasmBackend } from "../src/backend/wasm/threaded-wasm-backend.js";
 import { splitBounds } from "../src/backend/wasm/split.js";
-import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import { GgmlType, quantize } from "../src/format/ggml-quants.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 import { Llama } from "../src/nn/llama.js";
 import { generateTokens } from "../src/runtime/generate.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GgufType, ggufMetadataEntries, parseGgufHeader, serializeGguf, type GgufMetadataEntry } from "../src/io/gguf.js";
+import { GgufType, ggufMetadataEntries, parseGgufHeader, serializeGguf, type GgufMetadataEntry } from "../src/format/gguf.js";
 import { ByteBpeTokenizer, PRE_TOKENIZER_NAMES, preTokenize, toByteChars } from "../src/tokenizer/byte-bpe.js";
 import { spmFromLlama2c, tokenizerFromGgufMetadata, tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { tokenizerFromHfJson, tokenizerToHfJson } from "../src/tokenizer/hf-tokenizer-json.js";

@@ -8,7 +8,7 @@ import { Trainer, type TrainOptions } from "../src/train/trainer.js";
 import { learningRate } from "../src/train/schedule.js";
 import { randomBatch, sequentialBatches, splitTrainVal } from "../src/data/batches.js";
 import { modelFiles, modelFromFiles } from "../src/io/checkpoint.js";
-import { parseSafetensors, serializeSafetensors } from "../src/io/safetensors.js";
+import { parseSafetensors, serializeSafetensors } from "../src/format/safetensors.js";
 import { Rng } from "../src/util/rng.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 

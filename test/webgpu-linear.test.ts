@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Buf, QBuf, QuantType } from "../src/backend/backend.js";
 import { quantRowBytes } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { GgmlType, quantize } from "../src/io/ggml-quants.js";
+import { GgmlType, quantize } from "../src/format/ggml-quants.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
 

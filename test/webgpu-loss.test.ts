@@ -8,7 +8,7 @@ import { KD_ONLY, KD_STATS, type Backend, type Buf, type KdParams } from "../src
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { fakeQuantizeRowsValues, fakeQuantizeValues } from "../src/backend/fake-quant.js";
 import { setSparseChunkForTests } from "../src/backend/webgpu/kernels/loss.js";
-import { topKLogProbs } from "../src/io/teacher-cache.js";
+import { topKLogProbs } from "../src/train/teacher-cache.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
 import { assertClose, bufferPairs } from "./kernel-helpers.js";

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBackend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
+import { splitLayers } from "../src/nn/placement.js";
 import { Llama } from "../src/nn/llama.js";
 import type { LlamaConfig } from "../src/nn/config.js";
-import { noGrad, scope } from "../src/tensor/tensor.js";
 import { Trainer, type TrainOptions } from "../src/train/trainer.js";
 import { splitTrainVal } from "../src/data/batches.js";
 import { generateTokens } from "../src/runtime/generate.js";
@@ -38,7 +38,10 @@ function logSoftmax(row: ArrayLike<number>): Float64Array {
 /** log-softmax at every position of one sequence, one forward pass. */
 async function logProbs(model: Llama, tokens: number[]): Promise<Float64Array[]> {
   const V = model.config.vocab_size;
-  const logits = await noGrad(() => scope(() => model.forward(Int32Array.from(tokens), 1, tokens.length).toArray()));
+  // forwardAcross: the model may span backends.
+  const out = await model.forwardAcross(Int32Array.from(tokens), 1, tokens.length);
+  const logits = await out.toArray();
+  out.dispose();
   return tokens.map((_, t) => logSoftmax(logits.subarray(t * V, (t + 1) * V)));
 }
 
@@ -69,6 +72,17 @@ if (typeof gpu === "string") {
     assert.match(r.stderr, /"backend":"webgpu"/);
   });
 
+  test("generate --backend webgpu --gpu-layers 3: stories260K's first 3 layers on the GPU, the rest and the head on wasm, run.c's text", (t) => {
+    const bin = join(DATA, "models/stories260K.bin");
+    if (!existsSync(bin)) return t.skip("../shared/data absent");
+    const expected = readFileSync(join(DATA, "models/stories260K.expected-greedy.txt"), "utf8");
+    const r = bonsai("generate", "--model", bin, "--tokenizer", join(DATA, "models/tok512.bin"), "--backend", "webgpu", "--gpu-layers", "3", "--threads", "1", "--temperature", "0", "--max-tokens", "80", "--stats");
+    assert.equal(r.code, 0, r.stderr);
+    const text = r.stdout.replace(/\n$/, "");
+    assert.ok(text.length > 200 && expected.startsWith(text), `not a prefix of the expected text: ${JSON.stringify(text)}`);
+    assert.match(r.stderr, /"placement":"layers 0–2 on webgpu \([^)]*\); layers 3–4, embedding and head on wasm, [a-z0-9]+ kernels, 1 thread"/);
+  });
+
   test("generate --backend webgpu --draft-backend wasm: a CPU draft for a GPU target keeps the target's greedy text", (t) => {
     const bin = join(DATA, "models/stories260K.bin");
     if (!existsSync(bin)) return t.skip("../shared/data absent");
@@ -93,20 +107,23 @@ if (typeof gpu === "string") {
     const { model, tokenizer } = loadModel(path, gpu);
     const f16 = loadModel(path, gpu, undefined, { quantized: true, fuse: true }).model;
     const reference = loadModel(path, wasm).model;
+    // --gpu-layers 1: the first layer on the GPU, the rest, the embedding and the head on wasm.
+    const split = loadModel(path, (n) => splitLayers(gpu, wasm, n, 1), undefined, { quantized: true, fuse: true, lazy: true }).model;
     const cpp = await openWithLlamaCpp(path);
     try {
       const tokens = tokenizer!.encode("Hello world, this is a small test of the tiny random model.", { addBos: true });
       const theirs = await cpp.logProbs(tokens, model.config.vocab_size);
       const ours = await logProbs(model, tokens), onWasm = await logProbs(reference, tokens), quantized = await logProbs(f16, tokens);
-      const d = maxDiff(ours, theirs), dq = maxDiff(quantized, theirs), dw = maxDiff(ours, onWasm);
-      t.diagnostic(`max |Δ log p| vs llama.cpp: float ${d.toExponential(2)}, f16 weights ${dq.toExponential(2)}; vs wasm ${dw.toExponential(2)}`);
+      const d = maxDiff(ours, theirs), dq = maxDiff(quantized, theirs), dw = maxDiff(ours, onWasm), ds = maxDiff(await logProbs(split, tokens), theirs);
+      t.diagnostic(`max |Δ log p| vs llama.cpp: float ${d.toExponential(2)}, f16 weights ${dq.toExponential(2)}, split over webgpu and wasm ${ds.toExponential(2)}; vs wasm ${dw.toExponential(2)}`);
+      assert.ok(ds < 1e-4, `split: log-probabilities differ from llama.cpp's by ${ds}`);
       assert.ok(d < 1e-4, `float: log-probabilities differ from llama.cpp's by ${d}`);
       assert.ok(dq < 1e-4, `f16 weights: log-probabilities differ from llama.cpp's by ${dq}`);
       assert.ok(dw < 1e-5, `webgpu and wasm differ by ${dw}`);
       assert.deepEqual([...new Set([...f16.quantized.values()].map((w) => w.type))], ["f16"]);
     } finally {
       await cpp.dispose();
-      for (const m of [model, f16, reference]) m.dispose();
+      for (const m of [model, f16, reference, split]) m.dispose();
     }
   });
 

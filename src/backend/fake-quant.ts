@@ -2,7 +2,7 @@
 // the reference for the GPU's. The arithmetic is ggml's quantizers' (Q8_0/Q4_0 weights) or
 // torchao-style per-token int8 (activations), step by step in f32.
 import type { QuantType } from "./backend.js";
-import { f16Table, f32ToF16 } from "../io/float16.js";
+import { f16Table, f32ToF16 } from "../format/float16.js";
 
 const fr = Math.fround;
 
@@ -12,7 +12,7 @@ const roundfToInt8 = (x: number): number => ((x < 0 ? -Math.floor(-x + 0.5) : Ma
 /**
  * ggml's quantize → dequantize of `values` (a whole number of 32-blocks) into `out`: the numbers a
  * GGUF file of `type` holds for them. The arithmetic of quantize_row_q8_0_ref / _q4_0_ref step by
- * step in f32, as io/ggml-quants.ts (byte-exact with ggml's C) writes it, then the decode with the
+ * step in f32, as format/ggml-quants.ts (byte-exact with ggml's C) writes it, then the decode with the
  * f16-rounded scale; test/qat.test.ts checks it against quantize + dequantize bit for bit.
  */
 export function fakeQuantizeValues(type: QuantType, values: Float32Array, out: Float32Array = new Float32Array(values.length)): Float32Array {

@@ -2,7 +2,7 @@
 // statement of the formats that the wasm kernels (assembly/kernels.ts) decode with SIMD. Shared by
 // the backends for their argument checks.
 import { type BlockQuantType, type QBuf, type QuantType, QUANT_BLOCK_BYTES, quantRowBytes } from "./backend.js";
-import { f16ToF32 } from "../io/float16.js";
+import { f16ToF32 } from "../format/float16.js";
 
 /** Throw unless `byteLength` bytes can hold a [rows, cols] matrix of `type`. */
 export function checkQuantized(type: QuantType, rows: number, cols: number, byteLength: number): void {

@@ -5,6 +5,9 @@ import { parseArgs } from "node:util";
 import { createBackend, type Backend } from "../backend/index.js";
 import { kernelChoices, type KernelChoice } from "../backend/wasm/kernel-flavour.js";
 import type { WasmNumericsOptions } from "../backend/wasm/wasm-backend.js";
+import type { ModelPlace } from "../io/model-files-node.js";
+import type { Llama } from "../nn/llama.js";
+import { describePlacement, isSplit, splitLayers } from "../nn/placement.js";
 
 /** A command's flags: each a string or a boolean switch, with a line of help; `multiple` strings may repeat. */
 export type FlagSpec = Record<string, { type: "string" | "boolean"; help: string; multiple?: boolean }>;
@@ -43,14 +46,44 @@ export const backendFlags: FlagSpec = {
 export async function backendFromFlags(f: Flags, numerics: Omit<WasmNumericsOptions, "kernels"> = {}, name = f.str("backend") ?? "wasm"): Promise<Backend> {
   const kernels = f.str("kernels") ?? "auto";
   if (!(kernelChoices as readonly string[]).includes(kernels)) throw new UsageError(`--kernels must be ${kernelChoices.join(", ")}, got ${JSON.stringify(kernels)}`);
-  // A wasm draft beside a GPU target takes --threads and --kernels; a GPU-only run refuses them.
-  const wasmSomewhere = [name, f.str("backend") ?? "wasm", f.str("draft-backend")].includes("wasm");
+  // A wasm draft beside a GPU target, or layers left on the CPU, take --threads and --kernels;
+  // a GPU-only run refuses them.
+  const cpuLayers = f.has("gpu-layers") && f.str("gpu-layers") !== "all";
+  const wasmSomewhere = cpuLayers || [name, f.str("backend") ?? "wasm", f.str("draft-backend")].includes("wasm");
   if (!wasmSomewhere && f.has("kernels")) throw new UsageError(`--kernels applies to the wasm backend, not ${name}`);
   if (name === "webgpu") {
     if (!wasmSomewhere && f.has("threads")) throw new UsageError("--threads applies to the wasm backend; webgpu runs on the GPU");
     return createBackend(name);
   }
   return createBackend(name, { ...numerics, threads: threadCount(f), kernels: kernels as KernelChoice });
+}
+
+/** Heterogeneous placement (llama.cpp's -ngl), for the commands that run a model without training it. */
+export const placementFlags: FlagSpec = {
+  "gpu-layers": {
+    type: "string",
+    help: "with --backend webgpu: the first N layers on the GPU, the rest with the embedding and head on wasm (--threads, --kernels); all (the default) puts everything on the GPU",
+  },
+};
+
+/**
+ * Where the flags put a model: on --backend's backend, or with --gpu-layers N split between
+ * webgpu (`backend`) and a wasm backend (`cpu`, configured by --threads and --kernels).
+ */
+export async function modelPlaceFromFlags(f: Flags, numerics: Omit<WasmNumericsOptions, "kernels"> = {}): Promise<{ where: ModelPlace; backend: Backend; cpu: Backend | null }> {
+  const raw = f.str("gpu-layers");
+  if (raw !== undefined && (f.str("backend") ?? "wasm") !== "webgpu") throw new UsageError(`--gpu-layers applies to --backend webgpu (got ${f.str("backend") ?? "wasm"})`);
+  const n = raw === undefined || raw === "all" ? "all" : Number(raw);
+  if (n !== "all" && (raw!.trim() === "" || !Number.isInteger(n) || n < 0)) throw new UsageError(`--gpu-layers must be a whole number ≥ 0 or all (got "${raw}")`);
+  const backend = await backendFromFlags(f, numerics);
+  if (n === "all") return { where: backend, backend, cpu: null };
+  const cpu = await backendFromFlags(f, numerics, "wasm");
+  return { where: (layers) => splitLayers(backend, cpu, layers, n), backend, cpu };
+}
+
+/** What a loaded model runs on: its backend, or where its parts went. */
+export function describeModelPlace(model: Llama): string {
+  return isSplit(model.placement) ? describePlacement(model.placement, describeBackend) : describeBackend(model.backend);
 }
 
 /** "wasm, relaxed kernels, 2 threads": what a command's first line says it runs on. */

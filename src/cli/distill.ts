@@ -14,8 +14,8 @@ import { KD_LOSSES, type DistillOptions, type KdLoss } from "../tensor/ops.js";
 import { cachedTeacherObjective, onTheFlyObjective, teacherCacheWindows } from "../train/distill.js";
 import { splitTrainVal } from "../data/batches.js";
 import { loadModel, readTextFile } from "../io/model-files-node.js";
-import { type TeacherCacheHeader, cacheWindowCount, tokensHash } from "../io/teacher-cache.js";
-import { TeacherCacheReader, TeacherCacheWriter } from "../io/teacher-cache-node.js";
+import { type TeacherCacheHeader, cacheWindowCount, tokensHash } from "../train/teacher-cache.js";
+import { TeacherCacheReader, TeacherCacheWriter } from "../train/teacher-cache-node.js";
 
 const { tokenizer: _studentGetsTheTeachersTokenizer, ...studentFlags } = trainFlags;
 

@@ -7,7 +7,7 @@ import { modelFiles, modelTensors } from "../io/checkpoint.js";
 import { type GgufQuant, ggufQuants, llamaToGguf } from "../io/gguf-llama.js";
 import { tokenizerToGgufMetadata } from "../tokenizer/gguf-vocab.js";
 import { writeFileAtomic } from "../io/fs-node.js";
-import { qatFile } from "../train/qat.js";
+import { qatFile, qatOf } from "../train/qat.js";
 
 export const exportFlags: FlagSpec = {
   model: { type: "string", help: "model directory, GGUF file or llama2.c .bin" },
@@ -27,7 +27,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (format === "hf" && f.has("quant")) throw new UsageError("--quant applies to --format gguf only");
   // Exporting only moves numbers: the float32 reference backend keeps them exact.
   const { model, tokenizer, format: from } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
-  const qat = model.qat?.toJSON();
+  const qat = qatOf(model)?.toJSON();
   // A QAT checkpoint holds latent float weights; it was trained to run them fake-quantized. Its
   // qat.json goes along to an HF directory (Bonsai applies it on load); a GGUF file of another
   // type gets the latent weights, which is worth saying.

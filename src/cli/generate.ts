@@ -1,6 +1,6 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
-import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeBackend } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeModelPlace, modelPlaceFromFlags, placementFlags } from "./args.js";
 import { loadModel } from "../io/model-files-node.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
@@ -36,6 +36,7 @@ export const generateFlags: FlagSpec = {
   "ngram-max": { type: "string", help: "--draft ngram: longest context suffix looked up (4)" },
   "ngram-min": { type: "string", help: "--draft ngram: shortest context suffix looked up (1)" },
   ...backendFlags,
+  ...placementFlags,
 };
 
 export interface SampleRequest extends SampleOptions {
@@ -128,10 +129,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const modelPath = f.required("model");
   const t0 = performance.now();
   if (f.bool("f32-activations") && f.bool("dequantize")) throw new UsageError("--f32-activations applies to quantized weights; drop --dequantize");
-  const backend = await backendFromFlags(f, { q8Activations: !f.bool("f32-activations") });
+  const numerics = { q8Activations: !f.bool("f32-activations") };
+  const { where, backend, cpu } = await modelPlaceFromFlags(f, numerics);
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
-  const { model, tokenizer } = loadModel(modelPath, backend, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
+  const { model, tokenizer } = loadModel(modelPath, where, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const spec = speculativeFlags(f);
   if (spec) {
@@ -141,7 +143,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       // The draft may run on another device than the target (the CPU beside a GPU): the two only
       // exchange token ids and host logits.
       const draftName = f.str("draft-backend");
-      const draftBackend = draftName === undefined || draftName === backend.name ? backend : await backendFromFlags(f, { q8Activations: !f.bool("f32-activations") }, draftName);
+      const draftBackend = [backend, cpu].find((b) => b?.name === (draftName ?? backend.name)) ?? (await backendFromFlags(f, numerics, draftName));
       const draft = loadModel(draftPath, draftBackend, undefined, { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
       try {
         checkDraftVocabulary(model, draft.model, tokenizer, draft.tokenizer);
@@ -159,7 +161,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!f.bool("stats")) {
     const d = r.speculative?.stats ? summarizeSpeculative(r.speculative.stats) : null;
     const accept = d ? `, draft acceptance ${d.acceptanceRate === null ? "-" : (100 * d.acceptanceRate).toFixed(1) + "%"}, ${d.tokensPerPass?.toFixed(2) ?? "-"} tokens per target pass` : "";
-    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s)${accept}, load ${loadSeconds.toFixed(2)} s, backend ${describeBackend(backend)}\n`);
+    process.stderr.write(`bonsai generate: ${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tok/s)${accept}, load ${loadSeconds.toFixed(2)} s, backend ${describeModelPlace(model)}\n`);
   } else {
     // Machine-readable instead: prefill and decode timed separately (forward passes only).
     const rate = (tokens: number, seconds: number): number | null => (seconds > 0 ? Number((tokens / seconds).toFixed(1)) : null);
@@ -170,8 +172,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
       tokens: n,
       load_seconds: Number(loadSeconds.toFixed(3)),
       backend: backend.name,
-      kernels: (backend as { flavour?: string }).flavour ?? null,
-      threads: (backend as { threads?: number }).threads ?? 1,
+      kernels: ((cpu ?? backend) as { flavour?: string }).flavour ?? null,
+      threads: ((cpu ?? backend) as { threads?: number }).threads ?? 1,
+      ...(cpu ? { placement: describeModelPlace(model) } : {}),
       ...(r.speculative ? { speculative: speculativeStatsJson(r.speculative) } : {}),
     };
     process.stderr.write(JSON.stringify(line) + "\n");

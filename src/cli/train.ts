@@ -11,7 +11,7 @@ import { splitTrainVal } from "../data/batches.js";
 import { CharTokenizer } from "../tokenizer/char-tokenizer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { jsonFile, modelFiles } from "../io/checkpoint.js";
-import { serializeSafetensors } from "../io/safetensors.js";
+import { serializeSafetensors } from "../format/safetensors.js";
 import { loadModel, loadTokenizerFile, readCheckpointJson, readCheckpointTensors, readTextFile, writeCheckpoint } from "../io/model-files-node.js";
 import type { AdamW } from "../train/adamw.js";
 import { QAT_FILE, applyQat, parseQatSetting, qatFile } from "../train/qat.js";

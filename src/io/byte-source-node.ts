@@ -1,6 +1,6 @@
 // A ByteSource over a file descriptor: reads exactly the ranges asked for.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import type { ByteSource } from "./byte-source.js";
+import type { ByteSource } from "../format/byte-source.js";
 
 export class FileSource implements ByteSource {
   readonly size: number;

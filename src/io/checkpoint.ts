@@ -4,11 +4,12 @@
 // This module turns models into file contents and back; writing them (atomically) is the job of
 // the Node adapter, so this runs in a browser too.
 import type { Backend } from "../backend/backend.js";
+import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Tensor } from "../tensor/tensor.js";
 import { Llama } from "../nn/llama.js";
 import { type LlamaConfig, normalizeConfig, parameterNames, toHfConfigJson } from "../nn/config.js";
-import type { NamedTensors } from "./host-tensor.js";
-import { parseSafetensors, serializeSafetensors } from "./safetensors.js";
+import type { NamedTensors } from "../format/host-tensor.js";
+import { parseSafetensors, serializeSafetensors } from "../format/safetensors.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Llama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
 import { SpmTokenizer } from "../tokenizer/spm.js";
@@ -80,17 +81,18 @@ export function llamaConfigFromJson(rawConfig: Record<string, unknown>): LlamaCo
   return normalizeConfig(rawConfig);
 }
 
-/** Build a model on `backend` from a config.json object and named tensors (validated against the config). */
-export function modelFromTensors(backend: Backend, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
+/** Build a model on `where` (a backend, or a placement over several) from a config.json object and named tensors (validated against the config). */
+export function modelFromTensors(where: Backend | Placement, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
   const config = llamaConfigFromJson(rawConfig);
   // Checkpoints saved with tied embeddings by other tools sometimes still carry lm_head.weight.
   const params = new Map<string, Tensor>();
+  const place = placementOf(where, config.num_hidden_layers);
   for (const name of parameterNames(config)) {
     const t = tensors.get(name);
     if (!t) throw new Error(`model weights lack tensor ${name}`);
-    params.set(name, Tensor.from(backend, t.shape, t.data, true));
+    params.set(name, Tensor.from(backendOf(place, partOf(name)), t.shape, t.data, true));
   }
-  return new Llama(backend, config, params);
+  return new Llama(place, config, params);
 }
 
 /** Parse a model.safetensors together with its config.json text. */

@@ -3,28 +3,30 @@
 // pass first reaches them (see lazy-weights.ts), in bounded chunks straight into backend memory.
 // Same values as the eager readers (llamaTensorsFromGguf, llamaWeightsFromGguf): the same
 // decoders, the same RoPE row order, only in row chunks instead of whole tensors.
-import { GgmlType, dequantize, ggmlRowBytes, ggmlTypeName } from "./ggml-quants.js";
+import { GgmlType, dequantize, ggmlRowBytes, ggmlTypeName } from "../format/ggml-quants.js";
 import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
 import { KEPT } from "./gguf-llama-quantized.js";
 import { LazyWeights, readRows, ropeRowToHalf } from "./lazy-weights.js";
 import { type LlamaConfig, headDim, parameterNames } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
+import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 
 /**
- * A model on `backend` whose weights are read from `f` on first use; `quantized` keeps Q8_0 /
+ * A model on `where` (a backend, or a placement over several) whose weights are read from `f` on first use; `quantized` keeps Q8_0 /
  * Q4_0 matrices as blocks and F16 ones as f16 (as llamaWeightsFromGguf), the embedding table
  * included: its lookup dequantizes the rows it picks, and a tied head multiplies by the same
  * blocks. The model owns `f.source` from here on: it is closed once every weight is read, or
  * when the model is disposed.
  */
-export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaConfig, opts: { quantized?: boolean } = {}): Llama {
+export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, config: LlamaConfig, opts: { quantized?: boolean } = {}): Llama {
   const lazy = new LazyWeights([f.source]);
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
   const hd = headDim(config);
+  const place = placementOf(where, config.num_hidden_layers);
   try {
     for (const name of parameterNames(config)) {
       // Everything checkable is checked now, at open: shapes and types. Only the bytes wait.
@@ -35,6 +37,7 @@ export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaCo
       const rowBytes = ggmlRowBytes(info.type, cols);
       const at = f.header.dataOffset + info.offset;
       const dest = isRopeProjection(name) ? ropeRowToHalf(rows, rows / hd) : undefined;
+      const backend = backendOf(place, partOf(name));
       const keep = opts.quantized && shape.length === 2 ? KEPT[info.type] : undefined;
       if (keep !== undefined) {
         const q = new QuantizedWeight(backend, keep, [rows, cols], null);
@@ -47,7 +50,7 @@ export function lazyLlamaFromGguf(backend: Backend, f: GgufFile, config: LlamaCo
         lazy.add(name, gguf, t, (target) => readRows(f.source, at, rows, rowBytes, decode, target, lazy.staging, dest));
       }
     }
-    const model = new Llama(backend, config, params, quantized);
+    const model = new Llama(place, config, params, quantized);
     model.deferred = lazy;
     return model;
   } catch (e) {

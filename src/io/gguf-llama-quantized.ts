@@ -2,12 +2,13 @@
 // stores them (the backend multiplies by them, and looks embedding rows up in them, directly);
 // everything else — norms, matrices of other types — is dequantized to f32 as
 // llamaTensorsFromGguf does.
-import { GgmlType, ggmlRowBytes } from "./ggml-quants.js";
-import type { NamedTensors, QuantizedHostTensor } from "./host-tensor.js";
+import { GgmlType, ggmlRowBytes } from "../format/ggml-quants.js";
+import type { NamedTensors, QuantizedHostTensor } from "../format/host-tensor.js";
 import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
 import { permuteRopeToHalf } from "./llama2c.js";
 import { type LlamaConfig, headDim, parameterNames } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
+import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
@@ -68,14 +69,16 @@ export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgu
   return { tensors, quantized };
 }
 
-/** A model on `backend` whose quantized matrices stay quantized (inference only). */
-export function llamaFromGgufWeights(backend: Backend, config: LlamaConfig, w: LlamaGgufWeights): Llama {
+/** A model on `where` (a backend, or a placement over several) whose quantized matrices stay quantized (inference only). */
+export function llamaFromGgufWeights(where: Backend | Placement, config: LlamaConfig, w: LlamaGgufWeights): Llama {
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
+  const place = placementOf(where, config.num_hidden_layers);
+  const on = (name: string) => backendOf(place, partOf(name));
   try {
-    for (const [name, t] of w.tensors) params.set(name, Tensor.from(backend, t.shape, t.data, true));
-    for (const [name, q] of w.quantized) quantized.set(name, new QuantizedWeight(backend, q.type, q.shape, q.bytes));
-    return new Llama(backend, config, params, quantized);
+    for (const [name, t] of w.tensors) params.set(name, Tensor.from(on(name), t.shape, t.data, true));
+    for (const [name, q] of w.quantized) quantized.set(name, new QuantizedWeight(on(name), q.type, q.shape, q.bytes));
+    return new Llama(place, config, params, quantized);
   } catch (e) {
     for (const t of params.values()) t.dispose();
     for (const q of quantized.values()) q.dispose();

@@ -1,10 +1,10 @@
 // Llama models in GGUF, as llama.cpp writes and reads them: the `llama.*` metadata keys, the
 // `token_embd` / `blk.N.*` tensor names, and Q/K rows in ggml's adjacent-pair RoPE layout
 // (Bonsai's HF layout rotates halves; llama.cpp's converter permutes the rows, and so do we).
-import type { ByteSource } from "./byte-source.js";
-import { GgufNeedMoreBytes, GgufType, parseGgufHeader, plainValue, serializeGguf, validateTensorInfos, type GgufHeader, type GgufMetadataEntry, type GgufTensorInfo } from "./gguf.js";
-import { GgmlType, dequantize, ggmlTypeName, quantize } from "./ggml-quants.js";
-import type { HostTensor, NamedTensors } from "./host-tensor.js";
+import type { ByteSource } from "../format/byte-source.js";
+import { GgufNeedMoreBytes, GgufType, parseGgufHeader, plainValue, serializeGguf, validateTensorInfos, type GgufHeader, type GgufMetadataEntry, type GgufTensorInfo } from "../format/gguf.js";
+import { GgmlType, dequantize, ggmlTypeName, quantize } from "../format/ggml-quants.js";
+import type { HostTensor, NamedTensors } from "../format/host-tensor.js";
 import { permuteRopeToHalf, permuteRopeToPairs } from "./llama2c.js";
 import { type LlamaConfig, headDim, normalizeConfig, parameterNames, parameterShape } from "../nn/config.js";
 

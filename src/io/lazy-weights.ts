@@ -6,18 +6,10 @@
 //
 // Fusion (nn/fusion.ts) stacks matrices: `stack` sends the parts' rows into the fused matrix as
 // they are read, so the separate parts never fill backend memory and the fused model stays lazy.
-import { type ByteSource, readInto } from "./byte-source.js";
+import { type ByteSource, readInto } from "../format/byte-source.js";
 import type { DeferredWeights, Weight } from "../nn/weight.js";
 import { Tensor } from "../tensor/tensor.js";
-
-export type Part = "embed" | "head" | number;
-
-/** The part of the model an HF parameter name belongs to (lm_head and model.norm are "head"). */
-export function partOf(name: string): Part {
-  const m = /^model\.layers\.(\d+)\./.exec(name);
-  if (m) return Number(m[1]);
-  return name === "model.embed_tokens.weight" ? "embed" : "head";
-}
+import { type Part, partOf } from "../nn/placement.js";
 
 /**
  * Bytes read from the file per step: bounds the host staging copies (bytes and decoded floats:

@@ -8,7 +8,7 @@
 // the rows of q_proj and k_proj are permuted per head, as HF's convert_llama_weights_to_hf.py does.
 
 import { parameterNames, parameterShape, validateConfig, type LlamaConfig } from "../nn/config.js";
-import type { NamedTensors } from "./host-tensor.js";
+import type { NamedTensors } from "../format/host-tensor.js";
 
 const HEADER_BYTES = 7 * 4;
 /** llama2.c's newer export formats start with this magic ("ak42" read as a little-endian int32). */

@@ -4,19 +4,21 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } fro
 import { dirname, join } from "node:path";
 import type { Backend } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
+import type { LlamaConfig } from "../nn/config.js";
+import type { Placement } from "../nn/placement.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { tokenizerFromJSON } from "../tokenizer/load.js";
 import { parseLlama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
 import { parseLlama2cCheckpoint } from "./llama2c.js";
-import { parseSafetensors } from "./safetensors.js";
-import type { NamedTensors } from "./host-tensor.js";
+import { parseSafetensors } from "../format/safetensors.js";
+import type { NamedTensors } from "../format/host-tensor.js";
 import { TOKENIZER_FILE, llamaConfigFromJson, modelFromTensors, type CheckpointFile } from "./checkpoint.js";
-import { openSafetensors } from "./safetensors.js";
+import { openSafetensors } from "../format/safetensors.js";
 import { type SafetensorsLocation, lazyModelFromSafetensors } from "./safetensors-lazy.js";
 import { commitFiles, readBytes, recoverCheckpointDir } from "./fs-node.js";
 import { FileSource } from "./byte-source-node.js";
 import { GgufFile, llamaConfigFromGguf } from "./gguf-llama.js";
-import { GGUF_MAGIC } from "./gguf.js";
+import { GGUF_MAGIC } from "../format/gguf.js";
 import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
 import { QAT_FILE, applyQat, readQatFile } from "../train/qat.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
@@ -59,11 +61,11 @@ function safetensorsFiles(dir: string): string[] {
 }
 
 /** A model of an HF directory whose tensors are read on first use (the files stay open until then). */
-function lazyDirectoryModel(dir: string, backend: Backend, rawConfig: Record<string, unknown>): Llama {
+function lazyDirectoryModel(dir: string, where: ModelPlace, rawConfig: Record<string, unknown>): Llama {
   const config = llamaConfigFromJson(rawConfig);
   const sources: FileSource[] = [];
   try {
-    const where = new Map<string, SafetensorsLocation>();
+    const tensors = new Map<string, SafetensorsLocation>();
     for (const path of safetensorsFiles(dir)) {
       const source = new FileSource(path);
       sources.push(source);
@@ -73,9 +75,9 @@ function lazyDirectoryModel(dir: string, backend: Backend, rawConfig: Record<str
       } catch (e) {
         throw new Error(`${path}: ${(e as Error).message}`);
       }
-      for (const entry of header.entries) where.set(entry.name, { source, dataStart: header.dataStart, entry });
+      for (const entry of header.entries) tensors.set(entry.name, { source, dataStart: header.dataStart, entry });
     }
-    return lazyModelFromSafetensors(backend, config, where, sources);
+    return lazyModelFromSafetensors(placeFor(where, config), config, tensors, sources);
   } catch (e) {
     for (const s of sources) s.close();
     throw e;
@@ -155,15 +157,26 @@ export interface LoadModelOptions {
   lazy?: boolean;
 }
 
-/** Open a model file or directory on `backend`. `tokenizerPath` overrides the model's own tokenizer. */
-export function loadModel(path: string, backend: Backend, tokenizerPath?: string, opts: LoadModelOptions = {}): LoadedModel {
+/**
+ * Where a model goes: one backend, or a placement made for its layer count (which only the file
+ * tells), e.g. `(n) => splitLayers(gpu, cpu, n, 4)`.
+ */
+export type ModelPlace = Backend | ((numLayers: number) => Placement);
+
+function placeFor(where: ModelPlace, config: LlamaConfig): Backend | Placement {
+  return typeof where === "function" ? where(config.num_hidden_layers) : where;
+}
+
+/** Open a model file or directory on `where`. `tokenizerPath` overrides the model's own tokenizer. */
+export function loadModel(path: string, where: ModelPlace, tokenizerPath?: string, opts: LoadModelOptions = {}): LoadedModel {
   if (!existsSync(path)) throw new Error(`model not found: ${path}`);
   let loaded: LoadedModel;
   if (statSync(path).isDirectory()) {
     recoverCheckpointDir(path);
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
-    const model = opts.lazy ? lazyDirectoryModel(path, backend, readJson(configPath)) : modelFromTensors(backend, readJson(configPath), readDirectoryTensors(path));
+    const raw = readJson(configPath);
+    const model = opts.lazy ? lazyDirectoryModel(path, where, raw) : modelFromTensors(placeFor(where, llamaConfigFromJson(raw)), raw, readDirectoryTensors(path));
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
     loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
@@ -179,7 +192,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
       const config = llamaConfigFromGguf(file);
       // Eager or lazy, the tensors stream from the file into backend memory (no host copy of a
       // whole tensor), fused matrices filled in place; eagerly, all of them here.
-      const model = lazyLlamaFromGguf(backend, file, config, { quantized: opts.quantized });
+      const model = lazyLlamaFromGguf(placeFor(where, config), file, config, { quantized: opts.quantized });
       owned = true;
       try {
         if (opts.fuse) model.fuse();
@@ -194,7 +207,7 @@ export function loadModel(path: string, backend: Backend, tokenizerPath?: string
     }
   } else {
     const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));
-    const model = modelFromTensors(backend, { ...config }, tensors);
+    const model = modelFromTensors(placeFor(where, config), { ...config }, tensors);
     // run.c's default is a tokenizer.bin next to the program; we look next to the model.
     const sibling = join(dirname(path), "tokenizer.bin");
     loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };

@@ -1,11 +1,12 @@
 // A model from safetensors files opened lazily: the headers give each tensor's byte range, the
 // float parameters are allocated on the backend at open and filled by range on first use (see
 // lazy-weights.ts), F16/BF16 widened chunk by chunk. Tensors the model does not use stay unread.
-import type { ByteSource } from "./byte-source.js";
+import type { ByteSource } from "../format/byte-source.js";
 import { LazyWeights, readRows } from "./lazy-weights.js";
-import { type SafetensorsEntry, decodeTensor, isReadableDtype } from "./safetensors.js";
+import { type SafetensorsEntry, decodeTensor, isReadableDtype } from "../format/safetensors.js";
 import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
+import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Llama } from "../nn/llama.js";
 import { Tensor } from "../tensor/tensor.js";
 
@@ -19,12 +20,13 @@ export interface SafetensorsLocation {
 const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
 
 /**
- * A model on `backend` whose parameters are read from `tensors` on first use. The model owns
+ * A model on `where` (a backend, or a placement over several) whose parameters are read from `tensors` on first use. The model owns
  * `sources` (every file the locations point into): closed once all is read, or on dispose.
  */
-export function lazyModelFromSafetensors(backend: Backend, config: LlamaConfig, tensors: ReadonlyMap<string, SafetensorsLocation>, sources: ByteSource[]): Llama {
+export function lazyModelFromSafetensors(where: Backend | Placement, config: LlamaConfig, tensors: ReadonlyMap<string, SafetensorsLocation>, sources: ByteSource[]): Llama {
   const lazy = new LazyWeights(sources);
   const params = new Map<string, Tensor>();
+  const place = placementOf(where, config.num_hidden_layers);
   try {
     for (const name of parameterNames(config)) {
       const at = tensors.get(name);
@@ -34,12 +36,12 @@ export function lazyModelFromSafetensors(backend: Backend, config: LlamaConfig, 
       if (entry.shape.join(",") !== shape.join(",")) throw new Error(`model: ${name} has shape [${entry.shape}], config needs [${shape}]`);
       if (!isReadableDtype(entry.dtype)) throw new Error(`safetensors: tensor ${name} has dtype ${entry.dtype}; only F32, F16 and BF16 can be read`);
       const [rows, cols] = shape.length === 2 ? shape : [1, shape[0]];
-      const t = Tensor.zeros(backend, shape, true);
+      const t = Tensor.zeros(backendOf(place, partOf(name)), shape, true);
       params.set(name, t);
       const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => decodeTensor(bytes, entry.dtype, n * cols, into);
       lazy.add(name, name, t, (target) => readRows(source, dataStart + entry.begin, rows, cols * BYTES[entry.dtype], decode, target, lazy.staging));
     }
-    const model = new Llama(backend, config, params);
+    const model = new Llama(place, config, params);
     model.deferred = lazy;
     return model;
   } catch (e) {

@@ -12,6 +12,7 @@ import type { Backend } from "../backend/backend.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 import type { DeferredWeights, Weight } from "./weight.js";
+import type { Placement } from "./placement.js";
 
 /** The weights one layer of the loop applies; see Llama.forward. */
 export interface LayerWeights {
@@ -55,17 +56,17 @@ export interface FuseOptions {
  * The fused form of `w` (the unfused weights of a model): new tensors for the fused groups and the
  * folded head, the rest shared. Returns also the weights that became unused (the caller disposes them).
  */
-export function fuseWeights(be: Backend, w: ModelWeights, names: (layer: number) => Record<"q" | "k" | "v" | "gate" | "up", string>, tiedHead: boolean, opts: FuseOptions = {}): { fused: ModelWeights; unused: Weight[] } {
+export function fuseWeights(place: Placement, w: ModelWeights, names: (layer: number) => Record<"q" | "k" | "v" | "gate" | "up", string>, tiedHead: boolean, opts: FuseOptions = {}): { fused: ModelWeights; unused: Weight[] } {
   const created: Weight[] = [];
   const unused: Weight[] = [];
   try {
-    // The unit gain of a norm whose gain was folded, made on first use.
-    let unit: Tensor | null = null;
-    const ones = (): Tensor => {
-      if (unit === null) created.push((unit = Tensor.from(be, w.norm.shape, new Float64Array(w.norm.size).fill(1))));
-      return unit;
+    // The unit gain of a norm whose gain was folded, made on first use (one per backend).
+    const unit = new Map<Backend, Tensor>();
+    const ones = (be: Backend): Tensor => {
+      if (!unit.has(be)) created.push(unit.set(be, Tensor.from(be, w.norm.shape, new Float64Array(w.norm.size).fill(1))).get(be)!);
+      return unit.get(be)!;
     };
-    const group = (parts: Weight[], partNames: string[], gain: Tensor): { weights: Weight[]; folded: boolean } => {
+    const group = (be: Backend, parts: Weight[], partNames: string[], gain: Tensor): { weights: Weight[]; folded: boolean } => {
       const fused = concatRows(be, parts, partNames, gain, opts);
       if (fused === null) return { weights: parts, folded: false };
       created.push(fused.weight);
@@ -73,18 +74,18 @@ export function fuseWeights(be: Backend, w: ModelWeights, names: (layer: number)
       return { weights: [fused.weight], folded: fused.folded };
     };
     const layers = w.layers.map((L, l) => {
-      const n = names(l);
-      const qkv = group(L.qkv, [n.q, n.k, n.v], L.inputNorm);
-      const gateUp = group(L.gateUp, [n.gate, n.up], L.postNorm);
-      return { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones() : L.inputNorm, gateUp: gateUp.weights, postNorm: gateUp.folded ? ones() : L.postNorm };
+      const n = names(l), be = place.layers[l];
+      const qkv = group(be, L.qkv, [n.q, n.k, n.v], L.inputNorm);
+      const gateUp = group(be, L.gateUp, [n.gate, n.up], L.postNorm);
+      return { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones(be) : L.inputNorm, gateUp: gateUp.weights, postNorm: gateUp.folded ? ones(be) : L.postNorm };
     });
     let { norm, head } = w;
     if (!tiedHead && head instanceof Tensor) {
-      const scaled = concatRows(be, [head], ["lm_head.weight"], norm, opts)!;
+      const scaled = concatRows(place.ends, [head], ["lm_head.weight"], norm, opts)!;
       created.push(scaled.weight);
       unused.push(head);
       head = scaled.weight;
-      norm = ones();
+      norm = ones(place.ends);
     }
     return { fused: { layers, norm, head, accumulateResidual: true }, unused };
   } catch (e) {

@@ -9,7 +9,7 @@ import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./
 import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
-import type { Qat } from "../train/qat.js";
+import { type Placement, backendOf, describePlacement, isSplit, partOf, placementOf, stages } from "./placement.js";
 
 /**
  * How a layer's attention finds its keys and values. q [batch, seq, H·D] and k, v [batch, seq,
@@ -44,10 +44,31 @@ export function ropeTables(hd: number, maxPos: number, theta: number): { cos: Fl
   return { cos, sin };
 }
 
+/**
+ * Quantization-aware training's hold on a model (train/qat.ts implements it): the weights every
+ * pass uses, fake-quantized as the GGUF export will store them.
+ */
+export interface FakeQuantization {
+  /** Name, float weight → the weight this pass uses. */
+  forPass(): FakeQuantizer;
+  /** The input of a quantized projection (int8 activations: fake-quantized per token). */
+  activation(x: Tensor): Tensor;
+  /** Overwrite the latent weights with their fake-quantized values (before fusion). */
+  bake(): void;
+  /** Forget cached fake-quantized weights. */
+  invalidate(): void;
+}
+
+/** One forward pass, part by part: the lookup, any run of layers, the final norm and head. */
+interface Pass {
+  embed(ids: Int32Array): Tensor;
+  layers(x: Tensor, from: number, to: number): Tensor;
+  head(x: Tensor): Tensor;
+}
+
 export class Llama {
-  // RoPE tables, built for the positions used so far (a config may claim a huge context).
-  private cos: Tensor | null = null;
-  private sin: Tensor | null = null;
+  // RoPE tables per backend, built for the positions used so far (a config may claim a huge context).
+  private readonly ropeTablesOn = new Map<Backend, { cos: Tensor; sin: Tensor }>();
   /** The fused weights once fuse() ran (inference only); null: the parameters as they are. */
   private fusedWeights: ModelWeights | null = null;
   private fusedCount = 0;
@@ -55,12 +76,17 @@ export class Llama {
    * Quantization-aware training (train/qat.ts; set it with applyQat): every pass uses the weights
    * fake-quantized as the GGUF export will store them. Null: the weights as they are.
    */
-  qat: Qat | null = null;
+  qat: FakeQuantization | null = null;
   /** Weights still to be read from the model file on first use (a lazily loaded model), or null. */
   deferred: DeferredWeights | null = null;
 
+  /** Where each part lives (nn/placement.ts); one backend for all unless the loader split it. */
+  readonly placement: Placement;
+  /** The backend of the embedding and the head: where logits come out. */
+  readonly backend: Backend;
+
   constructor(
-    readonly backend: Backend,
+    where: Backend | Placement,
     readonly config: LlamaConfig,
     /** Every parameter by HF name (see parameterNames), except those in `quantized`. */
     readonly params: Map<string, Tensor>,
@@ -71,9 +97,12 @@ export class Llama {
     readonly quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
     validateConfig(config);
+    this.placement = placementOf(where, config.num_hidden_layers);
+    this.backend = this.placement.ends;
     for (const name of parameterNames(config)) {
       const t = params.get(name) ?? quantized.get(name);
       if (!t) throw new Error(`model: missing parameter ${name}`);
+      if (t.backend !== backendOf(this.placement, partOf(name))) throw new Error(`model: parameter ${name} is on ${t.backend.name}, its place is ${backendOf(this.placement, partOf(name)).name}`);
       if (params.has(name) && quantized.has(name)) throw new Error(`model: parameter ${name} is both float and quantized`);
       // Matrices may be quantized (the embedding too: its lookup dequantizes the rows it picks); norms not.
       if (quantized.has(name) && parameterShape(config, name).length !== 2) throw new Error(`model: ${name} cannot be quantized`);
@@ -94,20 +123,19 @@ export class Llama {
    * cos/sin tables covering positions [0, end): the first 4096 positions at once (all of them for
    * most small models), then doubling up to the context on demand.
    */
-  private ropeUpTo(end: number): { cos: Tensor; sin: Tensor } {
-    if (this.cos === null || this.cos.shape[0] < end) {
+  private ropeUpTo(end: number, be: Backend): { cos: Tensor; sin: Tensor } {
+    const have = this.ropeTablesOn.get(be);
+    if (have === undefined || have.cos.shape[0] < end) {
       const c = this.config;
-      const rows = Math.min(c.max_position_embeddings, Math.max(end, 4096, 2 * (this.cos?.shape[0] ?? 0)));
+      const rows = Math.min(c.max_position_embeddings, Math.max(end, 4096, 2 * (have?.cos.shape[0] ?? 0)));
       const tables = ropeTables(headDim(c), rows, c.rope_theta);
-      this.cos?.dispose();
-      this.sin?.dispose();
+      have?.cos.dispose();
+      have?.sin.dispose();
       // Outside any scope: the tables live as long as the model.
-      [this.cos, this.sin] = unscoped(() => [
-        Tensor.from(this.backend, [rows, headDim(c) / 2], tables.cos),
-        Tensor.from(this.backend, [rows, headDim(c) / 2], tables.sin),
-      ]);
+      const [cos, sin] = unscoped(() => [Tensor.from(be, [rows, headDim(c) / 2], tables.cos), Tensor.from(be, [rows, headDim(c) / 2], tables.sin)]);
+      this.ropeTablesOn.set(be, { cos, sin });
     }
-    return { cos: this.cos, sin: this.sin! };
+    return this.ropeTablesOn.get(be)!;
   }
 
   /** nanoGPT's initialisation: N(0, 0.02); residual output projections scaled by 1/sqrt(2·layers); norms 1. */
@@ -173,7 +201,7 @@ export class Llama {
       const pre = `model.layers.${l}.`;
       return { q: pre + "self_attn.q_proj.weight", k: pre + "self_attn.k_proj.weight", v: pre + "self_attn.v_proj.weight", gate: pre + "mlp.gate_proj.weight", up: pre + "mlp.up_proj.weight" };
     };
-    const { fused, unused } = fuseWeights(this.backend, this.weights(), names, this.config.tie_word_embeddings, { deferred: this.deferred, ...opts });
+    const { fused, unused } = fuseWeights(this.placement, this.weights(), names, this.config.tie_word_embeddings, { deferred: this.deferred, ...opts });
     for (const w of unused) {
       for (const map of [this.params, this.quantized as Map<string, Weight>]) for (const [n, t] of map) if (t === w) map.delete(n);
       w.dispose();
@@ -202,8 +230,51 @@ export class Llama {
     return { layers, norm: this.p("model.norm.weight"), head, accumulateResidual: false };
   }
 
-  /** Logits [batch·seq, vocab] (or [batch, vocab] with lastOnly) for token ids laid out [batch, seq]. */
+  /**
+   * Logits [batch·seq, vocab] (or [batch, vocab] with lastOnly) for token ids laid out [batch, seq].
+   * A model placed across backends runs through forwardAcross instead.
+   */
   forward(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
+    if (isSplit(this.placement)) throw new Error(`forward: the model spans backends (${describePlacement(this.placement)}); run it with forwardAcross (inference only)`);
+    const pass = this.pass(ids, batch, seq, opts);
+    return pass.head(pass.layers(pass.embed(ids), 0, this.config.num_hidden_layers));
+  }
+
+  /**
+   * forward() for a model on any placement, without a graph (inference): each run of layers on
+   * one backend is issued as a whole, and the hidden state is read back and handed to the next
+   * backend at each boundary. The logits (on `backend`) belong to the caller, outside any scope.
+   * On one backend the pass is issued before this returns, as forward's is.
+   */
+  async forwardAcross(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Promise<Tensor> {
+    // Outside the caller's scope (it ends at the first await) and without a graph.
+    const run = <T>(fn: () => T): T => unscoped(() => noGrad(() => scope(fn)));
+    if (!isSplit(this.placement)) return run(() => this.forward(ids, batch, seq, opts));
+    const pass = run(() => this.pass(ids, batch, seq, opts));
+    let x = run(() => pass.embed(ids));
+    // Each stretch replaces x; a fused model's residual adds may hand back x itself.
+    const step = (fn: (x: Tensor) => Tensor): void => {
+      const y = run(() => fn(x));
+      if (y !== x) x.dispose();
+      x = y;
+    };
+    try {
+      for (const s of [...stages(this.placement), { backend: this.backend, from: -1, to: -1 }]) {
+        if (x.backend !== s.backend) {
+          const host = await x.toArray();
+          step(() => Tensor.from(s.backend, x.shape, host));
+        }
+        step((x) => (s.from < 0 ? pass.head(x) : pass.layers(x, s.from, s.to)));
+      }
+      return x;
+    } catch (e) {
+      x.dispose();
+      throw e;
+    }
+  }
+
+  /** Checks the arguments of a pass and sets up what its parts share (weights, RoPE, dropout). */
+  private pass(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions): Pass {
     const c = this.config;
     if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
     const pos = opts.posOffset ?? 0;
@@ -221,15 +292,12 @@ export class Llama {
     const W = this.weights(fq);
     // Under QAT with int8 activations, the input of every (fake-)quantized projection is quantized per token.
     const act = (t: Tensor): Tensor => (this.qat ? this.qat.activation(t) : t);
-    const rope = this.ropeUpTo(pos + seq);
     if (W.accumulateResidual && p > 0) throw new Error("forward: the model is fused for inference; dropout needs the unfused model");
     // x + drop(a Wᵀ); a fused model adds into x in place (no dropout: inference only).
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, act(a), w) : op.add(x, drop(applyWeight(act(a), w))));
-    this.deferred?.ensure("embed");
-    const table = this.quantized.get("model.embed_tokens.weight");
-    let x = drop(table ? op.embeddingQuantized(table, ids, [batch, seq]) : op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
     const block = (l: number, x: Tensor): Tensor => {
       const L = W.layers[l];
+      const rope = this.ropeUpTo(pos + seq, x.backend);
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(act(h), L.qkv, [H * hd, KVH * hd, KVH * hd]);
       const q = op.rope(qh, rope.cos, rope.sin, batch, seq, H, hd, pos);
@@ -239,17 +307,28 @@ export class Llama {
       const [gate, up] = applyWeights(act(h2), L.gateUp, [c.intermediate_size, c.intermediate_size]);
       return residual(x, op.swiglu(gate, up), L.down);
     };
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      this.deferred?.ensure(l);
-      // Without a graph nothing refers back to a layer's intermediates: freed as the layer ends,
-      // a pass holds one layer's activations instead of every layer's (a long prompt's prefill),
-      // and the next layer reuses the same blocks.
-      x = isGradEnabled() ? block(l, x) : scope(() => block(l, x));
-    }
-    if (opts.lastOnly) x = lastPositions(x, batch, seq);
-    this.deferred?.ensure("head");
-    x = op.rmsnorm(x, W.norm, c.rms_norm_eps);
-    return applyWeight(act(x), W.head);
+    return {
+      embed: (ids) => {
+        this.deferred?.ensure("embed");
+        const table = this.quantized.get("model.embed_tokens.weight");
+        return drop(table ? op.embeddingQuantized(table, ids, [batch, seq]) : op.embedding(fq("model.embed_tokens.weight", this.p("model.embed_tokens.weight")), ids, [batch, seq]));
+      },
+      layers: (x, from, to) => {
+        for (let l = from; l < to; l++) {
+          this.deferred?.ensure(l);
+          // Without a graph nothing refers back to a layer's intermediates: freed as the layer ends,
+          // a pass holds one layer's activations instead of every layer's (a long prompt's prefill),
+          // and the next layer reuses the same blocks.
+          x = isGradEnabled() ? block(l, x) : scope(() => block(l, x));
+        }
+        return x;
+      },
+      head: (x) => {
+        if (opts.lastOnly) x = lastPositions(x, batch, seq);
+        this.deferred?.ensure("head");
+        return applyWeight(act(op.rmsnorm(x, W.norm, c.rms_norm_eps)), W.head);
+      },
+    };
   }
 
   /** Per-position cross-entropy losses [batch·seq] of next-token targets (−1 = ignore). */
@@ -269,13 +348,16 @@ export class Llama {
     for (const t of this.params.values()) t.dispose(); // not parameters(): that would read deferred weights
     for (const w of this.quantized.values()) w.dispose();
     this.qat?.invalidate();
-    this.cos?.dispose();
-    this.sin?.dispose();
+    for (const { cos, sin } of this.ropeTablesOn.values()) {
+      cos.dispose();
+      sin.dispose();
+    }
+    this.ropeTablesOn.clear();
   }
 }
 
 /** Name, float weight → the weight a forward pass uses (QAT: fake-quantized). */
-type FakeQuantizer = (name: string, w: Tensor) => Tensor;
+export type FakeQuantizer = (name: string, w: Tensor) => Tensor;
 const noFakeQuant: FakeQuantizer = (_name, w) => w;
 
 /** The hidden state of the last position of each sequence (inference only: no gradient). */

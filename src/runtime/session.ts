@@ -5,7 +5,7 @@
 import type { FloatArray } from "../backend/backend.js";
 import { type Attend, Llama } from "../nn/llama.js";
 import { headDim } from "../nn/config.js";
-import { Tensor, noGrad, scope } from "../tensor/tensor.js";
+import { Tensor } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 
 export interface SessionOptions {
@@ -46,11 +46,13 @@ export class Session {
       throw new Error(`session: maxSeq must be in [1, ${c.max_position_embeddings}] (got ${this.maxSeq})`);
     const kvDim = c.num_key_value_heads * headDim(c);
     // The session owns these (dispose); create it outside scope() so that no scope frees them.
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      this.keys.push(Tensor.zeros(model.backend, [this.maxSeq, kvDim]));
-      this.values.push(Tensor.zeros(model.backend, [this.maxSeq, kvDim]));
+    // Each layer's cache sits on that layer's backend (a model may span several).
+    this.cacheBytesPerToken = 0;
+    for (const be of model.placement.layers) {
+      this.keys.push(Tensor.zeros(be, [this.maxSeq, kvDim]));
+      this.values.push(Tensor.zeros(be, [this.maxSeq, kvDim]));
+      this.cacheBytesPerToken += 2 * kvDim * (be.dtype === "f64" ? 8 : 4);
     }
-    this.cacheBytesPerToken = 2 * c.num_hidden_layers * kvDim * (model.backend.dtype === "f64" ? 8 : 4);
     if (opts.reuseLogits) this.out = this.hostArray(c.vocab_size);
   }
 
@@ -85,18 +87,23 @@ export class Session {
     for (const id of ids) if (!(id >= 0 && id < c.vocab_size)) throw new Error(`session: token ${id} is outside the vocabulary [0, ${c.vocab_size})`);
     const pos = this.pos;
     const kvDim = this.keys[0]?.shape[1] ?? 0;
-    const be = this.model.backend;
     const attend: Attend = (l, q, k, v) => {
-      be.copy(this.keys[l].data, pos * kvDim, k.data, 0, n * kvDim);
-      be.copy(this.values[l].data, pos * kvDim, v.data, 0, n * kvDim);
+      k.backend.copy(this.keys[l].data, pos * kvDim, k.data, 0, n * kvDim);
+      v.backend.copy(this.values[l].data, pos * kvDim, v.data, 0, n * kvDim);
       return op.attentionCached(q, this.keys[l], this.values[l], c.num_attention_heads, c.num_key_value_heads, headDim(c), pos);
     };
-    const logits = noGrad(() =>
-      scope(() => this.hostLogits(this.model.forward(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits }))),
-    );
-    // Only a completed pass advances the position; rows written by a failed one are never read.
+    // On one backend the whole pass is issued here, before this returns; a model that spans
+    // backends issues each stretch as the hidden state arrives.
+    const pass = this.model.forwardAcross(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits });
+    // Only a pass that was issued advances the position; rows written by a failed one are never read.
     this.pos += n;
-    return logits;
+    return pass.then(
+      (logits) => this.hostLogits(logits).finally(() => logits.dispose()),
+      (e) => {
+        if (this.pos === pos + n) this.pos = pos; // a later stretch failed: nothing after pos counts
+        throw e;
+      },
+    );
   }
 
   /** One new token: its logits [vocab]. */

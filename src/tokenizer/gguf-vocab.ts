@@ -3,7 +3,7 @@
 // (ByteBpeTokenizer). llama2.c's tokenizer.bin becomes a "llama" vocabulary: its pieces with " "
 // written back as "▁", <unk>/BOS/EOS as unknown/control tokens, <0xXX> as byte tokens.
 
-import { GgufType, plainValue, type GgufValue } from "../io/gguf.js";
+import { GgufType, plainValue, type GgufValue } from "../format/gguf.js";
 import { ByteBpeTokenizer } from "./byte-bpe.js";
 import { Llama2cTokenizer } from "./llama2c-tokenizer.js";
 import { SpmTokenizer, TokenType } from "./spm.js";

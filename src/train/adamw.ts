@@ -3,7 +3,7 @@
 // gains (1-D) do not — nanoGPT's choice, since shrinking a norm gain towards 0 is not a prior we want.
 import type { Backend, Buf } from "../backend/backend.js";
 import type { Tensor } from "../tensor/tensor.js";
-import type { NamedTensors } from "../io/host-tensor.js";
+import type { NamedTensors } from "../format/host-tensor.js";
 
 export interface AdamWOptions {
   beta1: number;

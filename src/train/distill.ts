@@ -3,7 +3,7 @@
 //   - a model run on the fly on the same backend (forward only, under noGrad; any model Bonsai
 //     loads, quantized GGUF included), optionally on-policy (GKD): a fraction λ of micro-batches are
 //     continuations sampled from the student and scored by the teacher; or
-//   - a teacher cache (io/teacher-cache.ts): the teacher's top-k log-probabilities of fixed windows,
+//   - a teacher cache (train/teacher-cache.ts): the teacher's top-k log-probabilities of fixed windows,
 //     computed once (`bonsai distill-cache`); micro-batches are whole cached windows drawn at random.
 // The loss itself is ops.distillLosses. Every random draw derives from (seed, iter, micro), so a
 // resumed run continues exactly as the uninterrupted one.
@@ -15,7 +15,7 @@ import type { Objective } from "./trainer.js";
 import type { Batch } from "../data/batches.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { Session } from "../runtime/session.js";
-import { type CachedWindow, type TeacherCacheHeader, cacheWindowCount, topKLogProbs } from "../io/teacher-cache.js";
+import { type CachedWindow, type TeacherCacheHeader, cacheWindowCount, topKLogProbs } from "./teacher-cache.js";
 
 const STREAM_ON_POLICY = 11, STREAM_SAMPLE = 12, STREAM_CACHE = 13;
 

@@ -9,11 +9,11 @@
 // Which tensors: those the exporter quantizes, decided by its own rule (gguf-llama.ts
 // ggufTensorType): every matrix, embedding and LM head included; norm gains stay float.
 import type { BlockQuantType } from "../backend/backend.js";
-import { GgmlType } from "../io/ggml-quants.js";
+import { GgmlType } from "../format/ggml-quants.js";
 import { ggufTensorType } from "../io/gguf-llama.js";
 import type { CheckpointFile } from "../io/checkpoint.js";
 import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
-import type { Llama } from "../nn/llama.js";
+import type { FakeQuantization, Llama } from "../nn/llama.js";
 import * as op from "../tensor/ops.js";
 import { Tensor, isGradEnabled, noGrad, unscoped } from "../tensor/tensor.js";
 
@@ -67,7 +67,7 @@ export function qatTensorNames(config: LlamaConfig, weights: QatWeights): string
  * token). The cache is dropped whenever a pass records a graph (an optimizer step will follow and
  * change the weights); after writing parameters any other way, call invalidate().
  */
-export class Qat {
+export class Qat implements FakeQuantization {
   readonly names: ReadonlySet<string>;
   private readonly cache = new Map<string, Tensor>();
 
@@ -147,10 +147,16 @@ export function applyQat(model: Llama, setting: QatSetting | null): void {
   model.qat = next;
 }
 
+/** The model's QAT state, or null for a model without QAT. */
+export function qatOf(model: Llama): Qat | null {
+  return model.qat instanceof Qat ? model.qat : null;
+}
+
 /** The QAT record of a checkpoint (qat.json), or null for a model without QAT. */
 export function qatFile(model: Llama): CheckpointFile | null {
-  if (!model.qat) return null;
-  return { name: QAT_FILE, bytes: new TextEncoder().encode(JSON.stringify(model.qat.toJSON(), null, 2) + "\n") };
+  const qat = qatOf(model);
+  if (!qat) return null;
+  return { name: QAT_FILE, bytes: new TextEncoder().encode(JSON.stringify(qat.toJSON(), null, 2) + "\n") };
 }
 
 /** The setting in a qat.json's text. */

@@ -55,7 +55,7 @@ fn divRne(a: f32, b: f32) -> f32 {
   return bitcast<f32>(sign | min(bits, 0x7f800000u));
 }
 // x rounded to f16 (ties to even, subnormals kept, overflow to ∞) and widened back: ggml's
-// GGML_FP32_TO_FP16 then GGML_FP16_TO_FP32, as io/float16.ts's f32ToF16 writes it.
+// GGML_FP32_TO_FP16 then GGML_FP16_TO_FP32, as format/float16.ts's f32ToF16 writes it.
 fn f16Round(x: f32) -> f32 {
   let w = bitcast<u32>(x);
   let sign = w & 0x80000000u;

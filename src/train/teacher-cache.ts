@@ -12,7 +12,7 @@
 // A record is read with one seek, so training samples whole windows at random without loading
 // the file. The header names τ, k, the vocabulary (size and the tokenizer itself), the block size
 // and an FNV-1a hash of the data's tokens: a run with other settings is refused.
-import { f16ToF32, f32ToF16 } from "./float16.js";
+import { f16ToF32, f32ToF16 } from "../format/float16.js";
 
 export const TEACHER_CACHE_MAGIC = "BKDC";
 const VERSION = 1;

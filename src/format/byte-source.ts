@@ -1,6 +1,6 @@
 // Random access to the bytes of a model file, so that opening a model reads only its header
 // and each tensor is read when first needed. Node reads through a file descriptor
-// (byte-source-node.ts); anywhere else a file already in memory (an ArrayBuffer) serves.
+// (io/byte-source-node.ts); anywhere else a file already in memory (an ArrayBuffer) serves.
 
 export interface ByteSource {
   /** Total size in bytes. */
