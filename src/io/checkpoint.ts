@@ -40,7 +40,7 @@ export async function modelTensors(model: Llama): Promise<NamedTensors> {
  * Hugging Face's files for a tokenizer — tokenizer.json and a tokenizer_config.json that
  * AutoTokenizer reads — for the kinds that have that form (not the char-level one).
  */
-function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
+export function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
   const hf = t instanceof Llama2cTokenizer ? spmFromLlama2c(t) : t instanceof SpmTokenizer || t instanceof ByteBpeTokenizer ? t : null;
   if (!hf) return [];
   const json = tokenizerToHfJson(hf) as { model: { vocab: Record<string, number> } };
@@ -56,14 +56,23 @@ function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
   ];
 }
 
-/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms. */
-export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Promise<CheckpointFile[]> {
-  const config = { ...model.config };
+/** The model's config with the tokenizer's BOS/EOS ids, when it has them. */
+export function configWithTokenIds(c: LlamaConfig, tokenizer: Tokenizer | null): LlamaConfig {
+  const config = { ...c };
   if (tokenizer?.bosId != null) config.bos_token_id = tokenizer.bosId;
   if (tokenizer?.eosId != null) config.eos_token_id = tokenizer.eosId;
+  return config;
+}
+
+export const generationConfigFile = (c: LlamaConfig): CheckpointFile =>
+  jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: c.bos_token_id, eos_token_id: c.eos_token_id });
+
+/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms. */
+export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Promise<CheckpointFile[]> {
+  const config = configWithTokenIds(model.config, tokenizer);
   const files = [
     jsonFile("config.json", toHfConfigJson(config)),
-    jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id }),
+    generationConfigFile(config),
     // transformers refuses safetensors files without format metadata.
     { name: "model.safetensors", bytes: serializeSafetensors(await modelTensors(model), { format: "pt" }) },
   ];
