@@ -4,13 +4,11 @@
 // cross-origin isolated) and on plain wasm. It also reports what WebNN the browser offers.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { existsSync, readFileSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
-import { dirname, extname, join, relative, resolve, sep } from "node:path";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { CHROMIUM_ARGS, serve, within } from "./static-server.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const MODELS = join(ROOT, "../shared/data/models");
@@ -42,13 +40,6 @@ interface PageApi {
   bonsaiProbe(): Promise<Probe>;
 }
 
-const TYPES: Record<string, string> = {
-  ".js": "application/javascript",
-  ".html": "text/html; charset=utf-8",
-  ".map": "application/json",
-  ".bin": "application/octet-stream",
-};
-
 /** The file a URL path names: the compiled library (dist/src), the page, the two model files; else null. */
 function fileFor(urlPath: string): string | null {
   if (urlPath === "/" || urlPath === "/page.html") return join(ROOT, "test/browser/page.html");
@@ -64,63 +55,13 @@ function fileFor(urlPath: string): string | null {
   return null;
 }
 
-/** A static server on 127.0.0.1 (a random port) whose pages are cross-origin isolated. */
-async function serve(): Promise<{ url: string; notFound: string[]; close(): Promise<void> }> {
-  const notFound: string[] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    void (async () => {
-      const headers = {
-        "Cross-Origin-Opener-Policy": "same-origin",
-        "Cross-Origin-Embedder-Policy": "require-corp",
-        "Cross-Origin-Resource-Policy": "same-origin",
-        "Cache-Control": "no-store",
-      };
-      const path = decodeURIComponent(new URL(req.url ?? "/", "http://127.0.0.1").pathname);
-      const file = req.method === "GET" || req.method === "HEAD" ? fileFor(path) : null;
-      try {
-        if (file === null || !(await stat(file)).isFile()) throw new Error("not found");
-        const body = await readFile(file);
-        res.writeHead(200, { ...headers, "Content-Type": TYPES[extname(file)] ?? "application/octet-stream", "Content-Length": body.byteLength });
-        res.end(req.method === "HEAD" ? undefined : body);
-      } catch {
-        notFound.push(path);
-        res.writeHead(404, { ...headers, "Content-Type": "text/plain" });
-        res.end(`not found: ${path}\n`);
-      }
-    })();
-  });
-  await new Promise<void>((ok, fail) => {
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", ok);
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    notFound,
-    close: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
-}
-
-/** `p`, or a rejection naming `what` after `ms` (the caller then closes the browser, which ends `p`). */
-function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, fail) => {
-    timer = setTimeout(() => fail(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 const haveData = MODEL_FILES.every((f) => existsSync(join(MODELS, f))) && existsSync(join(MODELS, "stories260K.expected-greedy.txt"));
 const skip = !haveData ? "../shared/data absent" : !existsSync(CHROMIUM) ? `${CHROMIUM} missing` : false;
 
 test("stories260K in Chromium: run.c's greedy text on webgpu, wasm with 2 threads and wasm", { skip, timeout: 180_000 }, async (t) => {
   const expected = readFileSync(join(MODELS, "stories260K.expected-greedy.txt"), "utf8").replace(/\n$/, "");
   const { chromium } = await import("playwright-core");
-  const server = await serve();
+  const server = await serve(fileFor);
   let browser: Browser | null = null;
   const problems: string[] = [];
   try {
@@ -130,10 +71,7 @@ test("stories260K in Chromium: run.c's greedy text on webgpu, wasm with 2 thread
       headless: true,
       // ../shared/NOTES.md's flags, plus WebNN's feature (off by default in Chromium 156: without
       // it `navigator.ml` is absent; with it createContext() says whether this platform has one).
-      args: [
-        "--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--enable-features=WebMachineLearningNeuralNetwork",
-      ],
+      args: [...CHROMIUM_ARGS, "--enable-features=WebMachineLearningNeuralNetwork"],
       timeout: 60_000,
     });
     const b = browser;
