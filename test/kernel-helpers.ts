@@ -1,7 +1,7 @@
 // Helpers of the kernel tests: random inputs, buffers holding them, bitwise comparison and relative error.
 import assert from "node:assert/strict";
 import type { Backend, Buf, FloatArray } from "../src/backend/backend.js";
-import type { Rng } from "../src/util/rng.js";
+import { Rng } from "../src/util/rng.js";
 
 /** n numbers uniform in [−scale, scale). */
 export function randoms(rng: Rng, n: number, scale = 1): Float32Array {
@@ -52,4 +52,24 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 /** The same host numbers in a buffer of each of two backends: [a's buffers, b's buffers]. */
 export function bufferPairs(a: Backend, b: Backend, ...data: ArrayLike<number>[]): [Buf[], Buf[]] {
   return [data.map((d) => buf(a, d)), data.map((d) => buf(b, d))];
+}
+
+/**
+ * Rows for top-k checks: random values with many exact ties, a row of −∞ and NaN among numbers,
+ * all equal, and a long row (several of the GPU kernel's chunks); `seed` varies the values.
+ */
+export function rowsWithTies(seed: number): Float32Array[] {
+  const rng = new Rng(seed);
+  const coarse = (n: number) => Float32Array.from({ length: n }, () => Math.round(rng.normal() * 6) / 2);
+  const special = Float32Array.from([3, -Infinity, NaN, 3, 7, -Infinity, NaN, 0, 7, -2]);
+  return [coarse(1), coarse(37), special, new Float32Array(50).fill(1.5), coarse(10_000)];
+}
+
+/** The first k indices of a stable descending sort of `row` (NaN after every number). */
+export function sortedTopK(row: ArrayLike<number>, k: number): number[] {
+  const key = (i: number) => (Number.isNaN(row[i]) ? -Infinity : row[i]);
+  const nan = (i: number) => (Number.isNaN(row[i]) ? 1 : 0);
+  return Array.from({ length: row.length }, (_, i) => i)
+    .sort((a, b) => key(b) - key(a) || nan(a) - nan(b) || a - b)
+    .slice(0, k);
 }

@@ -8,7 +8,7 @@ import { dropoutUniform, type Backend, type Buf } from "../src/backend/backend.j
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { Rng } from "../src/util/rng.js";
 import { webgpuBackend } from "./webgpu.js";
-import { assertClose, bufferPairs } from "./kernel-helpers.js";
+import { assertClose, bufferPairs, rowsWithTies, sortedTopK } from "./kernel-helpers.js";
 
 const ref = new JsBackend("f64");
 const rng = new Rng(99);
@@ -281,5 +281,26 @@ if (typeof be === "string") {
     assert.throws(() => gpu.dropout(b, c, b, 0.5, 1.5), /integer/);
     assert.throws(() => gpu.dropout(b, b, c, 0.5, 1), /distinct/);
     freeAll([b, c], gpu);
+  });
+
+  test("readTopK: a stable descending sort's first k (one and two passes, ties, −∞, NaN, k past the GPU's rounds), 8 bytes per pick", async () => {
+    const webgpu = be as unknown as { gpu: { traffic: { download: number } } };
+    for (const row of rowsWithTies(8)) {
+      const buf = gpu.alloc(row.length + 5);
+      gpu.write(buf, row, 5);
+      for (const k of [1, 4, 40, 300]) {
+        const before = webgpu.gpu.traffic.download;
+        const got = await gpu.readTopK(buf, 5, row.length, k);
+        const want = sortedTopK(row, k);
+        assert.deepEqual([...got.ids], want, `n ${row.length}, k ${k}`);
+        assert.deepEqual([...got.values], want.map((j) => row[j]), `n ${row.length}, k ${k} values`);
+        const bytes = webgpu.gpu.traffic.download - before;
+        // Only a row with NaN (no GPU order for it) or k past the GPU's rounds comes back whole.
+        if (!row.some(Number.isNaN) && k <= 256) assert.equal(bytes, 8 * Math.min(k, row.length), `bytes read for k ${k}`);
+      }
+      await assert.rejects(gpu.readTopK(buf, 6, row.length, 1), /overflows/);
+      await assert.rejects(gpu.readTopK(buf, 5, row.length, 0), /k must be a whole number/);
+      gpu.free(buf);
+    }
   });
 }

@@ -174,14 +174,22 @@ if (typeof gpu === "string") {
     assert.ok(rel(a.norms, b.norms) < 1e-3, `gradient norms differ by ${rel(a.norms, b.norms)} relative`);
   });
 
-  test("speculative decoding on webgpu: the target's greedy output, with a draft model and with prompt lookup", async () => {
+  test("generation on webgpu: greedy and top-k tokens as on wasm, 8 bytes read back per greedy token; speculative decoding: the target's greedy output, with a draft model and with prompt lookup", async () => {
     const cfg = (dim: number, layers: number): LlamaConfig => ({
       vocab_size: 64, hidden_size: dim, intermediate_size: 2 * dim, num_hidden_layers: layers, num_attention_heads: 4,
       num_key_value_heads: 2, max_position_embeddings: 96, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
     });
     const target = Llama.init(gpu, cfg(32, 2), 3), draft = Llama.init(gpu, cfg(16, 1), 4);
     const prompt = [1, 5, 9, 5, 9, 5];
+    const read = gpu.gpu.traffic.download;
     const want = await collect(generateTokens(target, prompt, { temperature: 0, maxTokens: 40 }));
+    // Greedy decoding reads back the argmax alone (readTopK): 8 bytes per pass, not the row.
+    assert.equal(gpu.gpu.traffic.download - read, 8 * 40, "bytes read back for 40 greedy tokens");
+    const onWasm = Llama.init(wasm, cfg(32, 2), 3);
+    assert.deepEqual(await collect(generateTokens(onWasm, prompt, { temperature: 0, maxTokens: 40 })), want, "the same greedy tokens as wasm");
+    const sampled = { temperature: 0.9, topK: 8, topP: 0.9, maxTokens: 40, seed: 5 };
+    assert.deepEqual(await collect(generateTokens(target, prompt, sampled)), await collect(generateTokens(onWasm, prompt, sampled)), "top-k sampling as on wasm");
+    onWasm.dispose();
     for (const d of [draft, "ngram" as const]) {
       const got = await collect(speculativeTokens(target, prompt, { temperature: 0, maxTokens: 40, speculative: { draft: d, draftTokens: 3 } }));
       assert.deepEqual(got, want, `draft ${d === "ngram" ? "ngram" : "model"}`);

@@ -13,9 +13,10 @@
 //   overrun would silently corrupt a neighbouring tensor).
 // - Outputs may alias inputs only where stated (rope; elementwise ops); never for matmul.
 // - Kernels only enqueue work; what they write is visible to later kernels in call order. Numbers
-//   come back to the host only through `read`, `readInto`, `sum` and `sumSquares`, which are
+//   come back to the host only through `read`, `readInto`, `readTopK`, `sum` and `sumSquares`, which are
 //   asynchronous because a GPU returns them asynchronously (the CPU backends resolve at once).
 //   Host arrays passed to a kernel (token ids, targets) may be reused as soon as it returns.
+import type { TopK } from "./top-k.js";
 
 /** Numbers owned by a backend. Opaque to callers except for their count. */
 export interface Buf {
@@ -70,6 +71,12 @@ export interface Backend {
   read(buf: Buf, offset?: number, length?: number): Promise<FloatArray>;
   /** Copy `dst.length` numbers starting at `offset` (default 0) into `dst`: a host array the caller reuses. */
   readInto(buf: Buf, dst: FloatArray, offset?: number): Promise<void>;
+  /**
+   * The min(k, n) largest of the `n` numbers at `offset`, with their indices (relative to
+   * `offset`), largest first and equal values by lower index (backend/top-k.ts): a sampler's
+   * greedy or top-k choice without the whole row crossing to the host.
+   */
+  readTopK(buf: Buf, offset: number, n: number, k: number): Promise<TopK>;
   fill(buf: Buf, value: number): void;
   /** dst[dstOffset + i] = src[srcOffset + i] for i < n. */
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;

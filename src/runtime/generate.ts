@@ -3,7 +3,8 @@
 import type { FloatArray } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
 import { Rng } from "../util/rng.js";
-import { type SampleOptions, sampleToken, validateSampleOptions } from "./sample.js";
+import type { TopK } from "../backend/top-k.js";
+import { type SampleOptions, logitsNeeded, sampleToken, validateSampleOptions } from "./sample.js";
 import { Session } from "./session.js";
 
 export interface GenerateOptions extends SampleOptions {
@@ -42,13 +43,16 @@ export async function* generateTokens(model: Llama, prompt: number[], o: Generat
   // A cache for the positions this generation can reach, not the model's whole context.
   // Each step's logits are sampled before the next step: one reused host buffer serves them all.
   const session = new Session(model, { maxSeq: Math.min(window, prompt.length + o.maxTokens), reuseLogits: true });
+  // Greedy and top-k sampling need only the row's best few logits: a GPU sends back those alone.
+  const top = logitsNeeded(o, vocab);
+  const forward = (ids: number[]): Promise<FloatArray | TopK> => (top > 0 ? session.prefillTop(ids, top) : session.prefill(ids));
   // The context's last `window` tokens, recomputed from scratch: the start, and whenever the
   // context outgrows the model's positions (the window then slides, as without a cache).
-  const refill = async (): Promise<FloatArray> => {
+  const refill = async (): Promise<FloatArray | TopK> => {
     session.truncate(0);
     const t0 = performance.now();
     const ids = context.slice(-window);
-    const logits = await session.prefill(ids);
+    const logits = await forward(ids);
     stats.prefillSeconds += (performance.now() - t0) / 1000;
     stats.prefillTokens += ids.length;
     return logits;
@@ -64,7 +68,7 @@ export async function* generateTokens(model: Llama, prompt: number[], o: Generat
       if (session.position === window) logits = await refill();
       else {
         const t0 = performance.now();
-        logits = await session.decode(next);
+        logits = await forward([next]);
         stats.decodeSeconds += (performance.now() - t0) / 1000;
         stats.decodeTokens++;
       }

@@ -2,6 +2,7 @@
 // recent tokens, then the top-k, top-p and min-p filters (on probabilities at temperature 1),
 // then temperature, then a draw — or, at temperature 0, the argmax of the penalized logits.
 import type { Rng } from "../util/rng.js";
+import type { TopK } from "../backend/top-k.js";
 
 export interface SampleOptions {
   /** 0 = greedy (argmax). */
@@ -48,6 +49,20 @@ export function validateSampleOptions(o: SampleOptions): void {
   check(Number.isFinite(o.presencePenalty ?? 0), "presence penalty must be a finite number", o.presencePenalty);
 }
 
+const penalized = (o: SampleOptions): boolean => (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
+
+/**
+ * How many of a row's largest logits the sampler needs under `o` (Backend.readTopK brings just
+ * those back): 1 for greedy, k for top-k sampling; 0 when it needs the whole row — penalties
+ * change logits the top k may not hold, and without top-k the draw spans the vocabulary.
+ */
+export function logitsNeeded(o: SampleOptions, vocab: number): number {
+  if (penalized(o)) return 0;
+  if (o.temperature === 0) return 1;
+  const k = o.topK ?? 0;
+  return k > 0 && k < vocab ? k : 0;
+}
+
 /**
  * llama.cpp's penalties, in place, over the last `repeatLastN` tokens of `history`: a seen token's
  * logit is divided by the repeat penalty when positive and multiplied by it when negative (it gets
@@ -72,12 +87,17 @@ export function applyPenalties(logits: Float64Array, history: readonly number[],
  */
 export function filterCandidates(logits: ArrayLike<number>, o: SampleOptions): number[] {
   const n = logits.length;
-  let ids = Array.from({ length: n }, (_, i) => i);
-  const k = o.topK ?? 0, topP = o.topP ?? 1, minP = o.minP ?? 0;
-  if (k > 0 && k < n) ids = ids.sort((a, b) => logits[b] - logits[a]).slice(0, k);
+  const ids = Array.from({ length: n }, (_, i) => i);
+  const k = o.topK ?? 0;
+  return filterByMass(k > 0 && k < n ? ids.sort((a, b) => logits[b] - logits[a]).slice(0, k) : ids, (i) => logits[i], o);
+}
+
+/** The top-p and min-p filters over candidates `ids` (`logit`: a candidate's logit). */
+function filterByMass(ids: number[], logit: (i: number) => number, o: SampleOptions): number[] {
+  const topP = o.topP ?? 1, minP = o.minP ?? 0;
   if (topP < 1) {
-    ids = ids.sort((a, b) => logits[b] - logits[a]);
-    const probs = softmaxOf(logits, ids);
+    ids = ids.sort((a, b) => logit(b) - logit(a));
+    const probs = softmaxOf(ids.map(logit));
     // The smallest prefix whose mass reaches p (at least one token).
     let mass = 0, keep = ids.length;
     for (let j = 0; j < ids.length; j++) {
@@ -92,18 +112,18 @@ export function filterCandidates(logits: ArrayLike<number>, o: SampleOptions): n
   if (minP > 0) {
     // p_i ≥ minP·p_max ⇔ logit_i ≥ max + ln(minP); the best token always survives.
     let max = -Infinity;
-    for (const i of ids) max = Math.max(max, logits[i]);
+    for (const i of ids) max = Math.max(max, logit(i));
     const threshold = max + Math.log(minP);
-    ids = ids.filter((i) => logits[i] >= threshold);
+    ids = ids.filter((i) => logit(i) >= threshold);
   }
   return ids;
 }
 
-/** softmax(logits) restricted to `ids`, in their order. */
-function softmaxOf(logits: ArrayLike<number>, ids: number[]): number[] {
+/** softmax of `logits`. */
+function softmaxOf(logits: number[]): number[] {
   let max = -Infinity;
-  for (const i of ids) max = Math.max(max, logits[i]);
-  const w = ids.map((i) => Math.exp(logits[i] - max));
+  for (const x of logits) max = Math.max(max, x);
+  const w = logits.map((x) => Math.exp(x - max));
   const z = w.reduce((a, b) => a + b, 0);
   return w.map((x) => x / z);
 }
@@ -119,10 +139,20 @@ export function candidateProbs(logits: ArrayLike<number>, o: SampleOptions, hist
   return { ids, probs: weights.map((w) => w / total) };
 }
 
-/** candidateProbs before normalization: exp((logit − max) / temperature) per candidate. */
-function candidateWeights(logits: ArrayLike<number>, o: SampleOptions, history: readonly number[]): { ids: number[]; weights: number[] } {
-  const penalties = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
-  if (o.temperature === 0 && !penalties) return { ids: [argmax(logits)], weights: [1] }; // no copy needed
+/**
+ * candidateProbs before normalization: exp((logit − max) / temperature) per candidate. `logits`:
+ * the row, or its best logitsNeeded(o) (ranked, as the row's own top-k sort ranks them).
+ */
+function candidateWeights(logits: ArrayLike<number> | TopK, o: SampleOptions, history: readonly number[]): { ids: number[]; weights: number[] } {
+  if ("ids" in logits) {
+    if (penalized(o)) throw new Error("sampling: penalties need the whole row of logits, not its top k");
+    if (o.temperature === 0) return { ids: [logits.ids[0]], weights: [1] };
+    // Positions in the ranked list stand for the tokens: the filters see them in the same order.
+    const kept = filterByMass(Array.from(logits.ids, (_, j) => j), (j) => logits.values[j], o);
+    const max = logits.values[kept[0]] ?? 0;
+    return { ids: kept.map((j) => logits.ids[j]), weights: kept.map((j) => Math.exp((logits.values[j] - max) / o.temperature)) };
+  }
+  if (o.temperature === 0 && !penalized(o)) return { ids: [argmax(logits)], weights: [1] }; // no copy needed
   const x = Float64Array.from(logits);
   applyPenalties(x, history, o);
   if (o.temperature === 0) return { ids: [argmax(x)], weights: [1] };
@@ -155,8 +185,11 @@ export function drawFrom(weights: ArrayLike<number>, rng: Rng): number {
   return last; // rounding left r ≥ 0 after the last term
 }
 
-/** The next token. `history` (prompt and generated ids so far) feeds the penalties. */
-export function sampleToken(logits: ArrayLike<number>, o: SampleOptions, rng: Rng, history: readonly number[] = []): number {
+/**
+ * The next token. `history` (prompt and generated ids so far) feeds the penalties. `logits`: the
+ * row, or the row's best logitsNeeded(o) (Backend.readTopK).
+ */
+export function sampleToken(logits: ArrayLike<number> | TopK, o: SampleOptions, rng: Rng, history: readonly number[] = []): number {
   const { ids, weights } = candidateWeights(logits, o, history);
   if (o.temperature === 0) return ids[0]; // greedy: no draw, the generator stays where it was
   return ids[drawFrom(weights, rng)];

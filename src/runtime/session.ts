@@ -3,6 +3,7 @@
 // that token alone instead of the whole context. The cache can be rolled back to any earlier
 // position (a rejected draft in speculative decoding, an edited prompt).
 import type { FloatArray } from "../backend/backend.js";
+import type { TopK } from "../backend/top-k.js";
 import { type Attend, Llama } from "../nn/llama.js";
 import { headDim } from "../nn/config.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -79,6 +80,24 @@ export class Session {
    * issued before this returns; the promise brings its logits back to the host.
    */
   prefill(tokens: ArrayLike<number>, opts: PrefillOptions = {}): Promise<FloatArray> {
+    return this.pass(tokens, opts.allLogits ?? false, (logits) => this.hostLogits(logits));
+  }
+
+  /** One new token: its logits [vocab]. */
+  decode(token: number): Promise<FloatArray> {
+    return this.prefill([token]);
+  }
+
+  /**
+   * prefill, bringing back only the k largest logits of the last position with their token ids
+   * (Backend.readTopK: what greedy and top-k sampling need, 8·k bytes from a GPU).
+   */
+  prefillTop(tokens: ArrayLike<number>, k: number): Promise<TopK> {
+    return this.pass(tokens, false, (logits) => logits.backend.readTopK(logits.data, 0, logits.size, k));
+  }
+
+  /** Run the pass and `read` its logits; the logits tensor is freed once read. */
+  private pass<T>(tokens: ArrayLike<number>, allLogits: boolean, read: (logits: Tensor) => Promise<T>): Promise<T> {
     const c = this.model.config;
     const n = tokens.length;
     if (n === 0) throw new Error("session: prefill needs at least one token");
@@ -94,21 +113,16 @@ export class Session {
     };
     // On one backend the whole pass is issued here, before this returns; a model that spans
     // backends issues each stretch as the hidden state arrives.
-    const pass = this.model.forwardAcross(ids, 1, n, { posOffset: pos, attend, lastOnly: !opts.allLogits });
+    const pass = this.model.forwardAcross(ids, 1, n, { posOffset: pos, attend, lastOnly: !allLogits });
     // Only a pass that was issued advances the position; rows written by a failed one are never read.
     this.pos += n;
     return pass.then(
-      (logits) => this.hostLogits(logits).finally(() => logits.dispose()),
+      (logits) => read(logits).finally(() => logits.dispose()),
       (e) => {
         if (this.pos === pos + n) this.pos = pos; // a later stretch failed: nothing after pos counts
         throw e;
       },
     );
-  }
-
-  /** One new token: its logits [vocab]. */
-  decode(token: number): Promise<FloatArray> {
-    return this.prefill([token]);
   }
 
   /** Roll the cache back to `pos` positions (0 ≤ pos ≤ position); later rows are overwritten as needed. */

@@ -2,6 +2,7 @@
 // speed; by default it computes in float64 so that finite-difference gradient checks are precise.
 import { type Backend, type BlockQuantType, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, dropoutUniform, quantRowBytes } from "../backend.js";
 import { fakeQuantizeRowsValues, fakeQuantizeValues } from "../fake-quant.js";
+import { type TopK, topKOf } from "../top-k.js";
 import { checkQuantized, checkQuantizedWrite, f16Values, quantizedValues } from "../quantized-blocks.js";
 
 class JsBuf implements Buf {
@@ -50,6 +51,11 @@ export class JsBackend implements Backend {
     const d = a(buf);
     if (offset + dst.length > d.length) throw new Error(`read of ${dst.length} at ${offset} overflows buffer of ${d.length}`);
     dst.set(d.subarray(offset, offset + dst.length));
+  }
+  async readTopK(buf: Buf, offset: number, n: number, k: number): Promise<TopK> {
+    const d = a(buf);
+    if (offset + n > d.length) throw new Error(`top-k of ${n} at ${offset} overflows buffer of ${d.length}`);
+    return topKOf(d, k, offset, n);
   }
   fill(buf: Buf, value: number): void {
     a(buf).fill(value);

@@ -6,6 +6,7 @@
 import { type Backend, type BlockQuantType, type Buf, type FloatArray, type KdParams, type QBuf, type QuantType, KD_STATS, quantRowBytes } from "../backend.js";
 import { checkQuantized, checkQuantizedWrite } from "../quantized-blocks.js";
 import { fakeQuantizeRowsValues, fakeQuantizeValues } from "../fake-quant.js";
+import { type TopK, topKOf } from "../top-k.js";
 import { kernelModule, resolveKernels, type KernelChoice, type KernelFlavour } from "./kernel-flavour.js";
 import type { WorkerKernel } from "./thread-worker.js";
 
@@ -369,6 +370,12 @@ export class WasmBackend implements Backend {
     if (!isCount(offset) || offset + dst.length > buf.length) throw new RangeError(`read of ${dst.length} at ${offset} overflows buffer of ${buf.length}`);
     const start = (this.p(buf, 0, "read source") >>> 2) + offset;
     dst.set(this.f32.subarray(start, start + dst.length));
+  }
+
+  async readTopK(buf: Buf, offset: number, n: number, k: number): Promise<TopK> {
+    if (!isCount(offset) || !isCount(n) || offset + n > buf.length) throw new RangeError(`top-k of ${n} at ${offset} overflows buffer of ${buf.length}`);
+    // Straight from WebAssembly memory: the row is not copied.
+    return topKOf(this.f32, k, (this.p(buf, 0, "top-k source") >>> 2) + offset, n);
   }
 
   fill(buf: Buf, value: number): void {

@@ -14,6 +14,8 @@ import * as attention from "./kernels/attention.js";
 import * as loss from "./kernels/loss.js";
 import * as optimizer from "./kernels/optimizer.js";
 import * as fakeQuant from "./kernels/fake-quant.js";
+import * as topK from "./kernels/top-k.js";
+import { type TopK, topKOf } from "../top-k.js";
 
 const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
 
@@ -71,6 +73,15 @@ export class WebGpuBackend implements Backend {
     if (!isCount(offset) || offset + dst.length > buf.length) throw new RangeError(`read of ${dst.length} at ${offset} overflows buffer of ${buf.length}`);
     const b = this.b(buf, 0, "read source");
     dst.set(new Float32Array(await this.gpu.readBytes(b.buffer, 4 * offset, 4 * dst.length)));
+  }
+
+  async readTopK(buf: Buf, offset: number, n: number, k: number): Promise<TopK> {
+    if (!isCount(offset) || !isCount(n) || offset + n > buf.length) throw new RangeError(`top-k of ${n} at ${offset} overflows buffer of ${buf.length}`);
+    if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k: k must be a whole number ≥ 1 (got ${k})`);
+    const b = this.b(buf, 0, "top-k source");
+    // k rounds per selection: past a few hundred, reading the row back costs less.
+    if (k > topK.MAX_ROUNDS) return topKOf(await this.read(buf, offset, n), k);
+    return topK.topK(this.gpu, b, offset, n, k);
   }
 
   fill(buf: Buf, value: number): void {
