@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { Tensor, backward, scope } from "../src/tensor/tensor.js";
 import * as op from "../src/tensor/ops.js";
+import * as moe from "../src/tensor/moe-ops.js";
 import { Llama, ropeTables } from "../src/nn/llama.js";
 import { Rng } from "../src/util/rng.js";
 import type { LlamaConfig } from "../src/nn/config.js";
@@ -125,6 +126,63 @@ test("cross-entropy with ignored rows", async () => {
   await gradcheck("meanLoss", [logits], () => op.meanLoss(op.crossEntropy(logits, targets), targets));
   const l = await scope(() => op.crossEntropy(logits, targets).toArray());
   assert.equal(l[1], 0);
+});
+
+test("softmax and logsumexp", async () => {
+  const x = param([3, 5]);
+  await gradcheck("softmax", [x], () => op.softmax(x));
+  await gradcheck("logSumExp", [x], () => op.logSumExp(x));
+});
+
+test("top-k routing: renormalised weights of the chosen experts", async () => {
+  const logits = param([6, 5]);
+  for (const k of [1, 2, 5]) await gradcheck(`topKRouting k=${k}`, [logits], () => moe.topKRouting(op.softmax(logits), k).weights);
+  const { weights, ids } = moe.topKRouting(op.softmax(logits), 2);
+  const [w, id, p] = await Promise.all([weights.toArray(), ids.toArray(), op.softmax(logits).toArray()]);
+  for (let t = 0; t < 6; t++) {
+    const row = Array.from(p.subarray(t * 5, t * 5 + 5));
+    const order = row.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map(([, i]) => i);
+    assert.deepEqual([id[2 * t], id[2 * t + 1]], order.slice(0, 2));
+    const s = row[order[0]] + row[order[1]];
+    assert.ok(Math.abs(w[2 * t] - row[order[0]] / s) < 1e-12 && Math.abs(w[2 * t] + w[2 * t + 1] - 1) < 1e-12);
+  }
+});
+
+test("expert projections, shared and per-slot inputs, and the weighted combine", async () => {
+  const T = 4, E = 3, k = 2, d = 5, f = 6;
+  const logits = param([T, E]), x = param([T, d]), w1 = param([E, f, d], 0.5), w2 = param([E, d, f], 0.5);
+  const route = () => moe.topKRouting(op.softmax(logits), k);
+  await gradcheck("experts (shared input)", [x, w1], () => moe.experts(x, w1, route(), E));
+  const slots = param([T * k, f]);
+  await gradcheck("experts (input per slot)", [slots, w2], () => moe.experts(slots, w2, route(), E));
+  const outs = param([T * k, d]);
+  await gradcheck("combineExperts", [outs, logits], () => moe.combineExperts(outs, route()));
+  await gradcheck("a whole MoE FFN", [x, logits, w1, w2], () => {
+    const r = route();
+    return moe.combineExperts(moe.experts(op.swiglu(moe.experts(x, w1, r, E), moe.experts(x, w1, r, E)), w2, r, E), r);
+  });
+});
+
+test("load-balancing and z losses", async () => {
+  const E = 4, a = param([5, E]), b = param([3, E]);
+  const counts = () => {
+    const c = moe.expertCounts(moe.topKRouting(op.softmax(a), 2).ids, E);
+    be.moeCounts(c.data, moe.topKRouting(op.softmax(b), 2).ids.data, 3 * 2, E);
+    return c;
+  };
+  await gradcheck("loadBalancingLoss", [a, b], () => moe.loadBalancingLoss([op.softmax(a), op.softmax(b)], counts()));
+  await gradcheck("z-loss", [a, b], () => moe.scaledSumOfSquares([op.logSumExp(a), op.logSumExp(b)], 1 / 8));
+  // The definition: E · Σᵢ fᵢ·Pᵢ over both layers' rows together.
+  const [pa, pb, c, aux] = await Promise.all([op.softmax(a).toArray(), op.softmax(b).toArray(), counts().toArray(), moe.loadBalancingLoss([op.softmax(a), op.softmax(b)], counts()).item()]);
+  let want = 0;
+  for (let i = 0; i < E; i++) {
+    let P = 0;
+    for (let t = 0; t < 5; t++) P += pa[t * E + i];
+    for (let t = 0; t < 3; t++) P += pb[t * E + i];
+    want += (c[i] / 8) * (P / 8);
+  }
+  assert.ok(Math.abs(aux - E * want) < 1e-12, `aux ${aux} vs ${E * want}`);
+  assert.equal(Array.from(c).reduce((s, v) => s + v, 0), 16);
 });
 
 test("whole GQA model, tied and untied", async () => {

@@ -221,6 +221,56 @@ export interface Backend {
   distillSparse(losses: Buf, stats: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, targets: Int32Array, rows: number, vocab: number, k: number, kd: KdParams): void;
   distillSparseBackward(dStudent: Buf, student: Buf, teacherIds: Int32Array, teacherLogProbs: Buf, stats: Buf, targets: Int32Array, dLosses: Buf, rows: number, vocab: number, k: number, kd: KdParams): void;
 
+  // ---- mixture of experts ---------------------------------------------------------------------
+  // A sparse MoE layer (nn/moe.ts) routes each token to k of E experts. The routing stays on the
+  // backend: expert ids are numbers in a Buf (exact integers), and the expert kernels read them
+  // there, as ggml's mul_mat_id does, so no forward pass waits for the host.
+  /** out[r, :] = softmax(x[r, :]) for `rows` rows of `cols`. out may alias x. */
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void;
+  /** dx[r, :] += y[r, :] ⊙ (dOut[r, :] − Σ_c dOut[r, c]·y[r, c]), y = softmax(x) as softmax wrote it. */
+  softmaxBackward(dx: Buf, dOut: Buf, y: Buf, rows: number, cols: number): void;
+  /** out[r] = log Σ_c exp(x[r, c]) (max-shifted). */
+  logSumExp(out: Buf, x: Buf, rows: number, cols: number): void;
+  /** dx[r, c] += dOut[r] · exp(x[r, c] − lse[r]). */
+  logSumExpBackward(dx: Buf, dOut: Buf, x: Buf, lse: Buf, rows: number, cols: number): void;
+  /**
+   * Top-k routing of router probabilities probs [rows, experts] (Mixtral's): ids[r·k + j] is the
+   * expert of rank j in row r (largest first, equal values by lower index; k ≤ experts) and
+   * weights[r·k + j] = probs[r, ids[r·k + j]] / s_r, s_r = Σ_j probs[r, ids[r·k + j]]: the chosen
+   * probabilities renormalised to sum 1.
+   */
+  moeTopK(weights: Buf, ids: Buf, probs: Buf, rows: number, experts: number, k: number): void;
+  /** dProbs[r, ids[r·k + j]] += (dWeights[r·k + j] − Σ_i dWeights[r·k + i]·weights[r·k + i]) / s_r. */
+  moeTopKBackward(dProbs: Buf, dWeights: Buf, probs: Buf, weights: Buf, ids: Buf, rows: number, experts: number, k: number): void;
+  /** counts[e] += how many of the n ids are e, for e < experts (the layer's expert load). */
+  moeCounts(counts: Buf, ids: Buf, n: number, experts: number): void;
+  /**
+   * Expert projections (ggml's mul_mat_id): for row r < rows and slot j < k, with e = ids[r·k + j],
+   * out[r·k + j, :] = x[xr, :] · W_eᵀ. W [experts, n, kin] stacks the experts' [n, kin] matrices;
+   * xr = r when the k slots share their row's input (xPerSlot false: x is [rows, kin]), or r·k + j
+   * (xPerSlot true: x is [rows·k, kin]). out: [rows·k, n]. Each expert's rows are one GEMM on the
+   * CPU backends: every routed row is computed (dropless), no expert is run for rows it did not get.
+   */
+  matmulExperts(out: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void;
+  /**
+   * Backward of matmulExperts: dx[xr, :] += dOut[r·k + j, :] · W_e and dW_e += dOut[r·k + j, :]ᵀ x[xr, :].
+   * A null dx or dw is not computed (a frozen side).
+   */
+  matmulExpertsBackward(dx: Buf | null, dw: Buf | null, dOut: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void;
+  /**
+   * matmulExperts with quantized experts (inference): W is the QBuf [experts·n, kin], expert e its
+   * rows [e·n, (e+1)·n) — llama.cpp's ffn_*_exps tensors as they are — dequantized on the fly as
+   * matmulQuantized does (llama.cpp's numerics mode included).
+   */
+  matmulExpertsQuantized(out: Buf, x: Buf, w: QBuf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void;
+  /**
+   * out[r, :] = (accumulate ? out[r, :] : 0) + Σ_j weights[r·k + j] · slots[r·k + j, :]: the routed
+   * experts' outputs [rows·k, dim] mixed by their weights [rows·k] into [rows, dim].
+   */
+  moeCombine(out: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number, accumulate: boolean): void;
+  /** dSlots[r·k + j, :] += weights[r·k + j] · dOut[r, :]; dWeights[r·k + j] += dOut[r, :] · slots[r·k + j, :]. */
+  moeCombineBackward(dSlots: Buf, dWeights: Buf, dOut: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number): void;
+
   // ---- optimizer -------------------------------------------------------------------------------
   /**
    * One AdamW step, exactly PyTorch's torch.optim.AdamW (decoupled decay applied first):

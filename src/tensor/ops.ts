@@ -325,3 +325,23 @@ export function distillLosses(student: Tensor, teacher: Tensor | SparseTeacher, 
     be.distillSparseBackward(student.ensureGrad(), student.data, ids, logProbs.data, stats, targets, losses.grad!, rows, vocab, k, kd),
   );
 }
+
+// ---- softmax -------------------------------------------------------------------------------------
+
+/** softmax over the last dimension. */
+export function softmax(x: Tensor): Tensor {
+  const be = x.backend;
+  const rows = rowsOf(x), cols = lastDim(x);
+  const y = Tensor.zeros(be, x.shape);
+  be.softmax(y.data, x.data, rows, cols);
+  return record(y, [x], () => be.softmaxBackward(x.ensureGrad(), y.grad!, y.data, rows, cols));
+}
+
+/** log Σ exp over the last dimension: [..., C] → [...]. */
+export function logSumExp(x: Tensor): Tensor {
+  const be = x.backend;
+  const rows = rowsOf(x), cols = lastDim(x);
+  const y = Tensor.zeros(be, x.shape.length > 1 ? x.shape.slice(0, -1) : [1]);
+  be.logSumExp(y.data, x.data, rows, cols);
+  return record(y, [x], () => be.logSumExpBackward(x.ensureGrad(), y.grad!, x.data, y.data, rows, cols));
+}

@@ -500,6 +500,139 @@ export class JsBackend implements Backend {
     for (let i = 0; i < o.length; i++) o[i] += d[i] * M[i];
   }
 
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = a(out), X = a(x);
+    for (let r = 0; r < rows; r++) {
+      const off = r * cols;
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, X[off + c]);
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += Math.exp(X[off + c] - max);
+      for (let c = 0; c < cols; c++) o[off + c] = Math.exp(X[off + c] - max) / sum;
+    }
+  }
+  softmaxBackward(dx: Buf, dOut: Buf, y: Buf, rows: number, cols: number): void {
+    const g = a(dx), d = a(dOut), Y = a(y);
+    for (let r = 0; r < rows; r++) {
+      const off = r * cols;
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += d[off + c] * Y[off + c];
+      for (let c = 0; c < cols; c++) g[off + c] += Y[off + c] * (d[off + c] - dot);
+    }
+  }
+  logSumExp(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = a(out), X = a(x);
+    for (let r = 0; r < rows; r++) {
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, X[r * cols + c]);
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += Math.exp(X[r * cols + c] - max);
+      o[r] = max + Math.log(sum);
+    }
+  }
+  logSumExpBackward(dx: Buf, dOut: Buf, x: Buf, lse: Buf, rows: number, cols: number): void {
+    const g = a(dx), d = a(dOut), X = a(x), L = a(lse);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) g[r * cols + c] += d[r] * Math.exp(X[r * cols + c] - L[r]);
+  }
+  moeTopK(weights: Buf, ids: Buf, probs: Buf, rows: number, experts: number, k: number): void {
+    if (!(k >= 1 && k <= experts)) throw new RangeError(`js backend: top-${k} routing over ${experts} experts`);
+    const W = a(weights), I = a(ids), P = a(probs);
+    for (let r = 0; r < rows; r++) {
+      // topKOf's values are f32: the float64 probabilities are read back by id.
+      const top = topKOf(P, k, r * experts, experts);
+      let s = 0;
+      for (let j = 0; j < k; j++) s += P[r * experts + top.ids[j]];
+      for (let j = 0; j < k; j++) {
+        I[r * k + j] = top.ids[j];
+        W[r * k + j] = P[r * experts + top.ids[j]] / s;
+      }
+    }
+  }
+  moeTopKBackward(dProbs: Buf, dWeights: Buf, probs: Buf, weights: Buf, ids: Buf, rows: number, experts: number, k: number): void {
+    const dP = a(dProbs), dW = a(dWeights), P = a(probs), W = a(weights), I = a(ids);
+    for (let r = 0; r < rows; r++) {
+      let s = 0, dot = 0;
+      for (let j = 0; j < k; j++) {
+        s += P[r * experts + this.expertId(I[r * k + j], experts)];
+        dot += dW[r * k + j] * W[r * k + j];
+      }
+      for (let j = 0; j < k; j++) dP[r * experts + I[r * k + j]] += (dW[r * k + j] - dot) / s;
+    }
+  }
+  moeCounts(counts: Buf, ids: Buf, n: number, experts: number): void {
+    const C = a(counts), I = a(ids);
+    for (let i = 0; i < n; i++) C[this.expertId(I[i], experts)]++;
+  }
+  matmulExperts(out: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const O = a(out), X = a(x), Wt = a(w), I = a(ids);
+    for (let s = 0; s < rows * k; s++) {
+      const e = this.expertId(I[s], experts), xr = xPerSlot ? s : Math.floor(s / k);
+      for (let o = 0; o < n; o++) {
+        let sum = 0;
+        for (let c = 0; c < kin; c++) sum += X[xr * kin + c] * Wt[(e * n + o) * kin + c];
+        O[s * n + o] = sum;
+      }
+    }
+  }
+  matmulExpertsBackward(dx: Buf | null, dw: Buf | null, dOut: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const D = a(dOut), X = a(x), Wt = a(w), I = a(ids);
+    const DX = dx ? a(dx) : null, DW = dw ? a(dw) : null;
+    for (let s = 0; s < rows * k; s++) {
+      const e = this.expertId(I[s], experts), xr = xPerSlot ? s : Math.floor(s / k);
+      for (let o = 0; o < n; o++) {
+        const g = D[s * n + o];
+        for (let c = 0; c < kin; c++) {
+          if (DX) DX[xr * kin + c] += g * Wt[(e * n + o) * kin + c];
+          if (DW) DW[(e * n + o) * kin + c] += g * X[xr * kin + c];
+        }
+      }
+    }
+  }
+  matmulExpertsQuantized(out: Buf, x: Buf, w: QBuf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const q = w as JsQBuf;
+    if (q.bytes === null) throw new Error("js backend: quantized matrix used after free");
+    if (q.rows !== experts * n || q.cols !== kin) throw new RangeError(`js backend: quantized experts are [${q.rows}, ${q.cols}], the call needs [${experts}·${n}, ${kin}]`);
+    const rowBytes = quantRowBytes(q.type, kin), I = a(ids), X = a(x);
+    // Each slot: its expert's rows as a quantized matrix of their own, through matmulQuantized.
+    const xRow = this.alloc(kin), slot = this.alloc(n);
+    for (let s = 0; s < rows * k; s++) {
+      const e = this.expertId(I[s], experts), xr = xPerSlot ? s : Math.floor(s / k);
+      a(xRow).set(X.subarray(xr * kin, (xr + 1) * kin));
+      const expert = new JsQBuf(q.type, n, kin, q.bytes.subarray(e * n * rowBytes, (e + 1) * n * rowBytes));
+      this.matmulQuantized(slot, xRow, expert, 1, n, kin, false);
+      a(out).set(a(slot), s * n);
+    }
+    this.free(xRow);
+    this.free(slot);
+  }
+  moeCombine(out: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number, accumulate: boolean): void {
+    const O = a(out), S = a(slots), W = a(weights);
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < dim; c++) {
+        let sum = 0;
+        for (let j = 0; j < k; j++) sum += W[r * k + j] * S[(r * k + j) * dim + c];
+        O[r * dim + c] = accumulate ? O[r * dim + c] + sum : sum;
+      }
+  }
+  moeCombineBackward(dSlots: Buf, dWeights: Buf, dOut: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number): void {
+    const dS = a(dSlots), dW = a(dWeights), D = a(dOut), S = a(slots), W = a(weights);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < k; j++) {
+        const s = r * k + j;
+        let dot = 0;
+        for (let c = 0; c < dim; c++) {
+          dS[s * dim + c] += W[s] * D[r * dim + c];
+          dot += D[r * dim + c] * S[s * dim + c];
+        }
+        dW[s] += dot;
+      }
+  }
+  /** An expert id read from an ids buffer, checked: a bad id must not index another expert's weights. */
+  private expertId(v: number, experts: number): number {
+    if (!(Number.isInteger(v) && v >= 0 && v < experts)) throw new RangeError(`js backend: expert id ${v} out of range [0, ${experts})`);
+    return v;
+  }
+
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const P = a(param), G = a(grad), M = a(m), V = a(v);
     const bc1 = 1 - Math.pow(beta1, step), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));

@@ -665,6 +665,44 @@ export class WasmBackend implements Backend {
 
   // ---- optimizer ------------------------------------------------------------------------------
 
+  // MOE-PLACEHOLDER-BEGIN (replaced by the real kernels in this change)
+  softmax(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
+    throw new Error("wasm backend: softmax is not built yet");
+  }
+  softmaxBackward(_dx: Buf, _dOut: Buf, _y: Buf, _rows: number, _cols: number): void {
+    throw new Error("wasm backend: softmaxBackward is not built yet");
+  }
+  logSumExp(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
+    throw new Error("wasm backend: logSumExp is not built yet");
+  }
+  logSumExpBackward(_dx: Buf, _dOut: Buf, _x: Buf, _lse: Buf, _rows: number, _cols: number): void {
+    throw new Error("wasm backend: logSumExpBackward is not built yet");
+  }
+  moeTopK(_weights: Buf, _ids: Buf, _probs: Buf, _rows: number, _experts: number, _k: number): void {
+    throw new Error("wasm backend: moeTopK is not built yet");
+  }
+  moeTopKBackward(_dProbs: Buf, _dWeights: Buf, _probs: Buf, _weights: Buf, _ids: Buf, _rows: number, _experts: number, _k: number): void {
+    throw new Error("wasm backend: moeTopKBackward is not built yet");
+  }
+  moeCounts(_counts: Buf, _ids: Buf, _n: number, _experts: number): void {
+    throw new Error("wasm backend: moeCounts is not built yet");
+  }
+  matmulExperts(_out: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("wasm backend: matmulExperts is not built yet");
+  }
+  matmulExpertsBackward(_dx: Buf | null, _dw: Buf | null, _dOut: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("wasm backend: matmulExpertsBackward is not built yet");
+  }
+  matmulExpertsQuantized(_out: Buf, _x: Buf, _w: QBuf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("wasm backend: matmulExpertsQuantized is not built yet");
+  }
+  moeCombine(_out: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number, _accumulate: boolean): void {
+    throw new Error("wasm backend: moeCombine is not built yet");
+  }
+  moeCombineBackward(_dSlots: Buf, _dWeights: Buf, _dOut: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number): void {
+    throw new Error("wasm backend: moeCombineBackward is not built yet");
+  }
+  // MOE-PLACEHOLDER-END
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const n = param.length;
     const stepSize = lr / (1 - Math.pow(beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));

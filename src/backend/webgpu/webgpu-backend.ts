@@ -248,6 +248,44 @@ export class WebGpuBackend implements Backend {
 
   // ---- optimizer ----------------------------------------------------------------------------
 
+  // MOE-PLACEHOLDER-BEGIN (replaced by the real kernels in this change)
+  softmax(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
+    throw new Error("webgpu backend: softmax is not built yet");
+  }
+  softmaxBackward(_dx: Buf, _dOut: Buf, _y: Buf, _rows: number, _cols: number): void {
+    throw new Error("webgpu backend: softmaxBackward is not built yet");
+  }
+  logSumExp(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
+    throw new Error("webgpu backend: logSumExp is not built yet");
+  }
+  logSumExpBackward(_dx: Buf, _dOut: Buf, _x: Buf, _lse: Buf, _rows: number, _cols: number): void {
+    throw new Error("webgpu backend: logSumExpBackward is not built yet");
+  }
+  moeTopK(_weights: Buf, _ids: Buf, _probs: Buf, _rows: number, _experts: number, _k: number): void {
+    throw new Error("webgpu backend: moeTopK is not built yet");
+  }
+  moeTopKBackward(_dProbs: Buf, _dWeights: Buf, _probs: Buf, _weights: Buf, _ids: Buf, _rows: number, _experts: number, _k: number): void {
+    throw new Error("webgpu backend: moeTopKBackward is not built yet");
+  }
+  moeCounts(_counts: Buf, _ids: Buf, _n: number, _experts: number): void {
+    throw new Error("webgpu backend: moeCounts is not built yet");
+  }
+  matmulExperts(_out: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("webgpu backend: matmulExperts is not built yet");
+  }
+  matmulExpertsBackward(_dx: Buf | null, _dw: Buf | null, _dOut: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("webgpu backend: matmulExpertsBackward is not built yet");
+  }
+  matmulExpertsQuantized(_out: Buf, _x: Buf, _w: QBuf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
+    throw new Error("webgpu backend: matmulExpertsQuantized is not built yet");
+  }
+  moeCombine(_out: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number, _accumulate: boolean): void {
+    throw new Error("webgpu backend: moeCombine is not built yet");
+  }
+  moeCombineBackward(_dSlots: Buf, _dWeights: Buf, _dOut: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number): void {
+    throw new Error("webgpu backend: moeCombineBackward is not built yet");
+  }
+  // MOE-PLACEHOLDER-END
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const n = param.length;
     optimizer.adamw(this.gpu, this.b(param, n, "param"), this.b(grad, n, "grad"), this.b(m, n, "m"), this.b(v, n, "v"), lr, beta1, beta2, eps, weightDecay, step, n);
