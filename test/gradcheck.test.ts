@@ -6,6 +6,7 @@ import { Tensor, backward, scope } from "../src/tensor/tensor.js";
 import * as op from "../src/tensor/ops.js";
 import * as moe from "../src/tensor/moe-ops.js";
 import { Llama, ropeTables } from "../src/nn/llama.js";
+import { RoutingLog } from "../src/nn/moe.js";
 import { Rng } from "../src/util/rng.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 
@@ -198,4 +199,22 @@ test("whole GQA model, tied and untied", async () => {
     const ps = model.parameters().map(([, t]) => t);
     await gradcheck(`model tie=${tie}`, ps, () => op.crossEntropy(model.forward(ids, 2, 4), targets), 1e-6, 1e-5);
   }
+});
+
+test("whole MoE model with its router losses (E=4, k=2)", async () => {
+  const config: LlamaConfig = {
+    vocab_size: 11, hidden_size: 8, intermediate_size: 6, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, max_position_embeddings: 8, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+    num_local_experts: 4, num_experts_per_tok: 2, router_aux_loss_coef: 0.3, router_z_loss_coef: 0.2,
+  };
+  const model = Llama.init(be, config, 7);
+  for (const [, t] of model.parameters()) be.write(t.data, randn(t.size, 0.3));
+  const ids = new Int32Array([1, 4, 2, 9, 3, 3, 0, 10]);
+  const targets = new Int32Array([4, 2, 9, 3, 3, 0, 10, 5]);
+  const ps = model.parameters().map(([, t]) => t);
+  await gradcheck("MoE model", ps, () => {
+    const routing = new RoutingLog(4);
+    const loss = model.loss(ids, targets, 2, 4, { routing });
+    return op.add(loss, routing.loss(config).loss);
+  }, 1e-6, 1e-5);
 });

@@ -10,6 +10,7 @@ import { Llama } from "../nn/llama.js";
 import { type LlamaConfig, normalizeConfig, parameterNames, toHfConfigJson } from "../nn/config.js";
 import type { NamedTensors } from "../format/host-tensor.js";
 import { parseSafetensors, serializeSafetensors } from "../format/safetensors.js";
+import { splitExperts, stackExperts } from "./hf-experts.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Llama2cTokenizer } from "../tokenizer/llama2c-tokenizer.js";
 import { SpmTokenizer } from "../tokenizer/spm.js";
@@ -27,13 +28,13 @@ export const TOKENIZER_FILE = "bonsai-tokenizer.json";
 const utf8 = new TextEncoder();
 export const jsonFile = (name: string, value: unknown): CheckpointFile => ({ name, bytes: utf8.encode(JSON.stringify(value, null, 2) + "\n") });
 
-/** The model's parameters as host float32 tensors under their HF names. */
+/** The model's parameters as host float32 tensors under their HF names (experts in Mixtral's per-expert layout). */
 export async function modelTensors(model: Llama): Promise<NamedTensors> {
   if (model.fused) throw new Error("the model is fused for inference; load it without fusing to save or convert it");
   if (model.quantized.size > 0) throw new Error("the model holds quantized weights; load it dequantized to save or convert it");
   const out: NamedTensors = new Map();
   for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(await t.toArray()) });
-  return out;
+  return splitExperts(model.config, out);
 }
 
 /**
@@ -80,19 +81,24 @@ export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Pro
   return files;
 }
 
-/** The model config of a config.json object (a Llama architecture only). */
+/** The model config of a config.json object (the Llama architecture, or Mixtral: Llama with sparse MoE FFNs). */
 export function llamaConfigFromJson(rawConfig: Record<string, unknown>): LlamaConfig {
   const arch = rawConfig.architectures;
-  if (Array.isArray(arch) && arch.length > 0 && !arch.includes("LlamaForCausalLM"))
-    throw new Error(`config.json: architecture ${arch.join(", ")} is not supported (only LlamaForCausalLM)`);
-  if (rawConfig.model_type !== undefined && rawConfig.model_type !== "llama")
-    throw new Error(`config.json: model_type "${String(rawConfig.model_type)}" is not supported (only "llama")`);
+  if (Array.isArray(arch) && arch.length > 0 && !arch.includes("LlamaForCausalLM") && !arch.includes("MixtralForCausalLM"))
+    throw new Error(`config.json: architecture ${arch.join(", ")} is not supported (LlamaForCausalLM or MixtralForCausalLM)`);
+  if (rawConfig.model_type !== undefined && rawConfig.model_type !== "llama" && rawConfig.model_type !== "mixtral")
+    throw new Error(`config.json: model_type "${String(rawConfig.model_type)}" is not supported ("llama" or "mixtral")`);
+  // Mixtral's sliding-window attention is not implemented: refuse a window the context could exceed.
+  const window = rawConfig.sliding_window;
+  if (typeof window === "number" && window < ((rawConfig.max_position_embeddings as number | undefined) ?? 2048))
+    throw new Error(`config.json: sliding_window ${window} is shorter than the context; sliding-window attention is not supported`);
   return normalizeConfig(rawConfig);
 }
 
 /** Build a model on `where` (a backend, or a placement over several) from a config.json object and named tensors (validated against the config). */
-export function modelFromTensors(where: Backend | Placement, rawConfig: Record<string, unknown>, tensors: NamedTensors): Llama {
+export function modelFromTensors(where: Backend | Placement, rawConfig: Record<string, unknown>, files: NamedTensors): Llama {
   const config = llamaConfigFromJson(rawConfig);
+  const tensors = stackExperts(config, files);
   // Checkpoints saved with tied embeddings by other tools sometimes still carry lm_head.weight.
   const params = new Map<string, Tensor>();
   const place = placementOf(where, config.num_hidden_layers);

@@ -1,6 +1,7 @@
 // Graph folding for inference: the same model math over fewer, larger kernels. At load time
 // - Q, K and V become one [q+k+v, dim] matrix and gate and up one [2·inter, dim] matrix: one
 //   matmul instead of three (two), the input read once; the result is split by copies.
+//   (A MoE layer's experts are not fused yet: its FFN runs as trained.)
 // - RMSNorm gains fold into the projections that follow: W·(g ⊙ x̂) = (W·diag(g))·x̂, so W's
 //   columns are scaled by g and the norm runs with unit gain (exact up to float rounding).
 //   Float weights only: rescaling quantized blocks would re-round them. The final norm folds into
@@ -13,6 +14,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 import type { DeferredWeights, Weight } from "./weight.js";
 import type { Placement } from "./placement.js";
+import type { MoeWeights } from "./moe.js";
 
 /** The weights one layer of the loop applies; see Llama.forward. */
 export interface LayerWeights {
@@ -21,11 +23,24 @@ export interface LayerWeights {
   /** [q, k, v], or one matrix whose output columns are q‖k‖v. */
   qkv: Weight[];
   o: Weight;
-  /** Gain of the MLP RMSNorm (ones once folded into `gateUp`). */
+  /** Gain of the MLP RMSNorm (ones once folded into a dense FFN's `gateUp`). */
   postNorm: Tensor;
-  /** [gate, up], or one matrix whose output columns are gate‖up. */
+  ffn: DenseFfnWeights | MoeWeights;
+}
+
+/** A dense SwiGLU MLP: [gate, up], or one matrix whose output columns are gate‖up; and down. */
+export interface DenseFfnWeights {
   gateUp: Weight[];
   down: Weight;
+}
+
+/** Whether a layer's FFN is a mixture of experts (nn/moe.ts). */
+export const isMoeFfn = (f: DenseFfnWeights | MoeWeights): f is MoeWeights => "router" in f;
+
+/** Every weight a layer applies (to dispose them). */
+export function layerWeightList(L: LayerWeights): Weight[] {
+  const ffn = isMoeFfn(L.ffn) ? [L.ffn.router, L.ffn.gate, L.ffn.up, L.ffn.down] : [...L.ffn.gateUp, L.ffn.down];
+  return [L.inputNorm, L.postNorm, L.o, ...L.qkv, ...ffn];
 }
 
 export interface ModelWeights {
@@ -76,8 +91,11 @@ export function fuseWeights(place: Placement, w: ModelWeights, names: (layer: nu
     const layers = w.layers.map((L, l) => {
       const n = names(l), be = place.layers[l];
       const qkv = group(be, L.qkv, [n.q, n.k, n.v], L.inputNorm);
-      const gateUp = group(be, L.gateUp, [n.gate, n.up], L.postNorm);
-      return { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones(be) : L.inputNorm, gateUp: gateUp.weights, postNorm: gateUp.folded ? ones(be) : L.postNorm };
+      const fusedQkv = { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones(be) : L.inputNorm };
+      // A MoE layer's experts stay as they are; its norm gain stays unfolded (the router reads it too).
+      if (isMoeFfn(L.ffn)) return fusedQkv;
+      const gateUp = group(be, L.ffn.gateUp, [n.gate, n.up], L.postNorm);
+      return { ...fusedQkv, ffn: { gateUp: gateUp.weights, down: L.ffn.down }, postNorm: gateUp.folded ? ones(be) : L.postNorm };
     });
     let { norm, head } = w;
     if (!tiedHead && head instanceof Tensor) {

@@ -6,9 +6,10 @@ import { Tensor, isGradEnabled, noGrad, scope, unscoped } from "../tensor/tensor
 import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
 import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
-import { type FuseOptions, type ModelWeights, fuseWeights } from "./fusion.js";
+import { type FuseOptions, type LayerWeights, type ModelWeights, fuseWeights, isMoeFfn, layerWeightList } from "./fusion.js";
+import { type RoutingLog, moeFfn } from "./moe.js";
 import { deriveSeed, Rng } from "../util/rng.js";
-import { type LlamaConfig, headDim, parameterNames, parameterShape, validateConfig } from "./config.js";
+import { type LlamaConfig, headDim, isMoe, parameterNames, parameterShape, validateConfig } from "./config.js";
 import { type Placement, backendOf, describePlacement, isSplit, partOf, placementOf, stages } from "./placement.js";
 
 /**
@@ -28,6 +29,8 @@ export interface ForwardOptions {
   posOffset?: number;
   /** Attention strategy; default: causal attention within the given tokens. */
   attend?: Attend;
+  /** A MoE model's routers record into this (training losses, expert load); ignored by dense models. */
+  routing?: RoutingLog;
 }
 
 /** cos/sin of pos·θᵢ, θᵢ = theta^(−2i/headDim), as [maxPos, headDim/2] tables. */
@@ -105,8 +108,10 @@ export class Llama {
       if (t.backend !== backendOf(this.placement, partOf(name))) throw new Error(`model: parameter ${name} is on ${t.backend.name}, its place is ${backendOf(this.placement, partOf(name)).name}`);
       if (params.has(name) && quantized.has(name)) throw new Error(`model: parameter ${name} is both float and quantized`);
       // Matrices may be quantized (the embedding too: its lookup dequantizes the rows it picks); norms not.
-      if (quantized.has(name) && parameterShape(config, name).length !== 2) throw new Error(`model: ${name} cannot be quantized`);
-      const want = parameterShape(config, name);
+      // Stacked experts [E, out, in] are held quantized as ggml does: one [E·out, in] matrix.
+      const shape = parameterShape(config, name);
+      if (quantized.has(name) && shape.length < 2) throw new Error(`model: ${name} cannot be quantized`);
+      const want = quantized.has(name) && shape.length === 3 ? [shape[0] * shape[1], shape[2]] : shape;
       if (t.shape.join(",") !== want.join(",")) throw new Error(`model: ${name} has shape [${t.shape}], config needs [${want}]`);
     }
     for (const name of quantized.keys()) {
@@ -150,7 +155,7 @@ export class Llama {
       const values = new Float32Array(n);
       if (shape.length === 1) values.fill(1);
       else {
-        const std = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualStd : 0.02;
+        const std = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") || name.endsWith("experts.w2.weight") ? residualStd : 0.02;
         for (let i = 0; i < n; i++) values[i] = std * rng.normal();
       }
       params.set(name, Tensor.from(backend, shape, values, true));
@@ -217,13 +222,16 @@ export class Llama {
     const layers = [];
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const pre = `model.layers.${l}.`;
+      const moe = pre + "block_sparse_moe.";
       layers.push({
         inputNorm: this.p(pre + "input_layernorm.weight"),
         qkv: [this.w(pre + "self_attn.q_proj.weight", fq), this.w(pre + "self_attn.k_proj.weight", fq), this.w(pre + "self_attn.v_proj.weight", fq)],
         o: this.w(pre + "self_attn.o_proj.weight", fq),
         postNorm: this.p(pre + "post_attention_layernorm.weight"),
-        gateUp: [this.w(pre + "mlp.gate_proj.weight", fq), this.w(pre + "mlp.up_proj.weight", fq)],
-        down: this.w(pre + "mlp.down_proj.weight", fq),
+        ffn: isMoe(c)
+          ? // The router stays float under QAT: llama.cpp keeps ffn_gate_inp in F32 when it quantizes.
+            { router: this.w(moe + "gate.weight"), gate: this.w(moe + "experts.w1.weight", fq), up: this.w(moe + "experts.w3.weight", fq), down: this.w(moe + "experts.w2.weight", fq) }
+          : { gateUp: [this.w(pre + "mlp.gate_proj.weight", fq), this.w(pre + "mlp.up_proj.weight", fq)], down: this.w(pre + "mlp.down_proj.weight", fq) },
       });
     }
     const head = this.quantized.get("lm_head.weight") ?? this.w(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", fq);
@@ -304,8 +312,15 @@ export class Llama {
       const k = op.rope(kh, rope.cos, rope.sin, batch, seq, KVH, hd, pos);
       x = residual(x, attend(l, q, k, v), L.o);
       const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
-      const [gate, up] = applyWeights(act(h2), L.gateUp, [c.intermediate_size, c.intermediate_size]);
-      return residual(x, op.swiglu(gate, up), L.down);
+      return ffn(l, L, x, h2);
+    };
+    const ffn = (l: number, L: LayerWeights, x: Tensor, h: Tensor): Tensor => {
+      if (isMoeFfn(L.ffn)) {
+        const moeOpts = { log: opts.routing, act };
+        return W.accumulateResidual ? moeFfn(h, L.ffn, c, l, { ...moeOpts, into: x }) : op.add(x, drop(moeFfn(h, L.ffn, c, l, moeOpts)));
+      }
+      const [gate, up] = applyWeights(act(h), L.ffn.gateUp, [c.intermediate_size, c.intermediate_size]);
+      return residual(x, op.swiglu(gate, up), L.ffn.down);
     };
     return {
       embed: (ids) => {
@@ -344,7 +359,7 @@ export class Llama {
   dispose(): void {
     this.deferred?.close();
     const W = this.fusedWeights;
-    if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap((L) => [L.inputNorm, L.postNorm, L.o, L.down, ...L.qkv, ...L.gateUp])]) w.dispose();
+    if (W) for (const w of [W.norm, W.head, ...W.layers.flatMap(layerWeightList)]) w.dispose();
     for (const t of this.params.values()) t.dispose(); // not parameters(): that would read deferred weights
     for (const w of this.quantized.values()) w.dispose();
     this.qat?.invalidate();

@@ -56,28 +56,35 @@ export function experts(x: Tensor, w: Tensor | QuantizedWeight, routing: Routing
   );
 }
 
-/**
- * The slots' outputs [T·k, D] mixed by the routing weights into [T, D]; with `into`, added to it in
- * place (a fused residual, inference only).
- */
-export function combineExperts(slots: Tensor, routing: Routing, into?: Tensor): Tensor {
+/** The slots' outputs [T·k, D] mixed by the routing weights into a tensor of `shape` (T rows of D). */
+export function combineExperts(slots: Tensor, routing: Routing, shape: readonly number[] = [routing.weights.size / routing.k, lastDim(slots)]): Tensor {
   const be = slots.backend;
   const { weights, k } = routing;
-  const rows = weights.size / k, dim = slots.shape[slots.shape.length - 1];
-  if (slots.size !== rows * k * dim) throw new Error(`moe: ${slots.size / dim} slot rows for ${rows} tokens × ${k} slots`);
-  if (into) {
-    if (into.requiresGrad || slots.requiresGrad || weights.requiresGrad) throw new Error("moe: combining in place has no backward pass; run inference under noGrad");
-    if (into.size !== rows * dim) throw new Error(`moe: cannot add ${rows}×${dim} into [${into.shape}]`);
-    be.moeCombine(into.data, slots.data, weights.data, rows, k, dim, true);
-    return into;
-  }
-  const y = Tensor.zeros(be, [rows, dim]);
+  const rows = weights.size / k, dim = lastDim(slots);
+  checkCombine(slots, rows, k, dim, shape);
+  const y = Tensor.zeros(be, shape);
   be.moeCombine(y.data, slots.data, weights.data, rows, k, dim, false);
   return record(y, [slots, weights], () => {
     const dSlots = slots.requiresGrad ? slots.ensureGrad() : trackBuf(be, be.alloc(slots.size));
     const dWeights = weights.requiresGrad ? weights.ensureGrad() : trackBuf(be, be.alloc(weights.size));
     be.moeCombineBackward(dSlots, dWeights, y.grad!, slots.data, weights.data, rows, k, dim);
   });
+}
+
+/** combineExperts added into `into` in place (a fused residual; inference only). */
+export function combineExpertsInto(into: Tensor, slots: Tensor, routing: Routing): Tensor {
+  const { weights, k } = routing;
+  if (into.requiresGrad || slots.requiresGrad || weights.requiresGrad) throw new Error("moe: combining in place has no backward pass; run inference under noGrad");
+  checkCombine(slots, weights.size / k, k, lastDim(slots), into.shape);
+  slots.backend.moeCombine(into.data, slots.data, weights.data, weights.size / k, k, lastDim(slots), true);
+  return into;
+}
+
+const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1];
+
+function checkCombine(slots: Tensor, rows: number, k: number, dim: number, shape: readonly number[]): void {
+  if (slots.size !== rows * k * dim) throw new Error(`moe: ${slots.size / dim} slot rows for ${rows} tokens × ${k} slots`);
+  if (shape.reduce((a, b) => a * b, 1) !== rows * dim || shape[shape.length - 1] !== dim) throw new Error(`moe: ${rows}×${dim} outputs do not fit [${shape}]`);
 }
 
 /**

@@ -1,0 +1,75 @@
+// The sparse mixture-of-experts FFN (Mixtral's block_sparse_moe): a router picks k of E SwiGLU
+// experts for each token, the chosen experts run on their tokens only, and their outputs are
+// mixed by the router's renormalised probabilities:
+//   p = softmax(h Wrᵀ),  {e_j} = top-k(p),  w_j = p_{e_j} / Σ_j p_{e_j}
+//   y = Σ_j w_j · W2_{e_j}ᵀ (silu(W1_{e_j} h) ⊙ W3_{e_j} h)
+// Training adds the routers' load-balancing and z losses (RoutingLog.loss).
+import { Tensor } from "../tensor/tensor.js";
+import * as op from "../tensor/ops.js";
+import * as moe from "../tensor/moe-ops.js";
+import { type Weight, applyWeight } from "./weight.js";
+import { type LlamaConfig, numExperts } from "./config.js";
+
+/** A MoE layer's weights: the router [E, dim] and the experts stacked, gate/up [E, f, dim] and down [E, dim, f] (or quantized [E·out, in]). */
+export interface MoeWeights {
+  router: Weight;
+  gate: Weight;
+  up: Weight;
+  down: Weight;
+}
+
+/**
+ * What a pass's routers did, layer by layer: the router probabilities and log-normalisers (for
+ * the training losses, with their graph) and the expert counts (the load, no gradient). A pass
+ * records into it only when given one (ForwardOptions.routing).
+ */
+export class RoutingLog {
+  readonly layers: { layer: number; probs: Tensor; lse: Tensor; counts: Tensor }[] = [];
+
+  constructor(readonly experts: number) {}
+
+  /**
+   * router_aux_loss_coef · load balancing + router_z_loss_coef · z-loss, over every layer's rows
+   * taken together (HF Mixtral's load_balancing_loss_func concatenates the layers' router logits;
+   * the z-loss is ST-MoE's mean of logsumexp²), with the two terms' values.
+   */
+  loss(c: LlamaConfig): { loss: Tensor; aux: Tensor; z: Tensor } {
+    if (this.layers.length === 0) throw new Error("moe: no router ran in this pass");
+    const counts = Tensor.zeros(this.layers[0].counts.backend, [this.experts]);
+    for (const L of this.layers) counts.backend.add(counts.data, counts.data, L.counts.data);
+    const aux = moe.loadBalancingLoss(this.layers.map((L) => L.probs), counts);
+    const rows = this.layers.reduce((s, L) => s + L.lse.size, 0);
+    const z = moe.scaledSumOfSquares(this.layers.map((L) => L.lse), 1 / rows);
+    const weighted = (t: Tensor, coef: number): Tensor => op.weightedSum(t, [coef]);
+    return { loss: op.add(weighted(aux, c.router_aux_loss_coef ?? 0), weighted(z, c.router_z_loss_coef ?? 0)), aux, z };
+  }
+
+  /** Each layer's expert load: the fraction of its routed slots that went to each expert. */
+  async loads(): Promise<{ layer: number; fractions: number[] }[]> {
+    return Promise.all(
+      this.layers.map(async (L) => {
+        const counts = Array.from(await L.counts.toArray());
+        const total = counts.reduce((s, v) => s + v, 0);
+        return { layer: L.layer, fractions: counts.map((v) => v / total) };
+      }),
+    );
+  }
+}
+
+/**
+ * The MoE FFN of normalised hidden states h [..., dim] → the same shape. `act` is applied to each
+ * projection's input (QAT's activation fake-quantization); with `into`, the output is added to it
+ * in place (a fused residual, inference only).
+ */
+export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, opts: { log?: RoutingLog; act?: (t: Tensor) => Tensor; into?: Tensor } = {}): Tensor {
+  const E = numExperts(c), k = c.num_experts_per_tok!;
+  const act = opts.act ?? ((t: Tensor) => t);
+  const x = act(h);
+  const logits = applyWeight(x, w.router);
+  const probs = op.softmax(logits);
+  const routing = moe.topKRouting(probs, k);
+  if (opts.log) opts.log.layers.push({ layer, probs, lse: op.logSumExp(logits), counts: moe.expertCounts(routing.ids, E) });
+  const hidden = op.swiglu(moe.experts(x, w.gate, routing, E), moe.experts(x, w.up, routing, E));
+  const out = moe.experts(act(hidden), w.down, routing, E);
+  return opts.into ? moe.combineExpertsInto(opts.into, out, routing) : moe.combineExperts(out, routing, h.shape);
+}
