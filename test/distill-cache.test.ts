@@ -124,7 +124,7 @@ test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabular
   const opts = { loss: "jsd" as const, alpha: 0.3, temperature: tau, beta: 0.4 };
   const cached = cachedTeacherObjective({ header: h, window: (i) => windows[i] }, student, { ...opts, seed: 3, batchSize: 2, blockSize: B });
   const live = onTheFlyObjective(teacher, student, opts);
-  const ctx = { iter: 4, micro: 0, dropoutSeed: 0 };
+  const ctx = { iter: 4, micro: 0, pass: { dropoutSeed: 0 } };
   const dummy = randomBatch(tokens, 2, B, new Rng(0));
   const [a, b] = await scope(() => {
     const out = cached.rowLosses(student, dummy, ctx) as { losses: Tensor; targets: Int32Array };
@@ -145,7 +145,7 @@ test("teacher cache windows hold the teacher's top-k at τ, and a full-vocabular
 
 test("objectives: self-distillation has zero divergence; α = 1 is the language-modelling loss; on-policy samples from the student", async () => {
   const B = 8, b = randomBatch(tokens, 3, B, new Rng(9));
-  const ctx = { iter: 0, micro: 0, dropoutSeed: 0 };
+  const ctx = { iter: 0, micro: 0, pass: { dropoutSeed: 0 } };
   const [selfLosses, ceLosses, lmLosses] = await scope(() => {
     const self = onTheFlyObjective(student, student, { loss: "reverse-kl", alpha: 0, temperature: 2 }).rowLosses(student, b, ctx) as Tensor;
     const ce = onTheFlyObjective(teacher, student, { loss: "forward-kl", alpha: 1, temperature: 2 }).rowLosses(student, b, ctx) as Tensor;
@@ -187,7 +187,7 @@ test("objectives: self-distillation has zero divergence; α = 1 is the language-
   let onPolicyCount = 0;
   for (let iter = 0; iter < 40; iter++) {
     const prepared = await lambdaHalf.prepare!(student, b, { iter, micro: 0 });
-    scope(() => void (lambdaHalf.rowLosses(student, prepared, { iter, micro: 0, dropoutSeed: 0 }) instanceof Tensor || onPolicyCount++));
+    scope(() => void (lambdaHalf.rowLosses(student, prepared, { iter, micro: 0, pass: { dropoutSeed: 0 } }) instanceof Tensor || onPolicyCount++));
   }
   assert.ok(onPolicyCount > 10 && onPolicyCount < 30, `about half the batches on-policy (${onPolicyCount} of 40)`);
 });

@@ -5,8 +5,8 @@ import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, descr
 import { Progress, formatDuration } from "./progress.js";
 import type { Backend } from "../backend/backend.js";
 import { Llama } from "../nn/llama.js";
-import { type LlamaConfig, defaultIntermediateSize, validateConfig } from "../nn/config.js";
-import { type Objective, Trainer, type TrainOptions } from "../train/trainer.js";
+import { type LlamaConfig, defaultIntermediateSize, isMoe, validateConfig } from "../nn/config.js";
+import { type Objective, type RouterStats, Trainer, type TrainOptions } from "../train/trainer.js";
 import { splitTrainVal } from "../data/batches.js";
 import { CharTokenizer } from "../tokenizer/char-tokenizer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
@@ -17,7 +17,8 @@ import type { AdamW } from "../train/adamw.js";
 import { QAT_FILE, applyQat, parseQatSetting, qatFile } from "../train/qat.js";
 import { Curriculum, type CurriculumState, curriculumMetrics } from "../train/curriculum.js";
 import { concatSamples, splitDocuments, splitSamples, tokenizeDocuments } from "../data/documents.js";
-import { type CurriculumSettings, SHAPE_FLAGS, curriculumFlags, curriculumFromFlags, initFlags, qatFlags, qatFromFlags } from "./training-flags.js";
+import { type CurriculumSettings, SHAPE_FLAGS, curriculumFlags, curriculumFromFlags, initFlags, moeFlags, moeFromFlags, qatFlags, qatFromFlags } from "./training-flags.js";
+import { upcycle } from "../nn/upcycle.js";
 
 export const trainFlags: FlagSpec = {
   data: { type: "string", help: "training text file" },
@@ -48,6 +49,7 @@ export const trainFlags: FlagSpec = {
   seed: { type: "string", help: "seed of initialisation, batches and dropout (1337)" },
   out: { type: "string", help: "checkpoint directory" },
   resume: { type: "boolean", help: "continue the run saved in --out" },
+  ...moeFlags,
   ...backendFlags,
   ...initFlags,
   ...qatFlags,
@@ -118,6 +120,14 @@ function configFromFlags(f: Flags, vocabSize: number, blockSize: number): LlamaC
     tie_word_embeddings: f.bool("tie-embeddings"),
     dropout: f.num("dropout", 0, { min: 0, max: 0.99 }),
   };
+  if (f.has("router-noise")) throw new UsageError("--router-noise applies to upcycling: --init DENSE --experts E");
+  const moe = moeFromFlags(f);
+  if (moe) {
+    config.num_local_experts = moe.experts;
+    config.num_experts_per_tok = moe.expertsPerToken;
+    config.router_aux_loss_coef = moe.auxLossCoef;
+    config.router_z_loss_coef = moe.zLossCoef;
+  }
   try {
     validateConfig(config);
   } catch (e) {
@@ -222,7 +232,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     text = corpus?.text ?? readTextFile(dataPath);
     if (text.length === 0) throw new UsageError(`${dataPath} is empty`);
     const initPath = f.str("init");
-    const init = initPath === undefined ? undefined : loadInit(initPath, f, backend);
+    const init = initPath === undefined ? undefined : await loadInit(initPath, f, backend);
     const prepared = setup.prepare(f, text, backend, init);
     tokenizer = prepared.tokenizer;
     options = optionsFromFlags(f, prepared.blockSize ?? init?.model.config.max_position_embeddings);
@@ -322,6 +332,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
         metric({
           iter: e.iter, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(tps), ms: +(e.seconds * 1000).toFixed(2),
           ...(e.curriculum ? curriculumMetrics(e.curriculum) : {}),
+          ...(e.router ? routerMetrics(e.router) : {}),
         });
         const done = e.iter + 1;
         const eta = ((options.iters - done) * elapsed) / Math.max(done - start, 1);
@@ -352,12 +363,35 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
   return { out, model, tokenizer, valLoss: lastVal };
 }
 
+/** A MoE step's router terms for metrics.jsonl: the two losses and each layer's expert load with its min and max. */
+function routerMetrics(r: RouterStats): Record<string, unknown> {
+  const round = (v: number): number => +v.toFixed(5);
+  return {
+    router_aux_loss: round(r.aux),
+    router_z_loss: round(r.z),
+    expert_load: r.load.map((L) => ({ layer: L.layer, fractions: L.fractions.map(round), min: round(Math.min(...L.fractions)), max: round(Math.max(...L.fractions)) })),
+  };
+}
+
 /** --init: the model to start from, as trained (float weights, not fused), with its own configuration. */
-function loadInit(path: string, f: Flags, backend: Backend): { model: Llama; tokenizer: Tokenizer | null } {
+async function loadInit(path: string, f: Flags, backend: Backend): Promise<{ model: Llama; tokenizer: Tokenizer | null }> {
   for (const k of SHAPE_FLAGS) if (f.has(k)) throw new UsageError(`--init takes the model's configuration; --${k} cannot be given with it`);
   const loaded = loadModel(path, backend, undefined, { quantized: false, fuse: false });
   applyQat(loaded.model, null); // a QAT checkpoint's setting is not inherited: --qat says what this run does
-  return loaded;
+  const c = loaded.model.config;
+  if (isMoe(c)) {
+    // A MoE model keeps its experts; only the router losses' weights may be changed.
+    for (const k of ["experts", "experts-per-token", "router-noise"]) if (f.has(k)) throw new UsageError(`--init: ${path} already has ${c.num_local_experts} experts per layer; --${k} cannot be given with it`);
+    if (f.has("aux-loss-coef")) c.router_aux_loss_coef = f.num("aux-loss-coef", 0, { min: 0 });
+    if (f.has("z-loss-coef")) c.router_z_loss_coef = f.num("z-loss-coef", 0, { min: 0 });
+    return loaded;
+  }
+  const moe = moeFromFlags(f);
+  if (!moe) return loaded;
+  // Sparse upcycling: every expert starts as the dense FFN.
+  const model = await upcycle(loaded.model, { ...moe, routerNoise: f.num("router-noise", 0, { min: 0 }), seed: f.int("seed", 1337, 0) });
+  loaded.model.dispose();
+  return { model, tokenizer: loaded.tokenizer };
 }
 
 const initPathOf = (f: Flags, state: TrainingState | null): string | undefined =>

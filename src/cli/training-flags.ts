@@ -31,6 +31,26 @@ export const curriculumFlags: FlagSpec = {
   "text-field": { type: "string", help: "jsonl: the field holding the text (text)" },
 };
 
+export const moeFlags: FlagSpec = {
+  experts: { type: "string", help: "sparse mixture of experts: E SwiGLU experts per layer (1 = dense); with --init of a dense model, upcycle it" },
+  "experts-per-token": { type: "string", help: "experts each token is routed to, k ≤ E (2)" },
+  "aux-loss-coef": { type: "string", help: "weight of the load-balancing loss E·Σ fᵢ·Pᵢ (0.01)" },
+  "z-loss-coef": { type: "string", help: "weight of the router z-loss mean(logsumexp²) (0.001)" },
+  "router-noise": { type: "string", help: "upcycling: standard deviation of the router's initial weights, seeded (0: zeros)" },
+};
+
+/** The MoE part of a fresh model's configuration (E, k, loss weights), or null for a dense model (no --experts, or 1). */
+export function moeFromFlags(f: Flags): { experts: number; expertsPerToken: number; auxLossCoef: number; zLossCoef: number } | null {
+  const experts = f.int("experts", 1, 1);
+  if (experts === 1) {
+    for (const k of ["experts-per-token", "aux-loss-coef", "z-loss-coef", "router-noise"]) if (f.has(k)) throw new UsageError(`--${k} needs --experts E with E > 1`);
+    return null;
+  }
+  const expertsPerToken = f.int("experts-per-token", Math.min(2, experts), 1);
+  if (expertsPerToken > experts) throw new UsageError(`--experts-per-token ${expertsPerToken} exceeds --experts ${experts}`);
+  return { experts, expertsPerToken, auxLossCoef: f.num("aux-loss-coef", 0.01, { min: 0 }), zLossCoef: f.num("z-loss-coef", 0.001, { min: 0 }) };
+}
+
 /** Model-shape flags that --init (the model's own configuration) excludes. */
 export const SHAPE_FLAGS = ["layers", "heads", "kv-heads", "dim", "intermediate-size", "tie-embeddings", "rope-theta", "dropout"] as const;
 

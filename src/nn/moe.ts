@@ -44,15 +44,9 @@ export class RoutingLog {
     return { loss: op.add(weighted(aux, c.router_aux_loss_coef ?? 0), weighted(z, c.router_z_loss_coef ?? 0)), aux, z };
   }
 
-  /** Each layer's expert load: the fraction of its routed slots that went to each expert. */
-  async loads(): Promise<{ layer: number; fractions: number[] }[]> {
-    return Promise.all(
-      this.layers.map(async (L) => {
-        const counts = Array.from(await L.counts.toArray());
-        const total = counts.reduce((s, v) => s + v, 0);
-        return { layer: L.layer, fractions: counts.map((v) => v / total) };
-      }),
-    );
+  /** Each layer's expert counts: how many routed slots went to each expert. */
+  async counts(): Promise<number[][]> {
+    return Promise.all(this.layers.map(async (L) => Array.from(await L.counts.toArray())));
   }
 }
 

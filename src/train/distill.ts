@@ -57,7 +57,7 @@ export function onTheFlyObjective(teacher: Llama, student: Llama, opts: OnTheFly
     },
     rowLosses(model, b, ctx) {
       const t = noGrad(() => scope(() => teacher.forward(b.ids, b.batch, b.seq)));
-      const losses = distillLosses(model.forward(b.ids, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }), t, b.targets, opts);
+      const losses = distillLosses(model.forward(b.ids, b.batch, b.seq, ctx.pass), t, b.targets, opts);
       return onPolicy(ctx) ? { losses, targets: b.targets.map((x) => (x === KD_ONLY ? 0 : -1)) } : losses;
     },
   };
@@ -140,7 +140,7 @@ export function cachedTeacherObjective(cache: CachedWindowSource, student: Llama
         lps.set(w.logProbs, i * B * k);
       }
       const teacher: SparseTeacher = { ids: topIds, logProbs: Tensor.from(model.backend, [n * B, k], lps), k };
-      const losses = distillLosses(model.forward(ids, n, B, { dropoutSeed: ctx.dropoutSeed }), teacher, targets, opts);
+      const losses = distillLosses(model.forward(ids, n, B, ctx.pass), teacher, targets, opts);
       return { losses, targets };
     },
   };

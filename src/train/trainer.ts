@@ -5,8 +5,10 @@
 // random windows: its batches hold one sample per row, weighted (see curriculum.ts). Files are not
 // touched here: checkpoints and metrics go through the callbacks, so this module runs in a browser too.
 import { Tensor, backward, noGrad, scope } from "../tensor/tensor.js";
-import { meanLoss } from "../tensor/ops.js";
+import { add, meanLoss } from "../tensor/ops.js";
 import type { Llama } from "../nn/llama.js";
+import { RoutingLog } from "../nn/moe.js";
+import { isMoe, numExperts } from "../nn/config.js";
 import { AdamW } from "./adamw.js";
 import { learningRate, type LrSchedule } from "./schedule.js";
 import { randomBatch, type Batch } from "../data/batches.js";
@@ -44,6 +46,15 @@ export interface StepEvent {
   seconds: number;
   /** With a batch source: its weights at this step, and the plain mean per-token loss of the step's batches. */
   curriculum?: CurriculumStats & { tokenLoss: number };
+  /** A MoE model's routers: the load-balancing and z losses (mean over micro-batches, before their coefficients) and each layer's expert load. */
+  router?: RouterStats;
+}
+
+export interface RouterStats {
+  aux: number;
+  z: number;
+  /** Per MoE layer, the fraction of its routed slots each expert got over the step. */
+  load: { layer: number; fractions: number[] }[];
 }
 
 export interface EvalEvent {
@@ -76,11 +87,18 @@ export interface Objective {
    * The losses, or the losses with the targets that say which positions count in the mean (≥ 0)
    * when the objective trains on other sequences than `b` (a teacher cache, on-policy samples).
    */
-  rowLosses(model: Llama, b: Batch, ctx: { iter: number; micro: number; dropoutSeed: number }): Tensor | { losses: Tensor; targets: Int32Array };
+  rowLosses(model: Llama, b: Batch, ctx: ObjectiveContext): Tensor | { losses: Tensor; targets: Int32Array };
+}
+
+/** What an objective's pass over the student gets: `pass` goes to its forward (dropout seed, and a MoE model's routing log). */
+export interface ObjectiveContext {
+  iter: number;
+  micro: number;
+  pass: { dropoutSeed: number; routing?: RoutingLog };
 }
 
 export const languageModelling: Objective = {
-  rowLosses: (model, b, ctx) => model.losses(b.ids, b.targets, b.batch, b.seq, { dropoutSeed: ctx.dropoutSeed }),
+  rowLosses: (model, b, ctx) => model.losses(b.ids, b.targets, b.batch, b.seq, ctx.pass),
 };
 
 /**
@@ -156,16 +174,26 @@ export class Trainer {
     const stats = await this.source?.beginStep(iter, o.iters, this.model);
     let tokens = 0, tokenLossSum = 0;
     const microLosses: Promise<number>[] = [];
+    const c = this.model.config;
+    const routerTerms: Promise<[aux: number, z: number, counts: number[][]]>[] = [];
     for (let micro = 0; micro < o.gradAccum; micro++) {
       const rng = new Rng(deriveSeed(o.seed, iter, STREAM_BATCH, micro));
       const weighted = this.source?.batch(rng, o.batchSize, o.blockSize);
       const drawn: Batch = weighted ?? randomBatch(this.data.train, o.batchSize, o.blockSize, rng);
       const b = this.objective.prepare ? await this.objective.prepare(this.model, drawn, { iter, micro }) : drawn;
       const rowLosses = scope(() => {
-        const out = this.objective.rowLosses(this.model, b, { iter, micro, dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro) });
+        const routing = isMoe(c) ? new RoutingLog(numExperts(c)) : undefined;
+        const out = this.objective.rowLosses(this.model, b, { iter, micro, pass: { dropoutSeed: deriveSeed(o.seed, iter, STREAM_DROPOUT, micro), routing } });
         // An objective may say which positions count (on-policy and cached-teacher batches).
         const rows = out instanceof Tensor ? out : out.losses, targets = out instanceof Tensor ? b.targets : out.targets;
-        const loss: Tensor = weighted ? sampleWeightedLoss(rows, { ...b, targets }, weighted.rowWeights) : meanLoss(rows, targets);
+        let loss: Tensor = weighted ? sampleWeightedLoss(rows, { ...b, targets }, weighted.rowWeights) : meanLoss(rows, targets);
+        // A MoE model's objective adds its routers' losses (HF Mixtral's loss + coef·aux, and the z-loss).
+        if (routing) {
+          if (routing.layers.length === 0) throw new Error("trainer: the objective ran the MoE model without its routing log (pass ctx.pass to forward)");
+          const r = routing.loss(c);
+          loss = add(loss, r.loss);
+          routerTerms.push(Promise.all([r.aux.item(), r.z.item(), routing.counts()]));
+        }
         backward(loss);
         microLosses.push(loss.item());
         // The unweighted per-token loss too: weighted losses of different curricula do not compare.
@@ -189,9 +217,11 @@ export class Trainer {
     for (const l of await Promise.all(microLosses)) lossSum += l;
     const loss = lossSum / o.gradAccum;
     if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at iteration ${iter}; lower the learning rate`);
+    const router = routerTerms.length > 0 ? routerStats(await Promise.all(routerTerms)) : undefined;
     const seconds = (performance.now() - t0) / 1000;
-    if (stats) return { iter, loss, lr, gradNorm, tokens, seconds, curriculum: { ...stats, tokenLoss: tokenLossSum / tokens } };
-    return { iter, loss, lr, gradNorm, tokens: o.batchSize * o.blockSize * o.gradAccum, seconds };
+    const extra = router ? { router } : {};
+    if (stats) return { iter, loss, lr, gradNorm, tokens, seconds, curriculum: { ...stats, tokenLoss: tokenLossSum / tokens }, ...extra };
+    return { iter, loss, lr, gradNorm, tokens: o.batchSize * o.blockSize * o.gradAccum, seconds, ...extra };
   }
 
   /**
@@ -220,6 +250,20 @@ export class Trainer {
     await cb.onCheckpoint?.(o.iters, this.optimizer);
     return { iter: o.iters, stopped: false };
   }
+}
+
+/** Micro-batches' router terms → the step's: mean aux and z, each layer's load from the summed counts. */
+function routerStats(micro: [aux: number, z: number, counts: number[][]][]): RouterStats {
+  const n = micro.length;
+  return {
+    aux: micro.reduce((s, m) => s + m[0], 0) / n,
+    z: micro.reduce((s, m) => s + m[1], 0) / n,
+    load: micro[0][2].map((layer, l) => {
+      const summed = layer.map((_, e) => micro.reduce((s, m) => s + m[2][l][e], 0));
+      const total = summed.reduce((s, v) => s + v, 0);
+      return { layer: l, fractions: summed.map((v) => v / total) };
+    }),
+  };
 }
 
 const yieldToEventLoop = (): Promise<void> =>
