@@ -8,6 +8,8 @@ import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, check
 import { promptIds, stream } from "../runtime/stream.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Llama } from "../nn/llama.js";
+import { isMoe, numExperts } from "../nn/config.js";
+import { ExpertUsage } from "../nn/moe.js";
 
 export const generateFlags: FlagSpec = {
   model: { type: "string", help: "model directory or llama2.c .bin" },
@@ -153,6 +155,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       r.speculative = { ...spec, draft: draft.model };
     }
   }
+  if (f.bool("stats") && isMoe(model.config)) model.expertUsage = new ExpertUsage(numExperts(model.config));
   const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();
   const n = await streamCompletion(model, tokenizer, r, (s) => process.stdout.write(s));
@@ -176,6 +179,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       threads: ((cpu ?? backend) as { threads?: number }).threads ?? 1,
       ...(cpu ? { placement: describeModelPlace(model) } : {}),
       ...(r.speculative ? { speculative: speculativeStatsJson(r.speculative) } : {}),
+      ...(model.expertUsage ? { expert_usage: (await model.expertUsage.perLayer()).map((L) => ({ ...L, fractions: L.fractions.map((v) => Number(v.toFixed(4))) })) } : {}),
     };
     process.stderr.write(JSON.stringify(line) + "\n");
   }

@@ -7,7 +7,7 @@ import * as op from "../tensor/ops.js";
 import type { QuantizedWeight } from "../tensor/quantized-weight.js";
 import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
 import { type FuseOptions, type LayerWeights, type ModelWeights, fuseWeights, isMoeFfn, layerWeightList } from "./fusion.js";
-import { type RoutingLog, moeFfn } from "./moe.js";
+import { type ExpertUsage, type RoutingLog, moeFfn } from "./moe.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, isMoe, parameterNames, parameterShape, validateConfig } from "./config.js";
 import { type Placement, backendOf, describePlacement, isSplit, partOf, placementOf, stages } from "./placement.js";
@@ -80,6 +80,8 @@ export class Llama {
    * fake-quantized as the GGUF export will store them. Null: the weights as they are.
    */
   qat: FakeQuantization | null = null;
+  /** A MoE model's expert counters (generate --stats): every pass adds its routing to them. Null: not counted. */
+  expertUsage: ExpertUsage | null = null;
   /** Weights still to be read from the model file on first use (a lazily loaded model), or null. */
   deferred: DeferredWeights | null = null;
 
@@ -316,7 +318,7 @@ export class Llama {
     };
     const ffn = (l: number, L: LayerWeights, x: Tensor, h: Tensor): Tensor => {
       if (isMoeFfn(L.ffn)) {
-        const moeOpts = { log: opts.routing, act };
+        const moeOpts = { log: opts.routing, usage: this.expertUsage, act };
         return W.accumulateResidual ? moeFfn(h, L.ffn, c, l, { ...moeOpts, into: x }) : op.add(x, drop(moeFfn(h, L.ffn, c, l, moeOpts)));
       }
       const [gate, up] = applyWeights(act(h), L.ffn.gateUp, [c.intermediate_size, c.intermediate_size]);
@@ -363,6 +365,7 @@ export class Llama {
     for (const t of this.params.values()) t.dispose(); // not parameters(): that would read deferred weights
     for (const w of this.quantized.values()) w.dispose();
     this.qat?.invalidate();
+    this.expertUsage?.dispose();
     for (const { cos, sin } of this.ropeTablesOn.values()) {
       cos.dispose();
       sin.dispose();

@@ -4,7 +4,7 @@
 //   p = softmax(h Wrᵀ),  {e_j} = top-k(p),  w_j = p_{e_j} / Σ_j p_{e_j}
 //   y = Σ_j w_j · W2_{e_j}ᵀ (silu(W1_{e_j} h) ⊙ W3_{e_j} h)
 // Training adds the routers' load-balancing and z losses (RoutingLog.loss).
-import { Tensor } from "../tensor/tensor.js";
+import { Tensor, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import * as moe from "../tensor/moe-ops.js";
 import { type Weight, applyWeight } from "./weight.js";
@@ -51,11 +51,44 @@ export class RoutingLog {
 }
 
 /**
+ * Inference's expert usage (generate --stats): every pass of a model holding one adds each
+ * layer's routed slots per expert into counters on the backend, read once at the end.
+ */
+export class ExpertUsage {
+  private readonly counters = new Map<number, Tensor>();
+
+  constructor(readonly experts: number) {}
+
+  add(layer: number, ids: Tensor): void {
+    let c = this.counters.get(layer);
+    if (!c) this.counters.set(layer, (c = unscoped(() => Tensor.zeros(ids.backend, [this.experts]))));
+    ids.backend.moeCounts(c.data, ids.data, ids.size, this.experts);
+  }
+
+  /** Each layer's share of its routed slots per expert, with the slot count. */
+  async perLayer(): Promise<{ layer: number; slots: number; fractions: number[] }[]> {
+    const layers = [...this.counters.keys()].sort((a, b) => a - b);
+    return Promise.all(
+      layers.map(async (layer) => {
+        const counts = Array.from(await this.counters.get(layer)!.toArray());
+        const slots = counts.reduce((s, v) => s + v, 0);
+        return { layer, slots, fractions: counts.map((v) => v / Math.max(slots, 1)) };
+      }),
+    );
+  }
+
+  dispose(): void {
+    for (const c of this.counters.values()) c.dispose();
+    this.counters.clear();
+  }
+}
+
+/**
  * The MoE FFN of normalised hidden states h [..., dim] → the same shape. `act` is applied to each
  * projection's input (QAT's activation fake-quantization); with `into`, the output is added to it
  * in place (a fused residual, inference only).
  */
-export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, opts: { log?: RoutingLog; act?: (t: Tensor) => Tensor; into?: Tensor } = {}): Tensor {
+export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, opts: { log?: RoutingLog; usage?: ExpertUsage | null; act?: (t: Tensor) => Tensor; into?: Tensor } = {}): Tensor {
   const E = numExperts(c), k = c.num_experts_per_tok!;
   const act = opts.act ?? ((t: Tensor) => t);
   const x = act(h);
@@ -63,6 +96,7 @@ export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, 
   const probs = op.softmax(logits);
   const routing = moe.topKRouting(probs, k);
   if (opts.log) opts.log.layers.push({ layer, probs, lse: op.logSumExp(logits), counts: moe.expertCounts(routing.ids, E) });
+  opts.usage?.add(layer, routing.ids);
   const hidden = op.swiglu(moe.experts(x, w.gate, routing, E), moe.experts(x, w.up, routing, E));
   const out = moe.experts(act(hidden), w.down, routing, E);
   return opts.into ? moe.combineExpertsInto(opts.into, out, routing) : moe.combineExperts(out, routing, h.shape);
