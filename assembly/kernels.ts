@@ -25,3 +25,4 @@ export { adamw } from "./optimizer";
 export { matmulQuantizedScratchBytes, matmulQuantized } from "./quant-blocks";
 export { matmulQuantizedQ8ScratchBytes, matmulQuantizedQ8 } from "./quant-q8-activations";
 export { embeddingQuantized } from "./quant-embedding";
+export { softmax, softmaxBackward, logSumExp, logSumExpBackward, moeTopK, moeGatherRows, moeScatterRows, moeCombine, moeCombineBackward } from "./moe";

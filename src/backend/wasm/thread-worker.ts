@@ -29,6 +29,7 @@ export const WORKER_KERNELS = [
   "attentionHeads", "attentionBackwardHeads", "attentionCachedHeads",
   "zero", "add", "axpy", "scale", "swiglu", "swigluBackward", "dropoutBackward", "adamw",
   "rmsnorm", "rmsnormBackwardRows", "rmsnormBackwardWeight", "rope", "crossEntropy", "crossEntropyBackward", "distill", "distillBackward",
+  "softmax", "softmaxBackward", "logSumExp", "logSumExpBackward", "moeTopK", "moeCombine", "moeCombineBackward",
 ] as const satisfies readonly (keyof Kernels)[];
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 

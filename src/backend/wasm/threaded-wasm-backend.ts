@@ -151,7 +151,13 @@ export class ThreadedWasmBackend extends WasmBackend {
       return;
     }
     // Prefill: each thread takes a range of rows of A and C, and decodes its own weight panels.
-    this.split("matmulQuantized", splitBounds(m, 4, parts), (lo, hi, scratch) =>
+    // The panels' GEMM runs row by row up to `small` rows (matmul's smallRows), so every part must
+    // stay on the whole's side of that line, as in matmul above (parts of ≤ `small` rows of a
+    // larger whole — two halves of an MoE expert's 17–39 rows, say — would change bits).
+    const small = this.k.matmulSmallRows();
+    const rowParts = m > small ? Math.min(parts, Math.floor(Math.floor(m / 4) / (Math.floor(small / 4) + 1))) : parts;
+    if (rowParts < 2) return super.matmulQuantized(c, a, w, m, n, k, accumulate);
+    this.split("matmulQuantized", splitBounds(m, 4, rowParts), (lo, hi, scratch) =>
       [cp + lo * n * 4, ap + lo * k * 4, q.ptr, hi - lo, n, k, type, acc, scratch(this.k.matmulQuantizedScratchBytes(hi - lo, k))]);
   }
 

@@ -54,6 +54,15 @@ export interface Kernels {
   distillBackward(dStudent: number, student: number, teacher: number, stats: number, targets: number, dLosses: number, rows: number, vocab: number, kind: number, alpha: number, tau: number, beta: number): void;
   distillSparse(losses: number, stats: number, student: number, ids: number, teacherLogProbs: number, targets: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
   distillSparseBackward(dStudent: number, student: number, ids: number, teacherLogProbs: number, stats: number, targets: number, dLosses: number, marks: number, rows: number, vocab: number, k: number, kind: number, alpha: number, tau: number, beta: number): void;
+  softmax(out: number, x: number, rows: number, cols: number): void;
+  softmaxBackward(dx: number, dOut: number, y: number, rows: number, cols: number): void;
+  logSumExp(out: number, x: number, rows: number, cols: number): void;
+  logSumExpBackward(dx: number, dOut: number, x: number, lse: number, rows: number, cols: number): void;
+  moeTopK(weights: number, ids: number, probs: number, rows: number, experts: number, k: number): void;
+  moeGatherRows(dst: number, src: number, rowIds: number, count: number, dim: number): void;
+  moeScatterRows(dst: number, src: number, rowIds: number, count: number, dim: number, accumulate: number): void;
+  moeCombine(out: number, slots: number, weights: number, rows: number, k: number, dim: number, accumulate: number): void;
+  moeCombineBackward(dSlots: number, dWeights: number, dOut: number, slots: number, weights: number, rows: number, k: number, dim: number): void;
 }
 
 /** Allocation granularity: cache-line aligned, so SIMD loads never straddle lines needlessly. */
@@ -167,6 +176,20 @@ function sizeClass(bytes: number): number {
   if (bytes <= 4096) return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
   const step = 2 ** Math.floor(Math.log2(bytes)) / 4;
   return Math.ceil(bytes / step) * step;
+}
+
+/** The routed slots of an expert projection grouped by expert (WasmBackend.routeSlots). */
+interface MoeRoute {
+  /** Slots of expert e: order[start[e] .. start[e + 1]). */
+  start: Int32Array;
+  order: Int32Array;
+  /** Input row of slot order[i]. */
+  xRow: Int32Array;
+  /** Byte offsets in the workspace: order and xRow as i32, block A (rows × kin), block B (rows × n). */
+  orderPtr: number;
+  xRowPtr: number;
+  a: number;
+  b: number;
 }
 
 export const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
@@ -663,46 +686,222 @@ export class WasmBackend implements Backend {
     );
   }
 
+  // ---- mixture of experts ---------------------------------------------------------------------
+  // Router math (softmax, log-sum-exp, top-k) and the combine run as row kernels (assembly/moe.ts),
+  // split by rows on the threaded backend. The expert projections read the ids here, on the host
+  // (this memory is ours to read synchronously), group the routed slots by expert, gather each
+  // expert's rows into a workspace block and run one GEMM per expert through this.matmul /
+  // this.matmulQuantized — the threaded backend's overrides where they exist — then scatter the
+  // results back. An expert's rows that already lie consecutively in memory (decode's single row,
+  // k = 1 with every row on one expert) are used in place, with no copy.
+
+  private checkRows(rows: number, cols: number, what: string): number {
+    if (!isCount(rows) || !isCount(cols)) throw new RangeError(`wasm backend: bad ${what} shape ${rows}x${cols}`);
+    return rows * cols;
+  }
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const n = this.checkRows(rows, cols, "softmax");
+    const op = this.p(out, n, "softmax out"), xp = this.p(x, n, "softmax x");
+    this.parallel("softmax", rows, 1, 8 * n, (lo, hi) => [op + 4 * lo * cols, xp + 4 * lo * cols, hi - lo, cols]);
+  }
+  softmaxBackward(dx: Buf, dOut: Buf, y: Buf, rows: number, cols: number): void {
+    const n = this.checkRows(rows, cols, "softmaxBackward");
+    const ptrs = [this.p(dx, n, "softmaxBackward dx"), this.p(dOut, n, "softmaxBackward dOut"), this.p(y, n, "softmaxBackward y")];
+    this.parallel("softmaxBackward", rows, 1, 3 * n, (lo, hi) => [...ptrs.map((p) => p + 4 * lo * cols), hi - lo, cols]);
+  }
+  logSumExp(out: Buf, x: Buf, rows: number, cols: number): void {
+    const n = this.checkRows(rows, cols, "logSumExp");
+    const op = this.p(out, rows, "logSumExp out"), xp = this.p(x, n, "logSumExp x");
+    this.parallel("logSumExp", rows, 1, 8 * n, (lo, hi) => [op + 4 * lo, xp + 4 * lo * cols, hi - lo, cols]);
+  }
+  logSumExpBackward(dx: Buf, dOut: Buf, x: Buf, lse: Buf, rows: number, cols: number): void {
+    const n = this.checkRows(rows, cols, "logSumExpBackward");
+    const gp = this.p(dx, n, "logSumExpBackward dx"), dp = this.p(dOut, rows, "logSumExpBackward dOut");
+    const xp = this.p(x, n, "logSumExpBackward x"), ep = this.p(lse, rows, "logSumExpBackward lse");
+    this.parallel("logSumExpBackward", rows, 1, 8 * n, (lo, hi) => [gp + 4 * lo * cols, dp + 4 * lo, xp + 4 * lo * cols, ep + 4 * lo, hi - lo, cols]);
+  }
+
+  private checkRouting(rows: number, experts: number, k: number, what: string): void {
+    if (!isCount(rows) || !isCount(experts) || !isCount(k) || k < 1 || k > experts) throw new RangeError(`wasm backend: ${what}: top-${k} routing over ${experts} experts (${rows} rows)`);
+  }
+  /** Float32 index of `n` expert ids in `ids`, each checked to be a whole number in [0, experts). */
+  private expertIds(ids: Buf, n: number, experts: number, what: string): number {
+    const ip = this.p(ids, n, `${what} ids`) >>> 2, f = this.f32;
+    for (let i = 0; i < n; i++) {
+      const v = f[ip + i];
+      if (!(Number.isInteger(v) && v >= 0 && v < experts)) throw new RangeError(`wasm backend: ${what}: expert id ${v} (slot ${i}) out of range [0, ${experts})`);
+    }
+    return ip;
+  }
+  moeTopK(weights: Buf, ids: Buf, probs: Buf, rows: number, experts: number, k: number): void {
+    this.checkRouting(rows, experts, k, "moeTopK");
+    const wp = this.p(weights, rows * k, "moeTopK weights"), ip = this.p(ids, rows * k, "moeTopK ids"), pp = this.p(probs, rows * experts, "moeTopK probs");
+    this.parallel("moeTopK", rows, 1, rows * experts * k, (lo, hi) => [wp + 4 * lo * k, ip + 4 * lo * k, pp + 4 * lo * experts, hi - lo, experts, k]);
+  }
+  moeTopKBackward(dProbs: Buf, dWeights: Buf, probs: Buf, weights: Buf, ids: Buf, rows: number, experts: number, k: number): void {
+    // rows·k numbers: on the host, in f64, after every id is checked (nothing is written before).
+    this.checkRouting(rows, experts, k, "moeTopKBackward");
+    const n = rows * k;
+    const I = this.expertIds(ids, n, experts, "moeTopKBackward");
+    const dP = this.p(dProbs, rows * experts, "moeTopKBackward dProbs") >>> 2, P = this.p(probs, rows * experts, "moeTopKBackward probs") >>> 2;
+    const dW = this.p(dWeights, n, "moeTopKBackward dWeights") >>> 2, W = this.p(weights, n, "moeTopKBackward weights") >>> 2;
+    const f = this.f32;
+    for (let r = 0; r < rows; r++) {
+      let s = 0, dot = 0;
+      for (let j = 0; j < k; j++) {
+        s += f[P + r * experts + f[I + r * k + j]];
+        dot += f[dW + r * k + j] * f[W + r * k + j];
+      }
+      for (let j = 0; j < k; j++) f[dP + r * experts + f[I + r * k + j]] += (f[dW + r * k + j] - dot) / s;
+    }
+  }
+  moeCounts(counts: Buf, ids: Buf, n: number, experts: number): void {
+    if (!isCount(n) || !isCount(experts)) throw new RangeError(`wasm backend: moeCounts of ${n} ids over ${experts} experts`);
+    const I = this.expertIds(ids, n, experts, "moeCounts"), C = this.p(counts, experts, "moeCounts counts") >>> 2;
+    const f = this.f32, tally = new Float64Array(experts);
+    for (let i = 0; i < n; i++) tally[f[I + i]]++;
+    for (let e = 0; e < experts; e++) f[C + e] += tally[e];
+  }
+
+  /** A view of `length` numbers at byte `ptr` of this memory (never freed: it owns nothing). */
+  private view(ptr: number, length: number): Buf {
+    return new WasmBuf(this, ptr, length, 0);
+  }
+
+  // The expert GEMMs' workspace: the slots' order and input rows (i32), then two row blocks.
+  private moeWorkPtr = -1;
+  private moeWorkBytes = 0;
+  private moeWork(bytes: number): number {
+    if (bytes > this.moeWorkBytes) {
+      if (this.moeWorkPtr >= 0) this.releaseBytes(this.moeWorkPtr, this.moeWorkBytes);
+      const block = this.allocBytes(Math.max(bytes, 2 * this.moeWorkBytes));
+      this.moeWorkPtr = block.ptr;
+      this.moeWorkBytes = block.bytes;
+    }
+    return this.moeWorkPtr;
+  }
+
+  /** Shapes of an expert projection checked: the number of routed slots, rows·k. */
+  private checkExperts(rows: number, k: number, experts: number, n: number, kin: number, what: string): number {
+    if (![rows, k, experts, n, kin].every(isCount)) throw new RangeError(`wasm backend: bad ${what} shape: ${rows} rows, k ${k}, ${experts} experts of [${n}, ${kin}]`);
+    return rows * k;
+  }
+
+  /**
+   * The routed slots grouped by expert (ids checked first: a bad one throws before anything is
+   * written). Slots of expert e: order[start[e] .. start[e + 1]), in slot order; xRow[i] is the
+   * input row of slot order[i]. Both also go to the workspace as i32 for the gather/scatter
+   * kernels, followed by blocks A (rows × kin) and B (rows × n) for the largest expert's rows.
+   */
+  private routeSlots(ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean, what: string): MoeRoute {
+    const slots = rows * k;
+    const ip = this.expertIds(ids, slots, experts, what), f = this.f32;
+    const start = new Int32Array(experts + 1);
+    for (let s = 0; s < slots; s++) start[f[ip + s] + 1]++;
+    let maxRows = 0;
+    for (let e = 0; e < experts; e++) {
+      maxRows = Math.max(maxRows, start[e + 1]);
+      start[e + 1] += start[e];
+    }
+    const order = new Int32Array(slots), xRow = new Int32Array(slots), next = start.slice(0, experts);
+    for (let s = 0; s < slots; s++) order[next[f[ip + s]]++] = s;
+    for (let i = 0; i < slots; i++) xRow[i] = xPerSlot ? order[i] : Math.floor(order[i] / k);
+    const intBytes = Math.ceil((8 * slots) / ALIGN) * ALIGN, aBytes = Math.ceil((4 * maxRows * kin) / ALIGN) * ALIGN;
+    const ws = this.moeWork(intBytes + aBytes + 4 * maxRows * n);
+    const i32 = this.i32;
+    i32.set(order, ws >>> 2);
+    i32.set(xRow, (ws >>> 2) + slots);
+    return { start, order, xRow, orderPtr: ws, xRowPtr: ws + 4 * slots, a: ws + intBytes, b: ws + intBytes + aBytes };
+  }
+
+  /** Whether list[at .. at + m) counts up by one (rows that lie consecutively in memory). */
+  private static consecutive(list: Int32Array, at: number, m: number): boolean {
+    for (let i = 1; i < m; i++) if (list[at + i] !== list[at] + i) return false;
+    return true;
+  }
+
+  /**
+   * Expert e's rows of a [·, dim] matrix at byte `base`, by the row list (order or xRow) whose
+   * workspace copy is at `listPtr`: in place when consecutive, else gathered into `into`.
+   */
+  private expertRows(base: number, dim: number, list: Int32Array, listPtr: number, at: number, m: number, into: number): Buf {
+    if (WasmBackend.consecutive(list, at, m)) return this.view(base + 4 * list[at] * dim, m * dim);
+    this.k.moeGatherRows(into, base, listPtr + 4 * at, m, dim);
+    return this.view(into, m * dim);
+  }
+
+  /** The forward of both expert projections: `gemm(outRows, xRows, e, m)` per expert with rows. */
+  private expertsForward(out: Buf, x: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean, what: string, gemm: (o: Buf, xs: Buf, e: number, m: number) => void): void {
+    const slots = this.checkExperts(rows, k, experts, n, kin, what);
+    const op = this.p(out, slots * n, `${what} out`), xp = this.p(x, (xPerSlot ? slots : rows) * kin, `${what} x`);
+    const rt = this.routeSlots(ids, rows, k, experts, n, kin, xPerSlot, what);
+    for (let e = 0; e < experts; e++) {
+      const at = rt.start[e], m = rt.start[e + 1] - at;
+      if (m === 0) continue;
+      const xs = this.expertRows(xp, kin, rt.xRow, rt.xRowPtr, at, m, rt.a);
+      const direct = WasmBackend.consecutive(rt.order, at, m);
+      gemm(direct ? this.view(op + 4 * rt.order[at] * n, m * n) : this.view(rt.b, m * n), xs, e, m);
+      if (!direct) this.k.moeScatterRows(op, rt.b, rt.orderPtr + 4 * at, m, n, 0);
+    }
+  }
+
+  matmulExperts(out: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const wp = this.p(w, experts * n * kin, "matmulExperts w");
+    this.expertsForward(out, x, ids, rows, k, experts, n, kin, xPerSlot, "matmulExperts", (o, xs, e, m) =>
+      this.matmul(o, xs, this.view(wp + 4 * e * n * kin, n * kin), m, n, kin, false, true, false));
+  }
+
+  matmulExpertsQuantized(out: Buf, x: Buf, w: QBuf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const q = this.qp(w);
+    if (!isCount(experts) || !isCount(n) || q.rows !== experts * n || q.cols !== kin)
+      throw new RangeError(`wasm backend: quantized experts are [${q.rows}, ${q.cols}], the call needs [${experts}·${n}, ${kin}]`);
+    const rowBytes = quantRowBytes(q.type, kin);
+    // Expert e: rows [e·n, (e + 1)·n) of W as a matrix of their own, through matmulQuantized
+    // (its q8Activations mode and, on the threaded backend, its split).
+    this.expertsForward(out, x, ids, rows, k, experts, n, kin, xPerSlot, "matmulExpertsQuantized", (o, xs, e, m) =>
+      this.matmulQuantized(o, xs, new WasmQBuf(this, q.type, n, kin, q.ptr + e * n * rowBytes, 0), m, n, kin, false));
+  }
+
+  matmulExpertsBackward(dx: Buf | null, dw: Buf | null, dOut: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const what = "matmulExpertsBackward";
+    const slots = this.checkExperts(rows, k, experts, n, kin, what), xRows = xPerSlot ? slots : rows;
+    const gp = this.p(dOut, slots * n, `${what} dOut`), xp = this.p(x, xRows * kin, `${what} x`), wp = this.p(w, experts * n * kin, `${what} w`);
+    const dxp = dx ? this.p(dx, xRows * kin, `${what} dx`) : -1, dwp = dw ? this.p(dw, experts * n * kin, `${what} dw`) : -1;
+    const rt = this.routeSlots(ids, rows, k, experts, n, kin, xPerSlot, what);
+    if (!dx && !dw) return;
+    for (let e = 0; e < experts; e++) {
+      const at = rt.start[e], m = rt.start[e + 1] - at;
+      if (m === 0) continue;
+      const g = this.expertRows(gp, n, rt.order, rt.orderPtr, at, m, rt.b);
+      // dW_e += dOutᵀ·X over the expert's rows (block A holds X until dx needs it).
+      if (dw) this.matmul(this.view(dwp + 4 * e * n * kin, n * kin), g, this.expertRows(xp, kin, rt.xRow, rt.xRowPtr, at, m, rt.a), n, kin, m, true, false, true);
+      if (!dx) continue;
+      // dX = dOut·W_e, added straight into dx's rows when they are consecutive, else through block A.
+      const W = this.view(wp + 4 * e * n * kin, n * kin);
+      if (WasmBackend.consecutive(rt.xRow, at, m)) this.matmul(this.view(dxp + 4 * rt.xRow[at] * kin, m * kin), g, W, m, kin, n, false, false, true);
+      else {
+        this.matmul(this.view(rt.a, m * kin), g, W, m, kin, n, false, false, false);
+        this.k.moeScatterRows(dxp, rt.a, rt.xRowPtr + 4 * at, m, kin, 1);
+      }
+    }
+  }
+
+  moeCombine(out: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number, accumulate: boolean): void {
+    if (![rows, k, dim].every(isCount)) throw new RangeError(`wasm backend: bad moeCombine shape: ${rows} rows, k ${k}, dim ${dim}`);
+    const op = this.p(out, rows * dim, "moeCombine out"), sp = this.p(slots, rows * k * dim, "moeCombine slots"), wp = this.p(weights, rows * k, "moeCombine weights");
+    this.parallel("moeCombine", rows, 1, rows * k * dim, (lo, hi) => [op + 4 * lo * dim, sp + 4 * lo * k * dim, wp + 4 * lo * k, hi - lo, k, dim, accumulate ? 1 : 0]);
+  }
+  moeCombineBackward(dSlots: Buf, dWeights: Buf, dOut: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number): void {
+    if (![rows, k, dim].every(isCount)) throw new RangeError(`wasm backend: bad moeCombineBackward shape: ${rows} rows, k ${k}, dim ${dim}`);
+    const ns = rows * k * dim;
+    const dsp = this.p(dSlots, ns, "moeCombineBackward dSlots"), dwp = this.p(dWeights, rows * k, "moeCombineBackward dWeights");
+    const gp = this.p(dOut, rows * dim, "moeCombineBackward dOut"), sp = this.p(slots, ns, "moeCombineBackward slots"), wp = this.p(weights, rows * k, "moeCombineBackward weights");
+    this.parallel("moeCombineBackward", rows, 1, 2 * ns, (lo, hi) =>
+      [dsp + 4 * lo * k * dim, dwp + 4 * lo * k, gp + 4 * lo * dim, sp + 4 * lo * k * dim, wp + 4 * lo * k, hi - lo, k, dim]);
+  }
+
   // ---- optimizer ------------------------------------------------------------------------------
 
-  // MOE-PLACEHOLDER-BEGIN (replaced by the real kernels in this change)
-  softmax(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
-    throw new Error("wasm backend: softmax is not built yet");
-  }
-  softmaxBackward(_dx: Buf, _dOut: Buf, _y: Buf, _rows: number, _cols: number): void {
-    throw new Error("wasm backend: softmaxBackward is not built yet");
-  }
-  logSumExp(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
-    throw new Error("wasm backend: logSumExp is not built yet");
-  }
-  logSumExpBackward(_dx: Buf, _dOut: Buf, _x: Buf, _lse: Buf, _rows: number, _cols: number): void {
-    throw new Error("wasm backend: logSumExpBackward is not built yet");
-  }
-  moeTopK(_weights: Buf, _ids: Buf, _probs: Buf, _rows: number, _experts: number, _k: number): void {
-    throw new Error("wasm backend: moeTopK is not built yet");
-  }
-  moeTopKBackward(_dProbs: Buf, _dWeights: Buf, _probs: Buf, _weights: Buf, _ids: Buf, _rows: number, _experts: number, _k: number): void {
-    throw new Error("wasm backend: moeTopKBackward is not built yet");
-  }
-  moeCounts(_counts: Buf, _ids: Buf, _n: number, _experts: number): void {
-    throw new Error("wasm backend: moeCounts is not built yet");
-  }
-  matmulExperts(_out: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("wasm backend: matmulExperts is not built yet");
-  }
-  matmulExpertsBackward(_dx: Buf | null, _dw: Buf | null, _dOut: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("wasm backend: matmulExpertsBackward is not built yet");
-  }
-  matmulExpertsQuantized(_out: Buf, _x: Buf, _w: QBuf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("wasm backend: matmulExpertsQuantized is not built yet");
-  }
-  moeCombine(_out: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number, _accumulate: boolean): void {
-    throw new Error("wasm backend: moeCombine is not built yet");
-  }
-  moeCombineBackward(_dSlots: Buf, _dWeights: Buf, _dOut: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number): void {
-    throw new Error("wasm backend: moeCombineBackward is not built yet");
-  }
-  // MOE-PLACEHOLDER-END
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const n = param.length;
     const stepSize = lr / (1 - Math.pow(beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
