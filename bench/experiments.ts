@@ -200,7 +200,72 @@ function speculative(): void {
   }
 }
 
-const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative };
+/** Parameters of a checkpoint: all of them, and those one token uses (k of E experts per layer). */
+function parameterCounts(dir: string): { total: number; active: number } {
+  const c = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, number | boolean>;
+  const d = c.hidden_size as number, f = c.intermediate_size as number, L = c.num_hidden_layers as number, V = c.vocab_size as number;
+  const kv = ((c.num_key_value_heads as number) * d) / (c.num_attention_heads as number);
+  const E = (c.num_local_experts as number | undefined) ?? 1, k = E > 1 ? (c.num_experts_per_tok as number) : 1;
+  const attention = 2 * d * d + 2 * d * kv, norms = 2 * d, expert = 3 * d * f, router = E > 1 ? E * d : 0;
+  const ends = V * d * (c.tie_word_embeddings ? 1 : 2) + d;
+  return { total: ends + L * (attention + norms + router + E * expert), active: ends + L * (attention + norms + router + k * expert) };
+}
+
+/** Mean training tokens/s of a run (its last step's running figure in metrics.jsonl). */
+function trainTokensPerSecond(dir: string): number {
+  const steps = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { tokens_per_s?: number }).filter((m) => m.tokens_per_s !== undefined);
+  return steps[steps.length - 1].tokens_per_s!;
+}
+
+/** Greedy decode tok/s of a model on one thread (bonsai generate --stats), the median of three runs. */
+function decodeTokensPerSecond(dir: string): number {
+  const rates: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    process.stderr.write(`$ bonsai generate --model ${dir} --stats …\n`);
+    const r = spawnSync(process.execPath, [CLI, "generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "200", "--temperature", "0", "--stats", "--threads", "1"], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`bonsai generate failed: ${r.stderr}`);
+    rates.push((JSON.parse(r.stderr.trim().split("\n").at(-1)!) as { decode_tokens_per_s: number }).decode_tokens_per_s);
+  }
+  return rates.sort((a, b) => a - b)[1];
+}
+
+/**
+ * E5: sparse MoE against dense models of its active and of its total parameters, and an upcycled
+ * MoE, at equal steps and tokens (E1's student shape and batches), for two seeds.
+ */
+async function mixtureOfExperts(): Promise<void> {
+  // E1's student FFN is 352 wide: 8 experts of 176 with 2 per token use the same active FFN parameters;
+  // a dense FFN of 8·176 = 1408 has the MoE's total.
+  const shape = (seed: string) => STUDENT.map((a, i) => (STUDENT[i - 1] === "--seed" ? seed : a));
+  const run = (name: string, seed: string, extra: string[], iters = STUDENT_ITERS): [string, string[]] => {
+    const out = join(DIR, `${name}-s${seed}`);
+    return [out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...shape(seed), ...BATCH, "--iters", iters, ...extra, "--out", out]];
+  };
+  const MOE = ["--experts", "8", "--experts-per-token", "2", "--intermediate-size", "176"];
+  const rows: [string, string][] = [];
+  for (const seed of ["2", "3"]) {
+    const dense = run("moe-dense", seed, []), sparse = run("moe-e8k2", seed, MOE), big = run("moe-dense-total", seed, ["--intermediate-size", "1408"]);
+    // Upcycling: a dense model trained half the steps, then upcycled (each expert its FFN, 8 of them, 2 per token) for the other half.
+    const half = run("moe-dense-half", seed, [], String(Number(STUDENT_ITERS) / 2));
+    const upOut = join(DIR, `moe-upcycled-s${seed}`);
+    const up: [string, string[]] = [upOut, ["train", "--data", TRAIN, "--init", half[0], "--experts", "8", "--experts-per-token", "2", "--router-noise", "0.02", ...BATCH, "--iters", String(Number(STUDENT_ITERS) / 2), "--lr", "3e-3", "--min-lr", "3e-4", "--seed", seed, "--out", upOut]];
+    await parallel([dense, sparse]);
+    await parallel([big, half]);
+    await parallel([up]);
+    rows.push([`dense, FFN 352 (seed ${seed})`, dense[0]], [`MoE 8×176, top-2 (seed ${seed})`, sparse[0]], [`dense, FFN 1408 = MoE total (seed ${seed})`, big[0]], [`upcycled: dense ${Number(STUDENT_ITERS) / 2} steps + MoE 8×352 top-2 ${Number(STUDENT_ITERS) / 2} steps (seed ${seed})`, upOut]);
+  }
+  console.log(`\nE5 mixture of experts — ${STUDENT_ITERS} steps each, held-out cross-entropy (nats/token); training and decode on one thread\n`);
+  const fmt = (n: number): string => `${(n / 1e6).toFixed(2)}M`;
+  table([
+    ["model", "held-out loss | parameters total / active | train tok/s | decode tok/s"], ["---", "---: | ---: | ---: | ---:"],
+    ...rows.map(([name, dir]): [string, string] => {
+      const p = parameterCounts(dir);
+      return [name, `${heldOutLoss(dir).toFixed(4)} | ${fmt(p.total)} / ${fmt(p.active)} | ${trainTokensPerSecond(dir)} | ${decodeTokensPerSecond(dir)}`];
+    }),
+  ]);
+}
+
+const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative, moe: mixtureOfExperts };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);
