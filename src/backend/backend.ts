@@ -72,6 +72,11 @@ export interface Backend {
   /** Copy `dst.length` numbers starting at `offset` (default 0) into `dst`: a host array the caller reuses. */
   readInto(buf: Buf, dst: FloatArray, offset?: number): Promise<void>;
   /**
+   * read, at once: only backends whose memory the host reads directly (the CPU backends) have it.
+   * For host decisions in the middle of a pass (which experts to page in), not for results.
+   */
+  readSync?(buf: Buf, offset?: number, length?: number): FloatArray;
+  /**
    * The min(k, n) largest of the `n` numbers at `offset`, with their indices (relative to
    * `offset`), largest first and equal values by lower index (backend/top-k.ts): a sampler's
    * greedy or top-k choice without the whole row crossing to the host.

@@ -32,6 +32,7 @@ export const jsonFile = (name: string, value: unknown): CheckpointFile => ({ nam
 export async function modelTensors(model: Llama): Promise<NamedTensors> {
   if (model.fused) throw new Error("the model is fused for inference; load it without fusing to save or convert it");
   if (model.quantized.size > 0) throw new Error("the model holds quantized weights; load it dequantized to save or convert it");
+  if (model.expertCaches.size > 0) throw new Error("the model pages its experts from the file; load it without an expert cache to save or convert it");
   const out: NamedTensors = new Map();
   for (const [name, t] of model.parameters()) out.set(name, { shape: [...t.shape], data: Float32Array.from(await t.toArray()) });
   return splitExperts(model.config, out);

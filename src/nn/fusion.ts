@@ -39,7 +39,8 @@ export const isMoeFfn = (f: DenseFfnWeights | MoeWeights): f is MoeWeights => "r
 
 /** Every weight a layer applies (to dispose them). */
 export function layerWeightList(L: LayerWeights): Weight[] {
-  const ffn = isMoeFfn(L.ffn) ? [L.ffn.router, L.ffn.gate, L.ffn.up, L.ffn.down] : [...L.ffn.gateUp, L.ffn.down];
+  const f = L.ffn;
+  const ffn = !isMoeFfn(f) ? [...f.gateUp, f.down] : "cache" in f ? [f.router, ...Object.values(f.cache.weights)] : [f.router, f.gate, f.up, f.down];
   return [L.inputNorm, L.postNorm, L.o, ...L.qkv, ...ffn];
 }
 

@@ -8,6 +8,7 @@ import type { QuantizedWeight } from "../tensor/quantized-weight.js";
 import { type DeferredWeights, type Weight, applyWeight, applyWeights } from "./weight.js";
 import { type FuseOptions, type LayerWeights, type ModelWeights, fuseWeights, isMoeFfn, layerWeightList } from "./fusion.js";
 import { type ExpertUsage, type RoutingLog, moeFfn } from "./moe.js";
+import type { ExpertCache } from "./expert-cache.js";
 import { deriveSeed, Rng } from "../util/rng.js";
 import { type LlamaConfig, headDim, isMoe, parameterNames, parameterShape, validateConfig } from "./config.js";
 import { type Placement, backendOf, describePlacement, isSplit, partOf, placementOf, stages } from "./placement.js";
@@ -100,11 +101,19 @@ export class Llama {
      * trainable: its float parameters are only the rest.
      */
     readonly quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
+    /**
+     * MoE layers whose experts are paged (nn/expert-cache.ts; inference only), by layer: their
+     * stacked expert parameters are in neither map, the cache reads them from the file on demand.
+     */
+    readonly expertCaches: ReadonlyMap<number, ExpertCache> = new Map(),
   ) {
     validateConfig(config);
     this.placement = placementOf(where, config.num_hidden_layers);
     this.backend = this.placement.ends;
+    for (const [l, cache] of expertCaches)
+      if (!isMoe(config) || !(l >= 0 && l < config.num_hidden_layers) || cache.experts !== config.num_local_experts) throw new Error(`model: an expert cache for layer ${l} does not fit the config`);
     for (const name of parameterNames(config)) {
+      if (expertCaches.has(partOf(name) as number) && /\.experts\.w[123]\.weight$/.test(name)) continue;
       const t = params.get(name) ?? quantized.get(name);
       if (!t) throw new Error(`model: missing parameter ${name}`);
       if (t.backend !== backendOf(this.placement, partOf(name))) throw new Error(`model: parameter ${name} is on ${t.backend.name}, its place is ${backendOf(this.placement, partOf(name)).name}`);
@@ -174,7 +183,8 @@ export class Llama {
   /** Weights counted whether float or quantized. */
   numParameters(): number {
     if (this.fusedWeights) return this.fusedCount;
-    return [...this.params.values()].reduce((s, t) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0);
+    const paged = [...this.expertCaches.values()].reduce((s, c) => s + (Object.values(c.weights).reduce((n, w) => n + w.size, 0) * c.experts) / c.slots, 0);
+    return [...this.params.values()].reduce((s, t) => s + t.size, 0) + [...this.quantized.values()].reduce((s, w) => s + w.size, 0) + paged;
   }
 
   private p(name: string): Tensor {
@@ -230,7 +240,9 @@ export class Llama {
         qkv: [this.w(pre + "self_attn.q_proj.weight", fq), this.w(pre + "self_attn.k_proj.weight", fq), this.w(pre + "self_attn.v_proj.weight", fq)],
         o: this.w(pre + "self_attn.o_proj.weight", fq),
         postNorm: this.p(pre + "post_attention_layernorm.weight"),
-        ffn: isMoe(c)
+        ffn: this.expertCaches.has(l)
+          ? { router: this.w(moe + "gate.weight"), cache: this.expertCaches.get(l)! }
+          : isMoe(c)
           ? // The router stays float under QAT: llama.cpp keeps ffn_gate_inp in F32 when it quantizes.
             { router: this.w(moe + "gate.weight"), gate: this.w(moe + "experts.w1.weight", fq), up: this.w(moe + "experts.w3.weight", fq), down: this.w(moe + "experts.w2.weight", fq) }
           : { gateUp: [this.w(pre + "mlp.gate_proj.weight", fq), this.w(pre + "mlp.up_proj.weight", fq)], down: this.w(pre + "mlp.down_proj.weight", fq) },
@@ -366,6 +378,7 @@ export class Llama {
     for (const w of this.quantized.values()) w.dispose();
     this.qat?.invalidate();
     this.expertUsage?.dispose();
+    for (const cache of this.expertCaches.values()) cache.dispose();
     for (const { cos, sin } of this.ropeTablesOn.values()) {
       cos.dispose();
       sin.dispose();

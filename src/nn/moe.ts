@@ -4,19 +4,18 @@
 //   p = softmax(h Wrᵀ),  {e_j} = top-k(p),  w_j = p_{e_j} / Σ_j p_{e_j}
 //   y = Σ_j w_j · W2_{e_j}ᵀ (silu(W1_{e_j} h) ⊙ W3_{e_j} h)
 // Training adds the routers' load-balancing and z losses (RoutingLog.loss).
-import { Tensor, unscoped } from "../tensor/tensor.js";
+import { Tensor, isGradEnabled, unscoped } from "../tensor/tensor.js";
 import * as op from "../tensor/ops.js";
 import * as moe from "../tensor/moe-ops.js";
 import { type Weight, applyWeight } from "./weight.js";
 import { type LlamaConfig, numExperts } from "./config.js";
+import type { ExpertCache } from "./expert-cache.js";
 
-/** A MoE layer's weights: the router [E, dim] and the experts stacked, gate/up [E, f, dim] and down [E, dim, f] (or quantized [E·out, in]). */
-export interface MoeWeights {
-  router: Weight;
-  gate: Weight;
-  up: Weight;
-  down: Weight;
-}
+/**
+ * A MoE layer's weights: the router [E, dim] and the experts, all resident — stacked, gate/up
+ * [E, f, dim] and down [E, dim, f] (or quantized [E·out, in]) — or paged through a cache.
+ */
+export type MoeWeights = { router: Weight; gate: Weight; up: Weight; down: Weight } | { router: Weight; cache: ExpertCache };
 
 /**
  * What a pass's routers did, layer by layer: the router probabilities and log-normalisers (for
@@ -97,7 +96,49 @@ export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, 
   const routing = moe.topKRouting(probs, k);
   if (opts.log) opts.log.layers.push({ layer, probs, lse: op.logSumExp(logits), counts: moe.expertCounts(routing.ids, E) });
   opts.usage?.add(layer, routing.ids);
+  if ("cache" in w) return pagedExperts(x, w.cache, routing, act, opts.into ?? Tensor.zeros(x.backend, h.shape));
   const hidden = op.swiglu(moe.experts(x, w.gate, routing, E), moe.experts(x, w.up, routing, E));
   const out = moe.experts(act(hidden), w.down, routing, E);
   return opts.into ? moe.combineExpertsInto(opts.into, out, routing) : moe.combineExperts(out, routing, h.shape);
+}
+
+/**
+ * The experts of a paged layer (inference): the routed ids are read on the host, and the tokens
+ * run in consecutive chunks whose experts fit the cache's slots (the whole pass when they do; a
+ * decoded token's k always do), each chunk's experts made resident first. Adds into `y`.
+ */
+function pagedExperts(x: Tensor, cache: ExpertCache, routing: moe.Routing, act: (t: Tensor) => Tensor, y: Tensor): Tensor {
+  const be = x.backend, k = routing.k;
+  if (isGradEnabled()) throw new Error("moe: paged experts are for inference; run under noGrad");
+  if (!be.readSync) throw new Error(`moe: expert paging needs a backend whose memory the host reads (wasm, js), not ${be.name}`);
+  if (k > cache.slots) throw new Error(`moe: the expert cache holds ${cache.slots} experts per layer, a token needs ${k}`);
+  const ids = be.readSync(routing.ids.data);
+  const T = ids.length / k, dim = x.shape[x.shape.length - 1];
+  const rows = (t: Tensor, t0: number, n: number): Tensor => {
+    if (n === T) return t;
+    const cols = t.size / T, part = Tensor.zeros(be, [n, cols]);
+    be.copy(part.data, 0, t.data, t0 * cols, n * cols);
+    return part;
+  };
+  for (let t0 = 0; t0 < T; ) {
+    const wanted = new Set<number>();
+    let t1 = t0;
+    for (; t1 < T; t1++) {
+      const fresh = new Set(Array.from(ids.subarray(t1 * k, (t1 + 1) * k)).filter((e) => !wanted.has(e)));
+      if (wanted.size + fresh.size > cache.slots) break;
+      for (const e of fresh) wanted.add(e);
+    }
+    const slotOf = cache.acquire([...wanted]);
+    const n = t1 - t0;
+    const chunk: moe.Routing = { weights: rows(routing.weights, t0, n), ids: Tensor.from(be, [n, k], Array.from(ids.subarray(t0 * k, t1 * k), (e) => slotOf.get(e)!)), k };
+    const xs = rows(x, t0, n), W = cache.weights;
+    const hidden = op.swiglu(moe.experts(xs, W.gate, chunk, cache.slots), moe.experts(xs, W.up, chunk, cache.slots));
+    const out = moe.experts(act(hidden), W.down, chunk, cache.slots);
+    if (n === T) return moe.combineExpertsInto(y, out, chunk);
+    const part = rows(y, t0, n);
+    moe.combineExpertsInto(part, out, chunk);
+    be.copy(y.data, t0 * dim, part.data, 0, n * dim);
+    t0 = t1;
+  }
+  return y;
 }

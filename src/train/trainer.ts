@@ -145,6 +145,7 @@ export class Trainer {
     for (const [name, split] of Object.entries(data))
       if (split.length < opts.blockSize + 1) throw new Error(`the ${name} split has ${split.length} tokens, fewer than block size + 1 = ${opts.blockSize + 1}`);
     if (model.fused) throw new Error("trainer: the model is fused for inference (its Q/K/V and gate/up are stacked, norm gains folded); load it without fusing (fuse: false, --no-fuse) to train");
+    if (model.expertCaches.size > 0) throw new Error("trainer: the model pages its experts from the file (inference only); load it without an expert cache to train");
     if (model.quantized.size > 0) throw new Error("trainer: the model has quantized weights (inference only); load it dequantized to train");
     this.optimizer = new AdamW(model.parameters(), { beta1: opts.beta1, beta2: opts.beta2, eps: 1e-8, weightDecay: opts.weightDecay });
     this.schedule = { lr: opts.lr, minLr: opts.minLr, warmup: opts.warmup, decayIters: opts.decayIters ?? opts.iters };

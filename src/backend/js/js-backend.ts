@@ -45,6 +45,9 @@ export class JsBackend implements Backend {
     d.set(src, offset);
   }
   async read(buf: Buf, offset = 0, length = buf.length - offset): Promise<FloatArray> {
+    return this.readSync(buf, offset, length);
+  }
+  readSync(buf: Buf, offset = 0, length = buf.length - offset): FloatArray {
     return a(buf).slice(offset, offset + length);
   }
   async readInto(buf: Buf, dst: FloatArray, offset = 0): Promise<void> {

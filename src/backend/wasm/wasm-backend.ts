@@ -383,6 +383,10 @@ export class WasmBackend implements Backend {
   }
 
   async read(buf: Buf, offset = 0, length = buf.length - offset): Promise<Float32Array> {
+    return this.readSync(buf, offset, length);
+  }
+
+  readSync(buf: Buf, offset = 0, length = buf.length - offset): Float32Array {
     if (!isCount(offset) || !isCount(length) || offset + length > buf.length)
       throw new RangeError(`read of ${length} at ${offset} overflows buffer of ${buf.length}`);
     const start = (this.p(buf, 0, "read source") >>> 2) + offset;
