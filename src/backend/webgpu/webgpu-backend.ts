@@ -15,6 +15,7 @@ import * as loss from "./kernels/loss.js";
 import * as optimizer from "./kernels/optimizer.js";
 import * as fakeQuant from "./kernels/fake-quant.js";
 import * as topK from "./kernels/top-k.js";
+import * as moe from "./kernels/moe.js";
 import { type TopK, topKOf } from "../top-k.js";
 
 const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
@@ -246,46 +247,101 @@ export class WebGpuBackend implements Backend {
     );
   }
 
+  // ---- mixture of experts -------------------------------------------------------------------
+  // Expert ids stay in GPU buffers (f32 whole numbers); nothing here reads them back. A slot
+  // whose id is not a whole number in [0, experts) is routed nowhere on the GPU (the CPU backends
+  // throw): zeros forward, no gradient, not counted (kernels/moe.ts).
+
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    if (!isCount(rows) || !isCount(cols)) throw new RangeError(`webgpu backend: bad softmax shape ${rows}x${cols}`);
+    const n = rows * cols;
+    moe.softmax(this.gpu, this.b(out, n, "softmax out"), this.b(x, n, "softmax x"), rows, cols);
+  }
+  softmaxBackward(dx: Buf, dOut: Buf, y: Buf, rows: number, cols: number): void {
+    if (!isCount(rows) || !isCount(cols)) throw new RangeError(`webgpu backend: bad softmax shape ${rows}x${cols}`);
+    const n = rows * cols;
+    moe.softmaxBackward(this.gpu, this.b(dx, n, "softmax dx"), this.b(dOut, n, "softmax dOut"), this.b(y, n, "softmax y"), rows, cols);
+  }
+  logSumExp(out: Buf, x: Buf, rows: number, cols: number): void {
+    if (!isCount(rows) || !isCount(cols)) throw new RangeError(`webgpu backend: bad logSumExp shape ${rows}x${cols}`);
+    moe.logSumExp(this.gpu, this.b(out, rows, "logSumExp out"), this.b(x, rows * cols, "logSumExp x"), rows, cols);
+  }
+  logSumExpBackward(dx: Buf, dOut: Buf, x: Buf, lse: Buf, rows: number, cols: number): void {
+    if (!isCount(rows) || !isCount(cols)) throw new RangeError(`webgpu backend: bad logSumExp shape ${rows}x${cols}`);
+    const n = rows * cols;
+    moe.logSumExpBackward(this.gpu, this.b(dx, n, "logSumExp dx"), this.b(dOut, rows, "logSumExp dOut"), this.b(x, n, "logSumExp x"), this.b(lse, rows, "logSumExp lse"), rows, cols);
+  }
+  /** Checks of a top-k routing shape: k in [1, experts]. */
+  private routingShape(rows: number, experts: number, k: number): void {
+    if (!isCount(rows) || !isCount(experts) || !isCount(k)) throw new RangeError(`webgpu backend: bad routing shape rows ${rows}, experts ${experts}, k ${k}`);
+    if (!(k >= 1 && k <= experts)) throw new RangeError(`webgpu backend: top-${k} routing over ${experts} experts`);
+  }
+  moeTopK(weights: Buf, ids: Buf, probs: Buf, rows: number, experts: number, k: number): void {
+    this.routingShape(rows, experts, k);
+    moe.moeTopK(this.gpu, this.b(weights, rows * k, "moeTopK weights"), this.b(ids, rows * k, "moeTopK ids"), this.b(probs, rows * experts, "moeTopK probs"), rows, experts, k);
+  }
+  moeTopKBackward(dProbs: Buf, dWeights: Buf, probs: Buf, weights: Buf, ids: Buf, rows: number, experts: number, k: number): void {
+    this.routingShape(rows, experts, k);
+    const n = rows * k;
+    moe.moeTopKBackward(
+      this.gpu,
+      this.b(dProbs, rows * experts, "moeTopK dProbs"), this.b(dWeights, n, "moeTopK dWeights"), this.b(probs, rows * experts, "moeTopK probs"),
+      this.b(weights, n, "moeTopK weights"), this.b(ids, n, "moeTopK ids"), rows, experts, k,
+    );
+  }
+  moeCounts(counts: Buf, ids: Buf, n: number, experts: number): void {
+    if (!isCount(n) || !isCount(experts)) throw new RangeError(`webgpu backend: bad moeCounts shape n ${n}, experts ${experts}`);
+    moe.moeCounts(this.gpu, this.b(counts, experts, "moeCounts counts"), this.b(ids, n, "moeCounts ids"), n, experts);
+  }
+  /** Checks of an expert projection's shape; the rows of x. */
+  private expertsShape(rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): number {
+    if (![rows, k, experts, n, kin].every(isCount)) throw new RangeError(`webgpu backend: bad expert shape rows ${rows}, k ${k}, experts ${experts}, n ${n}, kin ${kin}`);
+    if (rows * k > 0 && experts === 0) throw new RangeError("webgpu backend: routed slots with no experts");
+    return xPerSlot ? rows * k : rows;
+  }
+  matmulExperts(out: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const xRows = this.expertsShape(rows, k, experts, n, kin, xPerSlot), s = rows * k;
+    moe.matmulExperts(
+      this.gpu,
+      this.b(out, s * n, "matmulExperts out"), this.b(x, xRows * kin, "matmulExperts x"), this.b(w, experts * n * kin, "matmulExperts w"), this.b(ids, s, "matmulExperts ids"),
+      rows, k, experts, n, kin, xPerSlot,
+    );
+  }
+  matmulExpertsBackward(dx: Buf | null, dw: Buf | null, dOut: Buf, x: Buf, w: Buf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const xRows = this.expertsShape(rows, k, experts, n, kin, xPerSlot), s = rows * k;
+    moe.matmulExpertsBackward(
+      this.gpu,
+      dx === null ? null : this.b(dx, xRows * kin, "matmulExperts dx"), dw === null ? null : this.b(dw, experts * n * kin, "matmulExperts dw"),
+      this.b(dOut, s * n, "matmulExperts dOut"), this.b(x, xRows * kin, "matmulExperts x"), this.b(w, experts * n * kin, "matmulExperts w"), this.b(ids, s, "matmulExperts ids"),
+      rows, k, experts, n, kin, xPerSlot,
+    );
+  }
+  matmulExpertsQuantized(out: Buf, x: Buf, w: QBuf, ids: Buf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
+    const xRows = this.expertsShape(rows, k, experts, n, kin, xPerSlot), s = rows * k;
+    const q = quantized.live(this.gpu, w);
+    if (q.rows !== experts * n || q.cols !== kin) throw new RangeError(`webgpu backend: quantized experts are [${q.rows}, ${q.cols}], the call needs [${experts}·${n}, ${kin}]`);
+    moe.matmulExpertsQuantized(
+      this.gpu,
+      this.b(out, s * n, "matmulExpertsQuantized out"), this.b(x, xRows * kin, "matmulExpertsQuantized x"), q, this.b(ids, s, "matmulExpertsQuantized ids"),
+      rows, k, experts, n, kin, xPerSlot,
+    );
+  }
+  moeCombine(out: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number, accumulate: boolean): void {
+    if (!isCount(rows) || !isCount(k) || !isCount(dim)) throw new RangeError(`webgpu backend: bad moeCombine shape rows ${rows}, k ${k}, dim ${dim}`);
+    moe.moeCombine(this.gpu, this.b(out, rows * dim, "moeCombine out"), this.b(slots, rows * k * dim, "moeCombine slots"), this.b(weights, rows * k, "moeCombine weights"), rows, k, dim, accumulate);
+  }
+  moeCombineBackward(dSlots: Buf, dWeights: Buf, dOut: Buf, slots: Buf, weights: Buf, rows: number, k: number, dim: number): void {
+    if (!isCount(rows) || !isCount(k) || !isCount(dim)) throw new RangeError(`webgpu backend: bad moeCombine shape rows ${rows}, k ${k}, dim ${dim}`);
+    const s = rows * k;
+    moe.moeCombineBackward(
+      this.gpu,
+      this.b(dSlots, s * dim, "moeCombine dSlots"), this.b(dWeights, s, "moeCombine dWeights"), this.b(dOut, rows * dim, "moeCombine dOut"),
+      this.b(slots, s * dim, "moeCombine slots"), this.b(weights, s, "moeCombine weights"), rows, k, dim,
+    );
+  }
+
   // ---- optimizer ----------------------------------------------------------------------------
 
-  // MOE-PLACEHOLDER-BEGIN (replaced by the real kernels in this change)
-  softmax(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
-    throw new Error("webgpu backend: softmax is not built yet");
-  }
-  softmaxBackward(_dx: Buf, _dOut: Buf, _y: Buf, _rows: number, _cols: number): void {
-    throw new Error("webgpu backend: softmaxBackward is not built yet");
-  }
-  logSumExp(_out: Buf, _x: Buf, _rows: number, _cols: number): void {
-    throw new Error("webgpu backend: logSumExp is not built yet");
-  }
-  logSumExpBackward(_dx: Buf, _dOut: Buf, _x: Buf, _lse: Buf, _rows: number, _cols: number): void {
-    throw new Error("webgpu backend: logSumExpBackward is not built yet");
-  }
-  moeTopK(_weights: Buf, _ids: Buf, _probs: Buf, _rows: number, _experts: number, _k: number): void {
-    throw new Error("webgpu backend: moeTopK is not built yet");
-  }
-  moeTopKBackward(_dProbs: Buf, _dWeights: Buf, _probs: Buf, _weights: Buf, _ids: Buf, _rows: number, _experts: number, _k: number): void {
-    throw new Error("webgpu backend: moeTopKBackward is not built yet");
-  }
-  moeCounts(_counts: Buf, _ids: Buf, _n: number, _experts: number): void {
-    throw new Error("webgpu backend: moeCounts is not built yet");
-  }
-  matmulExperts(_out: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("webgpu backend: matmulExperts is not built yet");
-  }
-  matmulExpertsBackward(_dx: Buf | null, _dw: Buf | null, _dOut: Buf, _x: Buf, _w: Buf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("webgpu backend: matmulExpertsBackward is not built yet");
-  }
-  matmulExpertsQuantized(_out: Buf, _x: Buf, _w: QBuf, _ids: Buf, _rows: number, _k: number, _experts: number, _n: number, _kin: number, _xPerSlot: boolean): void {
-    throw new Error("webgpu backend: matmulExpertsQuantized is not built yet");
-  }
-  moeCombine(_out: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number, _accumulate: boolean): void {
-    throw new Error("webgpu backend: moeCombine is not built yet");
-  }
-  moeCombineBackward(_dSlots: Buf, _dWeights: Buf, _dOut: Buf, _slots: Buf, _weights: Buf, _rows: number, _k: number, _dim: number): void {
-    throw new Error("webgpu backend: moeCombineBackward is not built yet");
-  }
-  // MOE-PLACEHOLDER-END
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     const n = param.length;
     optimizer.adamw(this.gpu, this.b(param, n, "param"), this.b(grad, n, "grad"), this.b(m, n, "m"), this.b(v, n, "v"), lr, beta1, beta2, eps, weightDecay, step, n);

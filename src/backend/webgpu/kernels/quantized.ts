@@ -63,7 +63,7 @@ export function allocQuantized(gpu: Gpu, type: QuantType, rows: number, cols: nu
 }
 
 /** `w` as a live matrix of this GPU. */
-function live(gpu: Gpu, w: QBuf): GpuQBuf {
+export function live(gpu: Gpu, w: QBuf): GpuQBuf {
   if (!(w instanceof GpuQBuf) || w.gpu !== gpu) throw new TypeError("webgpu backend: not a quantized matrix of this backend");
   if (w.freed) throw new Error("webgpu backend: quantized matrix used after free");
   return w;
@@ -142,14 +142,16 @@ fn hi4(w: u32) -> vec4f { return vec4f((vec4u(w) >> vec4u(4u, 12u, 20u, 28u)) & 
 // ---- m = 1: one activation row (decode) ---------------------------------------------------------
 // c[j] = Σ_blocks d_jb · Σ q·x: 8 weight rows per workgroup, 32 threads per row taking 16-byte
 // pieces of it in turn (half a Q8_0 block, a whole Q4_0 block, 8 f16 values), then a tree reduction.
-const MV_ROWS = 8;
+export const MV_ROWS = 8;
 
-const matvecShaders = new Map<string, string>();
-function matvecShader(type: QuantType, k: number): string {
+/**
+ * The pieces of a matrix-vector product over one weight row (also the MoE kernels', moe.ts):
+ * `decls` binds a (2), qs (3) and sc (4, block formats); `loop` adds lane `lane`'s share of the dot
+ * of weight row `row` with the activations starting at a[a0] into `s` (p.k values, p.sw words a
+ * row). `vec4`: a is read as vec4s, a0 counts them.
+ */
+export function matvecParts(type: QuantType, k: number): { decls: string; loop: string; vec4: boolean } {
   const f16Vec = type === "f16" && k % 8 === 0;
-  const key = `${type}${+f16Vec}`;
-  let code = matvecShaders.get(key);
-  if (code !== undefined) return code;
   let decls: string, loop: string;
   if (type === "q8_0") {
     decls = `@group(0) @binding(2) var<storage, read> a: array<vec4f>;
@@ -158,7 +160,7 @@ function matvecShader(type: QuantType, k: number): string {
     // Piece h: 16 int8 = elements 16h…16h+15 of the row, block h/2.
     loop = `let hb = p.k / 16u; let base = row * hb;
     for (var h = lane; h < hb; h += 32u) {
-      let q = qs[base + h]; let x = 4u * h;
+      let q = qs[base + h]; let x = a0 + 4u * h;
       let t = dot(i8x4(q.x), a[x]) + dot(i8x4(q.y), a[x + 1u]) + dot(i8x4(q.z), a[x + 2u]) + dot(i8x4(q.w), a[x + 3u]);
       s = fma(scale(row, h / 2u), t, s);
     }`;
@@ -169,7 +171,7 @@ function matvecShader(type: QuantType, k: number): string {
     // Piece b: block b, elements 32b…32b+31 = vec4s 8b…8b+7 of x.
     loop = `let nb = p.k / 32u; let base = row * nb;
     for (var b = lane; b < nb; b += 32u) {
-      let q = qs[base + b]; let x = 8u * b;
+      let q = qs[base + b]; let x = a0 + 8u * b;
       let t = (dot(lo4(q.x), a[x]) + dot(lo4(q.y), a[x + 1u])) + (dot(lo4(q.z), a[x + 2u]) + dot(lo4(q.w), a[x + 3u]))
             + (dot(hi4(q.x), a[x + 4u]) + dot(hi4(q.y), a[x + 5u])) + (dot(hi4(q.z), a[x + 6u]) + dot(hi4(q.w), a[x + 7u]));
       s = fma(scale(row, b), t, s);
@@ -180,7 +182,7 @@ function matvecShader(type: QuantType, k: number): string {
     loop = `let hb = p.k / 8u; let base = row * hb;
     for (var h = lane; h < hb; h += 32u) {
       let q = qs[base + h];
-      s += dot(vec4f(unpack2x16float(q.x), unpack2x16float(q.y)), a[2u * h]) + dot(vec4f(unpack2x16float(q.z), unpack2x16float(q.w)), a[2u * h + 1u]);
+      s += dot(vec4f(unpack2x16float(q.x), unpack2x16float(q.y)), a[a0 + 2u * h]) + dot(vec4f(unpack2x16float(q.z), unpack2x16float(q.w)), a[a0 + 2u * h + 1u]);
     }`;
   } else {
     // Any k: word w holds values 2w and 2w + 1 (the row's padding value is zero; x's is skipped).
@@ -189,9 +191,18 @@ function matvecShader(type: QuantType, k: number): string {
     loop = `let base = row * p.sw;
     for (var w = lane; w < p.sw; w += 32u) {
       let f = unpack2x16float(qs[base + w]); let e = 2u * w;
-      s += f.x * a[e] + select(0.0, f.y * a[e + 1u], e + 1u < p.k);
+      s += f.x * a[a0 + e] + select(0.0, f.y * a[a0 + e + 1u], e + 1u < p.k);
     }`;
   }
+  return { decls, loop, vec4: type !== "f16" || f16Vec };
+}
+
+const matvecShaders = new Map<string, string>();
+function matvecShader(type: QuantType, k: number): string {
+  const key = `${type}${+(type === "f16" && k % 8 === 0)}`;
+  let code = matvecShaders.get(key);
+  if (code !== undefined) return code;
+  const { decls, loop } = matvecParts(type, k);
   code = `
 struct P { n: u32, k: u32, sw: u32, acc: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -204,6 +215,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   let row = (wid.x + wid.y * nwg.x) * ${MV_ROWS}u + lid.x / 32u;
   var s = 0.0;
   if (row < p.n) {
+    let a0 = 0u;
     ${loop}
   }
   part[lid.x] = s;
@@ -222,12 +234,26 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 // The dense GEMM's 64×64 tiles (gemmTile in matmul.ts), K advancing half a block (16 values) at a
 // time: the 64 weight rows' half block is dequantized once into workgroup memory and serves all 64
 // activation rows. The xor masks match each tile's write pattern (see gemmTile).
-const BK = 16;
+export const QBK = 16;
+const BK = QBK;
 
-const tiledShaders = new Map<QuantType, string>();
-function tiledShader(type: QuantType): string {
-  let code = tiledShaders.get(type);
-  if (code !== undefined) return code;
+/** Which activation and weight rows a tile loads: WGSL expressions of the tile's row `gi` and weight column `gj` (gj < p.n). */
+export interface TileRows {
+  /** Whether activation row gi exists (the plain GEMM: gi < p.m). */
+  aOk: string;
+  /** The row of `a` that tile row gi reads. */
+  aRow: string;
+  /** The weight row that output column gj reads. */
+  wRow: string;
+}
+const PLAIN_ROWS: TileRows = { aOk: "gi < p.m", aRow: "gi", wRow: "gj" };
+
+/**
+ * The pieces of the tiled quantized GEMM (also the MoE kernels', moe.ts): `decls` binds a (2),
+ * qs (3) and sc (4, block formats); `loadA` and `loadW` fill the tiles of K step k0 (from t, row0,
+ * col0; p.k, p.n, p.sw), `tile` is gemmTile with the matching xor masks.
+ */
+export function tiledParts(type: QuantType, rows: TileRows = PLAIN_ROWS): { decls: string; loadA: string; loadW: string; tile: ReturnType<typeof gemmTile> } {
   let decls: string, loadA: string, loadW: string, fa: string, fb: string;
   if (type === "f16") {
     decls = `@group(0) @binding(2) var<storage, read> a: array<f32>;
@@ -237,7 +263,7 @@ function tiledShader(type: QuantType): string {
       let e = t + 256u * r; let i = e / 16u; let pp = e % 16u;
       let gi = row0 + i; let gk = k0 + pp;
       var v = 0.0;
-      if (gi < p.m && gk < p.k) { v = a[gi * p.k + gk]; }
+      if (${rows.aOk} && gk < p.k) { v = a[(${rows.aRow}) * p.k + gk]; }
       As[sa(pp, i)][i % 4u] = v;
     }`;
     // 64 rows × 8 words, 2 a thread: word wd holds values k0 + 2wd and k0 + 2wd + 1 (p.sw words a row).
@@ -245,7 +271,7 @@ function tiledShader(type: QuantType): string {
       let e = t + 256u * r; let j = e / 8u; let wd = e % 8u;
       let gj = col0 + j; let gw = k0 / 2u + wd;
       var f = vec2f(0.0);
-      if (gj < p.n && gw < p.sw) { f = unpack2x16float(qs[gj * p.sw + gw]); }
+      if (gj < p.n && gw < p.sw) { f = unpack2x16float(qs[(${rows.wRow}) * p.sw + gw]); }
       Bs[sb(2u * wd, j)][j % 4u] = f.x; Bs[sb(2u * wd + 1u, j)][j % 4u] = f.y;
     }`;
     fa = "pp & 7u";
@@ -259,7 +285,7 @@ function tiledShader(type: QuantType): string {
       let i = t / 4u; let p4 = t % 4u;
       let gi = row0 + i;
       var v = vec4f(0.0);
-      if (gi < p.m) { v = a[gi * (p.k / 4u) + k0 / 4u + p4]; }
+      if (${rows.aOk}) { v = a[(${rows.aRow}) * (p.k / 4u) + k0 / 4u + p4]; }
       let x = i % 4u; let q0 = 4u * p4;
       As[sa(q0, i)][x] = v.x; As[sa(q0 + 1u, i)][x] = v.y; As[sa(q0 + 2u, i)][x] = v.z; As[sa(q0 + 3u, i)][x] = v.w;
     }`;
@@ -267,14 +293,15 @@ function tiledShader(type: QuantType): string {
     // 4 nibbles (Q4_0: the block's 4 words hold both halves, low nibbles first).
     const dequant =
       type === "q8_0"
-        ? "v = scale(gj, k0 / 32u) * i8x4(qs[gj * (p.k / 4u) + k0 / 4u + wq]);"
-        : `let w = qs[gj * (p.k / 8u) + (k0 / 32u) * 4u + wq];
-        v = scale(gj, k0 / 32u) * select(lo4(w), hi4(w), (k0 & 16u) != 0u);`;
+        ? "v = scale(wr, k0 / 32u) * i8x4(qs[wr * (p.k / 4u) + k0 / 4u + wq]);"
+        : `let w = qs[wr * (p.k / 8u) + (k0 / 32u) * 4u + wq];
+        v = scale(wr, k0 / 32u) * select(lo4(w), hi4(w), (k0 & 16u) != 0u);`;
     loadW = `{
       let j = t / 4u; let wq = t % 4u;
       let gj = col0 + j;
       var v = vec4f(0.0);
       if (gj < p.n) {
+        let wr = ${rows.wRow};
         ${dequant}
       }
       let x = j % 4u; let q0 = 4u * wq;
@@ -282,7 +309,14 @@ function tiledShader(type: QuantType): string {
     }`;
     fa = fb = "(pp >> 1u) & 6u";
   }
-  const tile = gemmTile(BK, fa, fb);
+  return { decls, loadA, loadW, tile: gemmTile(BK, fa, fb) };
+}
+
+const tiledShaders = new Map<QuantType, string>();
+function tiledShader(type: QuantType): string {
+  let code = tiledShaders.get(type);
+  if (code !== undefined) return code;
+  const { decls, loadA, loadW, tile } = tiledParts(type);
   code = `
 struct P { m: u32, n: u32, k: u32, sw: u32, acc: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -308,7 +342,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 }
 
 /** Words per row of the array a shader's `p.sw` counts: scales (block formats) or f16 values. */
-const swOf = (q: GpuQBuf): number => (q.type === "f16" ? q.quantRow : q.scaleRow) / 4;
+export const swOf = (q: GpuQBuf): number => (q.type === "f16" ? q.quantRow : q.scaleRow) / 4;
 
 export function matmulQuantized(gpu: Gpu, c: GpuBuf, a: GpuBuf, w: QBuf, m: number, n: number, k: number, accumulate: boolean): void {
   const q = live(gpu, w);
