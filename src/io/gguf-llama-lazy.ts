@@ -33,12 +33,14 @@ export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, confi
       const { gguf, shape, info } = llamaTensorInfo(f, config, name);
       if (!(info.type in GgmlType))
         throw new Error(`gguf: tensor ${gguf} is ${ggmlTypeName(info.type)}, which Bonsai cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)`);
-      const [rows, cols] = shape.length === 2 ? shape : [1, shape[0]];
+      // Rows of the last dimension: a norm is one row, stacked experts [E, out, in] E·out rows.
+      const cols = shape[shape.length - 1], rows = shape.reduce((x, y) => x * y, 1) / cols;
       const rowBytes = ggmlRowBytes(info.type, cols);
       const at = f.header.dataOffset + info.offset;
       const dest = isRopeProjection(name) ? ropeRowToHalf(rows, rows / hd) : undefined;
       const backend = backendOf(place, partOf(name));
-      const keep = opts.quantized && shape.length === 2 ? KEPT[info.type] : undefined;
+      // Matrices stay as the file holds them; stacked experts as ggml holds them, one [E·out, in] matrix.
+      const keep = opts.quantized && shape.length >= 2 ? KEPT[info.type] : undefined;
       if (keep !== undefined) {
         const q = new QuantizedWeight(backend, keep, [rows, cols], null);
         quantized.set(name, q);

@@ -18,7 +18,8 @@ export interface LlamaGgufWeights {
   tensors: NamedTensors;
   /**
    * Matrices kept quantized, under HF names, rows in HF's layout: the projections and the
-   * embedding table (which a tied model's LM head multiplies by too, as llama.cpp does).
+   * embedding table (which a tied model's LM head multiplies by too, as llama.cpp does); stacked
+   * experts [E, out, in] as one [E·out, in] matrix, as ggml holds them.
    */
   quantized: Map<string, QuantizedHostTensor>;
 }
@@ -52,16 +53,19 @@ export function llamaWeightsFromGguf(f: GgufFile, config: LlamaConfig): LlamaGgu
     const { gguf, shape, info } = llamaTensorInfo(f, config, name);
     const rope = isRopeProjection(name);
     const type = KEPT[info.type];
+    // Rows of the last dimension: stacked experts [E, out, in] are E·out rows, as ggml holds them.
+    const cols = shape[shape.length - 1], rows = shape.reduce((x, y) => x * y, 1) / cols;
     const blocks = (): Uint8Array => {
       // A copy: the source may hand out a view of a buffer it reuses.
-      const [rows, cols] = shape, rowBytes = ggmlRowBytes(info.type, cols);
+      const rowBytes = ggmlRowBytes(info.type, cols);
       const bytes = f.source.read(f.header.dataOffset + info.offset, rows * rowBytes).slice();
       return rope ? permuteRowsToHalf(bytes, rows, rowBytes, rows / hd) : bytes;
     };
-    if (type !== undefined && shape.length === 2) {
-      quantized.set(name, { type, shape: [shape[0], shape[1]], bytes: blocks() });
+    if (type !== undefined && shape.length >= 2) {
+      quantized.set(name, { type, shape: [rows, cols], bytes: blocks() });
     } else {
       const t = f.read(gguf);
+      t.shape = shape; // a single expert's {in, out, 1} is [out, in]
       if (rope) t.data = permuteRopeToHalf(t.data, t.shape[0], t.shape[1], t.shape[0] / hd);
       tensors.set(name, t);
     }

@@ -1,12 +1,18 @@
 // Llama models in GGUF, as llama.cpp writes and reads them: the `llama.*` metadata keys, the
 // `token_embd` / `blk.N.*` tensor names, and Q/K rows in ggml's adjacent-pair RoPE layout
 // (Bonsai's HF layout rotates halves; llama.cpp's converter permutes the rows, and so do we).
+// Sparse MoE (Mixtral) models are llama.cpp's arch `llama` with `llama.expert_count` E > 0 and
+// `llama.expert_used_count` k: per layer a router `ffn_gate_inp` (ggml dims {n_embd, E}, kept F32
+// as llama-quantize keeps it) and the experts stacked in one tensor each, `ffn_gate_exps` /
+// `ffn_up_exps` {n_embd, n_ff, E} and `ffn_down_exps` {n_ff, n_embd, E} — Bonsai's stacked
+// [E, out, in] parameters row-major as they are (no RoPE permutation: only attn_q/attn_k have one).
 import type { ByteSource } from "../format/byte-source.js";
 import { GgufNeedMoreBytes, GgufType, parseGgufHeader, plainValue, serializeGguf, validateTensorInfos, type GgufHeader, type GgufMetadataEntry, type GgufTensorInfo } from "../format/gguf.js";
 import { GgmlType, dequantize, ggmlTypeName, quantize } from "../format/ggml-quants.js";
 import type { HostTensor, NamedTensors } from "../format/host-tensor.js";
 import { permuteRopeToHalf, permuteRopeToPairs } from "./llama2c.js";
-import { type LlamaConfig, headDim, normalizeConfig, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, headDim, isMoe, isRouterWeight, normalizeConfig, numExperts, parameterNames, parameterShape } from "../nn/config.js";
+import { stackExperts } from "./hf-experts.js";
 
 /** A GGUF file opened by its header; tensor data is read only when asked for. */
 export class GgufFile {
@@ -71,7 +77,14 @@ const layerNames: [hf: string, gguf: string][] = [
   ["mlp.gate_proj.weight", "ffn_gate.weight"],
   ["mlp.up_proj.weight", "ffn_up.weight"],
   ["mlp.down_proj.weight", "ffn_down.weight"],
+  ["block_sparse_moe.gate.weight", "ffn_gate_inp.weight"],
+  ["block_sparse_moe.experts.w1.weight", "ffn_gate_exps.weight"],
+  ["block_sparse_moe.experts.w3.weight", "ffn_up_exps.weight"],
+  ["block_sparse_moe.experts.w2.weight", "ffn_down_exps.weight"],
 ];
+
+/** A dense FFN matrix's name in a single-expert GGUF (expert_count 1: llama.cpp's MoE path with one expert, which is the dense FFN). */
+const singleExpertNames: Record<string, string> = { "ffn_gate.weight": "ffn_gate_exps.weight", "ffn_up.weight": "ffn_up_exps.weight", "ffn_down.weight": "ffn_down_exps.weight" };
 
 /** The GGUF name of an HF parameter name. */
 export function ggufTensorName(hf: string): string {
@@ -121,18 +134,19 @@ export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
     rope_theta: num(f, "llama.rope.freq_base", 10000),
     tie_word_embeddings: !f.has("output.weight"),
   };
-  // Each layer has 9 tensors: a layer count the file cannot hold is rejected before anything is sized by it.
+  // Each layer has 9 tensors (10 with experts): a layer count the file cannot hold is rejected before anything is sized by it.
   if (raw.num_hidden_layers > f.header.tensors.length / 9)
     throw new Error(`gguf: llama.block_count ${raw.num_hidden_layers} needs more tensors than the file's ${f.header.tensors.length}`);
+  const experts = ggufExperts(f);
   let config: LlamaConfig;
   try {
-    config = normalizeConfig(raw);
+    config = normalizeConfig(experts.count > 1 ? { ...raw, num_local_experts: experts.count, num_experts_per_tok: experts.used } : raw);
   } catch (e) {
     throw new Error(`gguf: ${(e as Error).message}`); // "config: …", caused by the metadata
   }
   const ropeDims = num(f, "llama.rope.dimension_count", headDim(config));
   if (ropeDims !== headDim(config)) throw new Error(`gguf: partial rotary embeddings (${ropeDims} of ${headDim(config)} dimensions) are not supported`);
-  for (const key of ["llama.rope.scaling.type", "llama.expert_count"]) {
+  for (const key of ["llama.rope.scaling.type"]) {
     const v = f.metadata(key);
     if (v !== undefined && v !== "none" && v !== 0) throw new Error(`gguf: ${key} = ${show(v)} is not supported`);
   }
@@ -143,16 +157,56 @@ export function llamaConfigFromGguf(f: GgufFile): LlamaConfig {
 }
 
 /**
+ * The file's experts per layer (llama.expert_count; absent or 0: a dense model) and experts per
+ * token (llama.expert_used_count, one number or llama.cpp's per-layer array of one value), checked
+ * against each other and against the tensors the header lists.
+ */
+function ggufExperts(f: GgufFile): { count: number; used: number } {
+  const count = num(f, "llama.expert_count", 0);
+  if (!Number.isInteger(count) || count < 0) throw new Error(`gguf: llama.expert_count must be a whole number (got ${show(count)})`);
+  let used = f.metadata("llama.expert_used_count");
+  if (Array.isArray(used) && used.length > 0 && used.every((u: unknown) => u === (used as unknown[])[0])) used = used[0];
+  else if (Array.isArray(used)) throw new Error(`gguf: llama.expert_used_count varies across layers (${show(used)}), which Bonsai does not support`);
+  const router = "blk.0.ffn_gate_inp.weight";
+  if (count === 0) {
+    if (used !== undefined && used !== 0) throw new Error(`gguf: llama.expert_used_count is ${show(used)} but the model has no experts (llama.expert_count ${f.metadata("llama.expert_count") === undefined ? "absent" : "0"})`);
+    const moe = [router, "blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight", "blk.0.ffn_down_exps.weight"].find((n) => f.has(n));
+    if (moe) throw new Error(`gguf: the file has expert tensors (${moe}) but no llama.expert_count`);
+    return { count: 0, used: 0 };
+  }
+  if (used === undefined) throw new Error(`gguf: metadata llama.expert_used_count is missing (llama.expert_count is ${count})`);
+  if (typeof used !== "number" || !Number.isInteger(used) || used < 1 || used > count)
+    throw new Error(`gguf: llama.expert_used_count must be an integer in [1, llama.expert_count = ${count}] (got ${show(used)})`);
+  if (!f.has(router)) throw new Error(`gguf: llama.expert_count is ${count} but the file has no router ${router}`);
+  return { count, used };
+}
+
+/** The GGUF name of HF parameter `name` in this file: a single-expert file keeps the dense FFN as its one expert. */
+function ggufNameIn(f: GgufFile, config: LlamaConfig, name: string): string {
+  const gguf = ggufTensorName(name);
+  if (isMoe(config) || f.metadata("llama.expert_count") !== 1) return gguf;
+  const m = /^(blk\.\d+\.)(.+)$/.exec(gguf);
+  const single = m && singleExpertNames[m[2]];
+  return single ? m[1] + single : gguf;
+}
+
+/**
  * The GGUF tensor of HF parameter `name` and its shape in the config, checked before anything is
- * read: a tensor of other dims would be read, then misused.
+ * read: a tensor of other dims would be read, then misused. Stacked experts [E, out, in] are one
+ * tensor of ggml dims {in, out, E}; a single-expert file's {in, out, 1} is the dense [out, in].
  */
 export function llamaTensorInfo(f: GgufFile, config: LlamaConfig, name: string): { gguf: string; shape: number[]; info: GgufTensorInfo } {
-  const gguf = ggufTensorName(name);
+  const gguf = ggufNameIn(f, config, name);
   const shape = parameterShape(config, name);
   const info = f.info(gguf);
-  const want = [...shape].reverse();
-  if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
+  const want = gguf === ggufTensorName(name) ? [...shape].reverse() : [...shape].reverse().concat(1);
+  if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i])) {
+    const E = numExperts(config), last = info.dims.length - 1;
+    // The expert count the tensor has is not the one the metadata gives: say so, not just the dims.
+    if (isMoe(config) && info.dims.length === want.length && info.dims.every((d, i) => i === last || d === want[i]))
+      throw new Error(`gguf: tensor ${gguf} holds ${info.dims[last]} experts, llama.expert_count says ${E}`);
     throw new Error(`gguf: tensor ${gguf} has dims [${info.dims.join(", ")}], the config needs [${want.join(", ")}]`);
+  }
   return { gguf, shape, info };
 }
 
@@ -161,8 +215,10 @@ export function llamaTensorsFromGguf(f: GgufFile, config: LlamaConfig): NamedTen
   const out: NamedTensors = new Map();
   const hd = headDim(config);
   for (const name of parameterNames(config)) {
-    const t = f.read(llamaTensorInfo(f, config, name).gguf);
-    const [rows, cols] = t.shape;
+    const { gguf, shape } = llamaTensorInfo(f, config, name);
+    const t = f.read(gguf);
+    t.shape = shape; // a single expert's {in, out, 1} is [out, in]
+    const [rows, cols] = shape;
     if (isRopeProjection(name)) t.data = permuteRopeToHalf(t.data, rows, cols, rows / hd);
     out.set(name, t);
   }
@@ -182,19 +238,25 @@ const quantTypes: Record<GgufQuant, { type: GgmlType; fileType: number }> = {
 };
 
 /**
- * The ggml type a tensor gets: norms (1-D) stay F32 as in llama.cpp; matrices take the requested
- * type, except quantized types on rows that are not a whole number of 32-blocks, which fall back
- * to F16 (llama.cpp's quantizer falls back to a wider type too).
+ * The ggml type a tensor gets: norms (1-D) and MoE routers (`name` tells, isRouterWeight) stay F32
+ * as in llama.cpp (llama-quantize never quantizes ffn_gate_inp); matrices, stacked experts [E,
+ * out, in] included, take the requested type, except quantized types on rows that are not a whole
+ * number of 32-blocks, which fall back to F16 (llama.cpp's quantizer falls back to a wider type too).
  */
-export function ggufTensorType(quant: GgufQuant, shape: readonly number[]): GgmlType {
-  if (shape.length < 2) return GgmlType.F32;
+export function ggufTensorType(quant: GgufQuant, shape: readonly number[], name?: string): GgmlType {
+  if (shape.length < 2 || (name !== undefined && isRouterWeight(name))) return GgmlType.F32;
   const t = quantTypes[quant].type;
   if ((t === GgmlType.Q8_0 || t === GgmlType.Q4_0) && shape[shape.length - 1] % 32 !== 0) return GgmlType.F16;
   return t;
 }
 
-/** A complete GGUF file of a Llama model: metadata, tokenizer metadata (if any) and tensors. */
+/**
+ * A complete GGUF file of a Llama model: metadata, tokenizer metadata (if any) and tensors. A MoE
+ * model's experts may come stacked (Bonsai's parameters) or per expert (HF's layout, as
+ * modelTensors gives them).
+ */
 export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: GgufQuant, opts: { name?: string; tokenizer?: GgufMetadataEntry[] } = {}): Uint8Array {
+  tensors = stackExperts(config, tensors);
   const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.UINT32, value });
   const f32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.FLOAT32, value });
   const meta: GgufMetadataEntry[] = [
@@ -204,6 +266,7 @@ export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: G
     u32("llama.embedding_length", config.hidden_size),
     u32("llama.block_count", config.num_hidden_layers),
     u32("llama.feed_forward_length", config.intermediate_size),
+    ...(isMoe(config) ? [u32("llama.expert_count", numExperts(config)), u32("llama.expert_used_count", config.num_experts_per_tok!)] : []),
     u32("llama.rope.dimension_count", headDim(config)),
     u32("llama.attention.head_count", config.num_attention_heads),
     u32("llama.attention.head_count_kv", config.num_key_value_heads),
@@ -222,7 +285,7 @@ export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: G
     const [rows, cols] = t.shape;
     let data = t.data;
     if (isRopeProjection(name)) data = permuteRopeToPairs(data, rows, cols, rows / hd);
-    const type = ggufTensorType(quant, t.shape);
+    const type = ggufTensorType(quant, t.shape, name);
     return { name: ggufTensorName(name), dims: [...t.shape].reverse(), type, data: quantize(type, data) };
   });
   return serializeGguf(meta, out);
