@@ -27,6 +27,19 @@ export function unaliased(gpu: Gpu, x: GpuBuf, ...written: GpuBuf[]): { buf: Gpu
   return { buf: copy, done: () => gpu.release(copy.buffer) };
 }
 
+/** A written buffer must not be another written argument of the same kernel (WebGPU forbids binding it twice). */
+export function distinctOutputs(what: string, written: GpuBuf[]): void {
+  for (let i = 0; i < written.length; i++)
+    for (let j = i + 1; j < written.length; j++)
+      if (written[i].buffer === written[j].buffer) throw new Error(`webgpu backend: ${what}'s outputs must be distinct buffers`);
+}
+
+/** Inputs that are the same buffer as an output get a copy (unaliased); `done` releases them. */
+export function unaliasedInputs(gpu: Gpu, written: GpuBuf[], ...xs: GpuBuf[]): { bufs: GpuBuf[]; done(): void } {
+  const u = xs.map((x) => unaliased(gpu, x, ...written));
+  return { bufs: u.map((x) => x.buf), done: () => u.forEach((x) => x.done()) };
+}
+
 /** A temporary buffer of `n` numbers, returned to the pool by `done` (after its last use is recorded). */
 export function scratch(gpu: Gpu, n: number): GpuBuf {
   return new GpuBuf(gpu.buffer(4 * Math.max(n, 1)), n);

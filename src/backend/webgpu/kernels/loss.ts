@@ -4,22 +4,11 @@
 // its row's saved statistics. The math is JsBackend's (js-backend.ts) in f32.
 import type { KdParams } from "../../backend.js";
 import { type Gpu, GpuBuf, Params, WG, groups1d } from "../gpu.js";
-import { elementwiseShader, unaliased, workgroupReductions } from "./common.js";
+import { distinctOutputs, elementwiseShader, unaliasedInputs, unaliased, workgroupReductions } from "./common.js";
 
 const isCount = (x: number): boolean => Number.isInteger(x) && x >= 0;
 
-/** A written buffer must not be another argument of the same kernel (WebGPU forbids it, and the interface does not allow it). */
-function distinctOutputs(what: string, written: GpuBuf[]): void {
-  for (let i = 0; i < written.length; i++)
-    for (let j = i + 1; j < written.length; j++)
-      if (written[i].buffer === written[j].buffer) throw new Error(`webgpu backend: ${what}'s outputs must be distinct buffers`);
-}
 
-/** Inputs that are the same buffer as an output get a copy (see common.ts); `done` releases them. */
-function inputs(gpu: Gpu, written: GpuBuf[], ...xs: GpuBuf[]): { bufs: GpuBuf[]; done(): void } {
-  const u = xs.map((x) => unaliased(gpu, x, ...written));
-  return { bufs: u.map((x) => x.buf), done: () => u.forEach((x) => x.done()) };
-}
 
 const REDUCE = workgroupReductions("vec4f");
 
@@ -62,7 +51,7 @@ export function crossEntropy(gpu: Gpu, losses: GpuBuf, lse: GpuBuf, logits: GpuB
   checkTargets(targets, rows, vocab);
   if (rows === 0) return;
   distinctOutputs("crossEntropy", [losses, lse]);
-  const ins = inputs(gpu, [losses, lse], logits);
+  const ins = unaliasedInputs(gpu, [losses, lse], logits);
   gpu.dispatch(CROSS_ENTROPY, new Params().u32(rows, vocab), [losses, lse, ...ins.bufs, gpu.hostWords(targets.subarray(0, rows))], groups1d(gpu, rows, 1));
   ins.done();
 }
@@ -86,7 +75,7 @@ export function crossEntropyBackward(gpu: Gpu, dLogits: GpuBuf, logits: GpuBuf, 
   checkTargets(targets, rows, vocab);
   const n = rows * vocab;
   if (n === 0) return;
-  const ins = inputs(gpu, [dLogits], logits, lse, dLosses);
+  const ins = unaliasedInputs(gpu, [dLogits], logits, lse, dLosses);
   const [x, e, dl] = ins.bufs;
   gpu.dispatch(CROSS_ENTROPY_BACKWARD, new Params().u32(n, vocab), [dLogits, x, e, gpu.hostWords(targets.subarray(0, rows)), dl], groups1d(gpu, n));
   ins.done();
@@ -218,7 +207,7 @@ export function distill(gpu: Gpu, losses: GpuBuf, stats: GpuBuf, student: GpuBuf
   checkKd(targets, rows, vocab);
   if (rows === 0) return;
   distinctOutputs("distill", [losses, stats]);
-  const ins = inputs(gpu, [losses, stats], student, teacher);
+  const ins = unaliasedInputs(gpu, [losses, stats], student, teacher);
   const params = kdParams(new Params().u32(rows, vocab), kd);
   gpu.dispatch(DISTILL, params, [losses, stats, ...ins.bufs, gpu.hostWords(targets.subarray(0, rows))], groups1d(gpu, rows, 1));
   ins.done();
@@ -255,7 +244,7 @@ export function distillBackward(gpu: Gpu, dStudent: GpuBuf, student: GpuBuf, tea
   checkKd(targets, rows, vocab);
   const n = rows * vocab;
   if (n === 0) return;
-  const ins = inputs(gpu, [dStudent], student, teacher, stats, dLosses);
+  const ins = unaliasedInputs(gpu, [dStudent], student, teacher, stats, dLosses);
   const [s, t, st, dl] = ins.bufs;
   const params = kdParams(new Params().u32(n, vocab), kd);
   gpu.dispatch(DISTILL_BACKWARD, params, [dStudent, s, t, st, gpu.hostWords(targets.subarray(0, rows)), dl], groups1d(gpu, n));
@@ -378,7 +367,7 @@ export function distillSparse(gpu: Gpu, losses: GpuBuf, stats: GpuBuf, student: 
   checkKd(targets, rows, vocab, teacherIds, k);
   if (rows === 0) return;
   distinctOutputs("distillSparse", [losses, stats]);
-  const ins = inputs(gpu, [losses, stats], student, teacherLogProbs);
+  const ins = unaliasedInputs(gpu, [losses, stats], student, teacherLogProbs);
   const params = kdParams(new Params().u32(rows, vocab, k, sparseChunk), kd);
   gpu.dispatch(DISTILL_SPARSE, params, [losses, stats, ...ins.bufs, gpu.hostWords(sparseInts(targets, teacherIds, rows, k))], groups1d(gpu, rows, 1));
   ins.done();
@@ -443,7 +432,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) wid: vec3
 export function distillSparseBackward(gpu: Gpu, dStudent: GpuBuf, student: GpuBuf, teacherIds: Int32Array, teacherLogProbs: GpuBuf, stats: GpuBuf, targets: Int32Array, dLosses: GpuBuf, rows: number, vocab: number, k: number, kd: KdParams): void {
   checkKd(targets, rows, vocab, teacherIds, k);
   if (rows === 0) return;
-  const ins = inputs(gpu, [dStudent], student, teacherLogProbs, stats, dLosses);
+  const ins = unaliasedInputs(gpu, [dStudent], student, teacherLogProbs, stats, dLosses);
   const [s, lp, st, dl] = ins.bufs;
   const params = kdParams(new Params().u32(rows, vocab, k, sparseChunk), kd);
   gpu.dispatch(DISTILL_SPARSE_BACKWARD, params, [dStudent, s, lp, st, dl, gpu.hostWords(sparseInts(targets, teacherIds, rows, k))], groups1d(gpu, rows, 1));

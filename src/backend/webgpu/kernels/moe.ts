@@ -20,24 +20,13 @@
 //    so no two workgroups add into one number), dW_e as (n × kin) tiles whose K loop runs over
 //    the expert's slot list. Everything is race-free and sums in a fixed order.
 import { type Gpu, type GpuBuf, Params, WG, groups1d } from "../gpu.js";
-import { elementwiseShader, scratch, unaliased, workgroupReductions } from "./common.js";
+import { distinctOutputs, elementwiseShader, unaliasedInputs, scratch, unaliased, workgroupReductions } from "./common.js";
 import { TILE, gemmTile } from "./matmul.js";
 import { type GpuQBuf, MV_ROWS, QBK, matvecParts, swOf, tiledParts } from "./quantized.js";
 
 const REDUCE = workgroupReductions("f32");
 
-/** Written buffers must be distinct (WebGPU forbids binding one twice when written). */
-function distinct(what: string, written: GpuBuf[]): void {
-  for (let i = 0; i < written.length; i++)
-    for (let j = i + 1; j < written.length; j++)
-      if (written[i].buffer === written[j].buffer) throw new Error(`webgpu backend: ${what}'s outputs must be distinct buffers`);
-}
 
-/** Inputs that are the same buffer as an output get a copy (see common.ts); `done` releases them. */
-function inputs(gpu: Gpu, written: GpuBuf[], ...xs: GpuBuf[]): { bufs: GpuBuf[]; done(): void } {
-  const u = xs.map((x) => unaliased(gpu, x, ...written));
-  return { bufs: u.map((x) => x.buf), done: () => u.forEach((x) => x.done()) };
-}
 
 /**
  * `expertOf(v)`: the expert of id v, or p.experts (no expert) when v is not a whole number in
@@ -109,7 +98,7 @@ ${ROW_MAIN}
 
 export function softmaxBackward(gpu: Gpu, dx: GpuBuf, dOut: GpuBuf, y: GpuBuf, rows: number, cols: number): void {
   if (rows === 0 || cols === 0) return;
-  const ins = inputs(gpu, [dx], dOut, y);
+  const ins = unaliasedInputs(gpu, [dx], dOut, y);
   gpu.dispatch(SOFTMAX_BACKWARD, new Params().u32(rows, cols), [dx, ...ins.bufs], groups1d(gpu, rows, 1));
   ins.done();
 }
@@ -126,7 +115,7 @@ ${ROW_MAIN}${rowHead("x")}
 
 export function logSumExp(gpu: Gpu, out: GpuBuf, x: GpuBuf, rows: number, cols: number): void {
   if (rows === 0) return;
-  const ins = inputs(gpu, [out], x);
+  const ins = unaliasedInputs(gpu, [out], x);
   gpu.dispatch(LOG_SUM_EXP, new Params().u32(rows, cols).f32(-Infinity), [out, ...ins.bufs], groups1d(gpu, rows, 1));
   ins.done();
 }
@@ -144,7 +133,7 @@ const LOG_SUM_EXP_BACKWARD = elementwiseShader(
 export function logSumExpBackward(gpu: Gpu, dx: GpuBuf, dOut: GpuBuf, x: GpuBuf, lse: GpuBuf, rows: number, cols: number): void {
   const n = rows * cols;
   if (n === 0) return;
-  const ins = inputs(gpu, [dx], dOut, x, lse);
+  const ins = unaliasedInputs(gpu, [dx], dOut, x, lse);
   gpu.dispatch(LOG_SUM_EXP_BACKWARD, new Params().u32(n, cols), [dx, ...ins.bufs], groups1d(gpu, n));
   ins.done();
 }
@@ -185,8 +174,8 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
 
 export function moeTopK(gpu: Gpu, weights: GpuBuf, ids: GpuBuf, probs: GpuBuf, rows: number, experts: number, k: number): void {
   if (rows === 0) return;
-  distinct("moeTopK", [weights, ids]);
-  const ins = inputs(gpu, [weights, ids], probs);
+  distinctOutputs("moeTopK", [weights, ids]);
+  const ins = unaliasedInputs(gpu, [weights, ids], probs);
   gpu.dispatch(TOP_K, new Params().u32(rows, experts, k), [weights, ids, ...ins.bufs], groups1d(gpu, rows));
   ins.done();
 }
@@ -215,7 +204,7 @@ const TOP_K_BACKWARD = elementwiseShader(
 
 export function moeTopKBackward(gpu: Gpu, dProbs: GpuBuf, dWeights: GpuBuf, probs: GpuBuf, weights: GpuBuf, ids: GpuBuf, rows: number, experts: number, k: number): void {
   if (rows === 0 || k === 0) return;
-  const ins = inputs(gpu, [dProbs], dWeights, probs, weights, ids);
+  const ins = unaliasedInputs(gpu, [dProbs], dWeights, probs, weights, ids);
   gpu.dispatch(TOP_K_BACKWARD, new Params().u32(rows, experts, k), [dProbs, ...ins.bufs], groups1d(gpu, rows));
   ins.done();
 }
@@ -232,7 +221,7 @@ const COUNTS = elementwiseShader(
 
 export function moeCounts(gpu: Gpu, counts: GpuBuf, ids: GpuBuf, n: number, experts: number): void {
   if (n === 0 || experts === 0) return;
-  const ins = inputs(gpu, [counts], ids);
+  const ins = unaliasedInputs(gpu, [counts], ids);
   gpu.dispatch(COUNTS, new Params().u32(experts, n, experts), [counts, ...ins.bufs], groups1d(gpu, experts));
   ins.done();
 }
@@ -431,7 +420,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 export function matmulExperts(gpu: Gpu, out: GpuBuf, x: GpuBuf, w: GpuBuf, ids: GpuBuf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
   const slots = rows * k;
   if (slots === 0 || n === 0) return;
-  const ins = inputs(gpu, [out], x, w, ids);
+  const ins = unaliasedInputs(gpu, [out], x, w, ids);
   const [xs, ws, is] = ins.bufs;
   if (slots <= MV_SLOTS) {
     const params = expertParams(slots, n, kin, 0, experts, k, xPerSlot);
@@ -452,8 +441,8 @@ export function matmulExpertsBackward(
   const slots = rows * k;
   if (slots === 0 || n === 0 || kin === 0 || experts === 0 || (dx === null && dw === null)) return;
   const written = [dx, dw].filter((b): b is GpuBuf => b !== null);
-  distinct("matmulExpertsBackward", written);
-  const ins = inputs(gpu, written, dOut, x, w, ids);
+  distinctOutputs("matmulExpertsBackward", written);
+  const ins = unaliasedInputs(gpu, written, dOut, x, w, ids);
   const [g, xs, ws, is] = ins.bufs;
   const r = route(gpu, is, slots, experts);
   if (dx !== null) {
@@ -557,7 +546,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 export function matmulExpertsQuantized(gpu: Gpu, out: GpuBuf, x: GpuBuf, q: GpuQBuf, ids: GpuBuf, rows: number, k: number, experts: number, n: number, kin: number, xPerSlot: boolean): void {
   const slots = rows * k;
   if (slots === 0 || n === 0) return;
-  const ins = inputs(gpu, [out], x, ids);
+  const ins = unaliasedInputs(gpu, [out], x, ids);
   const [xs, is] = ins.bufs;
   const weights = q.scales === null ? [q.quants] : [q.quants, q.scales];
   const params = expertParams(slots, n, kin, swOf(q), experts, k, xPerSlot);
@@ -589,7 +578,7 @@ const COMBINE = elementwiseShader(
 export function moeCombine(gpu: Gpu, out: GpuBuf, slots: GpuBuf, weights: GpuBuf, rows: number, k: number, dim: number, accumulate: boolean): void {
   const n = rows * dim;
   if (n === 0) return;
-  const ins = inputs(gpu, [out], slots, weights);
+  const ins = unaliasedInputs(gpu, [out], slots, weights);
   gpu.dispatch(COMBINE, new Params().u32(n, dim, k, +accumulate), [out, ...ins.bufs], groups1d(gpu, n));
   ins.done();
 }
@@ -622,8 +611,8 @@ ${ROW_MAIN}
 export function moeCombineBackward(gpu: Gpu, dSlots: GpuBuf, dWeights: GpuBuf, dOut: GpuBuf, slots: GpuBuf, weights: GpuBuf, rows: number, k: number, dim: number): void {
   const n = rows * k;
   if (n === 0) return;
-  distinct("moeCombineBackward", [dSlots, dWeights]);
-  const ins = inputs(gpu, [dSlots, dWeights], dOut, slots, weights);
+  distinctOutputs("moeCombineBackward", [dSlots, dWeights]);
+  const ins = unaliasedInputs(gpu, [dSlots, dWeights], dOut, slots, weights);
   gpu.dispatch(COMBINE_BACKWARD, new Params().u32(n, dim, k), [dSlots, dWeights, ...ins.bufs], groups1d(gpu, n, 1));
   ins.done();
 }
