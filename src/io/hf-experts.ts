@@ -3,7 +3,7 @@
 // one [E, out, in] tensor per kind (`…block_sparse_moe.experts.w1.weight`, see nn/config.ts), so
 // each expert kernel runs over one buffer. These convert between the two on the host.
 import type { HostTensor, NamedTensors } from "../format/host-tensor.js";
-import { type LlamaConfig, isMoe, numExperts, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, isMoe, isStackedExpert, numExperts, parameterNames, parameterShape } from "../nn/config.js";
 
 const STACKED = /^(model\.layers\.\d+\.block_sparse_moe\.experts)\.(w[123]\.weight)$/;
 
@@ -18,7 +18,7 @@ export function splitExperts(config: LlamaConfig, tensors: NamedTensors): NamedT
   if (!isMoe(config)) return tensors;
   const out: NamedTensors = new Map();
   for (const [name, t] of tensors) {
-    if (hfExpertName(name, 0) === null) {
+    if (!isStackedExpert(name)) {
       out.set(name, t);
       continue;
     }
@@ -37,7 +37,7 @@ export function stackExperts(config: LlamaConfig, tensors: NamedTensors): NamedT
   const out: NamedTensors = new Map(tensors);
   const E = numExperts(config);
   for (const name of parameterNames(config)) {
-    if (hfExpertName(name, 0) === null || tensors.has(name)) continue;
+    if (!isStackedExpert(name) || tensors.has(name)) continue;
     const [, rows, cols] = parameterShape(config, name);
     const data = new Float32Array(E * rows * cols);
     for (let e = 0; e < E; e++) {

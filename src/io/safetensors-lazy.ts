@@ -4,7 +4,7 @@
 import type { ByteSource } from "../format/byte-source.js";
 import { LazyWeights, type RowTarget, readRows } from "./lazy-weights.js";
 import { type SafetensorsEntry, decodeTensor, isReadableDtype } from "../format/safetensors.js";
-import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, isStackedExpert, parameterNames, parameterShape } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
 import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Llama } from "../nn/llama.js";
@@ -32,7 +32,7 @@ export function lazyModelFromSafetensors(where: Backend | Placement, config: Lla
     for (const name of parameterNames(config)) {
       const shape = parameterShape(config, name);
       // A stacked expert parameter [E, rows, cols] is E matrices in the files (Mixtral's layout).
-      const stacked = hfExpertName(name, 0) !== null && !tensors.has(name);
+      const stacked = isStackedExpert(name) && !tensors.has(name);
       const parts = stacked ? Array.from({ length: shape[0] }, (_, e) => hfExpertName(name, e)!) : [name];
       const partShape = stacked ? shape.slice(1) : shape;
       const [rows, cols] = partShape.length === 1 ? [1, partShape[0]] : [partShape.slice(0, -1).reduce((a, b) => a * b, 1), partShape[partShape.length - 1]];

@@ -180,6 +180,9 @@ function moeNames(layerPrefix: string): string[] {
 /** A MoE router: it stays float when the model is quantized (llama.cpp keeps ffn_gate_inp F32). */
 export const isRouterWeight = (name: string): boolean => name.endsWith("block_sparse_moe.gate.weight");
 
+/** A MoE layer's stacked expert matrix (w1, w3 or w2 of all its experts). */
+export const isStackedExpert = (name: string): boolean => /\.block_sparse_moe\.experts\.w[123]\.weight$/.test(name);
+
 /** Shape of each parameter in HF layout ([out, in] for projections, [E, out, in] for stacked experts). */
 export function parameterShape(c: LlamaConfig, name: string): number[] {
   const d = c.hidden_size, kv = c.num_key_value_heads * headDim(c), f = c.intermediate_size, E = numExperts(c);

@@ -10,7 +10,7 @@ import { type FuseOptions, type LayerWeights, type ModelWeights, fuseWeights, is
 import { type ExpertUsage, type RoutingLog, moeFfn } from "./moe.js";
 import type { ExpertCache } from "./expert-cache.js";
 import { deriveSeed, Rng } from "../util/rng.js";
-import { type LlamaConfig, headDim, isMoe, parameterNames, parameterShape, validateConfig } from "./config.js";
+import { type LlamaConfig, headDim, isMoe, isStackedExpert, parameterNames, parameterShape, validateConfig } from "./config.js";
 import { type Placement, backendOf, describePlacement, isSplit, partOf, placementOf, stages } from "./placement.js";
 
 /**
@@ -113,7 +113,7 @@ export class Llama {
     for (const [l, cache] of expertCaches)
       if (!isMoe(config) || !(l >= 0 && l < config.num_hidden_layers) || cache.experts !== config.num_local_experts) throw new Error(`model: an expert cache for layer ${l} does not fit the config`);
     for (const name of parameterNames(config)) {
-      if (expertCaches.has(partOf(name) as number) && /\.experts\.w[123]\.weight$/.test(name)) continue;
+      if (expertCaches.has(partOf(name) as number) && isStackedExpert(name)) continue;
       const t = params.get(name) ?? quantized.get(name);
       if (!t) throw new Error(`model: missing parameter ${name}`);
       if (t.backend !== backendOf(this.placement, partOf(name))) throw new Error(`model: parameter ${name} is on ${t.backend.name}, its place is ${backendOf(this.placement, partOf(name)).name}`);

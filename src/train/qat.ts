@@ -12,7 +12,7 @@ import type { BlockQuantType } from "../backend/backend.js";
 import { GgmlType } from "../format/ggml-quants.js";
 import { ggufTensorType } from "../io/gguf-llama.js";
 import type { CheckpointFile } from "../io/checkpoint.js";
-import { type LlamaConfig, isRouterWeight, parameterNames, parameterShape } from "../nn/config.js";
+import { type LlamaConfig, parameterNames, parameterShape } from "../nn/config.js";
 import type { FakeQuantization, Llama } from "../nn/llama.js";
 import * as op from "../tensor/ops.js";
 import { Tensor, isGradEnabled, noGrad, unscoped } from "../tensor/tensor.js";
@@ -53,9 +53,9 @@ export function qatTensorNames(config: LlamaConfig, weights: QatWeights): string
   const want = weights === "q8_0" ? GgmlType.Q8_0 : GgmlType.Q4_0;
   const names: string[] = [];
   for (const name of parameterNames(config)) {
-    if (isRouterWeight(name)) continue;
     const shape = parameterShape(config, name);
-    const type = ggufTensorType(weights, shape);
+    // The export's own rule: norms and MoE routers stay F32.
+    const type = ggufTensorType(weights, shape, name);
     if (type === want) names.push(name);
     else if (type !== GgmlType.F32) throw new Error(`qat: ${name} has rows of ${shape[shape.length - 1]} numbers, not whole ${weights} blocks of 32 (the GGUF export would store it as F16)`);
   }
