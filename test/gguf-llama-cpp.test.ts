@@ -16,10 +16,10 @@ import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { Llama } from "../src/nn/llama.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { generateTokens } from "../src/runtime/generate.js";
-import { Session } from "../src/runtime/session.js";
 import { llamaCppCpu, openWithLlamaCpp, type LlamaCppCpu } from "./llama-cpp.js";
 import { accumulateF16 } from "./llama-cpp-numerics.js";
 import { collect } from "./async-helpers.js";
+import { decodeLogProbs, logProbDiffs, logSoftmax, maxLogProbDiff } from "./log-probs.js";
 
 const DATA = "../shared/data";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -42,40 +42,9 @@ async function bonsaiLogProbs(model: Llama, tokens: number[]): Promise<Float64Ar
   return out;
 }
 
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < logits.length; j++) max = Math.max(max, logits[j]);
-  let z = 0;
-  for (let j = 0; j < logits.length; j++) z += Math.exp(logits[j] - max);
-  const lse = max + Math.log(z);
-  return Float64Array.from(logits, (x) => x - lse);
-}
 
-/** Largest |Δ log p| at each position, over the tokens where llama.cpp reports a probability. */
-function logProbDiffs(a: Float64Array[], b: Float64Array[]): number[] {
-  return a.map((row, t) => {
-    let worst = 0;
-    for (let j = 0; j < row.length; j++) if (Number.isFinite(b[t][j]) && b[t][j] > -20) worst = Math.max(worst, Math.abs(row[j] - b[t][j]));
-    return worst;
-  });
-}
 
-/** Largest |Δ log p| over positions and tokens where llama.cpp reports a probability. */
-function maxLogProbDiff(a: Float64Array[], b: Float64Array[]): number {
-  return Math.max(0, ...logProbDiffs(a, b));
-}
 
-/** Log-probabilities of decoding `tokens` one at a time, as generation runs. */
-async function decodeLogProbs(model: Llama, tokens: number[]): Promise<Float64Array[]> {
-  const session = new Session(model);
-  try {
-    const out: Float64Array[] = [];
-    for (const id of tokens) out.push(logSoftmax(await session.decode(id)));
-    return out;
-  } finally {
-    session.dispose();
-  }
-}
 
 // What llama.cpp's roundings allow, on any CPU. llama.cpp rounds each activation row before it
 // meets a quantized matrix (to Q8_0 blocks for Q8_0/Q4_0 weights, to f16 for F16 weights); so

@@ -31,13 +31,14 @@ import { permuteRopeToPairs } from "../src/io/llama2c.js";
 import { qatTensorNames } from "../src/train/qat.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { generateTokens } from "../src/runtime/generate.js";
-import { Session } from "../src/runtime/session.js";
 import { trainTokenizer } from "../src/tokenizer/train-bpe.js";
 import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { Rng } from "../src/util/rng.js";
 import { type LlamaCppCpu, llamaCppCpu, openWithLlamaCpp } from "./llama-cpp.js";
 import { accumulateF16 } from "./llama-cpp-numerics.js";
 import { collect } from "./async-helpers.js";
+import { decodeLogProbs, logSoftmax, maxLogProbDiff } from "./log-probs.js";
+import { argmax } from "../src/runtime/sample.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-gguf-moe-"));
@@ -368,14 +369,6 @@ test("inconsistent MoE GGUFs are refused with a one-line error naming the proble
 
 // ---- llama.cpp as the referee -------------------------------------------------------------------
 
-function logSoftmax(row: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < row.length; j++) max = Math.max(max, row[j]);
-  let z = 0;
-  for (let j = 0; j < row.length; j++) z += Math.exp(row[j] - max);
-  const lse = max + Math.log(z);
-  return Float64Array.from(row, (x) => x - lse);
-}
 
 /** log-softmax of Bonsai's logits at every position of one sequence (one batched pass). */
 async function bonsaiLogProbs(m: Llama, tokens: number[]): Promise<Float64Array[]> {
@@ -383,28 +376,8 @@ async function bonsaiLogProbs(m: Llama, tokens: number[]): Promise<Float64Array[
   return tokens.map((_, t) => logSoftmax(logits.subarray(t * V, (t + 1) * V)));
 }
 
-/** Log-probabilities of decoding `tokens` one at a time, as generation runs. */
-async function decodeLogProbs(m: Llama, tokens: number[]): Promise<Float64Array[]> {
-  const session = new Session(m);
-  try {
-    const out: Float64Array[] = [];
-    for (const id of tokens) out.push(logSoftmax(await session.decode(id)));
-    return out;
-  } finally {
-    session.dispose();
-  }
-}
 
-/** Largest |Δ log p| over positions and tokens where llama.cpp (b) reports a probability, as the dense tests measure it. */
-function maxLogProbDiff(a: Float64Array[], b: Float64Array[]): number {
-  let worst = 0;
-  a.forEach((row, t) => {
-    for (let j = 0; j < row.length; j++) if (Number.isFinite(b[t][j]) && b[t][j] > -20) worst = Math.max(worst, Math.abs(row[j] - b[t][j]));
-  });
-  return worst;
-}
 
-const argmax = (row: Float64Array): number => row.reduce((best, x, j) => (x > row[best] ? j : best), 0);
 
 // The dense tests' bound (gguf-llama-cpp.test.ts): llama.cpp rounds each activation row before it
 // meets a quantized matrix (to Q8_0 blocks for Q8_0/Q4_0 weights, to f16 for F16 weights; the F32

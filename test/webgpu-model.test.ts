@@ -21,19 +21,12 @@ import { openWithLlamaCpp } from "./llama-cpp.js";
 import { bonsai } from "./cli-helpers.js";
 import { collect } from "./async-helpers.js";
 import { webgpuBackend } from "./webgpu.js";
+import { logSoftmax } from "./log-probs.js";
 
 const DATA = "../shared/data";
 const gpu = await webgpuBackend();
 const wasm = await createBackend("wasm", { kernels: "simd" });
 
-function logSoftmax(row: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < row.length; j++) max = Math.max(max, row[j]);
-  let z = 0;
-  for (let j = 0; j < row.length; j++) z += Math.exp(row[j] - max);
-  const lse = max + Math.log(z);
-  return Float64Array.from(row, (x) => x - lse);
-}
 
 /** log-softmax at every position of one sequence, one forward pass. */
 async function logProbs(model: Llama, tokens: number[]): Promise<Float64Array[]> {
