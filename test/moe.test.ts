@@ -109,6 +109,24 @@ test("bonsai train --experts: Mixtral checkpoint, router metrics, exact resume, 
     assert.equal(L.slots % 2, 0, "k = 2 slots per token");
     assert.ok(L.slots >= 2 * 8 && Math.abs(L.fractions.reduce((a, b) => a + b, 0) - 1) < 1e-3);
   }
+  // --expert-cache-mb: 2 of the 4 experts resident per layer, the same greedy text and loss as all resident.
+  const expertMiB = (2.5 * config.num_hidden_layers * 3 * config.hidden_size * config.intermediate_size * 4) / 2 ** 20;
+  const greedy = ["generate", "--model", full, "--prompt", "the cat", "--max-tokens", "8", "--temperature", "0", "--threads", "1"];
+  const [all, paged] = [bonsai(...greedy), bonsai(...greedy, "--expert-cache-mb", expertMiB.toFixed(4), "--stats")];
+  assert.equal(paged.code, 0, paged.stderr);
+  assert.equal(paged.stdout, all.stdout);
+  const cache = JSON.parse(paged.stderr.trim().split("\n").at(-1)!).expert_cache as { slots: number; experts: number; hits: number; misses: number; hit_rate: number };
+  assert.equal(cache.slots, 2);
+  assert.equal(cache.experts, 4);
+  assert.ok(cache.misses >= 4 && cache.hit_rate === Number((cache.hits / (cache.hits + cache.misses)).toFixed(4)), JSON.stringify(cache));
+  const evalOf = (...extra: string[]): string => {
+    const e = bonsai("eval", "--model", full, "--data", corpus, "--threads", "1", ...extra);
+    assert.equal(e.code, 0, e.stderr);
+    return e.stdout;
+  };
+  assert.equal(evalOf("--expert-cache-mb", expertMiB.toFixed(4)), evalOf());
+  assertOneLineError(bonsai(...greedy, "--expert-cache-mb", "0"), /--expert-cache-mb/);
+  assertOneLineError(bonsai(...greedy, "--expert-cache-mb", "0.001"), /a token needs 2: give at least/);
   // Upcycling a dense checkpoint: the first evaluation equals the dense model's last one.
   const denseDir = join(tmp, "dense"), upDir = join(tmp, "up");
   r = bonsai("train", ...tiny, "--iters", "3", "--out", denseDir);

@@ -66,6 +66,19 @@ export const placementFlags: FlagSpec = {
   },
 };
 
+/** Expert paging for MoE models, for the commands that run a model without training it. */
+export const expertCacheFlags: FlagSpec = {
+  "expert-cache-mb": {
+    type: "string",
+    help: "MoE models: keep at most N MiB of experts resident (each layer its most recently used ones) and read the others from the model file when routed to (default: all resident)",
+  },
+};
+
+/** --expert-cache-mb in bytes, or undefined without it. */
+export function expertCacheBytesFromFlags(f: Flags): number | undefined {
+  return f.has("expert-cache-mb") ? f.num("expert-cache-mb", 0, { min: 0, exclusiveMin: true }) * 2 ** 20 : undefined;
+}
+
 /**
  * Where the flags put a model: on --backend's backend, or with --gpu-layers N split between
  * webgpu (`backend`) and a wasm backend (`cpu`, configured by --threads and --kernels).

@@ -1,6 +1,6 @@
 // `bonsai eval`: mean cross-entropy (nats per token) over a whole split, in consecutive
 // non-overlapping windows of the model's context length.
-import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, modelPlaceFromFlags, placementFlags } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags, placementFlags } from "./args.js";
 import { loadModel, readTextFile } from "../io/model-files-node.js";
 import { sequentialBatches, splitTrainVal } from "../data/batches.js";
 import { noGrad, scope } from "../tensor/tensor.js";
@@ -16,6 +16,7 @@ export const evalFlags: FlagSpec = {
   "batch-size": { type: "string", help: "windows per forward pass (16)" },
   ...backendFlags,
   ...placementFlags,
+  ...expertCacheFlags,
 };
 
 /** Σ loss / tokens over every window of `tokens`. */
@@ -40,7 +41,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const split = f.str("split") ?? "val";
   if (!["train", "val", "all"].includes(split)) throw new UsageError(`--split must be train, val or all (got "${split}")`);
   const { where } = await modelPlaceFromFlags(f);
-  const { model, tokenizer } = loadModel(f.required("model"), where, f.str("tokenizer"));
+  const { model, tokenizer } = loadModel(f.required("model"), where, f.str("tokenizer"), { expertCacheBytes: expertCacheBytesFromFlags(f) });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const text = readTextFile(f.required("data"));
   const tokens = Int32Array.from(tokenizer.encode(text, { parseSpecial: true }));

@@ -1,6 +1,6 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
-import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeModelPlace, modelPlaceFromFlags, placementFlags } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags, placementFlags } from "./args.js";
 import { loadModel } from "../io/model-files-node.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
@@ -39,6 +39,7 @@ export const generateFlags: FlagSpec = {
   "ngram-min": { type: "string", help: "--draft ngram: shortest context suffix looked up (1)" },
   ...backendFlags,
   ...placementFlags,
+  ...expertCacheFlags,
 };
 
 export interface SampleRequest extends SampleOptions {
@@ -135,7 +136,12 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const { where, backend, cpu } = await modelPlaceFromFlags(f, numerics);
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
-  const { model, tokenizer } = loadModel(modelPath, where, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse"), lazy: true });
+  const { model, tokenizer } = loadModel(modelPath, where, f.str("tokenizer"), {
+    quantized: !f.bool("dequantize"),
+    fuse: !f.bool("no-fuse"),
+    lazy: true,
+    expertCacheBytes: expertCacheBytesFromFlags(f),
+  });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   const spec = speculativeFlags(f);
   if (spec) {
@@ -179,8 +185,16 @@ export async function generateCommand(argv: string[]): Promise<void> {
       threads: ((cpu ?? backend) as { threads?: number }).threads ?? 1,
       ...(cpu ? { placement: describeModelPlace(model) } : {}),
       ...(r.speculative ? { speculative: speculativeStatsJson(r.speculative) } : {}),
+      ...(model.expertCaches.size > 0 ? { expert_cache: expertCacheStats(model) } : {}),
       ...(model.expertUsage ? { expert_usage: (await model.expertUsage.perLayer()).map((L) => ({ ...L, fractions: L.fractions.map((v) => Number(v.toFixed(4))) })) } : {}),
     };
     process.stderr.write(JSON.stringify(line) + "\n");
   }
+}
+
+/** Paged experts (--expert-cache-mb): slots per layer, and requests served from memory and from the file. */
+function expertCacheStats(model: Llama): { slots: number; experts: number; hits: number; misses: number; hit_rate: number | null } {
+  const caches = [...model.expertCaches.values()];
+  const hits = caches.reduce((s, c) => s + c.counts.hits, 0), misses = caches.reduce((s, c) => s + c.counts.misses, 0);
+  return { slots: caches[0].slots, experts: caches[0].experts, hits, misses, hit_rate: hits + misses > 0 ? Number((hits / (hits + misses)).toFixed(4)) : null };
 }

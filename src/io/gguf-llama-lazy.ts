@@ -7,10 +7,12 @@ import { GgmlType, dequantize, ggmlRowBytes, ggmlTypeName } from "../format/ggml
 import { type GgufFile, isRopeProjection, llamaTensorInfo } from "./gguf-llama.js";
 import { KEPT } from "./gguf-llama-quantized.js";
 import { LazyWeights, readRows, ropeRowToHalf } from "./lazy-weights.js";
-import { type LlamaConfig, headDim, parameterNames } from "../nn/config.js";
+import { ExpertPaging } from "./expert-paging.js";
+import { type LlamaConfig, headDim, isStackedExpert, parameterNames } from "../nn/config.js";
 import type { Backend } from "../backend/backend.js";
 import { type Placement, backendOf, partOf, placementOf } from "../nn/placement.js";
 import { Llama } from "../nn/llama.js";
+import type { ExpertCache } from "../nn/expert-cache.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QuantizedWeight } from "../tensor/quantized-weight.js";
 
@@ -19,14 +21,17 @@ import { QuantizedWeight } from "../tensor/quantized-weight.js";
  * Q4_0 matrices as blocks and F16 ones as f16 (as llamaWeightsFromGguf), the embedding table
  * included: its lookup dequantizes the rows it picks, and a tied head multiplies by the same
  * blocks. The model owns `f.source` from here on: it is closed once every weight is read, or
- * when the model is disposed.
+ * when the model is disposed. `expertCacheBytes` pages the experts of a MoE model (see
+ * expert-paging.ts): they are never all read, so the file stays open until dispose.
  */
-export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, config: LlamaConfig, opts: { quantized?: boolean } = {}): Llama {
-  const lazy = new LazyWeights([f.source]);
+export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, config: LlamaConfig, opts: { quantized?: boolean; expertCacheBytes?: number } = {}): Llama {
+  const paging = opts.expertCacheBytes === undefined ? null : new ExpertPaging(config, opts.expertCacheBytes);
+  const lazy = new LazyWeights([f.source], { keepOpen: paging !== null });
   const params = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
   const hd = headDim(config);
   const place = placementOf(where, config.num_hidden_layers);
+  let caches = new Map<number, ExpertCache>();
   try {
     for (const name of parameterNames(config)) {
       // Everything checkable is checked now, at open: shapes and types. Only the bytes wait.
@@ -41,7 +46,16 @@ export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, confi
       const backend = backendOf(place, partOf(name));
       // Matrices stay as the file holds them; stacked experts as ggml holds them, one [E·out, in] matrix.
       const keep = opts.quantized && shape.length >= 2 ? KEPT[info.type] : undefined;
-      if (keep !== undefined) {
+      if (paging !== null && isStackedExpert(name)) {
+        // One expert of ggml's {in, out, E} tensor is one contiguous range of out rows.
+        const [, out] = shape;
+        const decode = (bytes: Uint8Array, n: number, into: Float32Array): Float32Array => dequantize(info.type, bytes, n * cols, into);
+        paging.add(name, {
+          rows: out, cols, keep,
+          bytes: out * (keep !== undefined ? rowBytes : cols * 4),
+          read: (e, target) => readRows(f.source, at + e * out * rowBytes, out, rowBytes, keep !== undefined ? null : decode, target, lazy.staging),
+        });
+      } else if (keep !== undefined) {
         const q = new QuantizedWeight(backend, keep, [rows, cols], null);
         quantized.set(name, q);
         lazy.add(name, gguf, q, (target) => readRows(f.source, at, rows, rowBytes, null, target, lazy.staging, dest));
@@ -52,12 +66,14 @@ export function lazyLlamaFromGguf(where: Backend | Placement, f: GgufFile, confi
         lazy.add(name, gguf, t, (target) => readRows(f.source, at, rows, rowBytes, decode, target, lazy.staging, dest));
       }
     }
-    const model = new Llama(place, config, params, quantized);
+    caches = paging?.build(place) ?? new Map();
+    const model = new Llama(place, config, params, quantized, caches);
     model.deferred = lazy;
     return model;
   } catch (e) {
     for (const t of params.values()) t.dispose();
     for (const q of quantized.values()) q.dispose();
+    for (const c of caches.values()) c.dispose();
     throw e;
   }
 }

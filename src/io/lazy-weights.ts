@@ -62,8 +62,14 @@ export class LazyWeights implements DeferredWeights {
   private failure: Error | null = null;
   private closed = false;
 
-  /** `sources`: the open files the fills read; closed once everything is read, or on close(). */
-  constructor(private readonly sources: ByteSource[]) {}
+  /**
+   * `sources`: the open files the fills read; closed once everything is read, or on close().
+   * `keepOpen`: only on close() (a model that pages experts from them reads them all its life).
+   */
+  constructor(
+    private readonly sources: ByteSource[],
+    private readonly opts: { keepOpen?: boolean } = {},
+  ) {}
 
   /** Register tensor `name` of the file, which fills `weight` (HF name `hfName`, which gives its part). */
   add(hfName: string, name: string, weight: Weight, read: TensorReader): void {
@@ -99,7 +105,7 @@ export class LazyWeights implements DeferredWeights {
     if (entries === undefined) return;
     for (const e of entries) this.fill(e);
     this.pending.delete(part);
-    if (this.pending.size === 0) this.close(); // everything is in memory: the files are not needed
+    if (this.pending.size === 0 && !this.opts.keepOpen) this.close(); // everything is in memory: the files are not needed
   }
 
   private fill(e: Entry): void {

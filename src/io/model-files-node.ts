@@ -61,7 +61,7 @@ function safetensorsFiles(dir: string): string[] {
 }
 
 /** A model of an HF directory whose tensors are read on first use (the files stay open until then). */
-function lazyDirectoryModel(dir: string, where: ModelPlace, rawConfig: Record<string, unknown>): Llama {
+function lazyDirectoryModel(dir: string, where: ModelPlace, rawConfig: Record<string, unknown>, expertCacheBytes?: number): Llama {
   const config = llamaConfigFromJson(rawConfig);
   const sources: FileSource[] = [];
   try {
@@ -77,7 +77,7 @@ function lazyDirectoryModel(dir: string, where: ModelPlace, rawConfig: Record<st
       }
       for (const entry of header.entries) tensors.set(entry.name, { source, dataStart: header.dataStart, entry });
     }
-    return lazyModelFromSafetensors(placeFor(where, config), config, tensors, sources);
+    return lazyModelFromSafetensors(placeFor(where, config), config, tensors, sources, { expertCacheBytes });
   } catch (e) {
     for (const s of sources) s.close();
     throw e;
@@ -155,6 +155,12 @@ export interface LoadModelOptions {
    * either way.
    */
   lazy?: boolean;
+  /**
+   * Page a MoE model's experts (inference only): each layer keeps the most recently used experts
+   * resident, as many as fit this many bytes over all layers, and reads the others from the file
+   * when the router picks them (the rest of the model is resident). Default: every expert resident.
+   */
+  expertCacheBytes?: number;
 }
 
 /**
@@ -176,7 +182,16 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
     const raw = readJson(configPath);
-    const model = opts.lazy ? lazyDirectoryModel(path, where, raw) : modelFromTensors(placeFor(where, llamaConfigFromJson(raw)), raw, readDirectoryTensors(path));
+    // Paged experts are read by range, as a lazy model reads its weights; eagerly, the rest at once.
+    const paged = opts.expertCacheBytes !== undefined;
+    const model = opts.lazy || paged ? lazyDirectoryModel(path, where, raw, opts.expertCacheBytes) : modelFromTensors(placeFor(where, llamaConfigFromJson(raw)), raw, readDirectoryTensors(path));
+    if (paged && !opts.lazy)
+      try {
+        model.deferred!.ensureAll();
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
     loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
@@ -192,7 +207,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
       const config = llamaConfigFromGguf(file);
       // Eager or lazy, the tensors stream from the file into backend memory (no host copy of a
       // whole tensor), fused matrices filled in place; eagerly, all of them here.
-      const model = lazyLlamaFromGguf(placeFor(where, config), file, config, { quantized: opts.quantized });
+      const model = lazyLlamaFromGguf(placeFor(where, config), file, config, { quantized: opts.quantized, expertCacheBytes: opts.expertCacheBytes });
       owned = true;
       try {
         if (opts.fuse) model.fuse();
@@ -206,6 +221,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
       if (!owned) source.close();
     }
   } else {
+    if (opts.expertCacheBytes !== undefined) throw new Error("expert cache: a llama2c model has no experts to page");
     const { config, tensors } = parseLlama2cCheckpoint(readBytes(path));
     const model = modelFromTensors(placeFor(where, config), { ...config }, tensors);
     // run.c's default is a tokenizer.bin next to the program; we look next to the model.

@@ -142,6 +142,7 @@ export function applyQat(model: Llama, setting: QatSetting | null): void {
   if (setting !== null) {
     if (model.fused) throw new Error("qat: the model is fused for inference; load it without fusing");
     if (model.quantized.size > 0) throw new Error("qat: the model holds quantized weights; load it dequantized");
+    if (model.expertCaches.size > 0) throw new Error("qat: the model pages its experts from the file; load it without an expert cache");
   }
   const next = setting === null ? null : new Qat(model, setting);
   model.qat?.invalidate();
