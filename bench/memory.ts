@@ -10,8 +10,15 @@
 // Models: stories260K (../shared/data; skipped with a message when absent) exported to GGUF, and a
 // random-weight model of llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000),
 // each at F32, Q8_0 and Q4_0.
+// Expert paging (--expert-cache-mb): a random-weight MoE of the stories15M shape with 8 experts of
+// 768 per layer, 2 per token (43M weights, three quarters of them experts), at F32 and Q8_0, runs
+// with every expert resident and with budgets of 4 and 2 of each layer's 8 experts: peak RSS
+// against the budget, the cache's hit rate and decode speed. Its tokens are a fixed pseudo-random
+// sequence fed one at a time (a random model's greedy text repeats itself, which would flatter the
+// cache); a trained router's choices repeat more than a random one's, so these hit rates are a floor.
 // Run: npm run bench:memory [-- --model NAME] [--quant F32|Q8_0|Q4_0] [--load lazy|eager] [--fuse fused|unfused]
-// (each flag keeps the cases whose label contains NAME, or that quant / load / fuse).
+// (each flag keeps the cases whose label contains NAME, or that quant / load / fuse; --model moe
+// runs the paging table alone).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -44,6 +51,8 @@ interface Measured {
   gen: number; // … after N tokens
   loadSeconds: number; // loadModel
   firstSeconds: number; // loadModel to the first token (a lazy model reads its weights here)
+  decodeSeconds: number; // the N − 1 decode steps
+  cache: { slots: number; hits: number; misses: number } | null; // paged experts
 }
 
 // ---- child: one case ----------------------------------------------------------------------------
@@ -57,27 +66,37 @@ function peak(): number {
   return hwm ? Number(hwm[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
 }
 
-async function worker(path: string, lazy: boolean, fuse: boolean): Promise<void> {
+/**
+ * One case: load (paging experts within `expertCacheBytes` when given), then N tokens from BOS,
+ * each the previous one's argmax, or with `fixedTokens` a fixed pseudo-random sequence.
+ */
+async function worker(path: string, lazy: boolean, fuse: boolean, expertCacheBytes?: number, fixedTokens = false): Promise<void> {
   const backend = await createBackend("wasm");
-  const m: Measured = { base: peak(), open: 0, first: 0, goal: 0, gen: 0, loadSeconds: 0, firstSeconds: 0 };
+  const m: Measured = { base: peak(), open: 0, first: 0, goal: 0, gen: 0, loadSeconds: 0, firstSeconds: 0, decodeSeconds: 0, cache: null };
   const t0 = performance.now();
-  const { model } = loadModel(path, backend, undefined, { quantized: true, fuse, lazy });
+  const { model } = loadModel(path, backend, undefined, { quantized: true, fuse, lazy, expertCacheBytes });
   m.loadSeconds = (performance.now() - t0) / 1000;
   m.open = peak();
   const session = new Session(model, { maxSeq: N + 1, reuseLogits: true }); // as generateTokens runs it
-  let tok = argmax(await session.prefill([model.config.bos_token_id ?? 1]));
+  let seed = 12345;
+  const next = (logits: Parameters<typeof argmax>[0]): number => (fixedTokens ? (seed = (seed * 1103515245 + 12345) % 2 ** 31) % model.config.vocab_size : argmax(logits));
+  let tok = next(await session.prefill([model.config.bos_token_id ?? 1]));
   m.firstSeconds = (performance.now() - t0) / 1000;
   m.first = peak();
+  const t1 = performance.now();
   for (let i = 1; i < N; i++) {
-    tok = argmax(await session.decode(tok));
+    tok = next(await session.decode(tok));
     if (i + 1 === GOAL_TOKENS) m.goal = peak(); // i + 1 tokens generated: the prefill's and i decodes'
   }
+  m.decodeSeconds = (performance.now() - t1) / 1000;
   m.gen = peak();
+  const caches = [...model.expertCaches.values()];
+  if (caches.length > 0) m.cache = { slots: caches[0].slots, hits: caches.reduce((s, c) => s + c.counts.hits, 0), misses: caches.reduce((s, c) => s + c.counts.misses, 0) };
   process.stdout.write(JSON.stringify(m) + "\n");
 }
 
-function runCase(path: string, lazy: boolean, fuse: boolean): Measured {
-  const args = [fileURLToPath(import.meta.url), "--worker", path, lazy ? "lazy" : "eager", fuse ? "fuse" : "no-fuse"];
+function runCase(path: string, lazy: boolean, fuse: boolean, expertCacheBytes?: number, fixedTokens = false): Measured {
+  const args = [fileURLToPath(import.meta.url), "--worker", path, lazy ? "lazy" : "eager", fuse ? "fuse" : "no-fuse", String(expertCacheBytes ?? "all"), fixedTokens ? "fixed" : "argmax"];
   const r = spawnSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
   if (r.status !== 0) throw new Error(`memory worker for ${path} failed (status ${r.status})`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Measured;
@@ -120,6 +139,43 @@ function weightBytes(path: string): number {
   }
 }
 
+/** The MoE of the paging table, at F32 and Q8_0 (see the header). */
+async function buildMoeModels(dir: string): Promise<ModelFile[]> {
+  const config = { ...normalizeConfig(stories15MShape({ vocabSize: 32000, maxPositions: 512, tied: true })), num_local_experts: 8, num_experts_per_tok: 2 };
+  const label = "stories15M-shape MoE 8×768 top-2 (random)";
+  const tensors = await modelTensors(Llama.init(new JsBackend("f32"), config, 15));
+  return (["f32", "q8_0"] as GgufQuant[]).map((quant) => {
+    const path = join(dir, `moe-${quant}.gguf`);
+    writeFileSync(path, llamaToGguf(config, tensors, quant, { name: "moe" }));
+    return { label, quant: quant.toUpperCase(), path };
+  });
+}
+
+/** Every expert resident, then budgets of half and a quarter of the experts: lazy and fused, as `bonsai generate --expert-cache-mb` runs. */
+function pagingTable(files: ModelFile[]): void {
+  console.log(
+    `\nExpert paging (--expert-cache-mb) — ${N} tokens of a fixed pseudo-random sequence, one per step; lazy, fused. ` +
+      `Δ = peak − baseline after the ${N} tokens; Δ − rest = Δ less the non-expert weights (the resident experts, KV cache and buffers).\n`,
+  );
+  console.log("| model | quant | weights MiB | experts MiB | expert budget MiB | slots per layer | Δ peak MiB | Δ − rest MiB | hit rate | decode tok/s |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const f of files) {
+    const src = new FileSource(f.path);
+    const tensors = GgufFile.open(src).header.tensors;
+    src.close();
+    const w = tensors.reduce((s, t) => s + tensorByteSize(t), 0), experts = tensors.filter((t) => t.name.includes("_exps")).reduce((s, t) => s + tensorByteSize(t), 0);
+    for (const budget of [undefined, experts / 2, experts / 4]) {
+      const m = runCase(f.path, true, true, budget, true);
+      const mib = (x: number): string => (x / MiB).toFixed(1);
+      const c = m.cache;
+      console.log(
+        `| ${f.label} | ${f.quant} | ${mib(w)} | ${mib(experts)} | ${budget === undefined ? "all" : mib(budget)} | ${c ? c.slots : 8} of 8 | ${mib(m.gen - m.base)} | ${mib(m.gen - m.base - (w - experts))} | ` +
+          `${c ? ((100 * c.hits) / (c.hits + c.misses)).toFixed(1) + "%" : "-"} | ${((N - 1) / m.decodeSeconds).toFixed(1)} |`,
+      );
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const { values: only } = parseArgs({ options: { model: { type: "string" }, quant: { type: "string" }, load: { type: "string" }, fuse: { type: "string" } } });
   only.quant = only.quant?.toUpperCase();
@@ -149,10 +205,13 @@ async function main(): Promise<void> {
         }
     }
     if (goal.length > 0) console.log(`\ngoal (stories15M shape, lazy and fused, after ${GOAL_TOKENS} tokens; (peak − baseline) ÷ weight bytes ≤ 1.3): ${goal.join(" / ")}`);
+    const moe = (await buildMoeModels(dir)).filter((f) => (only.model === undefined || f.label.includes(only.model)) && (only.quant === undefined || f.quant === only.quant));
+    if (moe.length > 0) pagingTable(moe);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-if (process.argv[2] === "--worker") await worker(process.argv[3], process.argv[4] === "lazy", process.argv[5] === "fuse");
+if (process.argv[2] === "--worker")
+  await worker(process.argv[3], process.argv[4] === "lazy", process.argv[5] === "fuse", process.argv[6] === "all" ? undefined : Number(process.argv[6]), process.argv[7] === "fixed");
 else await main();
