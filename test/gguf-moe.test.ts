@@ -196,10 +196,11 @@ test("Bonsai → GGUF → Bonsai: the same logits through the eager, lazy and qu
     assert.ok(q.params.has("model.layers.0.block_sparse_moe.gate.weight") && !q.quantized.has("model.layers.0.block_sparse_moe.gate.weight"), "the router is float");
     const ref = await logitsOf(q, IDS);
     for (const m of [qLazy, qHost, qLazyDirect]) assert.deepEqual(await logitsOf(m, IDS), ref, `${quant}: every quantized loader alike`);
-    // Fused for inference (attention stacked, its norm gain folded; the MoE FFN as it is), eager and lazy.
+    // Fused for inference (attention stacked, its norm gain folded; each expert's gate and up rows stacked), eager and lazy.
     for (const lazy of [false, true]) {
       const fused = loadModel(path, be, undefined, { quantized: true, fuse: true, lazy }).model;
       assert.ok(fused.fused);
+      assert.ok(!fused.quantized.has("model.layers.0.block_sparse_moe.experts.w1.weight") && fused.quantized.has("model.layers.0.block_sparse_moe.experts.w2.weight"), "gate and up fused");
       assert.ok(maxAbsDiff(await logitsOf(fused, IDS), ref) < 1e-4, `${quant}: fused${lazy ? " lazy" : ""}`);
     }
     const float = await logitsOf(loadModel(path, be).model, IDS);

@@ -150,6 +150,15 @@ test("bonsai train --experts: Mixtral checkpoint, router metrics, exact resume, 
 });
 
 
+test("fusion stacks each expert's gate and up rows into one expert GEMM: the same logits", async () => {
+  const model = Llama.init(be, moe(4, 2), 9);
+  const want = await logitsOf(model);
+  model.fuse();
+  assert.ok(!model.params.has("model.layers.0.block_sparse_moe.experts.w1.weight") && model.params.has("model.layers.0.block_sparse_moe.experts.w2.weight"), "gate and up fused");
+  assert.ok(relErr(await logitsOf(model), want) < 1e-6);
+  model.dispose();
+});
+
 test("paged experts (an LRU of slots filled on demand) give the resident model's logits, prefill and decode", async () => {
   const config = moe(8, 2);
   const full = Llama.init(be, config, 21);

@@ -34,11 +34,13 @@ export class Staging {
 /**
  * Where a tensor's rows land: rows row0, row0 + 1, … of `weight` (a float tensor or a quantized
  * matrix); float values times the gain of their column (an RMSNorm gain fused into the matrix).
+ * With `block`, in blocks of `rows` rows, block b from row row0 + b·stride (no gain).
  */
 export interface RowTarget {
   weight: Weight;
   row0: number;
   gain: Tensor | null;
+  block?: { rows: number; stride: number };
 }
 
 /** Reads one tensor of the file into a target. */
@@ -86,14 +88,16 @@ export class LazyWeights implements DeferredWeights {
     return this.pending.size;
   }
 
-  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null): boolean {
+  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null, blockRows?: number): boolean {
     const entries = parts.map((w) => this.byWeight.get(w));
     // Only unread parts of one part of the model (read together, so the target fills at once).
     if (entries.some((e) => e === undefined || e.part !== entries[0]!.part)) return false;
+    if (blockRows !== undefined && gain !== null) throw new Error("stack: interleaved blocks take no gain");
     let row0 = 0;
     parts.forEach((w, i) => {
-      entries[i]!.target = { weight: target, row0, gain };
-      row0 += w.shape[0];
+      const block = blockRows === undefined ? undefined : { rows: blockRows, stride: parts.length * blockRows };
+      entries[i]!.target = { weight: target, row0: block ? i * blockRows! : row0, gain, block };
+      row0 += w.size / w.shape[w.shape.length - 1];
       this.byWeight.delete(w);
     });
     return true;
@@ -148,22 +152,28 @@ export type RowDecoder = (bytes: Uint8Array, rows: number, into: Float32Array) =
  * copy of the whole tensor exists.
  */
 export function readRows(source: ByteSource, offset: number, rows: number, rowBytes: number, decode: RowDecoder | null, target: RowTarget, staging: Staging, dest?: (row: number) => number): void {
-  const { weight, row0 } = target;
+  const { weight, row0, block } = target;
+  // The target row of file row r: moved by `dest`, then placed in its block.
+  const mapped = dest !== undefined || block !== undefined;
+  const rowOf = (r: number): number => {
+    const q = dest === undefined ? r : dest(r);
+    return row0 + (block === undefined ? q : Math.floor(q / block.rows) * block.stride + (q % block.rows));
+  };
   const step = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
     const bytes = staging.bytes(n * rowBytes);
     readInto(source, offset + r0 * rowBytes, bytes);
     if (!(weight instanceof Tensor)) {
-      if (dest === undefined) weight.writeRows(row0 + r0, bytes);
-      else for (let r = 0; r < n; r++) weight.writeRows(row0 + dest(r0 + r), bytes.subarray(r * rowBytes, (r + 1) * rowBytes));
+      if (!mapped) weight.writeRows(row0 + r0, bytes);
+      else for (let r = 0; r < n; r++) weight.writeRows(rowOf(r0 + r), bytes.subarray(r * rowBytes, (r + 1) * rowBytes));
       continue;
     }
     if (decode === null) throw new Error("readRows: a float target needs a decoder");
     const cols = weight.shape[weight.shape.length - 1];
     const values = decode(bytes, n, staging.floats(n * cols));
-    if (dest === undefined) weight.backend.write(weight.data, values, (row0 + r0) * cols);
-    else for (let r = 0; r < n; r++) weight.backend.write(weight.data, values.subarray(r * cols, (r + 1) * cols), (row0 + dest(r0 + r)) * cols);
+    if (!mapped) weight.backend.write(weight.data, values, (row0 + r0) * cols);
+    else for (let r = 0; r < n; r++) weight.backend.write(weight.data, values.subarray(r * cols, (r + 1) * cols), rowOf(r0 + r) * cols);
   }
   // The gain (read before these rows) multiplies their columns on the backend.
   if (weight instanceof Tensor && target.gain !== null) {

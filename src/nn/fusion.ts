@@ -1,7 +1,8 @@
 // Graph folding for inference: the same model math over fewer, larger kernels. At load time
 // - Q, K and V become one [q+k+v, dim] matrix and gate and up one [2·inter, dim] matrix: one
-//   matmul instead of three (two), the input read once; the result is split by copies.
-//   (A MoE layer's experts are not fused yet: its FFN runs as trained.)
+//   matmul instead of three (two), the input read once; the result is split by copies. A MoE
+//   layer's stacked experts fuse the same way, expert by expert: [E, 2·inter, dim], each expert's
+//   gate rows then its up rows, one expert GEMM instead of two (paged experts stay apart).
 // - RMSNorm gains fold into the projections that follow: W·(g ⊙ x̂) = (W·diag(g))·x̂, so W's
 //   columns are scaled by g and the norm runs with unit gain (exact up to float rounding).
 //   Float weights only: rescaling quantized blocks would re-round them. The final norm folds into
@@ -40,7 +41,7 @@ export const isMoeFfn = (f: DenseFfnWeights | MoeWeights): f is MoeWeights => "r
 /** Every weight a layer applies (to dispose them). */
 export function layerWeightList(L: LayerWeights): Weight[] {
   const f = L.ffn;
-  const ffn = !isMoeFfn(f) ? [...f.gateUp, f.down] : "cache" in f ? [f.router, ...Object.values(f.cache.weights)] : [f.router, f.gate, f.up, f.down];
+  const ffn = !isMoeFfn(f) ? [...f.gateUp, f.down] : "cache" in f ? [f.router, ...Object.values(f.cache.weights)] : "gateUp" in f ? [f.router, f.gateUp, f.down] : [f.router, f.gate, f.up, f.down];
   return [L.inputNorm, L.postNorm, L.o, ...L.qkv, ...ffn];
 }
 
@@ -72,7 +73,7 @@ export interface FuseOptions {
  * The fused form of `w` (the unfused weights of a model): new tensors for the fused groups and the
  * folded head, the rest shared. Returns also the weights that became unused (the caller disposes them).
  */
-export function fuseWeights(place: Placement, w: ModelWeights, names: (layer: number) => Record<"q" | "k" | "v" | "gate" | "up", string>, tiedHead: boolean, opts: FuseOptions = {}): { fused: ModelWeights; unused: Weight[] } {
+export function fuseWeights(place: Placement, w: ModelWeights, names: (layer: number) => Record<"q" | "k" | "v" | "gate" | "up" | "expertGate" | "expertUp", string>, tiedHead: boolean, opts: FuseOptions = {}): { fused: ModelWeights; unused: Weight[] } {
   const created: Weight[] = [];
   const unused: Weight[] = [];
   try {
@@ -93,8 +94,16 @@ export function fuseWeights(place: Placement, w: ModelWeights, names: (layer: nu
       const n = names(l), be = place.layers[l];
       const qkv = group(be, L.qkv, [n.q, n.k, n.v], L.inputNorm);
       const fusedQkv = { ...L, qkv: qkv.weights, inputNorm: qkv.folded ? ones(be) : L.inputNorm };
-      // A MoE layer's experts stay as they are; its norm gain stays unfolded (the router reads it too).
-      if (isMoeFfn(L.ffn)) return fusedQkv;
+      // A MoE layer's norm gain stays unfolded (the router reads it too).
+      if (isMoeFfn(L.ffn)) {
+        if (!("gate" in L.ffn)) return fusedQkv;
+        const { router, gate, up, down } = L.ffn;
+        const gateUp = stackExperts(be, gate, up, router.shape[0], [n.expertGate, n.expertUp], opts);
+        if (gateUp === null) return fusedQkv;
+        created.push(gateUp);
+        unused.push(gate, up);
+        return { ...fusedQkv, ffn: { router, gateUp, down } };
+      }
       const gateUp = group(be, L.ffn.gateUp, [n.gate, n.up], L.postNorm);
       return { ...fusedQkv, ffn: { gateUp: gateUp.weights, down: L.ffn.down }, postNorm: gateUp.folded ? ones(be) : L.postNorm };
     });
@@ -143,6 +152,35 @@ function concatRows(be: Backend, parts: Weight[], names: string[], gain: Tensor,
     row += p.shape[0];
   });
   return { weight: fused, folded: false };
+}
+
+/**
+ * Stacked experts' gate and up ([E, f, dim] each, or quantized [E·f, dim]) as one [E, 2f, dim]
+ * (quantized [E·2f, dim]): expert e's gate rows, then its up rows. Null when they cannot be
+ * stacked (as concatRows).
+ */
+function stackExperts(be: Backend, gate: Weight, up: Weight, E: number, names: string[], opts: FuseOptions): Weight | null {
+  const cols = gate.shape[gate.shape.length - 1], f = gate.size / cols / E;
+  if (gate instanceof Tensor && up instanceof Tensor) {
+    const fused = Tensor.zeros(be, [E, 2 * f, cols]);
+    if (!opts.deferred?.stack([gate, up], fused, null, f))
+      for (let e = 0; e < E; e++) {
+        be.copy(fused.data, 2 * e * f * cols, gate.data, e * f * cols, f * cols);
+        be.copy(fused.data, (2 * e + 1) * f * cols, up.data, e * f * cols, f * cols);
+      }
+    return fused;
+  }
+  if (!(gate instanceof QuantizedWeight && up instanceof QuantizedWeight && gate.type === up.type)) return null;
+  const fused = new QuantizedWeight(be, gate.type, [E * 2 * f, cols], null);
+  if (opts.deferred?.stack([gate, up], fused, null, f)) return fused;
+  const bytes = names.map((n) => opts.quantizedBytes?.(n));
+  if (bytes.some((b) => b === undefined)) {
+    fused.dispose();
+    return null;
+  }
+  const expertBytes = bytes[0]!.length / E;
+  for (let e = 0; e < E; e++) bytes.forEach((b, i) => fused.writeRows((2 * e + i) * f, b!.subarray(e * expertBytes, (e + 1) * expertBytes)));
+  return fused;
 }
 
 /** `parts`' values stacked by rows into `out`, each column times its gain (W·diag(g)), on the backend. */

@@ -216,7 +216,11 @@ export class Llama {
     const count = this.numParameters();
     const names = (l: number) => {
       const pre = `model.layers.${l}.`;
-      return { q: pre + "self_attn.q_proj.weight", k: pre + "self_attn.k_proj.weight", v: pre + "self_attn.v_proj.weight", gate: pre + "mlp.gate_proj.weight", up: pre + "mlp.up_proj.weight" };
+      const experts = pre + "block_sparse_moe.experts.";
+      return {
+        q: pre + "self_attn.q_proj.weight", k: pre + "self_attn.k_proj.weight", v: pre + "self_attn.v_proj.weight",
+        gate: pre + "mlp.gate_proj.weight", up: pre + "mlp.up_proj.weight", expertGate: experts + "w1.weight", expertUp: experts + "w3.weight",
+      };
     };
     const { fused, unused } = fuseWeights(this.placement, this.weights(), names, this.config.tie_word_embeddings, { deferred: this.deferred, ...opts });
     for (const w of unused) {

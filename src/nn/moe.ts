@@ -13,9 +13,13 @@ import type { ExpertCache } from "./expert-cache.js";
 
 /**
  * A MoE layer's weights: the router [E, dim] and the experts, all resident — stacked, gate/up
- * [E, f, dim] and down [E, dim, f] (or quantized [E·out, in]) — or paged through a cache.
+ * [E, f, dim] and down [E, dim, f] (or quantized [E·out, in]); fused (nn/fusion.ts), each
+ * expert's gate rows then its up rows in one [E, 2f, dim] — or paged through a cache.
  */
-export type MoeWeights = { router: Weight; gate: Weight; up: Weight; down: Weight } | { router: Weight; cache: ExpertCache };
+export type MoeWeights =
+  | { router: Weight; gate: Weight; up: Weight; down: Weight }
+  | { router: Weight; gateUp: Weight; down: Weight }
+  | { router: Weight; cache: ExpertCache };
 
 /**
  * What a pass's routers did, layer by layer: the router probabilities and log-normalisers (for
@@ -97,7 +101,8 @@ export function moeFfn(h: Tensor, w: MoeWeights, c: LlamaConfig, layer: number, 
   if (opts.log) opts.log.layers.push({ layer, probs, lse: op.logSumExp(logits), counts: moe.expertCounts(routing.ids, E) });
   opts.usage?.add(layer, routing.ids);
   if ("cache" in w) return pagedExperts(x, w.cache, routing, act, opts.into ?? Tensor.zeros(x.backend, h.shape));
-  const hidden = op.swiglu(moe.experts(x, w.gate, routing, E), moe.experts(x, w.up, routing, E));
+  const f = c.intermediate_size;
+  const hidden = "gateUp" in w ? op.swiglu(...(op.splitColumns(moe.experts(x, w.gateUp, routing, E), [f, f]) as [Tensor, Tensor])) : op.swiglu(moe.experts(x, w.gate, routing, E), moe.experts(x, w.up, routing, E));
   const out = moe.experts(act(hidden), w.down, routing, E);
   return opts.into ? moe.combineExpertsInto(opts.into, out, routing) : moe.combineExperts(out, routing, h.shape);
 }

@@ -34,9 +34,11 @@ export interface DeferredWeights {
   /**
    * Fusion: fill `target` instead of `parts` (unread matrices of one part of the model), their
    * rows stacked in order, float values times `gain`'s column (a folded RMSNorm; null: none), so
-   * the parts never take memory. False, changing nothing, when a part was read already.
+   * the parts never take memory. With `blockRows` (no gain), the parts' rows interleave in
+   * blocks of that many: block 0 of every part in order, then block 1, … (stacked experts: each
+   * expert's gate rows, then its up rows). False, changing nothing, when a part was read already.
    */
-  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null): boolean;
+  stack(parts: readonly Weight[], target: Weight, gain: Tensor | null, blockRows?: number): boolean;
   /** Stop reading: the model is being disposed. */
   close(): void;
 }
