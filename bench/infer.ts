@@ -7,14 +7,15 @@
 // Rows: stories260K (llama2.c's model, exported to GGUF F32); a random-weight model of llama2.c's
 // stories15M shape with a 4096-token SentencePiece BPE trained here on the TinyStories sample, at
 // F32, Q8_0 and Q4_0; and the same shape with Llama 2's 32000-token vocabulary at Q4_0, where the
-// LM head dominates decode (one row: 1 thread, the default variant). Bonsai runs the quantized
+// LM head dominates decode, and a sparse MoE of the 4096-vocabulary shape (8 experts of 768 per
+// layer, 2 per token) at Q8_0 (one row each: 1 thread, the default variant). Bonsai runs the quantized
 // files three ways: with its quantized kernels and Q8_0-rounded activations (llama.cpp's integer
 // path, the `bonsai generate` default), with its quantized kernels and float activations, and
 // dequantized to f32 on load.
 // Bonsai runs fused (loadModel's {fuse: true}, as `bonsai generate`) and, for the --no-fuse
 // column, unfused (the graph as trained). Only the first variant of a file runs unfused and on 2
 // threads, to keep the run short.
-// Run: npm run bench:infer [-- --kernels auto|simd|relaxed]   (needs ../shared/data; env
+// Run: npm run bench:infer [-- --kernels auto|simd|relaxed] [--model NAME: the rows whose label contains NAME]   (needs ../shared/data; env
 // BENCH_RUNS=N changes the run count, ≥ 5)
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -203,6 +204,7 @@ interface ModelFile {
 
 const LABEL_4096 = "15M shape, 4096-token vocabulary";
 const LABEL_32000 = "15M shape, 32000-token vocabulary (Llama 2)";
+const LABEL_MOE = "15M shape, MoE 8×768 top-2, 4096-token vocabulary";
 
 /** The corpus, split: the first 90% trains the 4096-token tokenizer, the prompt comes from the rest. */
 function corpus(): { train: string; heldOut: string } {
@@ -228,16 +230,24 @@ async function buildModels(dir: string, trainText: string): Promise<ModelFile[]>
   // fallback) trained on the corpus: the transformer layers do 84% of a decoded token's
   // multiply-adds, the 4096×288 LM head the rest. The GGUF carries the vocabulary, so llama.cpp
   // tokenizes with it too.
+  const tok = trainTokenizer(trainText, { type: "spm-bpe", vocabSize: 4096 });
+  const meta = tokenizerToGgufMetadata(tok);
   {
-    const tok = trainTokenizer(trainText, { type: "spm-bpe", vocabSize: 4096 });
     const config = stories15M(tok.vocabSize);
-    const meta = tokenizerToGgufMetadata(tok);
     const tensors = await modelTensors(Llama.init(js, config, 15));
     for (const quant of ["f32", "q8_0", "q4_0"] as GgufQuant[]) {
       const path = join(dir, `stories15M-shape-4096-${quant}.gguf`);
       writeFileSync(path, llamaToGguf(config, tensors, quant, { name: "stories15M-shape-4096-random", tokenizer: meta }));
       files.push({ label: LABEL_4096, quant: quant.toUpperCase(), path });
     }
+  }
+  // (d) A sparse MoE of that shape: every FFN 8 experts of 768, 2 per token (llama.cpp's MoE
+  // layout), at Q8_0: 37M weights, 15M active per token.
+  {
+    const config = { ...stories15M(tok.vocabSize), num_local_experts: 8, num_experts_per_tok: 2 };
+    const path = join(dir, "stories15M-shape-moe-4096-q8_0.gguf");
+    writeFileSync(path, llamaToGguf(config, await modelTensors(Llama.init(js, config, 15)), "q8_0", { name: "stories15M-shape-moe-4096-random", tokenizer: meta }));
+    files.push({ label: LABEL_MOE, quant: "Q8_0", path, oneRow: true });
   }
   // (c) The same shape with Llama 2's vocabulary, at Q4_0: the 32000×288 LM head is 61% of a
   // decoded token's multiply-adds (its Q4_0 × Q8_0 dot products decide the row).
@@ -270,7 +280,7 @@ function types(path: string): string {
 // ---- main ---------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { kernels: { type: "string", default: "auto" } } });
+  const { values } = parseArgs({ options: { kernels: { type: "string", default: "auto" }, model: { type: "string" } } });
   const kernels = values.kernels as KernelChoice;
   console.log(await benchHeader(kernels)); // also rejects an unknown --kernels
   const header =
@@ -279,7 +289,7 @@ async function main(): Promise<void> {
   if (!existsSync(`${DATA}/models/stories260K.bin`) || !existsSync(`${DATA}/tokenizers/ggml-vocab-llama-spm.gguf`) || !existsSync(`${DATA}/corpora/tinystories-2MiB.txt`)) {
     console.log(`bench:infer: ${DATA} (models, tokenizers, corpora) is absent; every row skipped`);
     console.log(header);
-    for (const [m, q] of [["stories260K", "F32"], [LABEL_4096, "F32"], [LABEL_4096, "Q8_0"], [LABEL_4096, "Q4_0"], [LABEL_32000, "Q4_0"]])
+    for (const [m, q] of [["stories260K", "F32"], [LABEL_4096, "F32"], [LABEL_4096, "Q8_0"], [LABEL_4096, "Q4_0"], [LABEL_32000, "Q4_0"], [LABEL_MOE, "Q8_0"]])
       console.log(`| ${m} | ${q} | — | — | skipped (no ${DATA}) | | | | | | |`);
     return;
   }
@@ -294,7 +304,7 @@ async function main(): Promise<void> {
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });
     console.log(
       `bench:infer — ${N} prompt tokens (BOS + held-out tinystories text), ${N} greedy decode tokens from BOS; median of ${RUNS} runs after a warm-up run.\n` +
-        `Models: stories260K; random weights in llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, hidden 768, tied embeddings) with a 4096-token SentencePiece BPE trained on the first 90% of tinystories-2MiB.txt, or with Llama 2's 32000-token vocabulary; the prompt comes from the last 10%.\n` +
+        `Models: stories260K; random weights in llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, hidden 768, tied embeddings) with a 4096-token SentencePiece BPE trained on the first 90% of tinystories-2MiB.txt, or with Llama 2's 32000-token vocabulary, and its sparse MoE (8 experts of 768 per layer, top-2); the prompt comes from the last 10%.\n` +
         `Bonsai: KV-cache Session, wasm backend (1 or 2 threads, as the row; kernels as above), fused (loadModel {fuse: true}; the last column runs it unfused, --no-fuse); Q8_0/Q4_0 files run with loadModel's {quantized: true} kernels, with activations rounded to Q8_0 (q8Activations, llama.cpp's integer path, generate's default) and in float, and dequantized to f32 on load. ` +
         `llama.cpp: node-llama-cpp 3.21.1 CPU, KV cache F16 (default), flash attention off, batch 512, context 512.\n`,
     );
@@ -302,7 +312,7 @@ async function main(): Promise<void> {
     const notes: string[] = [];
     // The goals are for 1 thread; 2-thread ratios are printed unmarked.
     const ratio = (r: number, goal: number, threads: number): string => (threads === 1 ? `${r.toFixed(2)} ${r >= goal ? "✓" : "✗"}` : r.toFixed(2));
-    for (const m of models) {
+    for (const m of models.filter((f) => values.model === undefined || f.label.includes(values.model))) {
       const tok = loadTokenizerFile(m.path);
       const ids = tok.encode(text, { addBos: true });
       if (ids.length < N) throw new Error(`${m.label}: the held-out text gives only ${ids.length} tokens`);
