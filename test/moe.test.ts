@@ -150,6 +150,31 @@ test("bonsai train --experts: Mixtral checkpoint, router metrics, exact resume, 
 });
 
 
+test("bonsai distill --experts: a MoE student of a dense teacher with QAT and a curriculum; its Q8_0 GGUF holds the weights it trained with", () => {
+  const teacher = join(tmp, "teacher"), student = join(tmp, "student"), gguf = join(tmp, "student-q8_0.gguf"), tok = join(tmp, "bpe.json");
+  // A GGUF needs a tokenizer with a GGUF form: byte-level BPE (the student takes the teacher's).
+  let r = bonsai("tokenizer", "train", "--data", corpus, "--vocab-size", "280", "--type", "bytelevel-bpe", "--out", tok);
+  assert.equal(r.code, 0, r.stderr);
+  r = bonsai("train", ...tiny, "--tokenizer", tok, "--iters", "3", "--out", teacher);
+  assert.equal(r.code, 0, r.stderr);
+  r = bonsai("distill", "--teacher", teacher, ...tiny, "--iters", "4", "--experts", "4", "--experts-per-token", "2", "--qat", "q8_0",
+    "--curriculum", "length", "--documents", "lines", "--pacing", "linear", "--out", student);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(student, "config.json"), "utf8")).architectures, ["MixtralForCausalLM"]);
+  const steps = lines(student).filter((m) => "loss" in m);
+  assert.equal(steps.length, 4);
+  assert.ok(steps.every((m) => typeof m.router_aux_loss === "number" && typeof m.router_z_loss === "number" && Array.isArray(m.expert_load)));
+  r = bonsai("export", "--model", student, "--format", "gguf", "--quant", "q8_0", "--out", gguf);
+  assert.equal(r.code, 0, r.stderr);
+  // The checkpoint runs with its experts fake-quantized (qat.json); the GGUF holds those values as Q8_0 blocks.
+  const evalOf = (model: string): string => {
+    const e = bonsai("eval", "--model", model, "--data", corpus, "--threads", "1");
+    assert.equal(e.code, 0, e.stderr);
+    return e.stdout;
+  };
+  assert.equal(evalOf(gguf), evalOf(student));
+});
+
 test("fusion stacks each expert's gate and up rows into one expert GEMM: the same logits", async () => {
   const model = Llama.init(be, moe(4, 2), 9);
   const want = await logitsOf(model);
