@@ -28,6 +28,13 @@ export interface ForwardOptions {
   lastOnly?: boolean;
   /** Position of the first token (RoPE angle); default 0. */
   posOffset?: number;
+  /**
+   * The position of every token instead (a batch of several sequences' rows, runtime/batch.ts):
+   * its RoPE angle; the caller's `attend` knows which cache each row belongs to.
+   */
+  positions?: Int32Array;
+  /** Logits of these rows (of batch·seq) only, in this order ([rows, vocab]); lastOnly's general form. */
+  logitRows?: Int32Array;
   /** Attention strategy; default: causal attention within the given tokens. */
   attend?: Attend;
   /** A MoE model's routers record into this (training losses, expert load); ignored by dense models. */
@@ -36,13 +43,18 @@ export interface ForwardOptions {
 
 /** cos/sin of pos·θᵢ, θᵢ = theta^(−2i/headDim), as [maxPos, headDim/2] tables. */
 export function ropeTables(hd: number, maxPos: number, theta: number): { cos: Float64Array; sin: Float64Array } {
-  const half = hd / 2;
-  const cos = new Float64Array(maxPos * half), sin = new Float64Array(maxPos * half);
+  return ropeTablesAt(hd, Int32Array.from({ length: maxPos }, (_, p) => p), theta);
+}
+
+/** The rows of ropeTables for the given positions, row r for positions[r]. */
+export function ropeTablesAt(hd: number, positions: Int32Array, theta: number): { cos: Float64Array; sin: Float64Array } {
+  const half = hd / 2, n = positions.length;
+  const cos = new Float64Array(n * half), sin = new Float64Array(n * half);
   for (let i = 0; i < half; i++) {
     const invFreq = 1 / Math.pow(theta, (2 * i) / hd);
-    for (let p = 0; p < maxPos; p++) {
-      cos[p * half + i] = Math.cos(p * invFreq);
-      sin[p * half + i] = Math.sin(p * invFreq);
+    for (let r = 0; r < n; r++) {
+      cos[r * half + i] = Math.cos(positions[r] * invFreq);
+      sin[r * half + i] = Math.sin(positions[r] * invFreq);
     }
   }
   return { cos, sin };
@@ -307,6 +319,18 @@ export class Llama {
     if (!Number.isInteger(pos) || pos < 0) throw new Error(`forward: bad position offset ${pos}`);
     if (pos + seq > c.max_position_embeddings) throw new Error(`forward: positions up to ${pos + seq} exceed max_position_embeddings ${c.max_position_embeddings}`);
     const hd = headDim(c), H = c.num_attention_heads, KVH = c.num_key_value_heads;
+    // Per-token positions: each token's own row of the RoPE tables, made on the host (as ropeTables would hold it).
+    const at = opts.positions;
+    if (at !== undefined) {
+      if (at.length !== ids.length || opts.attend === undefined || opts.posOffset !== undefined) throw new Error("forward: positions need one per token, an attend and no posOffset");
+      for (const p of at) if (!(p >= 0 && p < c.max_position_embeddings)) throw new Error(`forward: position ${p} outside [0, ${c.max_position_embeddings})`);
+    }
+    const rowTables = at === undefined ? null : ropeTablesAt(hd, at, c.rope_theta);
+    const ropeOf = (be: Backend): { cos: Tensor; sin: Tensor; rows: number; offset: number } =>
+      rowTables === null
+        ? { ...this.ropeUpTo(pos + seq, be), rows: seq, offset: pos }
+        : { cos: Tensor.from(be, [ids.length, hd / 2], rowTables.cos), sin: Tensor.from(be, [ids.length, hd / 2], rowTables.sin), rows: ids.length, offset: 0 };
+    if (opts.logitRows) for (const r of opts.logitRows) if (!(Number.isInteger(r) && r >= 0 && r < ids.length)) throw new Error(`forward: logit row ${r} outside [0, ${ids.length})`);
     const shape = { batch, seq, heads: H, kvHeads: KVH, headDim: hd };
     const attend: Attend = opts.attend ?? ((_l, q, k, v) => op.attention(q, k, v, shape));
     const p = opts.dropoutSeed !== undefined ? (c.dropout ?? 0) : 0;
@@ -323,11 +347,13 @@ export class Llama {
     const residual = (x: Tensor, a: Tensor, w: Weight): Tensor => (W.accumulateResidual ? op.linearAccumulate(x, act(a), w) : op.add(x, drop(applyWeight(act(a), w))));
     const block = (l: number, x: Tensor): Tensor => {
       const L = W.layers[l];
-      const rope = this.ropeUpTo(pos + seq, x.backend);
+      // With per-token positions the tokens are one sequence of rows for RoPE, each with its own table row.
+      const rope = ropeOf(x.backend);
+      const [rb, rs] = rowTables === null ? [batch, seq] : [1, rope.rows];
       const h = op.rmsnorm(x, L.inputNorm, c.rms_norm_eps);
       const [qh, kh, v] = applyWeights(act(h), L.qkv, [H * hd, KVH * hd, KVH * hd]);
-      const q = op.rope(qh, rope.cos, rope.sin, batch, seq, H, hd, pos);
-      const k = op.rope(kh, rope.cos, rope.sin, batch, seq, KVH, hd, pos);
+      const q = op.rope(qh, rope.cos, rope.sin, rb, rs, H, hd, rope.offset);
+      const k = op.rope(kh, rope.cos, rope.sin, rb, rs, KVH, hd, rope.offset);
       x = residual(x, attend(l, q, k, v), L.o);
       const h2 = op.rmsnorm(x, L.postNorm, c.rms_norm_eps);
       return ffn(l, L, x, h2);
@@ -357,7 +383,8 @@ export class Llama {
         return x;
       },
       head: (x) => {
-        if (opts.lastOnly) x = lastPositions(x, batch, seq);
+        if (opts.logitRows) x = selectRows(x, opts.logitRows);
+        else if (opts.lastOnly) x = lastPositions(x, batch, seq);
         this.deferred?.ensure("head");
         return applyWeight(act(op.rmsnorm(x, W.norm, c.rms_norm_eps)), W.head);
       },
@@ -396,6 +423,16 @@ export type FakeQuantizer = (name: string, w: Tensor) => Tensor;
 const noFakeQuant: FakeQuantizer = (_name, w) => w;
 
 /** The hidden state of the last position of each sequence (inference only: no gradient). */
+/** Rows `rows` of x [N, dim] → [rows.length, dim] (inference). */
+function selectRows(x: Tensor, rows: Int32Array): Tensor {
+  const dim = x.shape[x.shape.length - 1];
+  return noGrad(() => {
+    const y = Tensor.zeros(x.backend, [rows.length, dim]);
+    rows.forEach((r, i) => x.backend.copy(y.data, i * dim, x.data, r * dim, dim));
+    return y;
+  });
+}
+
 function lastPositions(x: Tensor, batch: number, seq: number): Tensor {
   const dim = x.shape[x.shape.length - 1];
   return noGrad(() => {

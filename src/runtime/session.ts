@@ -105,12 +105,7 @@ export class Session {
     const ids = Int32Array.from(tokens);
     for (const id of ids) if (!(id >= 0 && id < c.vocab_size)) throw new Error(`session: token ${id} is outside the vocabulary [0, ${c.vocab_size})`);
     const pos = this.pos;
-    const kvDim = this.keys[0]?.shape[1] ?? 0;
-    const attend: Attend = (l, q, k, v) => {
-      k.backend.copy(this.keys[l].data, pos * kvDim, k.data, 0, n * kvDim);
-      v.backend.copy(this.values[l].data, pos * kvDim, v.data, 0, n * kvDim);
-      return op.attentionCached(q, this.keys[l], this.values[l], c.num_attention_heads, c.num_key_value_heads, headDim(c), pos);
-    };
+    const attend: Attend = (l, q, k, v) => this.attendAt(l, pos, q, k, v);
     // On one backend the whole pass is issued here, before this returns; a model that spans
     // backends issues each stretch as the hidden state arrives.
     const pass = this.model.forwardAcross(ids, 1, n, { posOffset: pos, attend, lastOnly: !allLogits });
@@ -123,6 +118,26 @@ export class Session {
         throw e;
       },
     );
+  }
+
+  /**
+   * One layer's attention for new positions pos, pos + 1, …: their keys and values k, v [n,
+   * KVH·D] go into the cache, and q [n, H·D] attends over every position up to its own. A batched
+   * pass over several sessions (runtime/batch.ts) calls it per session, then advance().
+   */
+  attendAt(layer: number, pos: number, q: Tensor, k: Tensor, v: Tensor): Tensor {
+    const c = this.model.config;
+    const kvDim = this.keys[layer].shape[1], n = k.size / kvDim;
+    if (pos + n > this.maxSeq) throw new Error(`session: ${n} tokens at position ${pos} overflow the cache of ${this.maxSeq}`);
+    k.backend.copy(this.keys[layer].data, pos * kvDim, k.data, 0, n * kvDim);
+    v.backend.copy(this.values[layer].data, pos * kvDim, v.data, 0, n * kvDim);
+    return op.attentionCached(q, this.keys[layer], this.values[layer], c.num_attention_heads, c.num_key_value_heads, headDim(c), pos);
+  }
+
+  /** Count `n` positions a batched pass wrote through attendAt. */
+  advance(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || this.pos + n > this.maxSeq) throw new Error(`session: cannot advance ${n} positions from ${this.pos} (cache of ${this.maxSeq})`);
+    this.pos += n;
   }
 
   /** Roll the cache back to `pos` positions (0 ≤ pos ≤ position); later rows are overwritten as needed. */
