@@ -4,6 +4,7 @@
 import { trainFlags, train } from "./train.js";
 import { evalCommand, evalFlags } from "./eval.js";
 import { generateCommand, generateFlags } from "./generate.js";
+import { serveCommand, serveFlags } from "./serve.js";
 import { convertCommand, convertFlags } from "./convert.js";
 import { demoCommand, demoFlags } from "./demo.js";
 import { exportCommand, exportFlags } from "./export.js";
@@ -23,6 +24,7 @@ commands:
   distill-cache  store a teacher's top-k log-probabilities (--teacher PATH --data FILE --top-k K --out F)
   eval       mean cross-entropy over a data split       (--model DIR --data FILE --split val)
   generate   sample text from a model                   (--model PATH --prompt TEXT ...)
+  serve      an OpenAI-compatible server and chat page  (--model PATH [--port 8080 --parallel 4])
   convert    any loadable model → a Bonsai/HF directory (--model PATH --out DIR)
   export     any loadable model → GGUF or an HF directory (--model PATH --format gguf --quant q8_0 --out F)
   quantize   any loadable model → a Q8_0/Q4_0 GGUF     (--model PATH --quant q8_0 --out F)
@@ -36,6 +38,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: 
   "distill-cache": { run: distillCacheCommand, flags: distillCacheFlags },
   eval: { run: evalCommand, flags: evalFlags },
   generate: { run: generateCommand, flags: generateFlags },
+  serve: { run: serveCommand, flags: serveFlags },
   convert: { run: convertCommand, flags: convertFlags },
   export: { run: exportCommand, flags: exportFlags },
   tokenizer: { run: tokenizerCommand, flags: tokenizerFlags },

@@ -35,6 +35,8 @@ export interface ForwardOptions {
   positions?: Int32Array;
   /** Logits of these rows (of batch·seq) only, in this order ([rows, vocab]); lastOnly's general form. */
   logitRows?: Int32Array;
+  /** Return the final hidden states (after the final RMSNorm, HF's last_hidden_state) instead of logits. */
+  hiddenStates?: boolean;
   /** Attention strategy; default: causal attention within the given tokens. */
   attend?: Attend;
   /** A MoE model's routers record into this (training losses, expert load); ignored by dense models. */
@@ -386,6 +388,8 @@ export class Llama {
         if (opts.logitRows) x = selectRows(x, opts.logitRows);
         else if (opts.lastOnly) x = lastPositions(x, batch, seq);
         this.deferred?.ensure("head");
+        // A fused untied head holds the final norm's gain; the hidden states need it as trained.
+        if (opts.hiddenStates) return op.rmsnorm(x, this.params.get("model.norm.weight") ?? W.norm, c.rms_norm_eps);
         return applyWeight(act(op.rmsnorm(x, W.norm, c.rms_norm_eps)), W.head);
       },
     };

@@ -1,0 +1,51 @@
+// GET /metrics: the server's counters in Prometheus' text exposition format (version 0.0.4) —
+// requests by route and status, prompt and generated tokens, running and queued sequences,
+// generation speed and time to first token.
+import type { BatchEngine } from "../runtime/batch.js";
+
+export class Metrics {
+  private readonly requests = new Map<string, number>();
+  private readonly tokens = { prompt: 0, generated: 0 };
+  private readonly firstToken = { sum: 0, count: 0 };
+  private readonly completed = new Map<string, number>();
+
+  constructor(private readonly engine: BatchEngine) {}
+
+  request(route: string, status: number): void {
+    const key = `route="${route.replace(/["\\\n]/g, "_")}",status="${status}"`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  finished(endpoint: string, promptTokens: number, generatedTokens: number, firstTokenSeconds: number | null): void {
+    this.tokens.prompt += promptTokens;
+    this.tokens.generated += generatedTokens;
+    this.completed.set(endpoint, (this.completed.get(endpoint) ?? 0) + 1);
+    if (firstTokenSeconds !== null) {
+      this.firstToken.sum += firstTokenSeconds;
+      this.firstToken.count++;
+    }
+  }
+
+  text(): string {
+    const c = this.engine.counts;
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string, samples: [string, number][]): void => {
+      lines.push(`# HELP bonsai_${name} ${help}`, `# TYPE bonsai_${name} ${type}`);
+      for (const [labels, v] of samples) lines.push(`bonsai_${name}${labels ? `{${labels}}` : ""} ${v}`);
+    };
+    metric("requests_total", "counter", "HTTP requests by route and status.", [...this.requests]);
+    metric("completions_total", "counter", "Requests answered in full, by endpoint.", [...this.completed].map(([e, n]) => [`endpoint="${e}"`, n]));
+    metric("prompt_tokens_total", "counter", "Prompt tokens of answered requests.", [["", this.tokens.prompt]]);
+    metric("generated_tokens_total", "counter", "Tokens generated for answered requests.", [["", this.tokens.generated]]);
+    metric("requests_running", "gauge", "Sequences generating now.", [["", c.active]]);
+    metric("requests_queued", "gauge", "Requests waiting for a slot.", [["", c.queued]]);
+    metric("tokens_per_second", "gauge", "Tokens generated per second of forward passes, since start.", [["", c.busySeconds > 0 ? c.generatedTokens / c.busySeconds : 0]]);
+    lines.push(
+      "# HELP bonsai_time_to_first_token_seconds From submission to the first token.",
+      "# TYPE bonsai_time_to_first_token_seconds summary",
+      `bonsai_time_to_first_token_seconds_sum ${this.firstToken.sum}`,
+      `bonsai_time_to_first_token_seconds_count ${this.firstToken.count}`,
+    );
+    return lines.join("\n") + "\n";
+  }
+}
