@@ -43,6 +43,7 @@ export {
 } from "./runtime/speculative.js";
 export { ngramDraft, type NgramOptions } from "./runtime/ngram-draft.js";
 export { Session, type SessionOptions, type PrefillOptions } from "./runtime/session.js";
+export { BatchEngine, QueueFullError, type BatchEngineOptions, type BatchRequest, type BatchStream, type TokenEvent, type FinishReason } from "./runtime/batch.js";
 export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
 export { TextStream } from "./runtime/text-stream.js";
 
