@@ -245,8 +245,14 @@ async function mixtureOfExperts(): Promise<void> {
   };
   const MOE = ["--experts", "8", "--experts-per-token", "2", "--intermediate-size", "176"];
   const rows: [string, string][] = [];
-  for (const seed of ["2", "3"]) {
+  for (const seed of ["2", "3", "4"]) {
     const dense = run("moe-dense", seed, []), sparse = run("moe-e8k2", seed, MOE), big = run("moe-dense-total", seed, ["--intermediate-size", "1408"]);
+    // A third seed for the comparison the goal is about: dense against MoE at equal active parameters.
+    if (seed === "4") {
+      await parallel([dense, sparse]);
+      rows.push([`dense, FFN 352 (seed ${seed})`, dense[0]], [`MoE 8×176, top-2 (seed ${seed})`, sparse[0]]);
+      continue;
+    }
     // Upcycling: a dense model trained half the steps, then upcycled (each expert its FFN, 8 of them, 2 per token) for the other half.
     const half = run("moe-dense-half", seed, [], String(Number(MOE_ITERS) / 2));
     const upOut = join(DIR, `moe-upcycled-s${seed}`);
