@@ -1,0 +1,176 @@
+// The chat page (app/, built into dist/app) in real Chromium (headless, playwright-core), served
+// by src/serve/app-routes.ts with llama2.c's stories260K exported to a GGUF: the page picks its
+// in-browser mode (this server has no /v1 API), downloads the model once from /bonsai/model,
+// caches it in OPFS, streams the CLI's greedy text on wasm worker threads (the page is
+// cross-origin isolated), and after a reload runs from OPFS without a second download, to run.c's
+// greedy text from BOS. A screenshot goes to test-output/browser-app/. The server mode belongs to
+// `bonsai serve`'s tests, which run the page against the real server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Browser, Page } from "playwright-core";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { modelTensors } from "../src/io/checkpoint.js";
+import { llamaToGguf } from "../src/io/gguf-llama.js";
+import { loadModel } from "../src/node.js";
+import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes.js";
+import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
+import { bonsai } from "./cli-helpers.js";
+import { CHROMIUM_ARGS, within } from "./static-server.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const MODELS = join(ROOT, "../shared/data/models");
+const CHROMIUM = "/usr/bin/chromium";
+const OUT = join(ROOT, "test-output/browser-app");
+const PROMPT = "Once upon a time";
+const MAX_TOKENS = 120;
+
+const haveData = ["stories260K.bin", "tok512.bin", "stories260K.expected-greedy.txt"].every((f) => existsSync(join(MODELS, f)));
+const skip = !haveData
+  ? "../shared/data absent"
+  : !existsSync(CHROMIUM)
+    ? `${CHROMIUM} missing`
+    : !existsSync(join(DEFAULT_APP_DIR, "index.html"))
+      ? "dist/app not built (npm run build:app)"
+      : false;
+
+/** What the page shows after a generation: the last reply, its meta line, the page's state. */
+interface Shown {
+  text: string;
+  meta: string;
+  stats: string;
+  lengths: number[];
+}
+
+/** Type a prompt, send it, wait for the reply to finish; `lengths` are the reply's lengths as it streamed. */
+async function generate(page: Page, prompt: string, maxTokens: number): Promise<Shown> {
+  await page.fill("#temperature", "0");
+  await page.fill("#max-tokens", String(maxTokens));
+  await page.fill("#prompt", prompt);
+  await page.evaluate(() => {
+    const w = window as unknown as { lengths: number[] };
+    w.lengths = [];
+    new MutationObserver(() => {
+      const replies = document.querySelectorAll("#transcript .assistant .text");
+      const last = replies[replies.length - 1];
+      if (last) w.lengths.push(last.textContent?.length ?? 0);
+    }).observe(document.getElementById("transcript")!, { subtree: true, childList: true, characterData: true });
+  });
+  await page.click("#send");
+  await page.waitForFunction(() => document.body.dataset.busy === "false", null, { timeout: 60_000 });
+  return page.evaluate(() => {
+    const replies = document.querySelectorAll("#transcript .assistant");
+    const last = replies[replies.length - 1];
+    return {
+      text: last.querySelector(".text")?.textContent ?? "",
+      meta: last.querySelector(".meta")?.textContent ?? "",
+      stats: document.getElementById("stats")?.textContent ?? "",
+      lengths: (window as unknown as { lengths: number[] }).lengths,
+    };
+  });
+}
+
+/** Wait until the page has loaded its in-browser model (or failed to); returns the page's state. */
+async function modelLoaded(page: Page): Promise<{ ready: string; source: string; backend: string; state: string; isolated: boolean }> {
+  await page.waitForFunction(() => ["true", "error", "none"].includes(document.body.dataset.modelReady ?? ""), null, { timeout: 30_000 });
+  return page.evaluate(() => ({
+    ready: document.body.dataset.modelReady ?? "",
+    source: document.body.dataset.modelSource ?? "",
+    backend: document.body.dataset.backend ?? "",
+    state: document.getElementById("model-state")?.textContent ?? "",
+    isolated: self.crossOriginIsolated,
+  }));
+}
+
+test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the model cached in OPFS", { skip, timeout: 150_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-browser-app-"));
+  let browser: Browser | null = null;
+  const problems: string[] = [];
+  const notFound: string[] = [];
+  let downloads = 0;
+  const server = createServer();
+  try {
+    // stories260K as `bonsai export --format gguf --quant f32` writes it, its tokenizer inside.
+    const { model, tokenizer } = loadModel(join(MODELS, "stories260K.bin"), new JsBackend(), join(MODELS, "tok512.bin"));
+    const gguf = join(dir, "stories260K.gguf");
+    writeFileSync(gguf, llamaToGguf(model.config, await modelTensors(model), "f32", { name: "stories260K", tokenizer: tokenizerToGgufMetadata(tokenizer!) }));
+    model.dispose();
+    const cli = bonsai("generate", "--model", gguf, "--prompt", PROMPT, "--temperature", "0", "--max-tokens", String(MAX_TOKENS));
+    assert.equal(cli.code, 0, cli.stderr);
+    const expected = cli.stdout.replace(/\n$/, "");
+    const fromBos = readFileSync(join(MODELS, "stories260K.expected-greedy.txt"), "utf8").replace(/\n$/, "");
+
+    const routes = createAppRoutes({ modelPath: gguf });
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      if (req.method === "GET" && req.url === "/bonsai/model") downloads++;
+      void routes(req, res).then((answered) => {
+        if (answered) return;
+        notFound.push(`${req.method} ${req.url}`);
+        res.writeHead(404, { ...CROSS_ORIGIN_ISOLATION_HEADERS, "Content-Type": "text/plain" });
+        res.end("not found\n");
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+
+    const { chromium } = await import("playwright-core");
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
+    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") problems.push(`console.${m.type()}: ${m.text()}`);
+    });
+
+    // First visit: no server API here, so the page starts in-browser; download, cache, generate.
+    await page.goto(url);
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+    assert.equal(await page.inputValue("#mode"), "browser", "without /v1/models the page starts in its in-browser mode");
+    await page.selectOption("#mode", "browser");
+    const first = await within(40_000, "first load", modelLoaded(page));
+    t.diagnostic(`first visit: ${first.state}`);
+    assert.equal(first.ready, "true", first.state);
+    assert.equal(first.isolated, true, "the page is cross-origin isolated");
+    assert.equal(first.source, "server");
+    assert.equal(downloads, 1);
+    // auto: SwiftShader's software adapter is no reason to leave the CPU; wasm on worker threads.
+    assert.match(first.backend, /^wasm, ([2-8]) threads/);
+
+    const a = await within(60_000, "generation", generate(page, PROMPT, MAX_TOKENS));
+    t.diagnostic(`"${PROMPT}": ${a.meta}`);
+    assert.equal(a.text, expected, "the page's greedy text is the CLI's");
+    assert.match(a.stats, /^\d+ tokens · [\d.]+ tokens\/s/);
+    const steps = new Set(a.lengths.filter((n) => n > 0 && n < expected.length));
+    assert.ok(steps.size >= 5, `the text streamed in (lengths seen: ${[...steps].join(", ")})`);
+
+    // Reload: the mode is remembered, the model comes from OPFS, nothing is downloaded again.
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+    const again = await within(40_000, "load after reload", modelLoaded(page));
+    t.diagnostic(`after a reload: ${again.state}`);
+    assert.equal(again.ready, "true", again.state);
+    assert.equal(again.source, "opfs");
+    assert.match(again.state, /loaded from OPFS/);
+    assert.equal(downloads, 1, "no second download of /bonsai/model");
+
+    const b = await within(60_000, "generation from BOS", generate(page, "", 200));
+    t.diagnostic(`from BOS: ${b.meta}`);
+    assert.equal(b.text, fromBos, "run.c's greedy text from BOS");
+
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: join(OUT, "chat.png"), fullPage: true });
+    t.diagnostic(`screenshot: ${join(OUT, "chat.png")}`);
+  } finally {
+    const unexpected = notFound.filter((r) => r !== "GET /v1/models");
+    if (unexpected.length > 0) problems.push(`the server answered 404 for ${unexpected.join(", ")}`);
+    if (problems.length > 0) t.diagnostic(`the page logged:\n${problems.join("\n")}`);
+    await browser?.close().catch(() => {});
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
