@@ -26,6 +26,7 @@ import {
   type Llama,
   type Tokenizer,
 } from "../src/index.js";
+import { DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../src/runtime/chat.js";
 import "./style.css";
 
 // ---- the page ---------------------------------------------------------------------------------
@@ -34,6 +35,7 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 const ui = {
   mode: $<HTMLSelectElement>("mode"),
   backend: $<HTMLSelectElement>("backend"),
+  format: $<HTMLSelectElement>("format"),
   modelFile: $<HTMLInputElement>("model-file"),
   serverState: $("server-state"),
   modelState: $("model-state"),
@@ -94,8 +96,11 @@ interface Message {
   role: "user" | "assistant";
   content: string;
 }
-/** The server-mode conversation (OpenAI messages); in-browser turns are plain continuations. */
-let history: Message[] = [];
+/**
+ * Each mode's conversation: the server's (OpenAI messages), and the in-browser one in chat
+ * format (a plain-text turn is a continuation of its prompt alone and joins no conversation).
+ */
+const history: Record<Mode, Message[]> = { server: [], browser: [] };
 
 function addTurn(role: "user" | "assistant", text: string): { text: HTMLSpanElement; meta: HTMLSpanElement; el: HTMLDivElement } {
   const el = document.createElement("div");
@@ -193,7 +198,7 @@ async function chatOnServer(messages: Message[], o: RunOptions, onText: (s: stri
     if (typeof chunk.usage?.completion_tokens === "number") usageTokens = chunk.usage.completion_tokens;
   }
   if (usageTokens !== null) meter.tokens = usageTokens;
-  return "server";
+  return `server (${serverModel})`;
 }
 
 // ---- model files: the server, a file picker, OPFS -----------------------------------------------
@@ -339,6 +344,8 @@ interface Engine {
   backend: Backend;
   model: Llama;
   tokenizer: Tokenizer;
+  /** The model's own chat template (a GGUF's tokenizer.chat_template), if it has one. */
+  chatTemplate: string | null;
   /** The backend in words: "wasm, 4 threads (relaxed)", "webgpu (…)". */
   describe: string;
 }
@@ -386,12 +393,15 @@ async function openEngine(files: LocalFiles, choice: string): Promise<Engine> {
   let model: Llama | null = null;
   try {
     let tokenizer: Tokenizer | null = null;
+    let chatTemplate: string | null = null;
     const bytes = files.model.bytes;
     if (isGguf(bytes)) {
       const gguf = GgufFile.open(new MemorySource(bytes));
       const config = llamaConfigFromGguf(gguf);
       model = llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(gguf, config));
       if (gguf.header.metadata.has("tokenizer.ggml.model")) tokenizer = tokenizerFromGgufMetadata(gguf.header.metadata);
+      const template = gguf.metadata("tokenizer.chat_template");
+      if (typeof template === "string" && template !== "") chatTemplate = template;
     } else {
       const { config, tensors } = parseLlama2cCheckpoint(bytes);
       model = modelFromTensors(backend, { ...config }, tensors);
@@ -399,7 +409,7 @@ async function openEngine(files: LocalFiles, choice: string): Promise<Engine> {
     model.fuse();
     if (files.tokenizer) tokenizer = parseTokenizer(files.tokenizer.bytes, model.config.vocab_size);
     if (!tokenizer) throw new Error(`${files.model.name} holds no tokenizer: pick its tokenizer file too`);
-    return { backend, model, tokenizer, describe };
+    return { backend, model, tokenizer, chatTemplate, describe };
   } catch (e) {
     model?.dispose();
     backend.dispose?.();
@@ -479,18 +489,25 @@ async function pickedFiles(list: FileList): Promise<LocalFiles> {
   return f;
 }
 
-async function generateHere(prompt: string, o: RunOptions, onText: (s: string) => void, meter: Meter, signal: AbortSignal): Promise<string> {
+async function generateHere(prompt: string, o: RunOptions, onText: (s: string) => void, meter: Meter, signal: AbortSignal): Promise<{ chat: boolean; describe: string }> {
   const e = engine ?? (await loading) ?? (await loadEngine(startingFiles));
   if (!e) throw new Error("no model loaded");
-  // TODO(chat templates): a plain continuation of the prompt until runtime/chat.ts renders turns.
-  const ids = promptIds(e.tokenizer, prompt);
-  for await (const piece of stream(e.model, e.tokenizer, ids, { temperature: o.temperature, maxTokens: o.maxTokens, seed: 1337 })) {
+  // Chat: the conversation rendered by the model's template (ChatML when it has none), ending
+  // where the template's turn ends. Plain text: a continuation of the prompt, as `bonsai generate`.
+  const chat = ui.format.value === "chat" || (ui.format.value === "auto" && e.chatTemplate !== null);
+  let ids: number[], stops: { stopIds?: number[]; stop?: string[] } = {};
+  if (chat) {
+    const template = e.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
+    ids = chatPromptIds(e.tokenizer, renderChat(template, [...history.browser, { role: "user", content: prompt }], specialTokenTexts(e.tokenizer)));
+    stops = chatStops(e.tokenizer, template);
+  } else ids = promptIds(e.tokenizer, prompt);
+  for await (const piece of stream(e.model, e.tokenizer, ids, { temperature: o.temperature, maxTokens: o.maxTokens, seed: 1337, ...stops })) {
     if (piece.token !== null) meter.token();
     if (piece.text !== "") onText(piece.text);
     if (signal.aborted) break; // leaving the loop ends the generator and frees its session
     await yieldToBrowser();
   }
-  return e.describe;
+  return { chat, describe: `${e.describe} · ${chat ? `chat (${e.chatTemplate !== null ? "the model's template" : "ChatML"})` : "plain text"}` };
 }
 
 // ---- sending -----------------------------------------------------------------------------------
@@ -516,7 +533,8 @@ async function send(): Promise<void> {
     temperature: Math.max(0, Number(ui.temperature.value) || 0),
     maxTokens: Math.max(1, Math.floor(Number(ui.maxTokens.value) || 256)),
   };
-  if (mode === "server" && prompt.trim() === "") return;
+  // An empty prompt is a start from BOS, which only a plain in-browser continuation has.
+  if (prompt.trim() === "" && (mode === "server" || ui.format.value === "chat")) return;
   ui.prompt.value = "";
   running = new AbortController();
   setBusy(true);
@@ -531,8 +549,12 @@ async function send(): Promise<void> {
     ui.stats.textContent = meter.toString();
   };
   try {
-    const ranOn = mode === "server" ? await chatOnServer([...history, { role: "user", content: prompt }], o, onText, meter, running.signal) : await generateHere(prompt, o, onText, meter, running.signal);
-    if (mode === "server") history.push({ role: "user", content: prompt }, { role: "assistant", content: text });
+    const ran =
+      mode === "server"
+        ? { chat: true, describe: await chatOnServer([...history.server, { role: "user", content: prompt }], o, onText, meter, running.signal) }
+        : await generateHere(prompt, o, onText, meter, running.signal);
+    if (ran.chat) history[mode].push({ role: "user", content: prompt }, { role: "assistant", content: text });
+    const ranOn = ran.describe;
     const line = `${meter} · ${ranOn}${running.signal.aborted ? " · stopped" : ""}`;
     reply.meta.textContent = line;
     setState(ui.stats, line);
@@ -570,7 +592,8 @@ ui.prompt.addEventListener("keydown", (e) => {
 });
 ui.stop.addEventListener("click", () => running?.abort());
 ui.clear.addEventListener("click", () => {
-  history = [];
+  history.server = [];
+  history.browser = [];
   ui.transcript.replaceChildren();
   setState(ui.stats, "");
 });

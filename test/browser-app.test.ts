@@ -14,11 +14,14 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { createBackend } from "../src/backend/index.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { modelTensors } from "../src/io/checkpoint.js";
 import { llamaToGguf } from "../src/io/gguf-llama.js";
 import { loadModel } from "../src/node.js";
 import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes.js";
+import { DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../src/runtime/chat.js";
+import { stream } from "../src/runtime/stream.js";
 import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
 import { bonsai } from "./cli-helpers.js";
 import { CHROMIUM_ARGS, within } from "./static-server.js";
@@ -29,6 +32,9 @@ const CHROMIUM = "/usr/bin/chromium";
 const OUT = join(ROOT, "test-output/browser-app");
 const PROMPT = "Once upon a time";
 const MAX_TOKENS = 120;
+const CHAT_PROMPT = "Tell me a story about a cat.";
+const CHAT_TOKENS = 40;
+const GPU_TOKENS = 16;
 
 const haveData = ["stories260K.bin", "tok512.bin", "stories260K.expected-greedy.txt"].every((f) => existsSync(join(MODELS, f)));
 const skip = !haveData
@@ -103,6 +109,19 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     const cli = bonsai("generate", "--model", gguf, "--prompt", PROMPT, "--temperature", "0", "--max-tokens", String(MAX_TOKENS));
     assert.equal(cli.code, 0, cli.stderr);
     const expected = cli.stdout.replace(/\n$/, "");
+    // A chat turn in ChatML (stories260K has no template of its own), by the library in Node.
+    const wasm = await createBackend("wasm", { q8Activations: true });
+    let chatExpected = "";
+    try {
+      const m = loadModel(gguf, wasm, undefined, { fuse: true });
+      const tok = m.tokenizer!;
+      const ids = chatPromptIds(tok, renderChat(DEFAULT_CHAT_TEMPLATE, [{ role: "user", content: CHAT_PROMPT }], specialTokenTexts(tok)));
+      for await (const piece of stream(m.model, tok, ids, { temperature: 0, maxTokens: CHAT_TOKENS, seed: 1337, ...chatStops(tok, DEFAULT_CHAT_TEMPLATE) })) chatExpected += piece.text;
+      m.model.dispose();
+    } finally {
+      wasm.dispose?.();
+    }
+    assert.ok(chatExpected.length > 0);
     const fromBos = readFileSync(join(MODELS, "stories260K.expected-greedy.txt"), "utf8").replace(/\n$/, "");
 
     const routes = createAppRoutes({ modelPath: gguf });
@@ -160,6 +179,27 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     const b = await within(60_000, "generation from BOS", generate(page, "", 200));
     t.diagnostic(`from BOS: ${b.meta}`);
     assert.equal(b.text, fromBos, "run.c's greedy text from BOS");
+
+    // The chat format: the same turn as the library renders and generates it in Node.
+    await page.click("#clear");
+    await page.selectOption("#format", "chat");
+    const c = await within(60_000, "chat turn", generate(page, CHAT_PROMPT, CHAT_TOKENS));
+    t.diagnostic(`chat "${CHAT_PROMPT}": ${c.meta}`);
+    assert.match(c.meta, /chat \(ChatML\)/);
+    assert.equal(c.text, chatExpected, "the chat turn as the library gives it in Node");
+
+    // WebGPU (SwiftShader here: slow, so a few tokens), on the bytes already in the page.
+    const gpu = await page.evaluate(async () => ("gpu" in navigator ? (await navigator.gpu.requestAdapter()) !== null : false));
+    if (!gpu) t.diagnostic("no WebGPU adapter in this Chromium: the webgpu backend is not tried");
+    else {
+      await page.selectOption("#format", "plain");
+      await page.selectOption("#backend", "webgpu");
+      await page.waitForFunction(() => document.body.dataset.modelReady === "true" && document.body.dataset.backend?.startsWith("webgpu"), null, { timeout: 60_000 });
+      const g = await within(90_000, "webgpu generation", generate(page, "", GPU_TOKENS));
+      t.diagnostic(`webgpu from BOS: ${g.meta}`);
+      assert.match(g.meta, new RegExp(`^${GPU_TOKENS} tokens .* webgpu`));
+      assert.ok(g.text.length > 0 && fromBos.startsWith(g.text), `webgpu's greedy text starts run.c's: ${JSON.stringify(g.text)}`);
+    }
 
     mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: join(OUT, "chat.png"), fullPage: true });
