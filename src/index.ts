@@ -46,6 +46,11 @@ export { Session, type SessionOptions, type PrefillOptions } from "./runtime/ses
 export { BatchEngine, QueueFullError, type BatchEngineOptions, type BatchRequest, type BatchStream, type TokenEvent, type FinishReason } from "./runtime/batch.js";
 export { stream, promptIds, type StreamOptions, type StreamPiece } from "./runtime/stream.js";
 export { TextStream } from "./runtime/text-stream.js";
+export {
+  renderChat, DEFAULT_CHAT_TEMPLATE, checkMessages, chatStops, chatPromptIds, specialTokenId, specialTokenTexts, ChatInputError, ChatTemplateError,
+  type ChatMessage, type RenderChatOptions, type ChatStops,
+} from "./runtime/chat.js";
+export { chatTemplateFromGguf, chatTemplateFromTokenizerConfig, chatTemplateOfDirectory, GGUF_CHAT_TEMPLATE_KEY, CHAT_TEMPLATE_FILE } from "./io/chat-template-files.js";
 
 export type { HostTensor, NamedTensors, QuantizedHostTensor } from "./format/host-tensor.js";
 export { parseSafetensors, serializeSafetensors } from "./format/safetensors.js";
@@ -55,5 +60,5 @@ export { GgmlType, quantize, dequantize } from "./format/ggml-quants.js";
 export { GgufFile, llamaConfigFromGguf, llamaTensorsFromGguf, llamaToGguf, type GgufQuant } from "./io/gguf-llama.js";
 export { llamaWeightsFromGguf, llamaFromGgufWeights, type LlamaGgufWeights } from "./io/gguf-llama-quantized.js";
 export { MemorySource, type ByteSource } from "./format/byte-source.js";
-export { modelFiles, modelFromFiles, modelFromTensors, modelTensors, type CheckpointFile } from "./io/checkpoint.js";
+export { modelFiles, modelFromFiles, modelFromTensors, modelTensors, type CheckpointFile, type ModelFilesOptions } from "./io/checkpoint.js";
 export { Rng } from "./util/rng.js";

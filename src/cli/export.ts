@@ -31,17 +31,17 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (format !== "gguf" && f.has("quant")) throw new UsageError(`--quant applies to --format gguf only (--format ${format} stores f32 weights)`);
   if (format !== "onnx" && f.has("external-data")) throw new UsageError("--external-data applies to --format onnx only");
   // Exporting only moves numbers: the float32 reference backend keeps them exact.
-  const { model, tokenizer, format: from } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
+  const { model, tokenizer, format: from, chatTemplate } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
   const qat = qatOf(model)?.toJSON();
   // A QAT checkpoint holds latent float weights; it was trained to run them fake-quantized. Its
   // qat.json goes along to an HF directory (Bonsai applies it on load); a GGUF file of another
   // type gets the latent weights, which is worth saying.
   let withTokenizer = tokenizer !== null;
-  if (format === "hf") writeCheckpoint(out, [...(await modelFiles(model, tokenizer)), ...(model.qat ? [qatFile(model)!] : [])]);
+  if (format === "hf") writeCheckpoint(out, [...(await modelFiles(model, tokenizer, { chatTemplate })), ...(model.qat ? [qatFile(model)!] : [])]);
   else if (format === "onnx") {
     // As the hf directory, the ONNX graph gets the latent float weights; it has no qat.json to carry.
     if (qat) process.stderr.write(`bonsai export: warning: the model was trained with --qat ${qat.weights}; the ONNX graph holds its latent float weights, not the ${qat.weights} weights it was trained to run with\n`);
-    const dir = await onnxModelDirectory(model, tokenizer, { externalData: f.bool("external-data") ? "always" : "auto" });
+    const dir = await onnxModelDirectory(model, tokenizer, { externalData: f.bool("external-data") ? "always" : "auto", chatTemplate });
     withTokenizer = dir.tokenizerWritten;
     if (tokenizer && !dir.tokenizerWritten)
       process.stderr.write(`bonsai export: warning: the ${tokenizer.kind} tokenizer has no Hugging Face tokenizer.json form; the directory has no tokenizer\n`);
@@ -55,7 +55,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
     if (qat && quant !== qat.weights)
       process.stderr.write(`bonsai export: warning: the model was trained with --qat ${qat.weights}; --quant ${quant} stores its latent float weights, not the ${qat.weights} weights it was trained to run with (--quant ${qat.weights} stores those)\n`);
     const meta = tokenizer ? tokenizerToGgufMetadata(tokenizer) : undefined;
-    writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta }));
+    writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta, chatTemplate }));
   }
   process.stderr.write(`bonsai export: ${from} → ${format}${format === "gguf" ? ` ${quant}` : ""} ${out}${withTokenizer ? " (with tokenizer)" : " (no tokenizer)"}\n`);
 }

@@ -1,7 +1,8 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
 import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags, placementFlags } from "./args.js";
-import { loadModel } from "../io/model-files-node.js";
+import { loadModel, readTextFile } from "../io/model-files-node.js";
+import { type ChatMessage, DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../runtime/chat.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
 import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, checkDraftVocabulary, emptySpeculativeStats, summarizeSpeculative } from "../runtime/speculative.js";
@@ -14,7 +15,10 @@ import { ExpertUsage } from "../nn/moe.js";
 export const generateFlags: FlagSpec = {
   model: { type: "string", help: "model directory or llama2.c .bin" },
   tokenizer: { type: "string", help: "tokenizer file (tokenizer.bin, .json) overriding the model's" },
-  prompt: { type: "string", help: "text to continue (default: start of a document)" },
+  prompt: { type: "string", help: "text to continue (default: start of a document); with --chat, the user's message" },
+  chat: { type: "boolean", help: "chat: render --prompt as a user message with the model's chat template (default: ChatML) and stop at the end of the reply" },
+  system: { type: "string", help: "--chat: a system message before the user's" },
+  "chat-template": { type: "string", help: "--chat: a Jinja chat template file overriding the model's" },
   temperature: { type: "string", help: "sampling temperature; 0 = greedy (0.8)" },
   "top-k": { type: "string", help: "sample among the k most likely tokens; 0 = all (0)" },
   "top-p": { type: "string", help: "sample among the most likely tokens holding this probability mass; 1 = all (1)" },
@@ -44,9 +48,13 @@ export const generateFlags: FlagSpec = {
 
 export interface SampleRequest extends SampleOptions {
   prompt: string;
+  /** The prompt as ids when the caller tokenized it (a rendered chat: special tokens parsed); else `prompt` is encoded by promptIds. */
+  promptIds?: number[];
   maxTokens: number;
   seed: number;
   stop?: string[];
+  /** Token ids that end generation (default: the tokenizer's EOS and BOS). */
+  stopIds?: number[];
   stats?: GenerationStats;
   speculative?: SpeculativeConfig;
 }
@@ -54,11 +62,44 @@ export interface SampleRequest extends SampleOptions {
 /** Stream a completion to `write`; returns the number of generated tokens. */
 export async function streamCompletion(model: Llama, tokenizer: Tokenizer, r: SampleRequest, write: (s: string) => void): Promise<number> {
   let n = 0;
-  for await (const piece of stream(model, tokenizer, promptIds(tokenizer, r.prompt), r)) {
+  for await (const piece of stream(model, tokenizer, r.promptIds ?? promptIds(tokenizer, r.prompt), r)) {
     if (piece.token !== null) n++;
     if (piece.text !== "") write(piece.text);
   }
   return n;
+}
+
+/** --chat's flags, checked, and the template file read (before the model loads); null without --chat. */
+function chatFlags(f: Flags): { messages: ChatMessage[]; template: { text: string; from: string } | null } | null {
+  if (!f.bool("chat")) {
+    for (const n of ["system", "chat-template"]) if (f.has(n)) throw new UsageError(`--${n} needs --chat`);
+    return null;
+  }
+  const prompt = f.str("prompt");
+  if (prompt === undefined) throw new UsageError("--chat needs --prompt: the user's message");
+  const system = f.str("system");
+  const messages: ChatMessage[] = [...(system !== undefined ? [{ role: "system", content: system }] : []), { role: "user", content: prompt }];
+  const file = f.str("chat-template");
+  return { messages, template: file === undefined ? null : { text: readTextFile(file), from: file } };
+}
+
+/**
+ * A chat turn's request: the messages rendered with the template (--chat-template's, the model's,
+ * else the default) and tokenized with their special tokens; stops at the reply's end as well.
+ */
+function applyChat(r: SampleRequest, chat: NonNullable<ReturnType<typeof chatFlags>>, tokenizer: Tokenizer, modelPath: string, modelTemplate: string | null): void {
+  const template = chat.template ?? (modelTemplate !== null ? { text: modelTemplate, from: modelPath } : { text: DEFAULT_CHAT_TEMPLATE, from: "the default chat template" });
+  let rendered: string;
+  try {
+    rendered = renderChat(template.text, chat.messages, specialTokenTexts(tokenizer));
+  } catch (e) {
+    throw new Error(`${template.from}: ${(e as Error).message}`);
+  }
+  const stops = chatStops(tokenizer, template.text);
+  r.prompt = rendered;
+  r.promptIds = chatPromptIds(tokenizer, rendered);
+  r.stop = [...(r.stop ?? []), ...stops.stop];
+  r.stopIds = stops.stopIds;
 }
 
 /** The speculative flags, checked (without the drafter, loaded later); null without --draft. */
@@ -130,19 +171,21 @@ export async function generateCommand(argv: string[]): Promise<void> {
     stats,
   };
   const modelPath = f.required("model");
+  const chat = chatFlags(f);
   const t0 = performance.now();
   if (f.bool("f32-activations") && f.bool("dequantize")) throw new UsageError("--f32-activations applies to quantized weights; drop --dequantize");
   const numerics = { q8Activations: !f.bool("f32-activations") };
   const { where, backend, cpu } = await modelPlaceFromFlags(f, numerics);
   // A quantized GGUF stays quantized in memory unless --dequantize; other formats are float anyway.
   // Lazy: tensors are read straight into backend memory (the same logits, a lower peak RSS: bench/memory.ts).
-  const { model, tokenizer } = loadModel(modelPath, where, f.str("tokenizer"), {
+  const { model, tokenizer, chatTemplate } = loadModel(modelPath, where, f.str("tokenizer"), {
     quantized: !f.bool("dequantize"),
     fuse: !f.bool("no-fuse"),
     lazy: true,
     expertCacheBytes: expertCacheBytesFromFlags(f),
   });
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
+  if (chat) applyChat(r, chat, tokenizer, modelPath, chatTemplate);
   const spec = speculativeFlags(f);
   if (spec) {
     const draftPath = f.required("draft");

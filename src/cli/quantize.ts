@@ -23,8 +23,8 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   if (!QUANTS.includes(quant)) throw new UsageError(`--quant must be one of ${QUANTS.join(", ")} (got "${quant}")`);
   const out = f.required("out");
   // Float32 on the reference backend: the quantizer sees the exact stored values.
-  const { model, tokenizer, format } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
+  const { model, tokenizer, format, chatTemplate } = loadModel(f.required("model"), new JsBackend("f32"), f.str("tokenizer"));
   const meta = tokenizer ? tokenizerToGgufMetadata(tokenizer) : undefined;
-  writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta }));
+  writeFileAtomic(out, llamaToGguf(model.config, await modelTensors(model), quant, { tokenizer: meta, chatTemplate }));
   process.stderr.write(`bonsai quantize: ${format} → gguf ${quant} ${out}${tokenizer ? " (with tokenizer)" : " (no tokenizer)"}\n`);
 }

@@ -202,6 +202,8 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
   let state: TrainingState | null = null;
   let model: Llama, tokenizer: Tokenizer, options: TrainOptions, dataPath: string, text: string, settings: Record<string, unknown>;
   let curriculumSettings: CurriculumSettings | null = null;
+  // A chat model fine-tuned (--init) or resumed keeps its chat template in the checkpoints.
+  let chatTemplate: string | null = null;
   if (resume) {
     state = readCheckpointJson(out, STATE_FILE) as TrainingState | null;
     if (!state || state.format !== "bonsai-training-state") throw new UsageError(`--resume: ${out} holds no training run (${STATE_FILE} is missing)`);
@@ -226,6 +228,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     model = loaded.model;
     if (!loaded.tokenizer) throw new UsageError(`--resume: ${out} has no tokenizer file`);
     tokenizer = loaded.tokenizer;
+    chatTemplate = loaded.chatTemplate;
   } else {
     if (existsSync(statePath)) throw new UsageError(`${out} already holds a training run; pass --resume to continue it, or choose another --out`);
     dataPath = corpus?.name ?? f.required("data");
@@ -235,6 +238,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     const init = initPath === undefined ? undefined : await loadInit(initPath, f, backend);
     const prepared = setup.prepare(f, text, backend, init);
     tokenizer = prepared.tokenizer;
+    chatTemplate = init?.chatTemplate ?? null;
     options = optionsFromFlags(f, prepared.blockSize ?? init?.model.config.max_position_embeddings);
     settings = setup.settings?.(f) ?? {};
     if (init) {
@@ -301,7 +305,7 @@ export async function runTraining(f: Flags, setup: TrainingSetup): Promise<Train
     const qat = qatFile(model), scores = curriculum?.state();
     const optimizerState = await optimizer.state();
     writeCheckpoint(out, [
-      ...(await modelFiles(model, tokenizer)),
+      ...(await modelFiles(model, tokenizer, { chatTemplate })),
       ...(qat ? [qat] : []),
       ...(scores ? [jsonFile(CURRICULUM_STATE_FILE, scores)] : []),
       { name: OPTIMIZER_FILE, bytes: serializeSafetensors(optimizerState) },
@@ -374,7 +378,7 @@ function routerMetrics(r: RouterStats): Record<string, unknown> {
 }
 
 /** --init: the model to start from, as trained (float weights, not fused), with its own configuration. */
-async function loadInit(path: string, f: Flags, backend: Backend): Promise<{ model: Llama; tokenizer: Tokenizer | null }> {
+async function loadInit(path: string, f: Flags, backend: Backend): Promise<{ model: Llama; tokenizer: Tokenizer | null; chatTemplate: string | null }> {
   for (const k of SHAPE_FLAGS) if (f.has(k)) throw new UsageError(`--init takes the model's configuration; --${k} cannot be given with it`);
   const loaded = loadModel(path, backend, undefined, { quantized: false, fuse: false });
   applyQat(loaded.model, null); // a QAT checkpoint's setting is not inherited: --qat says what this run does
@@ -391,7 +395,7 @@ async function loadInit(path: string, f: Flags, backend: Backend): Promise<{ mod
   // Sparse upcycling: every expert starts as the dense FFN.
   const model = await upcycle(loaded.model, { ...moe, routerNoise: f.num("router-noise", 0, { min: 0 }), seed: f.int("seed", 1337, 0) });
   loaded.model.dispose();
-  return { model, tokenizer: loaded.tokenizer };
+  return { model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate };
 }
 
 const initPathOf = (f: Flags, state: TrainingState | null): string | undefined =>

@@ -17,6 +17,7 @@ import { SpmTokenizer } from "../tokenizer/spm.js";
 import { ByteBpeTokenizer } from "../tokenizer/byte-bpe.js";
 import { spmFromLlama2c } from "../tokenizer/gguf-vocab.js";
 import { tokenizerToHfJson } from "../tokenizer/hf-tokenizer-json.js";
+import { CHAT_TEMPLATE_FILE } from "./chat-template-files.js";
 
 export interface CheckpointFile {
   name: string;
@@ -40,9 +41,10 @@ export async function modelTensors(model: Llama): Promise<NamedTensors> {
 
 /**
  * Hugging Face's files for a tokenizer — tokenizer.json and a tokenizer_config.json that
- * AutoTokenizer reads — for the kinds that have that form (not the char-level one).
+ * AutoTokenizer reads, with the chat template when there is one — for the kinds that have that
+ * form (not the char-level one).
  */
-export function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
+export function hfTokenizerFiles(t: Tokenizer, chatTemplate: string | null = null): CheckpointFile[] {
   const hf = t instanceof Llama2cTokenizer ? spmFromLlama2c(t) : t instanceof SpmTokenizer || t instanceof ByteBpeTokenizer ? t : null;
   if (!hf) return [];
   const json = tokenizerToHfJson(hf) as { model: { vocab: Record<string, number> } };
@@ -54,8 +56,20 @@ export function hfTokenizerFiles(t: Tokenizer): CheckpointFile[] {
       bos_token: piece(hf.bosId),
       eos_token: piece(hf.eosId),
       clean_up_tokenization_spaces: false,
+      ...(chatTemplate !== null ? { chat_template: chatTemplate } : {}),
     }),
   ];
+}
+
+/**
+ * The tokenizer's files with the chat template: in tokenizer_config.json where the tokenizer has
+ * HF's form, else (a char-level tokenizer, or none) in chat_template.jinja, as newer transformers
+ * saves it.
+ */
+export function tokenizerAndTemplateFiles(tokenizer: Tokenizer | null, chatTemplate: string | null): CheckpointFile[] {
+  const hf = tokenizer ? hfTokenizerFiles(tokenizer, chatTemplate) : [];
+  if (chatTemplate !== null && hf.length === 0) hf.push({ name: CHAT_TEMPLATE_FILE, bytes: utf8.encode(chatTemplate) });
+  return hf;
 }
 
 /** The model's config with the tokenizer's BOS/EOS ids, when it has them. */
@@ -69,8 +83,13 @@ export function configWithTokenIds(c: LlamaConfig, tokenizer: Tokenizer | null):
 export const generationConfigFile = (c: LlamaConfig): CheckpointFile =>
   jsonFile("generation_config.json", { _from_model_config: true, bos_token_id: c.bos_token_id, eos_token_id: c.eos_token_id });
 
-/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms. */
-export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Promise<CheckpointFile[]> {
+export interface ModelFilesOptions {
+  /** The model's chat template (LoadedModel.chatTemplate), kept with the tokenizer's files. */
+  chatTemplate?: string | null;
+}
+
+/** config.json, generation_config.json, model.safetensors and (if given) the tokenizer, in Bonsai's and HF's forms, and the chat template. */
+export async function modelFiles(model: Llama, tokenizer: Tokenizer | null, opts: ModelFilesOptions = {}): Promise<CheckpointFile[]> {
   const config = configWithTokenIds(model.config, tokenizer);
   const files = [
     jsonFile("config.json", toHfConfigJson(config)),
@@ -78,7 +97,8 @@ export async function modelFiles(model: Llama, tokenizer: Tokenizer | null): Pro
     // transformers refuses safetensors files without format metadata.
     { name: "model.safetensors", bytes: serializeSafetensors(await modelTensors(model), { format: "pt" }) },
   ];
-  if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()), ...hfTokenizerFiles(tokenizer));
+  if (tokenizer) files.push(jsonFile(TOKENIZER_FILE, tokenizer.toJSON()));
+  files.push(...tokenizerAndTemplateFiles(tokenizer, opts.chatTemplate ?? null));
   return files;
 }
 

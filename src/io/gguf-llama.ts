@@ -13,6 +13,7 @@ import type { HostTensor, NamedTensors } from "../format/host-tensor.js";
 import { permuteRopeToHalf, permuteRopeToPairs } from "./llama2c.js";
 import { type LlamaConfig, headDim, isMoe, isRouterWeight, normalizeConfig, numExperts, parameterNames, parameterShape } from "../nn/config.js";
 import { stackExperts } from "./hf-experts.js";
+import { chatTemplateGgufEntry } from "./chat-template-files.js";
 
 /** A GGUF file opened by its header; tensor data is read only when asked for. */
 export class GgufFile {
@@ -251,11 +252,11 @@ export function ggufTensorType(quant: GgufQuant, shape: readonly number[], name?
 }
 
 /**
- * A complete GGUF file of a Llama model: metadata, tokenizer metadata (if any) and tensors. A MoE
+ * A complete GGUF file of a Llama model: metadata, tokenizer metadata and chat template (if any) and tensors. A MoE
  * model's experts may come stacked (Bonsai's parameters) or per expert (HF's layout, as
  * modelTensors gives them).
  */
-export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: GgufQuant, opts: { name?: string; tokenizer?: GgufMetadataEntry[] } = {}): Uint8Array {
+export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: GgufQuant, opts: { name?: string; tokenizer?: GgufMetadataEntry[]; chatTemplate?: string | null } = {}): Uint8Array {
   tensors = stackExperts(config, tensors);
   const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.UINT32, value });
   const f32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufType.FLOAT32, value });
@@ -277,6 +278,7 @@ export function llamaToGguf(config: LlamaConfig, tensors: NamedTensors, quant: G
   ];
   if (quant === "q8_0" || quant === "q4_0") meta.push(u32("general.quantization_version", 2));
   meta.push(...(opts.tokenizer ?? []));
+  if (opts.chatTemplate != null) meta.push(chatTemplateGgufEntry(opts.chatTemplate));
 
   const hd = headDim(config);
   const out = parameterNames(config).map((name) => {

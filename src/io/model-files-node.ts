@@ -22,12 +22,19 @@ import { GGUF_MAGIC } from "../format/gguf.js";
 import { lazyLlamaFromGguf } from "./gguf-llama-lazy.js";
 import { QAT_FILE, applyQat, readQatFile } from "../train/qat.js";
 import { tokenizerFromGgufMetadata } from "../tokenizer/gguf-vocab.js";
+import { CHAT_TEMPLATE_FILE, chatTemplateFromGguf, chatTemplateOfDirectory } from "./chat-template-files.js";
 
 export interface LoadedModel {
   model: Llama;
   tokenizer: Tokenizer | null;
   /** What was opened, for messages. */
   format: "hf-dir" | "gguf" | "llama2c";
+  /**
+   * The model's Jinja chat template (GGUF tokenizer.chat_template; an HF directory's
+   * chat_template.jinja or tokenizer_config.json chat_template), or null: then chats use
+   * DEFAULT_CHAT_TEMPLATE (runtime/chat.ts). llama2.c files have none.
+   */
+  chatTemplate: string | null;
 }
 
 function readJson(path: string): Record<string, unknown> {
@@ -58,6 +65,17 @@ function safetensorsFiles(dir: string): string[] {
   const weightMap = readJson(index).weight_map;
   if (typeof weightMap !== "object" || weightMap === null) throw new Error(`${index} lacks a weight_map`);
   return [...new Set(Object.values(weightMap as Record<string, string>))].map((shard) => join(dir, shard));
+}
+
+/** An HF directory's chat template, or null. */
+function directoryChatTemplate(dir: string): string | null {
+  const jinja = join(dir, CHAT_TEMPLATE_FILE);
+  const config = join(dir, "tokenizer_config.json");
+  try {
+    return chatTemplateOfDirectory(existsSync(jinja) ? readFileSync(jinja, "utf8") : null, existsSync(config) ? readJson(config) : null);
+  } catch (e) {
+    throw new Error(`${dir}: ${(e as Error).message}`);
+  }
 }
 
 /** A model of an HF directory whose tensors are read on first use (the files stay open until then). */
@@ -182,6 +200,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
     const configPath = join(path, "config.json");
     if (!existsSync(configPath)) throw new Error(`${path} is not a model directory: config.json is missing`);
     const raw = readJson(configPath);
+    const chatTemplate = directoryChatTemplate(path);
     // Paged experts are read by range, as a lazy model reads its weights; eagerly, the rest at once.
     const paged = opts.expertCacheBytes !== undefined;
     const model = opts.lazy || paged ? lazyDirectoryModel(path, where, raw, opts.expertCacheBytes) : modelFromTensors(placeFor(where, llamaConfigFromJson(raw)), raw, readDirectoryTensors(path));
@@ -194,7 +213,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
       }
     // Bonsai's own tokenizer file keeps every detail (scores, llama2.c rules); else HF's.
     const own = [join(path, TOKENIZER_FILE), join(path, "tokenizer.json")].find((p) => existsSync(p));
-    loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir" };
+    loaded = { model, tokenizer: own ? loadTokenizerFile(own) : null, format: "hf-dir", chatTemplate };
     // A quantization-aware checkpoint runs as it trained: with its weights fake-quantized.
     const qatPath = join(path, QAT_FILE);
     if (existsSync(qatPath)) applyQat(model, readQatFile(readFileSync(qatPath, "utf8")));
@@ -205,6 +224,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
     try {
       const file = GgufFile.open(source);
       const config = llamaConfigFromGguf(file);
+      const chatTemplate = chatTemplateFromGguf(file.header.metadata);
       // Eager or lazy, the tensors stream from the file into backend memory (no host copy of a
       // whole tensor), fused matrices filled in place; eagerly, all of them here.
       const model = lazyLlamaFromGguf(placeFor(where, config), file, config, { quantized: opts.quantized, expertCacheBytes: opts.expertCacheBytes });
@@ -216,7 +236,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
         model.dispose(); // closes the file
         throw e;
       }
-      loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf" };
+      loaded = { model, tokenizer: ggufTokenizer(file), format: "gguf", chatTemplate };
     } finally {
       if (!owned) source.close();
     }
@@ -226,7 +246,7 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
     const model = modelFromTensors(placeFor(where, config), { ...config }, tensors);
     // run.c's default is a tokenizer.bin next to the program; we look next to the model.
     const sibling = join(dirname(path), "tokenizer.bin");
-    loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c" };
+    loaded = { model, tokenizer: existsSync(sibling) ? loadTokenizerFile(sibling, config.vocab_size) : null, format: "llama2c", chatTemplate: null };
   }
   try {
     if (opts.fuse) loaded.model.fuse(); // a no-op when already fused
@@ -241,8 +261,8 @@ export function loadModel(path: string, where: ModelPlace, tokenizerPath?: strin
   return loaded;
 }
 
-/** Tokenizer files a model directory may hold; a new commit without one removes the old one. */
-const TOKENIZER_FILES = [TOKENIZER_FILE, "tokenizer.json", "tokenizer_config.json"];
+/** Tokenizer files (and the chat template) a model directory may hold; a new commit without one removes the old one. */
+const TOKENIZER_FILES = [TOKENIZER_FILE, "tokenizer.json", "tokenizer_config.json", CHAT_TEMPLATE_FILE];
 
 /** Write checkpoint files into `dir` as one atomic commit (see fs-node.ts). */
 export function writeCheckpoint(dir: string, files: CheckpointFile[]): void {

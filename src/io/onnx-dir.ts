@@ -21,6 +21,8 @@ export interface OnnxDirectoryOptions {
   externalData?: "auto" | "always" | "never";
   /** Most bytes per external data file (tests use small ones to get several). */
   maxDataFileBytes?: number;
+  /** The chat template, written into tokenizer_config.json (where transformers.js reads it). */
+  chatTemplate?: string | null;
 }
 
 export interface OnnxDirectory {
@@ -38,7 +40,7 @@ export async function onnxModelDirectory(model: Llama, tokenizer: Tokenizer | nu
   const mode = opts.externalData ?? "auto";
   const external = mode === "always" || (mode === "auto" && initializerBytes(graph.graph) > PROTOBUF_LIMIT - GRAPH_ROOM);
   const { model: bytes, dataFiles } = serializeOnnx(graph, external ? { modelName: ONNX_MODEL_FILE, maxFileBytes: opts.maxDataFileBytes } : undefined);
-  const tokenizerFiles = tokenizer ? hfTokenizerFiles(tokenizer) : [];
+  const tokenizerFiles = tokenizer ? hfTokenizerFiles(tokenizer, opts.chatTemplate ?? null) : [];
   const files = [
     jsonFile("config.json", {
       ...toHfConfigJson(config),
