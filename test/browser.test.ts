@@ -1,7 +1,8 @@
 // The library in a real browser: Chromium (headless, driven by playwright-core) loads
 // dist/src/index.js as ES modules from a local server and runs llama2.c's stories260K to
 // run.c's greedy text on webgpu (SwiftShader here), on wasm with two worker threads (the page is
-// cross-origin isolated) and on plain wasm. It also reports what WebNN the browser offers.
+// cross-origin isolated) and on plain wasm. It also reports what WebNN the browser offers, and
+// renders a chat prompt (@huggingface/jinja, through the page's import map).
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -38,11 +39,15 @@ interface PageApi {
   bonsaiLoadError?: string;
   bonsaiGreedy(name: string, options?: Record<string, unknown>): Promise<Greedy>;
   bonsaiProbe(): Promise<Probe>;
+  bonsaiChat(): string;
 }
 
-/** The file a URL path names: the compiled library (dist/src), the page, the two model files; else null. */
+const JINJA = "/node_modules/@huggingface/jinja/dist/index.js";
+
+/** The file a URL path names: the compiled library (dist/src), its dependency, the page, the two model files; else null. */
 function fileFor(urlPath: string): string | null {
   if (urlPath === "/" || urlPath === "/page.html") return join(ROOT, "test/browser/page.html");
+  if (urlPath === JINJA) return join(ROOT, "." + JINJA);
   if (urlPath.startsWith("/models/")) {
     const name = urlPath.slice("/models/".length);
     return MODEL_FILES.includes(name) ? join(MODELS, name) : null;
@@ -97,7 +102,9 @@ test("stories260K in Chromium: run.c's greedy text on webgpu, wasm with 2 thread
     const probe = await within(30_000, "probe", page.evaluate(() => (window as unknown as PageApi).bonsaiProbe()));
     t.diagnostic(`navigator.gpu: ${probe.gpu}, adapter: ${JSON.stringify(probe.adapter)}, crossOriginIsolated: ${probe.crossOriginIsolated}`);
     t.diagnostic(`WebNN: 'ml' in navigator: ${probe.ml}${probe.webnn ? `, ${JSON.stringify(probe.webnn)}` : ""}`);
+    const chat = await page.evaluate(() => (window as unknown as PageApi).bonsaiChat());
     await page.close();
+    assert.equal(chat, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     assert.equal(probe.crossOriginIsolated, true, "the page is cross-origin isolated (COOP/COEP), as wasm threads need");
 
     const gpuSkip = !probe.gpu ? "the page has no navigator.gpu" : typeof probe.adapter !== "object" || probe.adapter === null ? `no WebGPU adapter (${probe.adapter})` : false;
