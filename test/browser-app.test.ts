@@ -3,8 +3,10 @@
 // in-browser mode (this server has no /v1 API), downloads the model once from /bonsai/model,
 // caches it in OPFS, streams the CLI's greedy text on wasm worker threads (the page is
 // cross-origin isolated), and after a reload runs from OPFS without a second download, to run.c's
-// greedy text from BOS. A screenshot goes to test-output/browser-app/. The server mode belongs to
-// `bonsai serve`'s tests, which run the page against the real server.
+// greedy text from BOS; then a ChatML turn as the library generates it in Node, and webgpu. A
+// second test runs the page against `bonsai serve`'s server (src/serve/server.ts): two streamed
+// chat turns as the API answers them, then the same turn in the browser. Screenshots go to
+// test-output/browser-app/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +21,7 @@ import { JsBackend } from "../src/backend/js/js-backend.js";
 import { modelTensors } from "../src/io/checkpoint.js";
 import { llamaToGguf } from "../src/io/gguf-llama.js";
 import { loadModel } from "../src/node.js";
+import { type BonsaiServer, createServer as createBonsaiServer } from "../src/serve/server.js";
 import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes.js";
 import { DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../src/runtime/chat.js";
 import { stream } from "../src/runtime/stream.js";
@@ -44,6 +47,26 @@ const skip = !haveData
     : !existsSync(join(DEFAULT_APP_DIR, "index.html"))
       ? "dist/app not built (npm run build:app)"
       : false;
+
+/** stories260K as `bonsai export --format gguf --quant f32` writes it (its tokenizer inside), in `dir`. */
+async function exportGguf(dir: string): Promise<string> {
+  const { model, tokenizer } = loadModel(join(MODELS, "stories260K.bin"), new JsBackend(), join(MODELS, "tok512.bin"));
+  const gguf = join(dir, "stories260K.gguf");
+  writeFileSync(gguf, llamaToGguf(model.config, await modelTensors(model), "f32", { name: "stories260K", tokenizer: tokenizerToGgufMetadata(tokenizer!) }));
+  model.dispose();
+  return gguf;
+}
+
+async function launch(problems: string[]): Promise<{ browser: Browser; page: Page }> {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
+  const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  return { browser, page };
+}
 
 /** What the page shows after a generation: the last reply, its meta line, the page's state. */
 interface Shown {
@@ -101,11 +124,7 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
   let downloads = 0;
   const server = createServer();
   try {
-    // stories260K as `bonsai export --format gguf --quant f32` writes it, its tokenizer inside.
-    const { model, tokenizer } = loadModel(join(MODELS, "stories260K.bin"), new JsBackend(), join(MODELS, "tok512.bin"));
-    const gguf = join(dir, "stories260K.gguf");
-    writeFileSync(gguf, llamaToGguf(model.config, await modelTensors(model), "f32", { name: "stories260K", tokenizer: tokenizerToGgufMetadata(tokenizer!) }));
-    model.dispose();
+    const gguf = await exportGguf(dir);
     const cli = bonsai("generate", "--model", gguf, "--prompt", PROMPT, "--temperature", "0", "--max-tokens", String(MAX_TOKENS));
     assert.equal(cli.code, 0, cli.stderr);
     const expected = cli.stdout.replace(/\n$/, "");
@@ -137,13 +156,9 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
 
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
-    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") problems.push(`console.${m.type()}: ${m.text()}`);
-    });
+    const launched = await launch(problems);
+    browser = launched.browser;
+    const page = launched.page;
 
     // First visit: no server API here, so the page starts in-browser; download, cache, generate.
     await page.goto(url);
@@ -211,6 +226,74 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     await browser?.close().catch(() => {});
     server.closeAllConnections();
     await new Promise<void>((ok) => server.close(() => ok()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("chat page in Chromium against bonsai serve's server: streamed chat turns as the API answers them", { skip, timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-browser-app-serve-"));
+  let browser: Browser | null = null;
+  const problems: string[] = [];
+  const wasm = await createBackend("wasm", { q8Activations: true });
+  let server: BonsaiServer | null = null;
+  try {
+    const gguf = await exportGguf(dir);
+    const { model, tokenizer } = loadModel(gguf, wasm, undefined, { fuse: true });
+    server = createBonsaiServer(model, { tokenizer: tokenizer!, modelName: "stories260K", app: createAppRoutes({ modelPath: gguf }) });
+    const url = await server.listen(0, "127.0.0.1");
+    /** The API's own answer to a conversation (not streamed), the reference for the page's streamed one. */
+    const answer = async (messages: { role: string; content: string }[], maxTokens: number): Promise<string> => {
+      const r = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ model: "stories260K", messages, temperature: 0, max_tokens: maxTokens }),
+      });
+      assert.equal(r.status, 200);
+      return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content;
+    };
+
+    const launched = await launch(problems);
+    browser = launched.browser;
+    const page = launched.page;
+    await page.goto(`${url}/`);
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+    assert.equal(await page.inputValue("#mode"), "server", "with /v1/models the page starts in server mode");
+    assert.match((await page.textContent("#server-state")) ?? "", /stories260K/);
+
+    const first = await within(60_000, "first turn", generate(page, CHAT_PROMPT, CHAT_TOKENS));
+    t.diagnostic(`server, turn 1: ${first.meta}`);
+    const expected1 = await answer([{ role: "user", content: CHAT_PROMPT }], CHAT_TOKENS);
+    assert.ok(expected1.length > 0);
+    assert.equal(first.text, expected1);
+    assert.match(first.stats, /^\d+ tokens · [\d.]+ tokens\/s/);
+    assert.ok(new Set(first.lengths.filter((n) => n > 0 && n < expected1.length)).size >= 3, "the reply streamed in");
+
+    // The second turn carries the conversation.
+    const next = "What happened next?";
+    const second = await within(60_000, "second turn", generate(page, next, CHAT_TOKENS));
+    t.diagnostic(`server, turn 2: ${second.meta}`);
+    const expected2 = await answer([{ role: "user", content: CHAT_PROMPT }, { role: "assistant", content: expected1 }, { role: "user", content: next }], CHAT_TOKENS);
+    assert.equal(second.text, expected2);
+
+    // Switched to this browser, the same first turn: the text the server gave.
+    await page.click("#clear");
+    await page.selectOption("#mode", "browser");
+    await page.selectOption("#backend", "wasm");
+    await page.selectOption("#format", "chat");
+    const loaded = await within(40_000, "in-browser load", modelLoaded(page));
+    assert.equal(loaded.ready, "true", loaded.state);
+    const here = await within(60_000, "in-browser turn", generate(page, CHAT_PROMPT, CHAT_TOKENS));
+    t.diagnostic(`in this browser: ${here.meta}`);
+    assert.equal(here.text, expected1, "the in-browser chat turn is the server's");
+
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: join(OUT, "chat-server.png"), fullPage: true });
+    t.diagnostic(`screenshot: ${join(OUT, "chat-server.png")}`);
+  } finally {
+    if (problems.length > 0) t.diagnostic(`the page logged:\n${problems.join("\n")}`);
+    await browser?.close().catch(() => {});
+    await server?.close(0);
+    wasm.dispose?.();
     rmSync(dir, { recursive: true, force: true });
   }
 });
