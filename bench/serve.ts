@@ -10,7 +10,7 @@ import { createBackend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { generateTokens } from "../src/runtime/generate.js";
 import { promptIds } from "../src/runtime/stream.js";
-import { createServer } from "../src/serve/server.js";
+import { createServer } from "../src/serve/server-node.js";
 import { benchHeader } from "./machine.js";
 
 const MODELS = "../shared/data/models";

@@ -2,4 +2,4 @@
 export { loadModel, loadTokenizer, loadTokenizerFile, writeCheckpoint, type LoadedModel, type LoadModelOptions } from "./io/model-files-node.js";
 export { readBytes, writeFileAtomic, commitFiles, recoverCheckpointDir } from "./io/fs-node.js";
 export { FileSource } from "./io/byte-source-node.js";
-export { createServer, type BonsaiServer, type ServeOptions } from "./serve/server.js";
+export { createServer, type BonsaiServer, type ServeOptions } from "./serve/server-node.js";

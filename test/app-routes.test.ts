@@ -8,7 +8,7 @@ import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes.js";
+import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes-node.js";
 
 interface Reply {
   status: number;

@@ -21,8 +21,8 @@ import { JsBackend } from "../src/backend/js/js-backend.js";
 import { modelTensors } from "../src/io/checkpoint.js";
 import { llamaToGguf } from "../src/io/gguf-llama.js";
 import { loadModel } from "../src/node.js";
-import { type BonsaiServer, createServer as createBonsaiServer } from "../src/serve/server.js";
-import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes.js";
+import { type BonsaiServer, createServer as createBonsaiServer } from "../src/serve/server-node.js";
+import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes-node.js";
 import { DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../src/runtime/chat.js";
 import { stream } from "../src/runtime/stream.js";
 import { tokenizerToGgufMetadata } from "../src/tokenizer/gguf-vocab.js";
@@ -275,6 +275,10 @@ test("chat page in Chromium against bonsai serve's server: streamed chat turns a
     const expected2 = await answer([{ role: "user", content: CHAT_PROMPT }, { role: "assistant", content: expected1 }, { role: "user", content: next }], CHAT_TOKENS);
     assert.equal(second.text, expected2);
 
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: join(OUT, "chat-server.png"), fullPage: true });
+    t.diagnostic(`screenshot: ${join(OUT, "chat-server.png")}`);
+
     // Switched to this browser, the same first turn: the text the server gave.
     await page.click("#clear");
     await page.selectOption("#mode", "browser");
@@ -286,9 +290,6 @@ test("chat page in Chromium against bonsai serve's server: streamed chat turns a
     t.diagnostic(`in this browser: ${here.meta}`);
     assert.equal(here.text, expected1, "the in-browser chat turn is the server's");
 
-    mkdirSync(OUT, { recursive: true });
-    await page.screenshot({ path: join(OUT, "chat-server.png"), fullPage: true });
-    t.diagnostic(`screenshot: ${join(OUT, "chat-server.png")}`);
   } finally {
     if (problems.length > 0) t.diagnostic(`the page logged:\n${problems.join("\n")}`);
     await browser?.close().catch(() => {});

@@ -18,7 +18,7 @@ import { ChatInputError, ChatTemplateError, DEFAULT_CHAT_TEMPLATE, chatPromptIds
 import { noGrad, scope } from "../tensor/tensor.js";
 import { ApiError, type Finish, type TokenLogprob, completionLogprobs, errorBody, generationRequest, parseBody, str, tokenLogprob, usage } from "./openai.js";
 import { Metrics } from "./metrics.js";
-import { type AppRouteHandler, setCrossOriginIsolation } from "./app-routes.js";
+import { type AppRouteHandler, setCrossOriginIsolation } from "./app-routes-node.js";
 
 export interface ServeOptions {
   tokenizer: Tokenizer;
