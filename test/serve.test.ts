@@ -13,7 +13,7 @@ import OpenAI from "openai";
 import { createBackend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { stream, promptIds } from "../src/runtime/stream.js";
-import { type BonsaiServer, createServer } from "../src/serve/server.js";
+import { type BonsaiServer, createServer } from "../src/serve/server-node.js";
 import { CLI, bonsai } from "./cli-helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-serve-"));
@@ -26,7 +26,8 @@ const be = await createBackend("wasm");
 const { model, tokenizer } = loadModel(dir, be, undefined, { fuse: true });
 const servers: BonsaiServer[] = [];
 async function start(opts: Partial<Parameters<typeof createServer>[1]> = {}): Promise<{ url: string; client: OpenAI; server: BonsaiServer }> {
-  const server = createServer(model, { tokenizer: tokenizer!, modelName: "tiny", parallel: 4, ...opts });
+  // A chat template in the corpus' characters: the char tokenizer has no '<' for the ChatML default.
+  const server = createServer(model, { tokenizer: tokenizer!, modelName: "tiny", parallel: 4, chatTemplate: "{% for m in messages %}{{ m.content }}. {% endfor %}", ...opts });
   servers.push(server);
   const url = await server.listen(0);
   return { url, server, client: new OpenAI({ baseURL: `${url}/v1`, apiKey: opts.apiKey ?? "unused", maxRetries: 0 }) };
