@@ -1,5 +1,5 @@
 // Bonsai's chat page (app/index.html), bundled by scripts/build-app.mjs into dist/app/ and served
-// by `bonsai serve` (src/serve/app-routes.ts). Two modes:
+// by `bonsai serve` (src/serve/app-routes-node.ts). Two modes:
 //   Server          — POST /v1/chat/completions with stream: true (OpenAI's SSE chunks), model id
 //                     from GET /v1/models.
 //   In this browser — the model file from GET /bonsai/model (+ /bonsai/tokenizer; both described
@@ -208,7 +208,7 @@ interface FileInfo {
   size: number;
   url: string;
 }
-/** GET /bonsai/model-info (src/serve/app-routes.ts). */
+/** GET /bonsai/model-info (src/serve/app-routes-node.ts). */
 interface ModelInfo {
   model: FileInfo;
   tokenizer: FileInfo | null;

@@ -2,7 +2,7 @@
 // the library bundled from src/index.ts), main.css, thread-worker-browser.js (the wasm backend's
 // kernel worker) and code-split chunks loaded on demand (each wasm kernel build, the WebGPU
 // backend). Run by `npm run build:app` (and `npm run build`), after `npm run build:wasm` has
-// generated the embedded kernels. `bonsai serve` serves the result (src/serve/app-routes.ts).
+// generated the embedded kernels. `bonsai serve` serves the result (src/serve/app-routes-node.ts).
 //
 // The wasm kernels are embedded in the library as base64 modules, so nothing needs copying; the
 // one file the library finds by URL is the worker: workers-browser.ts starts

@@ -1,4 +1,4 @@
-// src/serve/app-routes.ts over real HTTP: the page's files with cross-origin isolation and their
+// src/serve/app-routes-node.ts over real HTTP: the page's files with cross-origin isolation and their
 // content types, /bonsai/model-info, /bonsai/model and /bonsai/tokenizer (HEAD, ranges), path
 // traversal refused, and every other request left to the server.
 import { test } from "node:test";

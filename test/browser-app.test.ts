@@ -1,10 +1,10 @@
 // The chat page (app/, built into dist/app) in real Chromium (headless, playwright-core), served
-// by src/serve/app-routes.ts with llama2.c's stories260K exported to a GGUF: the page picks its
+// by src/serve/app-routes-node.ts with llama2.c's stories260K exported to a GGUF: the page picks its
 // in-browser mode (this server has no /v1 API), downloads the model once from /bonsai/model,
 // caches it in OPFS, streams the CLI's greedy text on wasm worker threads (the page is
 // cross-origin isolated), and after a reload runs from OPFS without a second download, to run.c's
 // greedy text from BOS; then a ChatML turn as the library generates it in Node, and webgpu. A
-// second test runs the page against `bonsai serve`'s server (src/serve/server.ts): two streamed
+// second test runs the page against `bonsai serve`'s server (src/serve/server-node.ts): two streamed
 // chat turns as the API answers them, then the same turn in the browser. Screenshots go to
 // test-output/browser-app/.
 import { test } from "node:test";
