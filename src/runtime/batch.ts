@@ -30,6 +30,8 @@ export interface BatchRequest extends SampleOptions {
   stopIds?: number[];
   /** Report each token's log-probability and this many alternatives (0: the token's alone; undefined: none). */
   logprobs?: number;
+  /** Also report the entropy of each token's distribution (with logprobs; the server's cascade). */
+  entropy?: boolean;
   /** Aborting it cancels the request and frees its slot. */
   signal?: AbortSignal;
 }
@@ -39,6 +41,8 @@ export interface TokenEvent {
   /** ln p(token) under the model's distribution (temperature 1, no penalties), with logprobs. */
   logprob?: number;
   top?: { token: number; logprob: number }[];
+  /** −Σ p ln p (nats) of that distribution, with logprobs and `entropy`. */
+  entropy?: number;
 }
 
 export type FinishReason = "stop" | "length" | "abort";
@@ -235,7 +239,7 @@ export class BatchEngine {
       s.context.push(token);
       s.generated++;
       this.totals.generatedTokens++;
-      s.out.push(withLogprobs(token, logits, s.req.logprobs));
+      s.out.push(withLogprobs(token, logits, s.req.logprobs, s.req.entropy === true));
       // The context holds the prompt and every generated token (llama-server's n_ctx per slot).
       if (s.generated === s.req.maxTokens || s.context.length >= this.ctxSize) this.finish(s, "length");
       else s.next = token;
@@ -297,8 +301,8 @@ export async function batchedPass(model: Llama, parts: { session: Session; ids: 
   }
 }
 
-/** The token with its log-probability and the `top` most likely alternatives (log-softmax of the row). */
-function withLogprobs(token: number, logits: FloatArray, top: number | undefined): TokenEvent {
+/** The token with its log-probability and the `top` most likely alternatives (log-softmax of the row), and the row's entropy if asked. */
+function withLogprobs(token: number, logits: FloatArray, top: number | undefined, entropy = false): TokenEvent {
   if (top === undefined) return { token };
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
@@ -306,7 +310,14 @@ function withLogprobs(token: number, logits: FloatArray, top: number | undefined
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
   const lse = max + Math.log(sum);
   const best = top > 0 ? Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top) : [];
-  return { token, logprob: logits[token] - lse, top: best.map((t) => ({ token: t, logprob: logits[t] - lse })) };
+  const event: TokenEvent = { token, logprob: logits[token] - lse, top: best.map((t) => ({ token: t, logprob: logits[t] - lse })) };
+  if (entropy) {
+    // H = lse − Σ p·logit, with p = exp(logit − lse).
+    let mean = 0;
+    for (let i = 0; i < logits.length; i++) if (logits[i] > -Infinity) mean += Math.exp(logits[i] - lse) * logits[i];
+    event.entropy = Math.max(0, lse - mean);
+  }
+  return event;
 }
 
 /** Let pending I/O run: setImmediate in Node (no timer clamp), a zero timeout in a browser. */
