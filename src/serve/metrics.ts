@@ -1,6 +1,7 @@
 // GET /metrics: the server's counters in Prometheus' text exposition format (version 0.0.4) —
 // requests by route and status, prompt and generated tokens, running and queued sequences,
-// generation speed and time to first token.
+// generation speed and time to first token; with the cascade (serve/cascade.ts), answers by who
+// gave them, upstream latency, upstream failures and the completion tokens answered locally.
 import type { BatchEngine } from "../runtime/batch.js";
 
 export class Metrics {
@@ -8,6 +9,9 @@ export class Metrics {
   private readonly tokens = { prompt: 0, generated: 0 };
   private readonly firstToken = { sum: 0, count: 0 };
   private readonly completed = new Map<string, number>();
+  /** Set by the cascade: its metrics are listed. */
+  cascadeEnabled = false;
+  private readonly cascade = { local: 0, upstream: 0, upstreamSeconds: 0, failed: 0, tokensSaved: 0 };
 
   constructor(private readonly engine: BatchEngine) {}
 
@@ -24,6 +28,17 @@ export class Metrics {
       this.firstToken.sum += firstTokenSeconds;
       this.firstToken.count++;
     }
+  }
+
+  /** A cascade answer: locally with its completion tokens, or upstream in `seconds`. */
+  cascaded(by: "local" | "upstream", completionTokens: number, seconds = 0): void {
+    this.cascade[by]++;
+    if (by === "local") this.cascade.tokensSaved += completionTokens;
+    else this.cascade.upstreamSeconds += seconds;
+  }
+
+  upstreamFailed(): void {
+    this.cascade.failed++;
   }
 
   text(): string {
@@ -46,6 +61,18 @@ export class Metrics {
       `bonsai_time_to_first_token_seconds_sum ${this.firstToken.sum}`,
       `bonsai_time_to_first_token_seconds_count ${this.firstToken.count}`,
     );
+    if (this.cascadeEnabled) {
+      const k = this.cascade;
+      metric("cascade_answered_total", "counter", "Cascade answers by who gave them.", [['by="local"', k.local], ['by="upstream"', k.upstream]]);
+      lines.push(
+        "# HELP bonsai_cascade_upstream_seconds Escalated requests: from the upstream call to its answer's end.",
+        "# TYPE bonsai_cascade_upstream_seconds summary",
+        `bonsai_cascade_upstream_seconds_sum ${k.upstreamSeconds}`,
+        `bonsai_cascade_upstream_seconds_count ${k.upstream}`,
+      );
+      metric("cascade_upstream_failures_total", "counter", "Escalations the upstream did not answer (502).", [["", k.failed]]);
+      metric("cascade_tokens_saved_total", "counter", "Completion tokens answered locally instead of upstream.", [["", k.tokensSaved]]);
+    }
     return lines.join("\n") + "\n";
   }
 }

@@ -19,6 +19,7 @@ import { noGrad, scope } from "../tensor/tensor.js";
 import { ApiError, type Finish, type TokenLogprob, completionLogprobs, errorBody, generationRequest, parseBody, str, tokenLogprob, usage } from "./openai.js";
 import { Metrics } from "./metrics.js";
 import { type AppRouteHandler, setCrossOriginIsolation } from "./app-routes-node.js";
+import { ANSWERED_BY_HEADER, Cascade, type CascadeOptions, type CascadeTag } from "./cascade.js";
 
 export interface ServeOptions {
   tokenizer: Tokenizer;
@@ -36,6 +37,8 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** The chat page's routes (serve/app-routes.ts), tried before the API's. */
   app?: AppRouteHandler;
+  /** Escalate unconfident answers to an upstream server (serve/cascade.ts). */
+  cascade?: CascadeOptions;
 }
 
 export interface BonsaiServer {
@@ -56,6 +59,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
   const maxBody = opts.maxBodyBytes ?? 1 << 20;
   const engine = new BatchEngine(model, { parallel: opts.parallel, ctxSize: opts.ctxSize, maxQueue: opts.maxQueue });
   const metrics = new Metrics(engine);
+  const cascade = opts.cascade ? new Cascade(opts.cascade, metrics) : null;
   const created = Math.floor(Date.now() / 1000);
   const sockets = new Set<Socket>();
   const running = new Set<Promise<void>>();
@@ -120,6 +124,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
     const breq: BatchRequest = {
       ...g.sampling, prompt: ids, maxTokens: g.maxTokens ?? engine.ctxSize - ids.length, seed: g.seed ?? Math.floor(Math.random() * 2 ** 31),
       stopIds: stopIds ?? [tokenizer.eosId, tokenizer.bosId].filter((x): x is number => x !== null), logprobs: g.logprobs, signal: abort.signal,
+      ...(cascade && { logprobs: g.logprobs ?? 0, entropy: cascade.needsEntropy }),
     };
     let stream;
     try {
@@ -134,19 +139,38 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
     const pieceOf = (t: number): string => tokenizer.decode([t]);
     const entries: TokenLogprob[] = [];
     let all = "", finish: Finish = "stop", generated = 0, stoppedByText = false;
-    const sse = (data: unknown): void => void res.write(`data: ${JSON.stringify(data)}\n\n`);
+    // The cascade holds the output back (`held`) until it decides who answers; then every chunk carries `tag`.
+    const gate = cascade?.gate();
+    let held: object[] | null = gate ? [] : null, tag: CascadeTag | undefined;
+    const sse = (data: object): void => void (held ? held.push(data) : res.write(`data: ${JSON.stringify(tag ? { ...data, bonsai: tag } : data)}\n\n`));
+    const sseHead = (): void => void res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", Connection: "keep-alive", ...(tag && { [ANSWERED_BY_HEADER]: "local" }) });
+    /** The cascade's decision; true when the upstream answered (the local generation stopped). */
+    const decide = async (): Promise<boolean> => {
+      tag = gate!.decide();
+      if (tag.answered_by === "upstream") {
+        abort.abort();
+        await cascade!.forward(res, chat, body, g.stream, tag);
+        return true;
+      }
+      if (g.stream) sseHead();
+      const out = held!;
+      held = null;
+      for (const c of out) sse(c);
+      return false;
+    };
     const chunk = (piece: string, lp: TokenLogprob[], reason: Finish | null): object =>
       chat
         ? { ...head, choices: [{ index: 0, delta: reason === null ? { content: piece } : {}, logprobs: g.logprobs === undefined || reason !== null ? null : { content: lp }, finish_reason: reason }] }
         : { ...head, choices: [{ index: 0, text: piece, logprobs: g.logprobs === undefined || reason !== null ? null : completionLogprobs(lp), finish_reason: reason }] };
     if (g.stream) {
-      res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", Connection: "keep-alive" });
+      if (!gate) sseHead();
       if (chat) sse({ ...head, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
     }
     let pending: TokenLogprob[] = [];
     try {
       for await (const e of stream as AsyncIterable<TokenEvent>) {
         generated++;
+        gate?.observe(e);
         if (e.logprob !== undefined) pending.push(tokenLogprob(pieceOf, e.token, e.logprob, e.top ?? []));
         const piece = text.push(e.token);
         all += piece.text;
@@ -160,6 +184,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
           abort.abort();
           break;
         }
+        if (gate?.full && !gate.decision && (await decide())) return;
       }
       const reason = await stream.finished;
       if (!stoppedByText) {
@@ -171,11 +196,13 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
       }
       entries.push(...pending);
     } catch (e) {
-      if (!g.stream) throw e;
+      if (!g.stream || held) throw e; // nothing sent yet: an error body
       sse(errorBody(new ApiError(500, (e as Error).message, "server_error")));
       res.end();
       return;
     }
+    if (gate && !gate.decision && (await decide())) return; // an answer shorter than the probe
+    if (cascade) cascade.answeredLocally(generated);
     metrics.finished(chat ? "chat" : "completions", ids.length, generated, stream.firstTokenSeconds);
     const u = usage(ids.length, generated);
     if (g.stream) {
@@ -186,7 +213,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
     }
     const logprobs = g.logprobs === undefined ? null : chat ? { content: entries } : completionLogprobs(entries);
     const choice = chat ? { index: 0, message: { role: "assistant", content: all }, logprobs, finish_reason: finish } : { index: 0, text: all, logprobs, finish_reason: finish };
-    send(res, 200, { ...head, object: chat ? "chat.completion" : "text_completion", choices: [choice], usage: u });
+    send(res, 200, { ...head, object: chat ? "chat.completion" : "text_completion", choices: [choice], usage: u, ...(tag && { bonsai: tag }) }, tag ? { [ANSWERED_BY_HEADER]: "local" } : {});
   }
 
   /** Mean-pooled final hidden states of each input, L2-normalised. */
