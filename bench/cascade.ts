@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { createBackend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { promptIds } from "../src/runtime/stream.js";
+import { logSumExpOf } from "../src/runtime/sample.js";
 import { confidence } from "../src/serve/cascade.js";
 import { benchHeader } from "./machine.js";
 
@@ -124,12 +125,7 @@ async function main(): Promise<void> {
       const host = await logits.toArray();
       logits.dispose();
       for (let i = p.length - 1; i < ids.length - 1; i++) {
-        const row = host.subarray(i * vocab, (i + 1) * vocab);
-        let max = -Infinity;
-        for (const x of row) max = Math.max(max, x);
-        let s = 0;
-        for (const x of row) s += Math.exp(x - max);
-        sum += max + Math.log(s) - row[ids[i + 1]];
+        sum += logSumExpOf(host, i * vocab, vocab) - host[i * vocab + ids[i + 1]];
         n++;
       }
     }

@@ -15,6 +15,7 @@ import { loadTokenizerFile } from "../src/io/model-files-node.js";
 import type { Llama } from "../src/nn/llama.js";
 import { noGrad, scope } from "../src/tensor/tensor.js";
 import { Session } from "../src/runtime/session.js";
+import { logSumExpOf } from "../src/runtime/sample.js";
 import { benchHeader } from "./machine.js";
 
 const DATA = "../shared/data";
@@ -41,11 +42,7 @@ async function decodePerplexity(model: Llama, tokens: Int32Array): Promise<numbe
     const s = new Session(model);
     for (let t = start; t < Math.min(start + window, tokens.length - 1); t++) {
       const logits = await s.decode(tokens[t]);
-      let max = -Infinity;
-      for (const v of logits) max = Math.max(max, v);
-      let z = 0;
-      for (const v of logits) z += Math.exp(v - max);
-      sum += max + Math.log(z) - logits[tokens[t + 1]];
+      sum += logSumExpOf(logits) - logits[tokens[t + 1]];
       count++;
     }
     s.dispose();

@@ -47,7 +47,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     server = createServer(loaded.model, {
       tokenizer: loaded.tokenizer,
       modelName: f.str("model-name") ?? basename(modelPath),
-      chatTemplate: (loaded as { chatTemplate?: string | null }).chatTemplate ?? null,
+      chatTemplate: loaded.chatTemplate,
       parallel: f.int("parallel", 4, 1),
       ctxSize: f.int("ctx-size", loaded.model.config.max_position_embeddings, 1),
       maxQueue: f.int("max-queue", 64, 0),

@@ -385,8 +385,9 @@ export class Llama {
         return x;
       },
       head: (x) => {
-        if (opts.logitRows) x = selectRows(x, opts.logitRows);
-        else if (opts.lastOnly) x = lastPositions(x, batch, seq);
+        // The last position of each sequence, or the rows asked for.
+        const rows = opts.logitRows ?? (opts.lastOnly ? Int32Array.from({ length: batch }, (_, b) => b * seq + seq - 1) : null);
+        if (rows) x = selectRows(x, rows);
         this.deferred?.ensure("head");
         // A fused untied head holds the final norm's gain; the hidden states need it as trained.
         if (opts.hiddenStates) return op.rmsnorm(x, this.params.get("model.norm.weight") ?? W.norm, c.rms_norm_eps);
@@ -437,11 +438,3 @@ function selectRows(x: Tensor, rows: Int32Array): Tensor {
   });
 }
 
-function lastPositions(x: Tensor, batch: number, seq: number): Tensor {
-  const dim = x.shape[x.shape.length - 1];
-  return noGrad(() => {
-    const y = Tensor.zeros(x.backend, [batch, dim]);
-    for (let b = 0; b < batch; b++) x.backend.copy(y.data, b * dim, x.data, (b * seq + seq - 1) * dim, dim);
-    return y;
-  });
-}

@@ -18,6 +18,8 @@ import { Rng } from "../util/rng.js";
 import { type SampleOptions, sampleToken, validateSampleOptions } from "./sample.js";
 import { Session } from "./session.js";
 import { Tensor } from "../tensor/tensor.js";
+import { topKOf } from "../backend/top-k.js";
+import { logSumExpOf } from "./sample.js";
 
 /** See the header: the row count up to which a pass computes each row as alone. */
 export const FEW_ROWS = 16;
@@ -304,12 +306,8 @@ export async function batchedPass(model: Llama, parts: { session: Session; ids: 
 /** The token with its log-probability and the `top` most likely alternatives (log-softmax of the row), and the row's entropy if asked. */
 function withLogprobs(token: number, logits: FloatArray, top: number | undefined, entropy = false): TokenEvent {
   if (top === undefined) return { token };
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  const lse = max + Math.log(sum);
-  const best = top > 0 ? Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top) : [];
+  const lse = logSumExpOf(logits);
+  const best = top > 0 ? Array.from(topKOf(logits, top).ids) : [];
   const event: TokenEvent = { token, logprob: logits[token] - lse, top: best.map((t) => ({ token: t, logprob: logits[t] - lse })) };
   if (entropy) {
     // H = lse − Σ p·logit, with p = exp(logit − lse).

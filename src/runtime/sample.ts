@@ -23,6 +23,15 @@ export interface SampleOptions {
   presencePenalty?: number;
 }
 
+/** ln Σ exp(x) of `row[offset .. offset + n)`, shifted by its maximum (log-probabilities: x − lse). */
+export function logSumExpOf(row: ArrayLike<number>, offset = 0, n = row.length - offset): number {
+  let max = -Infinity;
+  for (let i = offset; i < offset + n; i++) max = Math.max(max, row[i]);
+  let sum = 0;
+  for (let i = offset; i < offset + n; i++) sum += Math.exp(row[i] - max);
+  return max + Math.log(sum);
+}
+
 /** Index of the largest value; the first one on ties (as llama2.c's argmax). */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
