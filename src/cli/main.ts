@@ -5,6 +5,7 @@ import { trainFlags, train } from "./train.js";
 import { evalCommand, evalFlags } from "./eval.js";
 import { generateCommand, generateFlags } from "./generate.js";
 import { serveCommand, serveFlags } from "./serve.js";
+import { dataCommand } from "./data.js";
 import { convertCommand, convertFlags } from "./convert.js";
 import { demoCommand, demoFlags } from "./demo.js";
 import { exportCommand, exportFlags } from "./export.js";
@@ -29,10 +30,12 @@ commands:
   export     any loadable model → GGUF or an HF directory (--model PATH --format gguf --quant q8_0 --out F)
   quantize   any loadable model → a Q8_0/Q4_0 GGUF     (--model PATH --quant q8_0 --out F)
   tokenizer  train a BPE tokenizer                      (tokenizer train --data FILE --vocab-size N --out F.json)
+  data       the data pipeline: filter, dedup, score, synthesise (data <step> [input] [flags]; "bonsai data" lists the steps)
 
 Run "bonsai <command> --help" for a command's flags.`;
 
-const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec }> = {
+// `ownHelp`: a command with subcommands answers --help itself.
+const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec; ownHelp?: boolean }> = {
   train: { run: async (argv) => void (await train(Flags.parse(argv, trainFlags))), flags: trainFlags },
   distill: { run: async (argv) => void (await distill(Flags.parse(argv, distillFlags))), flags: distillFlags },
   "distill-cache": { run: distillCacheCommand, flags: distillCacheFlags },
@@ -44,6 +47,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; flags: 
   tokenizer: { run: tokenizerCommand, flags: tokenizerFlags },
   quantize: { run: quantizeCommand, flags: quantizeFlags },
   demo: { run: demoCommand, flags: demoFlags },
+  data: { run: dataCommand, flags: {}, ownHelp: true },
 };
 
 async function main(argv: string[]): Promise<void> {
@@ -54,7 +58,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const command = commands[cmd];
   if (!command) throw new UsageError(`unknown command "${cmd}" (commands: ${Object.keys(commands).join(", ")})`);
-  if (rest.includes("--help") || rest.includes("-h")) {
+  if (!command.ownHelp && (rest.includes("--help") || rest.includes("-h"))) {
     process.stdout.write(`usage: bonsai ${cmd} [flags]\n\n${flagHelp(command.flags)}\n`);
     return;
   }
