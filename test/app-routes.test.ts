@@ -1,14 +1,18 @@
 // src/serve/app-routes-node.ts over real HTTP: the page's files with cross-origin isolation and their
-// content types, /bonsai/model-info, /bonsai/model and /bonsai/tokenizer (HEAD, ranges), path
-// traversal refused, and every other request left to the server.
+// content types, /bonsai/model-info, /bonsai/model and /bonsai/tokenizer (HEAD, ranges, ETag),
+// path traversal refused, every other request left to the server, and the files' content identity
+// (sha256), which changes when a file is rewritten with other bytes of the same size.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CROSS_ORIGIN_ISOLATION_HEADERS, DEFAULT_APP_DIR, createAppRoutes } from "../src/serve/app-routes-node.js";
+
+const sha256 = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
 
 interface Reply {
   status: number;
@@ -95,8 +99,8 @@ test("app routes: page files, model endpoints, ranges, traversal, the rest left 
     assert.equal(info.status, 200);
     isolated(info);
     assert.deepEqual(JSON.parse(info.body.toString()), {
-      model: { name: "my model.bin", size: 1000, url: "/bonsai/model" },
-      tokenizer: { name: "tok.bin", size: 15, url: "/bonsai/tokenizer" },
+      model: { name: "my model.bin", size: 1000, sha256: sha256(model), url: "/bonsai/model" },
+      tokenizer: { name: "tok.bin", size: 15, sha256: sha256("tokenizer bytes"), url: "/bonsai/tokenizer" },
     });
     assert.equal(JSON.parse((await get(port, "/bonsai/model-info", { headers: { "x-test-no-tokenizer": "1" } })).body.toString()).tokenizer, null);
     const m = await get(port, "/bonsai/model");
@@ -106,7 +110,13 @@ test("app routes: page files, model endpoints, ranges, traversal, the rest left 
     assert.equal(m.headers["x-bonsai-model-name"], "my%20model.bin");
     assert.equal(m.headers["content-length"], "1000");
     assert.equal(m.headers["accept-ranges"], "bytes");
+    assert.equal(m.headers.etag, `"sha256-${sha256(model)}"`);
     assert.deepEqual(m.body, model);
+    const unchanged = await get(port, "/bonsai/model", { headers: { "If-None-Match": `"sha256-${sha256(model)}"` } });
+    assert.equal(unchanged.status, 304);
+    assert.equal(unchanged.body.length, 0);
+    isolated(unchanged);
+    assert.equal((await get(port, "/bonsai/model", { headers: { "If-None-Match": '"sha256-0000"' } })).status, 200);
     const mh = await get(port, "/bonsai/model", { method: "HEAD" });
     assert.equal(mh.status, 200);
     assert.equal(mh.headers["content-length"], "1000");
@@ -129,6 +139,22 @@ test("app routes: page files, model endpoints, ranges, traversal, the rest left 
     const noTok = await get(port, "/bonsai/tokenizer", { headers: { "x-test-no-tokenizer": "1" } });
     assert.equal(noTok.status, 404);
     isolated(noTok);
+
+    // The model rewritten in place with other bytes of the same size: a new identity (the page's
+    // OPFS cache is keyed by it), the new bytes served, the old ETag no longer matching.
+    const changed = Buffer.from(model);
+    changed[500] ^= 0xff;
+    writeFileSync(join(dir, "my model.bin"), changed);
+    const info2 = JSON.parse((await get(port, "/bonsai/model-info")).body.toString()) as { model: { size: number; sha256: string } };
+    assert.equal(info2.model.size, 1000);
+    assert.equal(info2.model.sha256, sha256(changed));
+    assert.notEqual(info2.model.sha256, sha256(model));
+    const m2 = await get(port, "/bonsai/model", { headers: { "If-None-Match": `"sha256-${sha256(model)}"` } });
+    assert.equal(m2.status, 200);
+    assert.equal(m2.headers.etag, `"sha256-${sha256(changed)}"`);
+    assert.deepEqual(m2.body, changed);
+    // Asked again with nothing changed: the same identity.
+    assert.equal((JSON.parse((await get(port, "/bonsai/model-info")).body.toString()) as { model: { sha256: string } }).model.sha256, sha256(changed));
 
     // A missing model file: 404 with a reason, not a crash.
     const gone = createAppRoutes({ modelPath: join(dir, "gone.gguf"), appDir: app });

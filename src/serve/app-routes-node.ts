@@ -2,18 +2,23 @@
 // and its assets from dist/app/ (built by scripts/build-app.mjs from app/), and the model file the
 // server runs, for the page's "in this browser" mode:
 //
-//   GET /bonsai/model-info  → {"model": {"name", "size", "url": "/bonsai/model"},
-//                              "tokenizer": {"name", "size", "url": "/bonsai/tokenizer"} | null}
+//   GET /bonsai/model-info  → {"model": {"name", "size", "sha256", "url": "/bonsai/model"},
+//                              "tokenizer": {"name", "size", "sha256", "url": "/bonsai/tokenizer"} | null}
 //   GET|HEAD /bonsai/model      the model file (a GGUF, or a llama2.c .bin)
 //   GET|HEAD /bonsai/tokenizer  the separate tokenizer file, when the server was given one (else 404)
 //
 // Both files are sent as application/octet-stream with Content-Length, Accept-Ranges (a single
-// `Range: bytes=a-b` gets 206), and `x-bonsai-model-name` / `x-bonsai-tokenizer-name`: the file's
-// base name, percent-encoded (encodeURIComponent). The page caches them in OPFS by name and size.
+// `Range: bytes=a-b` gets 206), a strong `ETag: "sha256-<hex>"` (If-None-Match with it gets 304),
+// and `x-bonsai-model-name` / `x-bonsai-tokenizer-name`: the file's base name, percent-encoded
+// (encodeURIComponent). `sha256` is the hex SHA-256 of the file's bytes, its content identity: it
+// is computed once (started when the routes are created) and kept while the file's size, inode,
+// mtime and ctime stay the same, so a file rewritten in place, even to the same size, gets a new
+// one. The page keys its OPFS cache by it, so a changed model is downloaded again, not served stale.
 //
 // Every response is cross-origin isolated (CROSS_ORIGIN_ISOLATION_HEADERS): the page runs
 // WebAssembly threads, which need SharedArrayBuffer, which needs COOP + COEP; the server sets
 // the same headers on its own responses.
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -124,13 +129,65 @@ async function sendFile(req: IncomingMessage, res: ServerResponse, path: string,
 interface Served {
   path: string;
   name: string;
+  identity: FileIdentity;
+}
+
+/** What identifies a file's version without reading it: device, inode, size, mtime and ctime (ns). */
+async function fileStamp(path: string): Promise<{ size: number; key: string } | null> {
+  try {
+    const s = await stat(path, { bigint: true });
+    return s.isFile() ? { size: Number(s.size), key: `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}` } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The hex SHA-256 of a file's bytes. */
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/**
+ * A file's size and SHA-256, hashed once and kept while its stamp (fileStamp) stays the same: a
+ * file rewritten in place, even to the same size, changes its ctime and is hashed again. A hash
+ * whose file changed while it was read is thrown away and taken again.
+ */
+class FileIdentity {
+  private cached: { key: string; sha256: Promise<string> } | null = null;
+  constructor(private readonly path: string) {}
+
+  /** The file's size and sha256 now; null when there is no such file. */
+  async get(): Promise<{ size: number; sha256: string } | null> {
+    for (let attempt = 0; ; attempt++) {
+      const before = await fileStamp(this.path);
+      if (before === null) return null;
+      if (this.cached?.key !== before.key) this.cached = { key: before.key, sha256: sha256File(this.path) };
+      const entry = this.cached;
+      let sha256: string | null = null;
+      let failed: unknown = null;
+      try {
+        sha256 = await entry.sha256;
+      } catch (e) {
+        failed = e; // unreadable, or gone mid-way: look again (a stat that fails then says "no file")
+      }
+      const after = await fileStamp(this.path);
+      if (sha256 !== null && after?.key === before.key) return { size: before.size, sha256 };
+      if (this.cached === entry) this.cached = null;
+      if (attempt === 2) throw failed ?? new Error(`${this.path} changed while it was hashed, three times`);
+    }
+  }
 }
 
 /** The chat page's routes: `/` and dist/app's files, /bonsai/model-info, /bonsai/model, /bonsai/tokenizer. */
 export function createAppRoutes(opts: AppRoutesOptions): AppRouteHandler {
   const appDir = resolve(opts.appDir ?? DEFAULT_APP_DIR);
-  const model: Served = { path: resolve(opts.modelPath), name: basename(opts.modelPath) };
-  const tokenizer: Served | null = opts.tokenizerPath !== undefined ? { path: resolve(opts.tokenizerPath), name: basename(opts.tokenizerPath) } : null;
+  const served = (path: string): Served => ({ path: resolve(path), name: basename(path), identity: new FileIdentity(resolve(path)) });
+  const model = served(opts.modelPath);
+  const tokenizer: Served | null = opts.tokenizerPath !== undefined ? served(opts.tokenizerPath) : null;
+  // Hash the files now, so that the page's first request finds their identities ready.
+  for (const f of [model, tokenizer]) void f?.identity.get().catch(() => null);
 
   const fileSize = async (path: string): Promise<number | null> => {
     try {
@@ -151,13 +208,38 @@ export function createAppRoutes(opts: AppRoutesOptions): AppRouteHandler {
   };
 
   const modelFile = async (req: IncomingMessage, res: ServerResponse, f: Served | null, header: string): Promise<void> => {
-    const size = f ? await fileSize(f.path) : null;
-    if (f === null || size === null) return sendText(req, res, 404, f === null ? "this server has no separate tokenizer file\n" : `model file not found: ${f.name}\n`);
-    await sendFile(req, res, f.path, size, {
+    const id = f ? await f.identity.get() : null;
+    if (f === null || id === null) return sendText(req, res, 404, f === null ? "this server has no separate tokenizer file\n" : `model file not found: ${f.name}\n`);
+    const headers = {
       "Content-Type": "application/octet-stream",
       [header]: encodeURIComponent(f.name),
       "Cache-Control": "no-cache",
-    });
+      ETag: `"sha256-${id.sha256}"`,
+    };
+    const match = req.headers["if-none-match"];
+    if (match !== undefined && (match.trim() === "*" || match.split(",").some((tag) => tag.trim() === headers.ETag))) {
+      setCrossOriginIsolation(res);
+      res.writeHead(304, { ETag: headers.ETag, "Cache-Control": "no-cache" });
+      res.end();
+      return;
+    }
+    await sendFile(req, res, f.path, id.size, headers);
+  };
+
+  /** GET /bonsai/model-info: each file's name, size, sha256 and URL. */
+  const modelInfo = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const describe = async (f: Served, url: string) => {
+      const id = await f.identity.get();
+      return id === null ? null : { name: f.name, size: id.size, sha256: id.sha256, url };
+    };
+    const info = { model: await describe(model, "/bonsai/model"), tokenizer: tokenizer ? await describe(tokenizer, "/bonsai/tokenizer") : null };
+    if (info.model === null) sendText(req, res, 404, `model file not found: ${model.name}\n`);
+    else {
+      const json = JSON.stringify(info);
+      setCrossOriginIsolation(res);
+      res.writeHead(200, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(json), "Cache-Control": "no-store" });
+      res.end(req.method === "HEAD" ? undefined : json);
+    }
   };
 
   return async (req, res) => {
@@ -169,21 +251,14 @@ export function createAppRoutes(opts: AppRoutesOptions): AppRouteHandler {
         sendText(req, res, 405, `${req.method} is not allowed on ${path}\n`, { Allow: "GET, HEAD" });
         return true;
       }
-      if (path === "/bonsai/model") await modelFile(req, res, model, "x-bonsai-model-name");
-      else if (path === "/bonsai/tokenizer") await modelFile(req, res, tokenizer, "x-bonsai-tokenizer-name");
-      else {
-        const describe = async (f: Served, url: string) => {
-          const size = await fileSize(f.path);
-          return size === null ? null : { name: f.name, size, url };
-        };
-        const info = { model: await describe(model, "/bonsai/model"), tokenizer: tokenizer ? await describe(tokenizer, "/bonsai/tokenizer") : null };
-        if (info.model === null) sendText(req, res, 404, `model file not found: ${model.name}\n`);
-        else {
-          const json = JSON.stringify(info);
-          setCrossOriginIsolation(res);
-          res.writeHead(200, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(json), "Cache-Control": "no-store" });
-          res.end(req.method === "HEAD" ? undefined : json);
-        }
+      try {
+        if (path === "/bonsai/model") await modelFile(req, res, model, "x-bonsai-model-name");
+        else if (path === "/bonsai/tokenizer") await modelFile(req, res, tokenizer, "x-bonsai-tokenizer-name");
+        else await modelInfo(req, res);
+      } catch (e) {
+        // A file that could not be hashed (it kept changing): say so rather than leave the request hanging.
+        if (!res.headersSent) sendText(req, res, 503, `${e instanceof Error ? e.message : String(e)}\n`, { "Retry-After": "1" });
+        else res.destroy();
       }
       return true;
     }
