@@ -3,11 +3,15 @@
 // process. Threshold −∞ answers locally, +∞ upstream with the upstream's own text; a middle
 // threshold decides each request by the confidence of the logprobs the local model reports
 // (mean-logprob and entropy); streamed or not, the client sees one model's answer, with the
-// x-bonsai-answered-by header and the `bonsai` field; /metrics counts both; an upstream that is
-// down is a 502 in OpenAI's shape; the CLI's cascade flags give one-line usage errors.
+// x-bonsai-answered-by header and the `bonsai` field; /metrics counts both. Upstream failures,
+// against a tiny node:http upstream that hangs, stalls, breaks off or answers 500/400: with the
+// local fallback the answer is exactly the local model's (the same generation, kept running), with
+// `error` a 502/504 in OpenAI's shape; a 4xx is passed through; a stream that fails after its first
+// chunk ends with an error event; /metrics counts each. The CLI's cascade flags give one-line usage errors.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { type ServerResponse, createServer as createHttpServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,21 +62,22 @@ after(async () => {
 
 const PROMPTS = ["the cat", "a dog", "the mat. the", "t", "a cat and a dog sat on", "the dog ran", "on", "far. a"];
 const req = (prompt: string) => ({ prompt, max_tokens: 12, temperature: 0 });
-type Tagged = { bonsai?: { answered_by: string; confidence: number | null; probe_tokens: number } };
+type Tagged = { bonsai?: { answered_by: string; confidence: number | null; probe_tokens: number; fallback?: string } };
 
 /** Streamed completion text, with every chunk's `bonsai` field and the header. */
-async function streamed(url: string, body: object, chat = false): Promise<{ text: string; by: string | null; tags: string[] }> {
+async function streamed(url: string, body: object, chat = false): Promise<{ text: string; by: string | null; tags: string[]; fallbacks: (string | undefined)[] }> {
   const res = await fetch(`${url}/v1/${chat ? "chat/completions" : "completions"}`, { method: "POST", body: JSON.stringify({ ...body, stream: true }) });
   assert.equal(res.status, 200);
   let text = "";
-  const tags: string[] = [];
+  const tags: string[] = [], fallbacks: (string | undefined)[] = [];
   for (const line of (await res.text()).split("\n")) {
     if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
     const c = JSON.parse(line.slice(6)) as Tagged & { choices: { text?: string; delta?: { content?: string } }[] };
     tags.push(c.bonsai?.answered_by ?? "none");
+    fallbacks.push(c.bonsai?.fallback);
     text += c.choices[0]?.text ?? c.choices[0]?.delta?.content ?? "";
   }
-  return { text, by: res.headers.get("x-bonsai-answered-by"), tags };
+  return { text, by: res.headers.get("x-bonsai-answered-by"), tags, fallbacks };
 }
 
 test("confidence functions: mean log-probability, least probability, negative mean entropy; −∞ without tokens", () => {
@@ -186,14 +191,14 @@ test("a middle threshold decides each request by the confidence of the local mod
   assert.deepEqual([...seen].sort(), ["local", "upstream"]);
 });
 
-test("an upstream that is down: 502 in OpenAI's shape (streamed or not); answers that stay local are unaffected", async () => {
+test("an upstream that is down: with fallback error a 502 in OpenAI's shape (streamed or not), with local the local answer; answers that stay local are unaffected", async () => {
   const port = await new Promise<number>((resolve) => {
     const s = createNetServer().listen(0, "127.0.0.1", () => {
       const p = (s.address() as { port: number }).port;
       s.close(() => resolve(p));
     });
   });
-  const down = await serve("small", { url: `http://127.0.0.1:${port}/v1`, threshold: Infinity });
+  const down = await serve("small", { url: `http://127.0.0.1:${port}/v1`, threshold: Infinity, fallback: "error" });
   await assert.rejects(down.client.completions.create({ model: "small", ...req("the cat") }), (e: unknown) => {
     assert.ok(e instanceof OpenAI.APIError);
     assert.equal(e.status, 502);
@@ -204,8 +209,129 @@ test("an upstream that is down: 502 in OpenAI's shape (streamed or not); answers
   assert.equal(s.status, 502);
   assert.deepEqual(Object.keys(((await s.json()) as { error: object }).error), ["message", "type", "param", "code"]);
   assert.match(await (await fetch(`${down.url}/metrics`)).text(), /bonsai_cascade_upstream_failures_total 2\n/);
+  const fallsBack = await serve("small", { url: `http://127.0.0.1:${port}/v1`, threshold: Infinity });
+  const r = (await fallsBack.client.completions.create({ model: "small", ...req("the cat") })) as Tagged & { choices: { text: string }[] };
+  assert.deepEqual(r.bonsai && [r.bonsai.answered_by, r.bonsai.fallback], ["local", "upstream_unavailable"]);
+  assert.equal(r.choices[0].text, (await plain.client.completions.create({ model: "small", ...req("the cat") })).choices[0].text);
+  assert.match(await (await fetch(`${fallsBack.url}/metrics`)).text(), /bonsai_cascade_fallbacks_total\{reason="upstream_unavailable"\} 1\n/);
   const stays = await serve("small", { url: `http://127.0.0.1:${port}/v1`, threshold: -Infinity });
   assert.equal((await stays.client.completions.create({ model: "small", ...req("the cat") })).choices[0].text, (await plain.client.completions.create({ model: "small", ...req("the cat") })).choices[0].text);
+});
+
+// A misbehaving upstream on loopback, its behaviour chosen by the path's first segment.
+const openSockets = new Set<import("node:net").Socket>();
+const bad = createHttpServer((q, res: ServerResponse) => {
+  const mode = (q.url ?? "").split("/")[1];
+  q.resume();
+  const event = `data: ${JSON.stringify({ id: "cmpl-bad", object: "text_completion", created: 0, model: "bad", choices: [{ index: 0, text: "UPSTREAM", logprobs: null, finish_reason: null }] })}\n\n`;
+  if (mode === "hang") return; // never answers
+  if (mode === "500") return void res.writeHead(500, { "Content-Type": "application/json" }).end('{"error":{"message":"boom"}}');
+  if (mode === "400") return void res.writeHead(400, { "Content-Type": "application/json" }).end('{"error":{"message":"bad request upstream","type":"invalid_request_error","param":null,"code":"nope"}}');
+  res.writeHead(200, { "Content-Type": "text/event-stream" });
+  res.flushHeaders();
+  if (mode === "headers-then-stall") return; // headers, then nothing
+  res.write(event);
+  if (mode === "event-then-break") setTimeout(() => res.socket?.destroy(), 20);
+  // "event-then-stall": one event, then nothing
+});
+bad.on("connection", (s) => (openSockets.add(s), s.on("close", () => openSockets.delete(s))));
+const badUrl = await new Promise<string>((resolve) => bad.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(bad.address() as { port: number }).port}`)));
+after(() => {
+  for (const s of openSockets) s.destroy();
+  bad.close();
+});
+const TIMEOUT_S = 0.2;
+const viaBad = (mode: string, fallback: "local" | "error") => serve("small", { url: `${badUrl}/${mode}/v1`, threshold: Infinity, timeoutSeconds: TIMEOUT_S, fallback });
+const metricOf = async (url: string, name: string): Promise<number> => Number(new RegExp(`^bonsai_${name.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
+
+test("an upstream that hangs: aborted after the timeout, then answered locally (fallback local) or a 504 (fallback error)", async () => {
+  const local = await viaBad("hang", "local");
+  // Sampled with a seed, with logprobs: the fallback is the very generation the decision looked at.
+  for (const body of [{ ...req("the cat"), logprobs: 2 }, { prompt: "a dog", max_tokens: 12, temperature: 0.9, seed: 5, logprobs: 0 }]) {
+    const own = await plain.client.completions.create({ model: "small", ...body });
+    const r = await local.client.completions.create({ model: "small", ...body }).withResponse();
+    assert.equal(r.response.headers.get("x-bonsai-answered-by"), "local");
+    assert.deepEqual((r.data as Tagged).bonsai, { answered_by: "local", confidence: (r.data as Tagged).bonsai!.confidence, probe_tokens: 4, fallback: "upstream_timeout" });
+    assert.deepEqual(r.data.choices, own.choices);
+    assert.deepEqual(r.data.usage, own.usage);
+  }
+  const s = await streamed(local.url, req("the mat. the"));
+  const own = await plain.client.completions.create({ model: "small", ...req("the mat. the") });
+  assert.deepEqual([s.text, s.by], [own.choices[0].text, "local"]);
+  assert.ok(s.fallbacks.length > 0 && s.fallbacks.every((f) => f === "upstream_timeout"), `${s.fallbacks}`);
+  // A chat request too.
+  const messages = [{ role: "user" as const, content: "the cat" }];
+  const c = await local.client.chat.completions.create({ model: "small", messages, max_tokens: 8, temperature: 0 });
+  assert.equal(c.choices[0].message.content, (await plain.client.chat.completions.create({ model: "small", messages, max_tokens: 8, temperature: 0 })).choices[0].message.content);
+  assert.equal(await metricOf(local.url, 'cascade_fallbacks_total{reason="upstream_timeout"}'), 4);
+  assert.equal(await metricOf(local.url, "cascade_upstream_failures_total"), 4);
+  assert.equal(await metricOf(local.url, 'cascade_answered_total{by="local"}'), 4);
+  assert.equal(await metricOf(local.url, 'cascade_answered_total{by="upstream"}'), 0);
+
+  const error = await viaBad("hang", "error");
+  await assert.rejects(error.client.completions.create({ model: "small", ...req("the cat") }), (e: unknown) => {
+    assert.ok(e instanceof OpenAI.APIError);
+    assert.equal(e.status, 504);
+    assert.equal(e.code, "upstream_timeout");
+    return true;
+  });
+  const se = await fetch(`${error.url}/v1/completions`, { method: "POST", body: JSON.stringify({ ...req("a dog"), stream: true }) });
+  assert.equal(se.status, 504);
+  assert.deepEqual(Object.keys(((await se.json()) as { error: object }).error), ["message", "type", "param", "code"]);
+  assert.equal(await metricOf(error.url, "cascade_upstream_failures_total"), 2);
+  assert.equal(await metricOf(error.url, 'cascade_fallbacks_total{reason="upstream_timeout"}'), 0);
+});
+
+test("an upstream answering 500: the local fallback equals the always-local answer; 502 with fallback error; a 4xx is passed through", async () => {
+  const local = await viaBad("500", "local");
+  const always = await serve("small", { threshold: -Infinity });
+  let tokens = 0;
+  for (const p of PROMPTS.slice(0, 3)) {
+    const a = await always.client.completions.create({ model: "small", ...req(p) });
+    const r = (await local.client.completions.create({ model: "small", ...req(p) })) as Tagged & { choices: { text: string }[] };
+    assert.equal(r.choices[0].text, a.choices[0].text);
+    assert.deepEqual(r.bonsai && [r.bonsai.answered_by, r.bonsai.fallback], ["local", "upstream_unavailable"]);
+    tokens += a.usage!.completion_tokens;
+    const s = await streamed(local.url, req(p)), sa = await streamed(always.url, req(p));
+    assert.deepEqual([s.text, s.by], [sa.text, "local"]);
+    tokens += a.usage!.completion_tokens;
+  }
+  assert.equal(await metricOf(local.url, 'cascade_fallbacks_total{reason="upstream_unavailable"}'), 6);
+  assert.equal(await metricOf(local.url, "cascade_upstream_failures_total"), 6);
+  assert.equal(await metricOf(local.url, "cascade_tokens_saved_total"), tokens);
+
+  const error = await viaBad("500", "error");
+  const e = await fetch(`${error.url}/v1/completions`, { method: "POST", body: JSON.stringify(req("the cat")) });
+  assert.equal(e.status, 502);
+  assert.equal(((await e.json()) as { error: { code: string } }).error.code, "upstream_unavailable");
+
+  const four = await viaBad("400", "local");
+  const f = await fetch(`${four.url}/v1/completions`, { method: "POST", body: JSON.stringify(req("the cat")) });
+  assert.equal(f.status, 400);
+  assert.equal(f.headers.get("x-bonsai-answered-by"), "upstream");
+  assert.equal(((await f.json()) as { error: { code: string } }).error.code, "nope");
+  assert.equal(await metricOf(four.url, "cascade_upstream_failures_total"), 0);
+});
+
+test("a streamed upstream that fails: before its first event it falls back; after it, the stream ends with an error event, counted", async () => {
+  const early = await viaBad("headers-then-stall", "local");
+  const s = await streamed(early.url, req("the cat"));
+  assert.deepEqual([s.text, s.by], [(await plain.client.completions.create({ model: "small", ...req("the cat") })).choices[0].text, "local"]);
+  assert.ok(s.fallbacks.length > 0 && s.fallbacks.every((f) => f === "upstream_timeout"));
+  for (const [mode, code] of [["event-then-stall", "upstream_timeout"], ["event-then-break", "upstream_unavailable"]]) {
+    const late = await viaBad(mode, "local");
+    const res = await fetch(`${late.url}/v1/completions`, { method: "POST", body: JSON.stringify({ ...req("the cat"), stream: true }) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-bonsai-answered-by"), "upstream");
+    const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => JSON.parse(e.slice(6)) as Tagged & { choices?: { text: string }[]; error?: Record<string, unknown> });
+    assert.equal(events.length, 2, mode);
+    assert.deepEqual([events[0].choices?.[0].text, events[0].bonsai?.answered_by], ["UPSTREAM", "upstream"]);
+    assert.deepEqual(Object.keys(events[1].error ?? {}), ["message", "type", "param", "code"]);
+    assert.equal(events[1].error!.code, code);
+    assert.equal(await metricOf(late.url, "cascade_upstream_stream_errors_total"), 1);
+    assert.equal(await metricOf(late.url, "cascade_upstream_failures_total"), 1);
+    assert.equal(await metricOf(late.url, `cascade_fallbacks_total{reason="${code}"}`), 0);
+  }
 });
 
 test("bonsai serve: the cascade flags' usage errors", () => {
@@ -218,4 +344,7 @@ test("bonsai serve: the cascade flags' usage errors", () => {
   assertOneLineError(bonsai(...m, "--escalate-to", "http://h/v1", "--escalate-model", "x", "--threshold", "low"), /--threshold must be a number/);
   assertOneLineError(bonsai(...m, "--escalate-to", "http://h/v1", "--escalate-model", "x", "--threshold=-2", "--probe-tokens", "0"), /--probe-tokens must be >= 1/);
   assertOneLineError(bonsai(...m, "--escalate-to", "http://h/v1", "--escalate-model", "x", "--threshold", "1", "--escalate-key-env", "BONSAI_NO_SUCH_VAR"), /BONSAI_NO_SUCH_VAR/);
+  assertOneLineError(bonsai(...m, "--escalate-timeout", "5"), /--escalate-timeout needs --escalate-to/);
+  assertOneLineError(bonsai(...m, "--escalate-to", "http://h/v1", "--escalate-model", "x", "--threshold", "1", "--escalate-timeout", "0"), /--escalate-timeout must be > 0/);
+  assertOneLineError(bonsai(...m, "--escalate-to", "http://h/v1", "--escalate-model", "x", "--threshold", "1", "--escalate-fallback", "upstream"), /--escalate-fallback must be local or error/);
 });

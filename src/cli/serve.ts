@@ -6,7 +6,7 @@ import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, exp
 import { loadModel } from "../io/model-files-node.js";
 import { createServer } from "../serve/server-node.js";
 import { createAppRoutes } from "../serve/app-routes-node.js";
-import { CONFIDENCE_FUNCTIONS, type CascadeOptions, type ConfidenceFunction } from "../serve/cascade.js";
+import { CONFIDENCE_FUNCTIONS, FALLBACKS, type CascadeOptions, type ConfidenceFunction, type Fallback } from "../serve/cascade.js";
 
 export const serveFlags: FlagSpec = {
   model: { type: "string", help: "model directory or file" },
@@ -26,6 +26,8 @@ export const serveFlags: FlagSpec = {
   confidence: { type: "string", help: "cascade: mean-logprob (default), min-prob or entropy (−mean entropy) of the first --probe-tokens tokens" },
   threshold: { type: "string", help: "cascade: escalate when the confidence is below this (a number, inf or -inf; required with --escalate-to)" },
   "probe-tokens": { type: "string", help: "cascade: tokens the confidence looks at (16)" },
+  "escalate-timeout": { type: "string", help: "cascade: seconds the upstream may take to answer (its headers) or stall mid-answer before it is aborted (60)" },
+  "escalate-fallback": { type: "string", help: "cascade: an upstream that fails or times out: local (the local model answers; default) or error (502/504)" },
   ...backendFlags,
   ...expertCacheFlags,
 };
@@ -59,7 +61,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const url = await server.listen(f.int("port", 8080, 0), f.str("host") ?? "127.0.0.1");
-  const escalating = cascade ? `, escalating to ${cascade.url} when ${cascade.confidence} < ${cascade.threshold}` : "";
+  const escalating = cascade ? `, escalating to ${cascade.url} when ${cascade.confidence} < ${cascade.threshold} (timeout ${cascade.timeoutSeconds} s, fallback ${cascade.fallback})` : "";
   process.stderr.write(`bonsai serve: ${basename(modelPath)} on ${describeModelPlace(loaded.model)}, ${server.engine.parallel} parallel × ${server.engine.ctxSize} positions${escalating}; listening on ${url}\n`);
   const grace = f.num("grace", 10, { min: 0 }) * 1000;
   await new Promise<void>((resolve) => {
@@ -75,7 +77,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
 /** The cascade's flags, checked: undefined without --escalate-to; its companions alone are errors. */
 function cascadeFromFlags(f: Flags): CascadeOptions | undefined {
-  const companions = ["escalate-model", "escalate-key-env", "confidence", "threshold", "probe-tokens"];
+  const companions = ["escalate-model", "escalate-key-env", "confidence", "threshold", "probe-tokens", "escalate-timeout", "escalate-fallback"];
   if (!f.has("escalate-to")) {
     const stray = companions.find((c) => f.has(c));
     if (stray !== undefined) throw new UsageError(`--${stray} needs --escalate-to`);
@@ -94,5 +96,8 @@ function cascadeFromFlags(f: Flags): CascadeOptions | undefined {
     apiKey = process.env[f.str("escalate-key-env")!];
     if (!apiKey) throw new UsageError(`--escalate-key-env ${f.str("escalate-key-env")}: the environment variable is empty or unset`);
   }
-  return { url, model: f.str("escalate-model")!, apiKey, confidence: fn as ConfidenceFunction, threshold, probeTokens: f.int("probe-tokens", 16, 1) };
+  const fallback = f.str("escalate-fallback") ?? "local";
+  if (!(FALLBACKS as readonly string[]).includes(fallback)) throw new UsageError(`--escalate-fallback must be ${FALLBACKS.join(" or ")} (got "${fallback}")`);
+  const timeoutSeconds = f.num("escalate-timeout", 60, { min: 0, exclusiveMin: true });
+  return { url, model: f.str("escalate-model")!, apiKey, confidence: fn as ConfidenceFunction, threshold, probeTokens: f.int("probe-tokens", 16, 1), timeoutSeconds, fallback: fallback as Fallback };
 }

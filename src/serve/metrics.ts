@@ -1,7 +1,8 @@
 // GET /metrics: the server's counters in Prometheus' text exposition format (version 0.0.4) —
 // requests by route and status, prompt and generated tokens, running and queued sequences,
 // generation speed and time to first token; with the cascade (serve/cascade.ts), answers by who
-// gave them, upstream latency, upstream failures and the completion tokens answered locally.
+// gave them, upstream latency, upstream failures, local fallbacks by reason, streams that broke
+// off, and the completion tokens answered locally.
 import type { BatchEngine } from "../runtime/batch.js";
 
 export class Metrics {
@@ -11,7 +12,8 @@ export class Metrics {
   private readonly completed = new Map<string, number>();
   /** Set by the cascade: its metrics are listed. */
   cascadeEnabled = false;
-  private readonly cascade = { local: 0, upstream: 0, upstreamSeconds: 0, failed: 0, tokensSaved: 0 };
+  private readonly cascade = { local: 0, upstream: 0, upstreamSeconds: 0, failed: 0, tokensSaved: 0, brokeOff: 0 };
+  private readonly fallbacks = new Map<string, number>([["upstream_unavailable", 0], ["upstream_timeout", 0]]);
 
   constructor(private readonly engine: BatchEngine) {}
 
@@ -39,6 +41,16 @@ export class Metrics {
 
   upstreamFailed(): void {
     this.cascade.failed++;
+  }
+
+  /** An escalated request the local model answered after the upstream failed. */
+  cascadeFellBack(reason: string): void {
+    this.fallbacks.set(reason, (this.fallbacks.get(reason) ?? 0) + 1);
+  }
+
+  /** A streamed upstream answer that failed after it had begun (ended with an error event). */
+  cascadeStreamBrokeOff(): void {
+    this.cascade.brokeOff++;
   }
 
   text(): string {
@@ -70,7 +82,9 @@ export class Metrics {
         `bonsai_cascade_upstream_seconds_sum ${k.upstreamSeconds}`,
         `bonsai_cascade_upstream_seconds_count ${k.upstream}`,
       );
-      metric("cascade_upstream_failures_total", "counter", "Escalations the upstream did not answer (502).", [["", k.failed]]);
+      metric("cascade_upstream_failures_total", "counter", "Escalations the upstream failed: unreachable, 5xx, broken off or timed out.", [["", k.failed]]);
+      metric("cascade_fallbacks_total", "counter", "Failed escalations answered by the local model, by reason.", [...this.fallbacks].map(([r, n]) => [`reason="${r}"`, n]));
+      metric("cascade_upstream_stream_errors_total", "counter", "Streamed upstream answers that failed after they had begun (ended with an error event).", [["", k.brokeOff]]);
       metric("cascade_tokens_saved_total", "counter", "Completion tokens answered locally instead of upstream.", [["", k.tokensSaved]]);
     }
     return lines.join("\n") + "\n";

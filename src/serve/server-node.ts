@@ -19,7 +19,7 @@ import { noGrad, scope } from "../tensor/tensor.js";
 import { ApiError, type Finish, type TokenLogprob, completionLogprobs, errorBody, generationRequest, parseBody, str, tokenLogprob, usage } from "./openai.js";
 import { Metrics } from "./metrics.js";
 import { type AppRouteHandler, setCrossOriginIsolation } from "./app-routes-node.js";
-import { ANSWERED_BY_HEADER, Cascade, type CascadeOptions, type CascadeTag } from "./cascade.js";
+import { ANSWERED_BY_HEADER, Cascade, type CascadeOptions, type CascadeTag, type FallbackReason } from "./cascade.js";
 
 export interface ServeOptions {
   tokenizer: Tokenizer;
@@ -144,13 +144,20 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
     let held: object[] | null = gate ? [] : null, tag: CascadeTag | undefined;
     const sse = (data: object): void => void (held ? held.push(data) : res.write(`data: ${JSON.stringify(tag ? { ...data, bonsai: tag } : data)}\n\n`));
     const sseHead = (): void => void res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", Connection: "keep-alive", ...(tag && { [ANSWERED_BY_HEADER]: "local" }) });
-    /** The cascade's decision; true when the upstream answered (the local generation stopped). */
+    /**
+     * The cascade's decision; true when the upstream answered (the local generation, kept running
+     * until then, stopped). An upstream failure falls back to the local generation, or throws.
+     */
     const decide = async (): Promise<boolean> => {
       tag = gate!.decide();
       if (tag.answered_by === "upstream") {
-        abort.abort();
-        await cascade!.forward(res, chat, body, g.stream, tag);
-        return true;
+        const failed = await cascade!.forward(res, chat, body, g.stream, tag, () => abort.abort());
+        if (failed === null) return true;
+        if (cascade!.fallback === "error") {
+          abort.abort();
+          throw failed;
+        }
+        tag = { ...tag, answered_by: "local", fallback: failed.code as FallbackReason };
       }
       if (g.stream) sseHead();
       const out = held!;
@@ -202,7 +209,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
       return;
     }
     if (gate && !gate.decision && (await decide())) return; // an answer shorter than the probe
-    if (cascade) cascade.answeredLocally(generated);
+    if (cascade) cascade.answeredLocally(generated, tag?.fallback);
     metrics.finished(chat ? "chat" : "completions", ids.length, generated, stream.firstTokenSeconds);
     const u = usage(ids.length, generated);
     if (g.stream) {
