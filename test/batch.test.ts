@@ -1,13 +1,15 @@
 // Continuous batching (runtime/batch.ts): sequences that decode together, join mid-way and
 // prefill in chunks get exactly the tokens each gets from generateTokens alone with the same
-// seed; finish reasons, log-probabilities, cancellation and a full queue behave as a server needs.
+// seed (with speculative decoding: from speculativeTokens alone); finish reasons,
+// log-probabilities, cancellation and a full queue behave as a server needs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createBackend } from "../src/backend/index.js";
 import { Llama } from "../src/nn/llama.js";
 import type { LlamaConfig } from "../src/nn/config.js";
 import { generateTokens } from "../src/runtime/generate.js";
-import { BatchEngine, type BatchRequest, FEW_ROWS, QueueFullError, chunkLength } from "../src/runtime/batch.js";
+import { BatchEngine, type BatchRequest, type BatchSpeculative, FEW_ROWS, QueueFullError, chunkLength } from "../src/runtime/batch.js";
+import { emptySpeculativeStats, speculativeTokens } from "../src/runtime/speculative.js";
 
 const config: LlamaConfig = {
   vocab_size: 61, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
@@ -116,4 +118,49 @@ test("finish reasons, log-probabilities, cancellation, context and queue limits"
   assert.deepEqual(await collect(waiting), await alone(model, requests[2]));
   assert.throws(() => new BatchEngine(model, { prefillChunk: FEW_ROWS }), /prefill chunk must be an integer/);
   model.dispose();
+});
+
+test("speculative batched sequences get exactly speculativeTokens's tokens alone: a draft model (fixed K, confidence, heuristic), prompt lookup", async () => {
+  const be = await createBackend("wasm", { threads: 1 });
+  const model = Llama.init(be, config, 4);
+  // A draft that agrees often (the target itself: every draft accepted at temperature 0, the bonus
+  // path) and one that rarely does (another initialisation: rejections and residual draws).
+  const twin = Llama.init(be, config, 4), stranger = Llama.init(be, { ...config, hidden_size: 32, intermediate_size: 48 }, 9);
+  const cases: [string, BatchSpeculative][] = [
+    ["twin, K=3", { draft: twin, draftTokens: 3 }],
+    ["stranger, auto (confidence)", { draft: stranger, draftTokens: "auto", pMin: 0.02, maxDraftTokens: 5 }],
+    ["stranger, auto (heuristic)", { draft: stranger, draftTokens: "auto", adaptive: "heuristic", maxDraftTokens: 6 }],
+    ["prompt lookup", { draft: "ngram", draftTokens: 4 }],
+  ];
+  for (const [name, sc] of cases) {
+    const stats = emptySpeculativeStats();
+    const want = await Promise.all(requests.map(async (r) => {
+      const out: number[] = [];
+      for await (const t of speculativeTokens(model, r.prompt, { ...r, speculative: { ...sc, stats } })) out.push(t);
+      return out;
+    }));
+    const engine = new BatchEngine(model, { parallel: 4, prefillChunk: 20, speculative: sc });
+    const first = engine.submit(requests[0]);
+    const it = first[Symbol.asyncIterator]();
+    const head = await it.next(); // the rest join a running sequence
+    const rest = requests.slice(1).map((r) => collect(engine.submit(r)));
+    const out0: number[] = head.done ? [] : [head.value.token];
+    for (let r = await it.next(); !r.done; r = await it.next()) out0.push(r.value.token);
+    const got = [out0, ...(await Promise.all(rest))];
+    got.forEach((g, i) => assert.deepEqual(g, want[i], `${name}, request ${i}`));
+    const c = engine.counts;
+    assert.equal(c.generatedTokens, want.flat().length, name);
+    assert.equal(c.draftedTokens, stats.drafted, name);
+    assert.equal(c.acceptedDrafts, stats.accepted, name);
+    assert.ok(c.draftedTokens > 0, name);
+    // The twin's q is p: every draft is accepted. The others meet both outcomes.
+    if (sc.draft === twin) assert.equal(c.acceptedDrafts, c.draftedTokens, name);
+    else assert.ok(c.acceptedDrafts > 0 && c.acceptedDrafts < c.draftedTokens, `${name}: ${c.acceptedDrafts}/${c.draftedTokens}`);
+  }
+  // At temperature 0 the output is the target's greedy output.
+  const greedy = requests.filter((r) => r.temperature === 0);
+  const engine = new BatchEngine(model, { speculative: { draft: stranger, draftTokens: 2 } });
+  for (const r of greedy) assert.deepEqual(await collect(engine.submit(r)), await alone(model, r));
+  assert.throws(() => new BatchEngine(model, { speculative: { draft: Llama.init(be, { ...config, vocab_size: 60 }, 1) } }), /vocabulary has 60 tokens/);
+  for (const m of [model, twin, stranger]) m.dispose();
 });

@@ -12,14 +12,24 @@
 // longer than FEW_ROWS is cut into chunks longer than FEW_ROWS (the last one absorbs a short
 // tail). Weights kept quantized round differently in the few-row kernel than in the one-row one
 // (equal to float rounding), and so do MoE layers, whose experts see varying numbers of rows.
+//
+// Speculative decoding (llama-server's --draft with slots): with `speculative`, every decoding
+// sequence drafts up to K tokens per step — prompt lookup, or a draft model whose passes run
+// batched over the sequences still drafting — and one target pass verifies every sequence's
+// drafts together (speculative.ts's verifyDrafts). A sequence then gets exactly the tokens
+// speculativeTokens gives it alone with the same seed: the same drafts, rows and draws (the
+// target's greedy output at temperature 0). As speculativeTokens does, its target cache is
+// prefilled with the prompt but its last token, which the first round feeds.
 import type { FloatArray } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
+import { ngramDraft } from "./ngram-draft.js";
+import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, pointMass, topProbability, validateSpeculativeConfig, verifyDrafts } from "./speculative.js";
 import { Rng } from "../util/rng.js";
 import { type SampleOptions, sampleToken, validateSampleOptions } from "./sample.js";
 import { Session } from "./session.js";
 import { Tensor } from "../tensor/tensor.js";
 import { topKOf } from "../backend/top-k.js";
-import { logSumExpOf } from "./sample.js";
+import { drawFrom, finalProbs, logSumExpOf } from "./sample.js";
 
 /** See the header: the row count up to which a pass computes each row as alone. */
 export const FEW_ROWS = 16;
@@ -67,7 +77,11 @@ export interface BatchEngineOptions {
   prefillChunk?: number;
   /** Requests waiting for a slot before submit refuses more (default 64). */
   maxQueue?: number;
+  /** Speculative decoding for every sequence: a draft model over the same vocabulary, or prompt lookup. */
+  speculative?: BatchSpeculative;
 }
+
+export type BatchSpeculative = Pick<SpeculativeConfig, "draftTokens" | "adaptive" | "maxDraftTokens" | "pMin" | "nMax" | "nMin"> & { draft: Llama | "ngram" };
 
 /** submit() when the queue is full (a server answers 429). */
 export class QueueFullError extends Error {}
@@ -77,8 +91,11 @@ export interface EngineCounts {
   queued: number;
   promptTokens: number;
   generatedTokens: number;
-  /** Seconds spent in forward passes. */
+  /** Seconds spent in forward passes (and drafting). */
   busySeconds: number;
+  /** Speculative decoding: tokens drafted, and drafts the target accepted. */
+  draftedTokens: number;
+  acceptedDrafts: number;
 }
 
 /** A sequence in a slot: its cache, context, sampler and where its prompt is. */
@@ -95,6 +112,19 @@ interface Slot {
   next: number | null;
   stop: Set<number>;
   started: number;
+  /** Speculative decoding: the draft model's cache (null: prompt lookup) and the current K; null without. */
+  spec: { draft: Session | null; k: number } | null;
+}
+
+/** A sequence's part of one speculative round. */
+interface Round {
+  slot: Slot;
+  /** Most drafts this round may propose. */
+  limit: number;
+  drafts: number[];
+  qs: Float64Array[];
+  /** Drafts fed back into the draft model's cache. */
+  fed: number;
 }
 
 export class BatchEngine {
@@ -105,7 +135,8 @@ export class BatchEngine {
   private readonly slots: Slot[] = [];
   private readonly queue: { req: BatchRequest; out: Channel }[] = [];
   private running = false;
-  private readonly totals = { promptTokens: 0, generatedTokens: 0, busySeconds: 0 };
+  private readonly totals = { promptTokens: 0, generatedTokens: 0, busySeconds: 0, draftedTokens: 0, acceptedDrafts: 0 };
+  private readonly spec: (BatchSpeculative & { fixedK: number | null; maxK: number; rule: AdaptiveRule; pMin: number }) | null;
 
   constructor(
     readonly model: Llama,
@@ -121,6 +152,14 @@ export class BatchEngine {
     this.ctxSize = int(opts.ctxSize, c.max_position_embeddings, 1, c.max_position_embeddings, "context size");
     this.prefillChunk = int(opts.prefillChunk, 128, FEW_ROWS + 1, 1 << 20, "prefill chunk");
     this.maxQueue = int(opts.maxQueue, 64, 0, 1 << 20, "queue size");
+    const sc = opts.speculative;
+    if (sc === undefined) this.spec = null;
+    else {
+      validateSpeculativeConfig(sc, model);
+      const fixedK = sc.draftTokens === undefined || sc.draftTokens === "auto" ? null : sc.draftTokens;
+      const rule = sc.draft === "ngram" ? "heuristic" : (sc.adaptive ?? DEFAULT_ADAPTIVE_RULE);
+      this.spec = { ...sc, fixedK, maxK: fixedK ?? sc.maxDraftTokens ?? 16, rule, pMin: sc.pMin ?? 0.75 };
+    }
   }
 
   get counts(): EngineCounts {
@@ -177,11 +216,20 @@ export class BatchEngine {
         out.end("abort");
         continue;
       }
-      const session = new Session(this.model, { maxSeq: Math.min(this.ctxSize, req.prompt.length + req.maxTokens) });
-      this.slots.push({
+      const cap = req.prompt.length + req.maxTokens;
+      const session = new Session(this.model, { maxSeq: Math.min(this.ctxSize, cap) });
+      const sp = this.spec;
+      const spec = sp && {
+        draft: sp.draft === "ngram" ? null : new Session(sp.draft, { maxSeq: Math.min(sp.draft.config.max_position_embeddings, cap) }),
+        // The heuristic's K starts at 4, as speculativeTokens's.
+        k: sp.fixedK ?? (sp.rule === "heuristic" ? Math.min(4, sp.maxK) : sp.maxK),
+      };
+      const slot: Slot = {
         req, out, session, rng: new Rng(req.seed ?? 0), context: [...req.prompt], prefilled: 0, generated: 0, next: null,
-        stop: new Set(req.stopIds ?? []), started: out.submitted,
-      });
+        stop: new Set(req.stopIds ?? []), started: out.submitted, spec,
+      };
+      this.slots.push(slot);
+      if (spec && req.prompt.length === 1) this.startRounds(slot);
     }
   }
 
@@ -189,6 +237,7 @@ export class BatchEngine {
     const i = this.slots.indexOf(slot);
     if (i >= 0) this.slots.splice(i, 1);
     slot.session.dispose();
+    slot.spec?.draft?.dispose();
     if (error !== undefined) slot.out.fail(error);
     else slot.out.end(reason);
   }
@@ -197,16 +246,125 @@ export class BatchEngine {
   private async step(): Promise<void> {
     for (const s of [...this.slots]) if (s.req.signal?.aborted) this.finish(s, "abort");
     const decoding = this.slots.filter((s) => s.next !== null);
-    for (let g = 0; g < decoding.length; g += FEW_ROWS) {
-      const group = decoding.slice(g, g + FEW_ROWS);
-      await this.run(group.map((s) => ({ slot: s, ids: [s.next!], last: true })));
+    if (this.spec) await this.speculativeRound(decoding);
+    else {
+      for (let g = 0; g < decoding.length; g += FEW_ROWS) {
+        const group = decoding.slice(g, g + FEW_ROWS);
+        await this.run(group.map((s) => ({ slot: s, ids: [s.next!], last: true })));
+      }
     }
     const filling = this.slots.find((s) => s.next === null);
     if (filling) {
-      const n = chunkLength(filling.req.prompt.length, filling.prefilled, this.prefillChunk);
+      // Speculative rounds feed the prompt's last token themselves.
+      const total = filling.req.prompt.length - (filling.spec ? 1 : 0);
+      const n = chunkLength(total, filling.prefilled, this.prefillChunk);
       const ids = filling.req.prompt.slice(filling.prefilled, filling.prefilled + n);
-      await this.run([{ slot: filling, ids, last: filling.prefilled + n === filling.req.prompt.length }]);
+      await this.run([{ slot: filling, ids, last: !filling.spec && filling.prefilled + n === total }]);
+      if (filling.spec && filling.prefilled === total && this.slots.includes(filling)) {
+        // The draft model's cache takes the same prefix in one pass, as speculativeTokens's does.
+        const d = filling.spec.draft;
+        const t0 = performance.now();
+        try {
+          if (d && filling.req.prompt.length <= d.maxSeq) await d.prefill(filling.req.prompt.slice(0, -1));
+        } catch (e) {
+          this.finish(filling, "stop", e);
+          return;
+        }
+        this.totals.busySeconds += (performance.now() - t0) / 1000;
+        this.startRounds(filling);
+      }
     }
+  }
+
+  /** A speculative sequence's prompt is in the caches but its last token, which the first round feeds. */
+  private startRounds(slot: Slot): void {
+    slot.next = slot.req.prompt[slot.req.prompt.length - 1];
+    this.totals.promptTokens++;
+  }
+
+  /**
+   * One speculative round for every decoding sequence: drafts, one target pass verifying them all
+   * (in groups, see passes), then each sequence's accepted drafts and new token, and its caches
+   * rolled back to what it accepted. The steps are speculativeTokens's, sequence by sequence.
+   */
+  private async speculativeRound(slots: Slot[]): Promise<void> {
+    if (slots.length === 0) return;
+    const sp = this.spec!, vocab = this.model.config.vocab_size;
+    const t0 = performance.now();
+    const rounds: Round[] = slots.map((slot) => {
+      const { session, spec, context, req } = slot;
+      // Drafts beyond what can be emitted, or beyond the caches, are never proposed.
+      let limit = Math.min(spec!.k, req.maxTokens - slot.generated - 1, session.maxSeq - context.length);
+      if (spec!.draft) limit = Math.min(limit, spec!.draft.maxSeq - context.length + 1);
+      return { slot, limit, drafts: [], qs: [], fed: 0 };
+    });
+    let rows: FloatArray[][];
+    try {
+      // 1. Drafts: prompt lookup, or the draft model — its pending tokens, then one token per pass,
+      // the sequences still drafting side by side.
+      let feeding: { round: Round; ids: number[] }[] = [];
+      for (const r of rounds) {
+        if (r.limit <= 0) continue;
+        const d = r.slot.spec!.draft;
+        if (d) feeding.push({ round: r, ids: r.slot.context.slice(d.position) });
+        else for (const x of ngramDraft(r.slot.context, r.limit, sp)) {
+          r.drafts.push(x);
+          r.qs.push(pointMass(vocab, x));
+        }
+      }
+      while (feeding.length > 0) {
+        const rows = await passes(sp.draft as Llama, feeding.map((f) => ({ session: f.round.slot.spec!.draft!, ids: f.ids, logits: 1 })));
+        const next: typeof feeding = [];
+        feeding.forEach(({ round: r }, j) => {
+          const logits = rows[j][0], s = r.slot;
+          if (sp.fixedK === null && sp.rule === "confidence" && topProbability(logits) < sp.pMin) return;
+          const q = finalProbs(logits, s.req, penaltyHistory(s, r.drafts));
+          const x = drawFrom(q, s.rng);
+          r.drafts.push(x);
+          r.qs.push(q);
+          if (r.drafts.length < r.limit) {
+            r.fed++;
+            next.push({ round: r, ids: [x] });
+          }
+        });
+        feeding = next;
+      }
+      // 2. One target pass over each sequence's pending token and its drafts, every row's logits.
+      rows = await passes(this.model, rounds.map((r) => ({
+        session: r.slot.session, ids: r.slot.context.slice(r.slot.session.position).concat(r.drafts), logits: r.drafts.length + 1,
+      })));
+    } catch (e) {
+      for (const r of rounds) this.finish(r.slot, "stop", e);
+      return;
+    }
+    this.totals.busySeconds += (performance.now() - t0) / 1000;
+    rounds.forEach((r, j) => this.endRound(r, rows[j]));
+  }
+
+  /** 3 and 4 of a round: accept, emit, roll the caches back, adapt K. `rows[i]`: the target's logits at drafts[i]'s position. */
+  private endRound(r: Round, rows: FloatArray[]): void {
+    const s = r.slot, spec = s.spec!, sp = this.spec!;
+    if (s.req.signal?.aborted) return this.finish(s, "abort");
+    const { accepted, next } = verifyDrafts((i) => rows[i], r.drafts, r.qs, s.req, (prefix) => penaltyHistory(s, prefix), s.rng);
+    this.totals.draftedTokens += r.drafts.length;
+    this.totals.acceptedDrafts += accepted;
+    const oldLength = s.context.length;
+    s.session.truncate(oldLength + accepted);
+    // The draft cache holds the old context and the drafts fed back; it keeps what was accepted of them.
+    if (spec.draft && r.limit > 0) spec.draft.truncate(oldLength + Math.min(accepted, r.fed));
+    if (sp.fixedK === null && sp.rule === "heuristic" && r.drafts.length > 0) spec.k = accepted === r.drafts.length ? Math.min(spec.k + 2, sp.maxK) : Math.max(1, spec.k - 1);
+    const out = r.drafts.slice(0, accepted);
+    out.push(next);
+    for (let i = 0; i < out.length; i++) {
+      const token = out[i];
+      if (s.stop.has(token)) return this.finish(s, "stop");
+      s.context.push(token);
+      s.generated++;
+      this.totals.generatedTokens++;
+      s.out.push(withLogprobs(token, rows[i], s.req.logprobs, s.req.entropy === true));
+      if (s.generated === s.req.maxTokens || s.context.length >= this.ctxSize) return this.finish(s, "length");
+    }
+    s.next = next;
   }
 
   /** One forward pass over the rows of `items`; then each item whose last row was in it samples. */
@@ -214,7 +372,7 @@ export class BatchEngine {
     const t0 = performance.now();
     let rows: FloatArray[];
     try {
-      rows = await batchedPass(this.model, items.map((it) => ({ session: it.slot.session, ids: it.ids, logits: it.last })));
+      rows = await batchedPass(this.model, items.map((it) => ({ session: it.slot.session, ids: it.ids, logits: it.last ? 1 : 0 })));
     } catch (e) {
       for (const it of items) this.finish(it.slot, "stop", e);
       return;
@@ -260,12 +418,19 @@ export function chunkLength(total: number, done: number, chunk: number): number 
   return left - chunk <= FEW_ROWS ? left : chunk;
 }
 
+/** A session's new tokens in a batched pass, and how many of its last rows' logits to return. */
+export interface PassPart {
+  session: Session;
+  ids: number[];
+  logits: number;
+}
+
 /**
  * One forward pass over several sessions' new tokens: their rows side by side, each with its own
- * positions and attending over its own cache. Returns the last row's logits of every part with
- * `logits`, in order.
+ * positions and attending over its own cache. Returns the logits of every part's last `logits`
+ * rows, in order.
  */
-export async function batchedPass(model: Llama, parts: { session: Session; ids: number[]; logits: boolean }[]): Promise<FloatArray[]> {
+export async function batchedPass(model: Llama, parts: PassPart[]): Promise<FloatArray[]> {
   const ids = Int32Array.from(parts.flatMap((p) => p.ids));
   const positions = Int32Array.from(parts.flatMap((p) => p.ids.map((_, j) => p.session.position + j)));
   const starts: number[] = [];
@@ -274,7 +439,7 @@ export async function batchedPass(model: Llama, parts: { session: Session; ids: 
     starts.push(n);
     n += p.ids.length;
   }
-  const logitRows = Int32Array.from(parts.flatMap((p, i) => (p.logits ? [starts[i] + p.ids.length - 1] : [])));
+  const logitRows = Int32Array.from(parts.flatMap((p, i) => Array.from({ length: p.logits }, (_, j) => starts[i] + p.ids.length - p.logits + j)));
   const attend = (l: number, q: Tensor, k: Tensor, v: Tensor): Tensor => {
     if (parts.length === 1) return parts[0].session.attendAt(l, parts[0].session.position, q, k, v);
     const be = q.backend, qDim = q.size / n, kvDim = k.size / n;
@@ -301,6 +466,46 @@ export async function batchedPass(model: Llama, parts: { session: Session; ids: 
   } finally {
     logits.dispose();
   }
+}
+
+/**
+ * batchedPass over parts in groups that keep each row's arithmetic what it is alone (see the
+ * header): parts of at most FEW_ROWS rows packed into passes of at most FEW_ROWS rows, longer
+ * parts together in one pass. Returns each part's logits rows.
+ */
+async function passes(model: Llama, parts: PassPart[]): Promise<FloatArray[][]> {
+  const out: FloatArray[][] = new Array(parts.length);
+  const groups: number[][] = [];
+  const long: number[] = [];
+  let group: number[] = [], rows = 0;
+  parts.forEach((p, i) => {
+    if (p.ids.length > FEW_ROWS) return void long.push(i);
+    if (rows + p.ids.length > FEW_ROWS) {
+      groups.push(group);
+      group = [];
+      rows = 0;
+    }
+    group.push(i);
+    rows += p.ids.length;
+  });
+  if (group.length > 0) groups.push(group);
+  if (long.length > 0) groups.push(long);
+  for (const g of groups) {
+    const flat = await batchedPass(model, g.map((i) => parts[i]));
+    let r = 0;
+    for (const i of g) {
+      out[i] = flat.slice(r, r + parts[i].logits);
+      r += parts[i].logits;
+    }
+  }
+  return out;
+}
+
+/** What the penalties read before a drafted position: the context and the drafts before it (no copy when off). */
+function penaltyHistory(s: Slot, drafts: readonly number[]): readonly number[] {
+  const o = s.req;
+  const penalized = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
+  return penalized ? s.context.concat(drafts) : s.context;
 }
 
 /** The token with its log-probability and the `top` most likely alternatives (log-softmax of the row), and the row's entropy if asked. */

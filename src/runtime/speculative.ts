@@ -136,7 +136,8 @@ export function checkDraftVocabulary(target: Llama | DecoderModel, draft: Llama 
   }
 }
 
-function validateConfig(c: SpeculativeConfig, target: DecoderModel): void {
+/** Throws a one-line error for bad options, or a draft model whose vocabulary is not the target's. */
+export function validateSpeculativeConfig(c: SpeculativeConfig, target: Llama | DecoderModel): void {
   const k = c.draftTokens ?? "auto";
   if (k !== "auto" && !(Number.isInteger(k) && k >= 1)) throw new Error(`draft tokens must be an integer >= 1 or "auto" (got ${k})`);
   const m = c.maxDraftTokens ?? 16;
@@ -150,7 +151,7 @@ function validateConfig(c: SpeculativeConfig, target: DecoderModel): void {
 }
 
 /** The draft model's probability of its most likely token (temperature 1): its confidence. */
-function topProbability(logits: ArrayLike<number>): number {
+export function topProbability(logits: ArrayLike<number>): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
   let z = 0;
@@ -159,7 +160,7 @@ function topProbability(logits: ArrayLike<number>): number {
 }
 
 /** A point mass: the q of a deterministic drafter. */
-function pointMass(size: number, x: number): Float64Array {
+export function pointMass(size: number, x: number): Float64Array {
   const q = new Float64Array(size);
   q[x] = 1;
   return q;
@@ -173,7 +174,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
   validateSampleOptions(o);
   const sc = o.speculative;
   const target = asDecoder(targetModel);
-  validateConfig(sc, target);
+  validateSpeculativeConfig(sc, target);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new Error(`max tokens must be a non-negative integer (got ${o.maxTokens})`);
   if (prompt.length === 0) throw new Error("generation needs at least one prompt token");
   const vocab = target.vocabSize;
@@ -279,27 +280,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
       ss.targetPasses++;
 
       // 3. Accept drafts while rng < p(x)/q(x); at the first rejection draw from the residual.
-      let accepted = 0, next = -1;
-      for (let i = 0; i < drafts.length; i++) {
-        const row = rows.subarray((first + i) * V, (first + i + 1) * V);
-        const p = finalProbs(row, o, history(drafts.slice(0, i)));
-        const x = drafts[i], q = qs[i];
-        if (q[x] <= p[x] || rng.next() * q[x] < p[x]) {
-          accepted++;
-          continue;
-        }
-        const residual = new Float64Array(V);
-        let mass = 0;
-        for (let t = 0; t < V; t++) mass += residual[t] = sc.wrongResidual ? p[t] : Math.max(0, p[t] - q[t]);
-        // p(x) < q(x) leaves mass > 0 in exact arithmetic; rounding to 0 would mean p ≈ q: draw from p.
-        next = drawFrom(mass > 0 ? residual : p, rng);
-        break;
-      }
-      if (next < 0) {
-        // Every draft accepted (or none proposed): the bonus token from the target's last row.
-        const r = first + drafts.length;
-        next = drawFrom(finalProbs(rows.subarray(r * V, (r + 1) * V), o, history(drafts)), rng);
-      }
+      const { accepted, next } = verifyDrafts((i) => rows.subarray((first + i) * V, (first + i + 1) * V), drafts, qs, o, history, rng, sc.wrongResidual);
       ss.targetSeconds += now() - t0;
       ss.accepted += accepted;
 
@@ -334,4 +315,29 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
     tSession.dispose();
     dSession?.dispose();
   }
+}
+
+/**
+ * Step 3 of a round: `row(i)` is the target's logits row for the position of drafts[i] (and
+ * row(drafts.length) the one after the last draft). Draft x is accepted while rng < p(x)/q(x); at
+ * the first rejection the round's new token is drawn from norm(max(0, p − q)), and when every
+ * draft is accepted it is drawn from the last row. `history(prefix)` is what the penalties read
+ * before a position. Returns how many drafts were accepted and the new token.
+ */
+export function verifyDrafts(
+  row: (i: number) => FloatArray, drafts: readonly number[], qs: readonly Float64Array[], o: GenerateOptions,
+  history: (drafts: number[]) => readonly number[], rng: Rng, wrongResidual = false,
+): { accepted: number; next: number } {
+  for (let i = 0; i < drafts.length; i++) {
+    const p = finalProbs(row(i), o, history(drafts.slice(0, i)));
+    const x = drafts[i], q = qs[i];
+    if (q[x] <= p[x] || rng.next() * q[x] < p[x]) continue;
+    const residual = new Float64Array(p.length);
+    let mass = 0;
+    for (let t = 0; t < p.length; t++) mass += residual[t] = wrongResidual ? p[t] : Math.max(0, p[t] - q[t]);
+    // p(x) < q(x) leaves mass > 0 in exact arithmetic; rounding to 0 would mean p ≈ q: draw from p.
+    return { accepted: i, next: drawFrom(mass > 0 ? residual : p, rng) };
+  }
+  // Every draft accepted (or none proposed): the bonus token from the target's last row.
+  return { accepted: drafts.length, next: drawFrom(finalProbs(row(drafts.length), o, history([...drafts])), rng) };
 }
