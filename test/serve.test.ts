@@ -14,7 +14,7 @@ import { createBackend } from "../src/backend/index.js";
 import { loadModel } from "../src/io/model-files-node.js";
 import { stream, promptIds } from "../src/runtime/stream.js";
 import { type BonsaiServer, createServer } from "../src/serve/server-node.js";
-import { CLI, bonsai } from "./cli-helpers.js";
+import { CLI, assertOneLineError, bonsai } from "./cli-helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-serve-"));
 const corpus = join(tmp, "corpus.txt"), dir = join(tmp, "model");
@@ -74,6 +74,22 @@ test("completions and chat through the openai client: the library's text, stream
   const entries = lp.choices[0].logprobs!.content!;
   assert.equal(entries.length, 4);
   for (const e of entries) assert.ok(e.logprob <= 0 && e.top_logprobs.length === 3 && e.top_logprobs[0].logprob === e.logprob);
+});
+
+test("--draft: speculative serving answers the library's text, with the draft counters in /metrics", async () => {
+  const prompts = ["the cat", "a dog", "the mat. the", "a cat and a dog sat on"];
+  const want = await Promise.all(prompts.map((p) => alone(p, { maxTokens: 16, temperature: 0, seed: 0 })));
+  // A draft model (the target itself: every draft accepted) and prompt lookup.
+  for (const speculative of [{ draft: model, draftTokens: 3 as const }, { draft: "ngram" as const, draftTokens: "auto" as const }]) {
+    const { client, url } = await start({ speculative });
+    const got = await Promise.all(prompts.map((p) => client.completions.create({ model: "tiny", prompt: p, max_tokens: 16, temperature: 0 })));
+    got.forEach((r, i) => assert.equal(r.choices[0].text, want[i], prompts[i]));
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const drafted = Number(/bonsai_draft_tokens_total (\d+)/.exec(metrics)![1]), accepted = Number(/bonsai_draft_accepted_total (\d+)/.exec(metrics)![1]);
+    if (speculative.draft === model) assert.ok(drafted > 0 && accepted === drafted, metrics);
+    else assert.ok(accepted <= drafted, metrics);
+  }
+  assertOneLineError(bonsai("serve", "--model", dir, "--draft-tokens", "3"), /--draft-tokens needs --draft/);
 });
 
 test("embeddings, models, health and metrics", async () => {
@@ -138,7 +154,7 @@ test("errors in OpenAI's shape; a full queue is 429; a client that leaves frees 
 });
 
 test("bonsai serve: SIGTERM lets a running stream finish, then exits 0", async () => {
-  const child = spawn(process.execPath, [CLI, "serve", "--model", dir, "--port", "0", "--threads", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "serve", "--model", dir, "--port", "0", "--threads", "1", "--draft", "ngram"], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr.on("data", (d: Buffer) => {
@@ -157,4 +173,5 @@ test("bonsai serve: SIGTERM lets a running stream finish, then exits 0", async (
   assert.ok(body.trimEnd().endsWith("data: [DONE]"), body.slice(-200));
   const code = await new Promise<number | null>((r) => child.on("exit", r));
   assert.equal(code, 0, err);
+  assert.match(err, /drafting with ngram \(auto\)/);
 });

@@ -1,11 +1,12 @@
 // `bonsai generate`: sample text from a model. Generated text only goes to stdout, streamed
 // as it is produced; statistics go to stderr.
-import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags, placementFlags } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags, placementFlags } from "./args.js";
 import { loadModel, readTextFile } from "../io/model-files-node.js";
 import { type ChatMessage, DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../runtime/chat.js";
 import { type GenerationStats, emptyStats } from "../runtime/generate.js";
 import type { SampleOptions } from "../runtime/sample.js";
-import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, checkDraftVocabulary, emptySpeculativeStats, summarizeSpeculative } from "../runtime/speculative.js";
+import { type SpeculativeConfig, emptySpeculativeStats, summarizeSpeculative } from "../runtime/speculative.js";
+import { draftFlags, draftFromFlags, speculativeFlags } from "./draft-flags.js";
 import { promptIds, stream } from "../runtime/stream.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Llama } from "../nn/llama.js";
@@ -34,13 +35,7 @@ export const generateFlags: FlagSpec = {
   dequantize: { type: "boolean", help: "run a GGUF's Q8_0/Q4_0/F16 weights as f32 (default: kept as stored, quantized kernels)" },
   "f32-activations": { type: "boolean", help: "quantized weights: keep activations in f32 (float sums, as --dequantize's) instead of rounding them to Q8_0 for integer dot products as llama.cpp does (the default; faster)" },
   "no-fuse": { type: "boolean", help: "run the graph as trained: no stacked Q/K/V and gate/up, no folded norm gains" },
-  draft: { type: "string", help: "speculative decoding: a draft model (same vocabulary), or 'ngram' for prompt lookup" },
-  "draft-backend": { type: "string", help: "the draft model's backend (default: --backend's), e.g. wasm beside a webgpu target" },
-  "draft-tokens": { type: "string", help: "tokens drafted per target pass, or 'auto' to adapt it (auto)" },
-  "draft-adapt": { type: "string", help: "auto's rule: confidence (stop under --draft-p-min) or heuristic (+2/-1) (confidence)" },
-  "draft-p-min": { type: "string", help: "confidence rule: stop drafting when the draft's top probability is below this (0.75)" },
-  "ngram-max": { type: "string", help: "--draft ngram: longest context suffix looked up (4)" },
-  "ngram-min": { type: "string", help: "--draft ngram: shortest context suffix looked up (1)" },
+  ...draftFlags,
   ...backendFlags,
   ...placementFlags,
   ...expertCacheFlags,
@@ -102,39 +97,6 @@ function applyChat(r: SampleRequest, chat: NonNullable<ReturnType<typeof chatFla
   r.stopIds = stops.stopIds;
 }
 
-/** The speculative flags, checked (without the drafter, loaded later); null without --draft. */
-function speculativeFlags(f: Flags): Omit<SpeculativeConfig, "draft"> | null {
-  const others = ["draft-tokens", "draft-adapt", "draft-p-min", "ngram-max", "ngram-min", "draft-backend"].filter((n) => f.has(n));
-  if (!f.has("draft")) {
-    if (others.length > 0) throw new UsageError(`--${others[0]} needs --draft`);
-    return null;
-  }
-  const ngram = f.str("draft") === "ngram";
-  for (const n of ngram ? ["draft-adapt", "draft-p-min"] : ["ngram-max", "ngram-min"])
-    if (f.has(n)) throw new UsageError(`--${n} does not apply to --draft ${ngram ? "ngram" : "MODEL"}`);
-  if (ngram && f.has("draft-backend")) throw new UsageError("--draft-backend does not apply to --draft ngram");
-  const k = f.str("draft-tokens") ?? "auto";
-  const adapt = f.str("draft-adapt") ?? DEFAULT_ADAPTIVE_RULE;
-  if (adapt !== "confidence" && adapt !== "heuristic") throw new UsageError(`--draft-adapt must be confidence or heuristic (got "${adapt}")`);
-  if (k !== "auto" && f.has("draft-adapt")) throw new UsageError("--draft-adapt applies to --draft-tokens auto");
-  const nMin = f.int("ngram-min", 1, 1);
-  const nMax = f.int("ngram-max", Math.max(4, nMin), nMin);
-  return {
-    draftTokens: k === "auto" ? "auto" : draftTokens(k),
-    adaptive: adapt as AdaptiveRule,
-    pMin: f.num("draft-p-min", 0.75, { min: 0, max: 1 }),
-    nMin,
-    nMax,
-    stats: emptySpeculativeStats(),
-  };
-}
-
-function draftTokens(raw: string): number {
-  const k = Number(raw);
-  if (raw.trim() === "" || !Number.isInteger(k) || k < 1) throw new UsageError(`--draft-tokens must be an integer >= 1 or auto (got "${raw}")`);
-  return k;
-}
-
 function speculativeStatsJson(c: SpeculativeConfig): Record<string, number | null> {
   const s = c.stats ?? emptySpeculativeStats();
   const d = summarizeSpeculative(s);
@@ -187,23 +149,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   if (chat) applyChat(r, chat, tokenizer, modelPath, chatTemplate);
   const spec = speculativeFlags(f);
-  if (spec) {
-    const draftPath = f.required("draft");
-    if (draftPath === "ngram") r.speculative = { ...spec, draft: "ngram" };
-    else {
-      // The draft may run on another device than the target (the CPU beside a GPU): the two only
-      // exchange token ids and host logits.
-      const draftName = f.str("draft-backend");
-      const draftBackend = [backend, cpu].find((b) => b?.name === (draftName ?? backend.name)) ?? (await backendFromFlags(f, numerics, draftName));
-      const draft = loadModel(draftPath, draftBackend, undefined, { quantized: !f.bool("dequantize"), fuse: !f.bool("no-fuse") });
-      try {
-        checkDraftVocabulary(model, draft.model, tokenizer, draft.tokenizer);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      r.speculative = { ...spec, draft: draft.model };
-    }
-  }
+  if (spec) r.speculative = { ...spec, draft: await draftFromFlags(f, model, tokenizer, [backend, cpu], numerics) };
   if (f.bool("stats") && isMoe(model.config)) model.expertUsage = new ExpertUsage(numExperts(model.config));
   const loadSeconds = (performance.now() - t0) / 1000;
   const t1 = performance.now();

@@ -1,9 +1,11 @@
 // `bonsai serve`: the OpenAI-compatible server (serve/server.ts) and the chat page over one model.
 // SIGTERM or SIGINT stops accepting, lets running requests finish for --grace seconds, exits 0.
+// --draft: speculative decoding for every sequence (runtime/batch.ts).
 // --escalate-to: the cascade (serve/cascade.ts), unconfident answers going to an upstream server.
 import { basename } from "node:path";
 import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, expertCacheBytesFromFlags, expertCacheFlags, modelPlaceFromFlags } from "./args.js";
 import { loadModel } from "../io/model-files-node.js";
+import { draftFlags, draftFromFlags, speculativeFlags } from "./draft-flags.js";
 import { createServer } from "../serve/server-node.js";
 import { createAppRoutes } from "../serve/app-routes-node.js";
 import { CONFIDENCE_FUNCTIONS, FALLBACKS, type CascadeOptions, type ConfidenceFunction, type Fallback } from "../serve/cascade.js";
@@ -28,6 +30,7 @@ export const serveFlags: FlagSpec = {
   "probe-tokens": { type: "string", help: "cascade: tokens the confidence looks at (16)" },
   "escalate-timeout": { type: "string", help: "cascade: seconds the upstream may take to answer (its headers) or stall mid-answer before it is aborted (60)" },
   "escalate-fallback": { type: "string", help: "cascade: an upstream that fails or times out: local (the local model answers; default) or error (502/504)" },
+  ...draftFlags,
   ...backendFlags,
   ...expertCacheFlags,
 };
@@ -41,9 +44,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (!apiKey) throw new UsageError(`--api-key-env ${f.str("api-key-env")}: the environment variable is empty or unset`);
   }
   const cascade = cascadeFromFlags(f);
-  const { where } = await modelPlaceFromFlags(f, { q8Activations: true });
+  const numerics = { q8Activations: true };
+  const { where, backend, cpu } = await modelPlaceFromFlags(f, numerics);
   const loaded = loadModel(modelPath, where, f.str("tokenizer"), { quantized: !f.bool("dequantize"), fuse: true, lazy: true, expertCacheBytes: expertCacheBytesFromFlags(f) });
   if (!loaded.tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
+  const spec = speculativeFlags(f);
+  const speculative = spec ? { ...spec, draft: await draftFromFlags(f, loaded.model, loaded.tokenizer, [backend, cpu], numerics) } : undefined;
   let server;
   try {
     server = createServer(loaded.model, {
@@ -56,13 +62,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
       apiKey,
       app: createAppRoutes({ modelPath, tokenizerPath: f.str("tokenizer") }),
       cascade,
+      speculative,
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const url = await server.listen(f.int("port", 8080, 0), f.str("host") ?? "127.0.0.1");
+  const drafting = spec ? `, drafting with ${f.str("draft")} (${spec.draftTokens === "auto" ? "auto" : `K=${spec.draftTokens}`})` : "";
   const escalating = cascade ? `, escalating to ${cascade.url} when ${cascade.confidence} < ${cascade.threshold} (timeout ${cascade.timeoutSeconds} s, fallback ${cascade.fallback})` : "";
-  process.stderr.write(`bonsai serve: ${basename(modelPath)} on ${describeModelPlace(loaded.model)}, ${server.engine.parallel} parallel × ${server.engine.ctxSize} positions${escalating}; listening on ${url}\n`);
+  process.stderr.write(`bonsai serve: ${basename(modelPath)} on ${describeModelPlace(loaded.model)}, ${server.engine.parallel} parallel × ${server.engine.ctxSize} positions${drafting}${escalating}; listening on ${url}\n`);
   const grace = f.num("grace", 10, { min: 0 }) * 1000;
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {

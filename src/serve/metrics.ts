@@ -67,6 +67,8 @@ export class Metrics {
     metric("requests_running", "gauge", "Sequences generating now.", [["", c.active]]);
     metric("requests_queued", "gauge", "Requests waiting for a slot.", [["", c.queued]]);
     metric("tokens_per_second", "gauge", "Tokens generated per second of forward passes, since start.", [["", c.busySeconds > 0 ? c.generatedTokens / c.busySeconds : 0]]);
+    metric("draft_tokens_total", "counter", "Speculative decoding (--draft): tokens drafted.", [["", c.draftedTokens]]);
+    metric("draft_accepted_total", "counter", "Speculative decoding (--draft): drafted tokens the model accepted.", [["", c.acceptedDrafts]]);
     lines.push(
       "# HELP bonsai_time_to_first_token_seconds From submission to the first token.",
       "# TYPE bonsai_time_to_first_token_seconds summary",

@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import type { Socket } from "node:net";
 import type { Llama } from "../nn/llama.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
-import { BatchEngine, type BatchRequest, QueueFullError, type TokenEvent } from "../runtime/batch.js";
+import { BatchEngine, type BatchRequest, type BatchSpeculative, QueueFullError, type TokenEvent } from "../runtime/batch.js";
 import { promptIds } from "../runtime/stream.js";
 import { TextStream } from "../runtime/text-stream.js";
 import { ChatInputError, ChatTemplateError, DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, checkMessages, renderChat, specialTokenTexts } from "../runtime/chat.js";
@@ -31,6 +31,8 @@ export interface ServeOptions {
   parallel?: number;
   ctxSize?: number;
   maxQueue?: number;
+  /** Speculative decoding for every sequence (llama-server --draft): a draft model or prompt lookup. */
+  speculative?: BatchSpeculative;
   /** Requests must send `Authorization: Bearer <apiKey>` (all but /health and the page). */
   apiKey?: string;
   /** Largest request body in bytes (1 MiB). */
@@ -57,7 +59,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
   const name = opts.modelName ?? "bonsai";
   const template = opts.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
   const maxBody = opts.maxBodyBytes ?? 1 << 20;
-  const engine = new BatchEngine(model, { parallel: opts.parallel, ctxSize: opts.ctxSize, maxQueue: opts.maxQueue });
+  const engine = new BatchEngine(model, { parallel: opts.parallel, ctxSize: opts.ctxSize, maxQueue: opts.maxQueue, speculative: opts.speculative });
   const metrics = new Metrics(engine);
   const cascade = opts.cascade ? new Cascade(opts.cascade, metrics) : null;
   const created = Math.floor(Date.now() / 1000);
