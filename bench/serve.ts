@@ -2,6 +2,7 @@
 // served by createServer (wasm, 1 thread, --parallel 4) and driven by a fetch client.
 // 1. Throughput: 64 completions of 64 sampled tokens each at 1, 4 and 16 concurrent requests,
 //    against sequential generation of the same requests by the library in this process.
+//    Then with --draft ngram (prompt lookup) at 1 and 4 concurrent, beside the same server without it.
 // 2. A bounded load test: 1,000 requests at 32 concurrent (--parallel 4, queue 16): every request
 //    is answered 200 or 429 (none lost, none other), and the server's RSS stays bounded.
 // Run: npm run bench:serve   (needs ../shared/data/models)
@@ -36,8 +37,8 @@ async function main(): Promise<void> {
   }
   const sequential = seqTokens / ((performance.now() - t0) / 1000);
 
-  const server = createServer(model, { tokenizer: tokenizer!, parallel: 4, maxQueue: 16 });
-  const url = await server.listen(0);
+  let server = createServer(model, { tokenizer: tokenizer!, parallel: 4, maxQueue: 16 });
+  let url = await server.listen(0);
   const post = async (i: number): Promise<{ status: number; tokens: number }> => {
     const res = await fetch(`${url}/v1/completions`, { method: "POST", body: JSON.stringify(request(i)) });
     const body = (await res.json()) as { usage?: { completion_tokens: number } };
@@ -70,6 +71,24 @@ async function main(): Promise<void> {
     const r = await drive(n, c);
     console.log(`| ${c} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / sequential).toFixed(2)} |`);
   }
+  // Speculative serving: prompt lookup drafts for every sequence.
+  const plain = [await drive(n, 1), await drive(n, 4)];
+  await server.close(1000);
+  server = createServer(model, { tokenizer: tokenizer!, parallel: 4, maxQueue: 16, speculative: { draft: "ngram" } });
+  url = await server.listen(0);
+  console.log("\n| --draft ngram (auto) | tokens/s | ÷ the same concurrency without a draft | drafts accepted |");
+  console.log("|---|---:|---:|---:|");
+  for (const [i, c] of [1, 4].entries()) {
+    const before = server.engine.counts;
+    const r = await drive(n, c);
+    const after = server.engine.counts;
+    const accepted = (after.acceptedDrafts - before.acceptedDrafts) / Math.max(1, after.draftedTokens - before.draftedTokens);
+    console.log(`| ${c} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / plain[i].tokensPerSecond).toFixed(2)} | ${(100 * accepted).toFixed(0)}% |`);
+  }
+  await server.close(1000);
+  server = createServer(model, { tokenizer: tokenizer!, parallel: 4, maxQueue: 16 });
+  url = await server.listen(0);
+
   const rss0 = process.memoryUsage().rss;
   const load = await drive(1000, 32);
   const answered = [...load.statuses.values()].reduce((a, b) => a + b, 0);
