@@ -2,31 +2,17 @@
 // by `bonsai serve` (src/serve/app-routes-node.ts). Two modes:
 //   Server          — POST /v1/chat/completions with stream: true (OpenAI's SSE chunks), model id
 //                     from GET /v1/models.
-//   In this browser — the model file from GET /bonsai/model (+ /bonsai/tokenizer; both described
-//                     by GET /bonsai/model-info) or from a file picker, cached in OPFS by name and
-//                     size, run by the library itself: wasm with worker threads when the page is
-//                     cross-origin isolated, WebGPU when the browser has a hardware adapter.
+//   In this browser — the model file from GET /bonsai/model (+ /bonsai/tokenizer; both described,
+//                     with their sha256, by GET /bonsai/model-info) or from a file picker, cached
+//                     in OPFS under its content identity (the server's sha256; a picked file's
+//                     name, size and lastModified), run by the library in a dedicated Web Worker
+//                     (app/worker.ts): wasm with kernel threads when the page is cross-origin
+//                     isolated, WebGPU when the browser has a hardware adapter (or when chosen).
+//                     The page's main thread only renders the tokens the worker streams back;
+//                     Stop ends the generation in the worker before its next token.
 // The page's state is also written to <body data-*> (mode, busy, model-source, model-ready,
 // backend) for tests and styling.
-import {
-  GgufFile,
-  MemorySource,
-  createBackend,
-  llamaConfigFromGguf,
-  llamaFromGgufWeights,
-  llamaWeightsFromGguf,
-  modelFromTensors,
-  parseLlama2cCheckpoint,
-  parseLlama2cTokenizer,
-  promptIds,
-  stream,
-  tokenizerFromGgufMetadata,
-  tokenizerFromJSON,
-  type Backend,
-  type Llama,
-  type Tokenizer,
-} from "../src/index.js";
-import { DEFAULT_CHAT_TEMPLATE, chatPromptIds, chatStops, renderChat, specialTokenTexts } from "../src/runtime/chat.js";
+import { type ChatMessage, type FileSpec, type FromWorker, type ToWorker, errorText, megabytes } from "./protocol.js";
 import "./style.css";
 
 // ---- the page ---------------------------------------------------------------------------------
@@ -59,17 +45,6 @@ function setState(el: HTMLElement, text: string, error = false): void {
   el.classList.toggle("error", error);
 }
 
-const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-const megabytes = (n: number): string => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 0)} MB`;
-
-/** Give the browser a turn (paint, input events such as Stop) without setTimeout's clamping. */
-function yieldToBrowser(): Promise<void> {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => resolve();
-    channel.port2.postMessage(null);
-  });
-}
 
 /** Tokens counted as they stream, and the rates they came at. */
 class Meter {
@@ -92,10 +67,7 @@ class Meter {
 
 // ---- the transcript ----------------------------------------------------------------------------
 
-interface Message {
-  role: "user" | "assistant";
-  content: string;
-}
+type Message = ChatMessage;
 /**
  * Each mode's conversation: the server's (OpenAI messages), and the in-browser one in chat
  * format (a plain-text turn is a continuation of its prompt alone and joins no conversation).
@@ -201,75 +173,38 @@ async function chatOnServer(messages: Message[], o: RunOptions, onText: (s: stri
   return `server (${serverModel})`;
 }
 
-// ---- model files: the server, a file picker, OPFS -----------------------------------------------
+// ---- the in-browser mode: files, and the worker that runs them -----------------------------------
 
-interface FileInfo {
+/** GET /bonsai/model-info (src/serve/app-routes-node.ts): each file's name, size, sha256 and URL. */
+interface ServerFile {
   name: string;
   size: number;
+  sha256?: string;
   url: string;
 }
-/** GET /bonsai/model-info (src/serve/app-routes-node.ts). */
 interface ModelInfo {
-  model: FileInfo;
-  tokenizer: FileInfo | null;
-}
-interface LocalFile {
-  name: string;
-  bytes: Uint8Array;
-}
-interface LocalFiles {
-  model: LocalFile;
-  tokenizer: LocalFile | null;
-  /** Where the bytes came from this time. */
-  source: "opfs" | "server" | "file";
+  model: ServerFile;
+  tokenizer: ServerFile | null;
 }
 
-const CACHE_DIR = "bonsai-models";
-/** What the in-browser mode ran last: a picked file is found again in OPFS after a reload. */
+/** What the in-browser mode ran last (its files' OPFS keys): a picked file is found again after a reload. */
 const LAST_FILES = "bonsai.localFiles";
-
-/** The OPFS name of a file: its size and name (a changed file of the same name is another entry). */
-const cacheKey = (f: { name: string; size: number }): string => `${f.size}-${f.name.replace(/[^\w.-]/g, "_")}`;
-
-async function cacheDir(): Promise<FileSystemDirectoryHandle | null> {
-  try {
-    return await (await navigator.storage.getDirectory()).getDirectoryHandle(CACHE_DIR, { create: true });
-  } catch {
-    return null; // no OPFS here (an old browser, a locked-down profile): files are not cached
-  }
+interface LastFiles {
+  origin: "server" | "file";
+  model: FileSpec;
+  tokenizer: FileSpec | null;
 }
 
-async function readCached(f: { name: string; size: number }): Promise<Uint8Array | null> {
-  const dir = await cacheDir();
-  if (!dir) return null;
-  try {
-    const file = await (await dir.getFileHandle(cacheKey(f))).getFile();
-    return file.size === f.size ? new Uint8Array(await file.arrayBuffer()) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Store files in OPFS (each write commits whole or not at all) and drop every other entry. */
-async function storeCached(files: LocalFile[]): Promise<boolean> {
-  const dir = await cacheDir();
-  if (!dir) return false;
-  try {
-    const keep = new Set(files.map((f) => cacheKey({ name: f.name, size: f.bytes.length })));
-    for (const f of files) {
-      const handle = await dir.getFileHandle(cacheKey({ name: f.name, size: f.bytes.length }), { create: true });
-      const w = await handle.createWritable();
-      await w.write(f.bytes as Uint8Array<ArrayBuffer>);
-      await w.close();
-    }
-    for await (const name of dir.keys()) if (!keep.has(name)) await dir.removeEntry(name).catch(() => {});
-    await navigator.storage.persist?.().catch(() => false);
-    return true;
-  } catch (e) {
-    console.warn(`OPFS: could not cache the model (${errorText(e)})`);
-    return false;
-  }
-}
+const safeName = (name: string): string => name.replace(/[^\w.-]/g, "_").slice(0, 120);
+/**
+ * A file's OPFS entry, named by what identifies its content: the server's sha256 (a changed model
+ * of the same name and size is another entry, so it is downloaded again, not served stale); for
+ * a picked file, its name, size and lastModified.
+ */
+const serverKey = (f: ServerFile): string => (f.sha256 ? `sha256-${f.sha256}-${safeName(f.name)}` : `size-${f.size}-${safeName(f.name)}`);
+const fileKey = (f: File): string => `file-${f.size}-${f.lastModified}-${safeName(f.name)}`;
+/** A spec without its blob or URL: what localStorage keeps, and what the worker then looks up in OPFS. */
+const bare = (f: FileSpec): FileSpec => ({ name: f.name, size: f.size, key: f.key });
 
 async function serverModelInfo(): Promise<ModelInfo | null> {
   try {
@@ -280,180 +215,158 @@ async function serverModelInfo(): Promise<ModelInfo | null> {
   }
 }
 
-/** A file from the server, with download progress. */
-async function download(f: FileInfo, progress: (done: number) => void): Promise<Uint8Array> {
-  const r = await fetch(f.url);
-  if (!r.ok || r.body === null) throw new Error(`GET ${f.url}: HTTP ${r.status}`);
-  const out = new Uint8Array(f.size);
-  const reader = r.body.getReader();
-  let at = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    if (at + value.length > out.length) throw new Error(`GET ${f.url}: more than the ${f.size} bytes announced`);
-    out.set(value, at);
-    at += value.length;
-    progress(at);
-  }
-  if (at !== f.size) throw new Error(`GET ${f.url}: ${at} of ${f.size} bytes arrived`);
-  return out;
-}
-
-/** The server's model files, from OPFS when cached there, else downloaded (and then cached). */
-async function serverFiles(info: ModelInfo): Promise<LocalFiles> {
-  const wanted = [info.model, ...(info.tokenizer ? [info.tokenizer] : [])];
-  const got: LocalFile[] = [];
-  let downloaded = false;
-  for (const f of wanted) {
-    let bytes = await readCached(f);
-    if (bytes === null) {
-      const t0 = performance.now();
-      bytes = await download(f, (done) => setState(ui.modelState, `downloading ${f.name}: ${megabytes(done)} of ${megabytes(f.size)}`));
-      console.info(`bonsai: downloaded ${f.name} (${megabytes(f.size)}) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
-      downloaded = true;
-    }
-    got.push({ name: f.name, bytes });
-  }
-  if (downloaded) await storeCached(got);
-  return { model: got[0], tokenizer: got[1] ?? null, source: downloaded ? "server" : "opfs" };
-}
-
-/** The files the in-browser mode ran last, if OPFS still has them. */
-async function lastFiles(): Promise<LocalFiles | null> {
-  const raw = localStorage.getItem(LAST_FILES);
-  if (raw === null) return null;
+function lastFiles(): LastFiles | null {
   try {
-    const last = JSON.parse(raw) as { model: { name: string; size: number }; tokenizer: { name: string; size: number } | null };
-    const model = await readCached(last.model);
-    const tokenizer = last.tokenizer ? await readCached(last.tokenizer) : null;
-    if (model === null || (last.tokenizer && tokenizer === null)) return null;
-    return { model: { name: last.model.name, bytes: model }, tokenizer: last.tokenizer && tokenizer ? { name: last.tokenizer.name, bytes: tokenizer } : null, source: "opfs" };
+    const last = JSON.parse(localStorage.getItem(LAST_FILES) ?? "null") as LastFiles | null;
+    return last && typeof last.model?.key === "string" ? last : null; // an entry of an older page has no keys
   } catch {
     return null;
   }
 }
 
-function rememberFiles(f: LocalFiles, origin: "server" | "file"): void {
-  const entry = (x: LocalFile) => ({ name: x.name, size: x.bytes.length });
-  localStorage.setItem(LAST_FILES, JSON.stringify({ origin, model: entry(f.model), tokenizer: f.tokenizer ? entry(f.tokenizer) : null }));
+function rememberFiles(origin: LastFiles["origin"], model: FileSpec, tokenizer: FileSpec | null): void {
+  localStorage.setItem(LAST_FILES, JSON.stringify({ origin, model: bare(model), tokenizer: tokenizer ? bare(tokenizer) : null } satisfies LastFiles));
 }
 
-// ---- the in-browser engine ---------------------------------------------------------------------
+/** The shared word the page writes a generation's id into to stop it (cross-origin isolated pages only). */
+const stopWord = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
 
-interface Engine {
-  backend: Backend;
-  model: Llama;
-  tokenizer: Tokenizer;
-  /** The model's own chat template (a GGUF's tokenizer.chat_template), if it has one. */
-  chatTemplate: string | null;
-  /** The backend in words: "wasm, 4 threads (relaxed)", "webgpu (…)". */
+class WorkerError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One request to the worker in flight: its answers go to `onMessage` until `done`, `opened` or `error`. */
+interface Pending {
+  onMessage: (m: FromWorker) => void;
+  resolve: (m: FromWorker) => void;
+  reject: (e: Error) => void;
+}
+
+let worker: Worker | null = null;
+let nextId = 1;
+const pending = new Map<number, Pending>();
+
+function startWorker(): Worker {
+  if (worker) return worker;
+  const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "bonsai-inference" });
+  w.onmessage = (e: MessageEvent<FromWorker>) => {
+    const m = e.data;
+    const p = pending.get(m.id);
+    if (!p) return;
+    if (m.type === "error") {
+      pending.delete(m.id);
+      p.reject(new WorkerError(m.message, m.code));
+    } else if (m.type === "done" || m.type === "opened") {
+      pending.delete(m.id);
+      p.resolve(m);
+    } else p.onMessage(m);
+  };
+  // The worker failed to start, or died: every request in flight fails, the next one starts another.
+  w.onerror = (e) => {
+    e.preventDefault();
+    worker = null;
+    w.terminate();
+    const why = new Error(`the inference worker failed: ${e.message || "it could not start"}`);
+    for (const p of pending.values()) p.reject(why);
+    pending.clear();
+    opened = null;
+    haveFiles = false;
+  };
+  w.postMessage({ type: "init", stop: stopWord } satisfies ToWorker);
+  worker = w;
+  return w;
+}
+
+/** Send a request to the worker (its id given by `make`); resolves with its last answer. */
+function request<T extends FromWorker>(make: (id: number) => ToWorker, onMessage: (m: FromWorker) => void = () => {}): { id: number; done: Promise<T> } {
+  const w = startWorker();
+  const id = nextId++;
+  const done = new Promise<T>((resolve, reject) => pending.set(id, { onMessage, resolve: resolve as (m: FromWorker) => void, reject }));
+  w.postMessage(make(id));
+  return { id, done };
+}
+
+/** The model the worker holds, as the page describes it. */
+interface Opened {
   describe: string;
 }
-
-const isGguf = (b: Uint8Array): boolean => b.length >= 4 && b[0] === 0x47 && b[1] === 0x47 && b[2] === 0x55 && b[3] === 0x46; // "GGUF"
-
-/** A tokenizer file: a GGUF's vocabulary, Bonsai's or HF's tokenizer JSON, or llama2.c's tokenizer.bin. */
-function parseTokenizer(bytes: Uint8Array, vocabSize: number): Tokenizer {
-  if (isGguf(bytes)) return tokenizerFromGgufMetadata(GgufFile.open(new MemorySource(bytes)).header.metadata);
-  if (bytes[0] === 0x7b /* { */) return tokenizerFromJSON(JSON.parse(new TextDecoder().decode(bytes)));
-  return parseLlama2cTokenizer(bytes, vocabSize);
-}
-
-/** A GPU the page should use on its own: a hardware adapter (not a software fallback such as SwiftShader). */
-async function hardwareGpu(): Promise<boolean> {
-  if (!("gpu" in navigator)) return false;
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return false;
-    const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-    return !info.isFallbackAdapter && info.architecture !== "swiftshader";
-  } catch {
-    return false;
-  }
-}
-
-async function createEngineBackend(choice: string): Promise<{ backend: Backend; describe: string }> {
-  if (choice === "webgpu" || (choice === "auto" && (await hardwareGpu()))) {
-    const backend = await createBackend("webgpu");
-    const adapter = (backend as { adapterName?: string }).adapterName;
-    return { backend, describe: `webgpu${adapter ? ` (${adapter})` : ""}` };
-  }
-  // Worker threads share the wasm memory, which needs cross-origin isolation (COOP/COEP).
-  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
-  // q8Activations: llama.cpp's numerics for quantized weights, as `bonsai generate` runs them.
-  const backend = await createBackend("wasm", { threads, q8Activations: true });
-  const flavour = (backend as { flavour?: string }).flavour;
-  const why = self.crossOriginIsolated ? "" : ", no worker threads: the page is not cross-origin isolated";
-  return { backend, describe: `wasm, ${threads} thread${threads === 1 ? "" : "s"}${flavour ? ` (${flavour})` : ""}${why}` };
-}
-
-/** The model on a backend, as `bonsai generate` opens it: quantized GGUF blocks kept, the graph fused. */
-async function openEngine(files: LocalFiles, choice: string): Promise<Engine> {
-  const { backend, describe } = await createEngineBackend(choice);
-  let model: Llama | null = null;
-  try {
-    let tokenizer: Tokenizer | null = null;
-    let chatTemplate: string | null = null;
-    const bytes = files.model.bytes;
-    if (isGguf(bytes)) {
-      const gguf = GgufFile.open(new MemorySource(bytes));
-      const config = llamaConfigFromGguf(gguf);
-      model = llamaFromGgufWeights(backend, config, llamaWeightsFromGguf(gguf, config));
-      if (gguf.header.metadata.has("tokenizer.ggml.model")) tokenizer = tokenizerFromGgufMetadata(gguf.header.metadata);
-      const template = gguf.metadata("tokenizer.chat_template");
-      if (typeof template === "string" && template !== "") chatTemplate = template;
-    } else {
-      const { config, tensors } = parseLlama2cCheckpoint(bytes);
-      model = modelFromTensors(backend, { ...config }, tensors);
-    }
-    model.fuse();
-    if (files.tokenizer) tokenizer = parseTokenizer(files.tokenizer.bytes, model.config.vocab_size);
-    if (!tokenizer) throw new Error(`${files.model.name} holds no tokenizer: pick its tokenizer file too`);
-    return { backend, model, tokenizer, chatTemplate, describe };
-  } catch (e) {
-    model?.dispose();
-    backend.dispose?.();
-    throw e;
-  }
-}
-
-let files: LocalFiles | null = null;
-let engine: Engine | null = null;
+let opened: Opened | null = null;
+/** Files the worker has been given (a backend change reopens them there). */
+let haveFiles = false;
 /** The one load in progress (mode switch, backend change, file pick), awaited by Send. */
-let loading: Promise<Engine | null> = Promise.resolve(null);
+let loading: Promise<Opened | null> = Promise.resolve(null);
 
-function closeEngine(): void {
-  engine?.model.dispose();
-  engine?.backend.dispose?.();
-  engine = null;
+type OpenedMessage = Extract<FromWorker, { type: "opened" }>;
+const showStatus = (m: FromWorker) => {
+  if (m.type === "status") setState(ui.modelState, m.text);
+};
+
+/** Open files in the worker on the selected backend. */
+function openFiles(model: FileSpec, tokenizer: FileSpec | null): Promise<OpenedMessage> {
+  return request<OpenedMessage>((id) => ({ type: "open", id, model, tokenizer, backend: ui.backend.value }), showStatus).done;
 }
 
-/** Load `next` files (or reopen the current ones on the selected backend) and say where they came from. */
-function loadEngine(next: () => Promise<LocalFiles | null>): Promise<Engine | null> {
+/** The model the in-browser mode starts with: the last one used if OPFS has it, else the server's. */
+async function startingFiles(): Promise<OpenedMessage | null> {
+  if (haveFiles) return request<OpenedMessage>((id) => ({ type: "reopen", id, backend: ui.backend.value }), showStatus).done;
+  const info = await serverModelInfo();
+  const last = lastFiles();
+  if (last && (last.origin === "file" || info === null)) {
+    try {
+      return await openFiles(last.model, last.tokenizer);
+    } catch (e) {
+      if (!(e instanceof WorkerError && e.code === "not-cached")) throw e;
+    }
+  }
+  if (info === null) return null;
+  const spec = (f: ServerFile): FileSpec => ({ name: f.name, size: f.size, key: serverKey(f), url: f.url });
+  const model = spec(info.model);
+  const tokenizer = info.tokenizer ? spec(info.tokenizer) : null;
+  const m = await openFiles(model, tokenizer);
+  rememberFiles("server", model, tokenizer);
+  return m;
+}
+
+/** Picked files: the model (GGUF or llama2.c .bin) and, for a .bin, its tokenizer; read in the worker. */
+async function pickedFiles(list: FileList): Promise<OpenedMessage> {
+  const picked = [...list];
+  if (picked.length === 0 || picked.length > 2) throw new Error("pick one model file, or a llama2.c .bin and its tokenizer");
+  // The model is the larger file; the other is the tokenizer.
+  picked.sort((a, b) => b.size - a.size);
+  const [model, tokenizer] = picked.map((f): FileSpec => ({ name: f.name, size: f.size, key: fileKey(f), blob: f }));
+  const m = await openFiles(model, tokenizer ?? null);
+  rememberFiles("file", model, tokenizer ?? null);
+  return m;
+}
+
+/** Load files in the worker (`next`) and say where they came from; null: there is no model. */
+function loadEngine(next: () => Promise<OpenedMessage | null>): Promise<Opened | null> {
   loading = loading.then(async () => {
     body.modelReady = "false";
+    opened = null;
     try {
       setState(ui.modelState, "looking for the model…");
-      const f = await next();
-      if (f === null) {
+      const m = await next();
+      if (m === null) {
         setState(ui.modelState, "no model: pick a model file (a GGUF, or a llama2.c .bin with its tokenizer)");
         body.modelReady = "none";
         return null;
       }
-      closeEngine();
-      setState(ui.modelState, `opening ${f.model.name}…`);
-      const t0 = performance.now();
-      engine = await openEngine(f, ui.backend.value);
-      files = f;
-      const where = { opfs: "loaded from OPFS", server: "downloaded from the server, cached in OPFS", file: "from a local file, cached in OPFS" }[f.source];
-      const size = f.model.bytes.length + (f.tokenizer?.bytes.length ?? 0);
-      setState(ui.modelState, `${f.model.name}${f.tokenizer ? ` + ${f.tokenizer.name}` : ""} (${megabytes(size)}): ${where} · ${engine.describe} · ready in ${(performance.now() - t0).toFixed(0)} ms`);
-      body.modelSource = f.source;
-      body.backend = engine.describe;
+      haveFiles = true;
+      const where = { opfs: "loaded from OPFS", server: "downloaded from the server", file: "from a local file" }[m.source] + (m.source !== "opfs" && m.cached ? ", cached in OPFS" : "");
+      if (m.source !== "opfs" && m.cached) await navigator.storage.persist?.().catch(() => false);
+      setState(ui.modelState, `${m.model}${m.tokenizer ? ` + ${m.tokenizer}` : ""} (${megabytes(m.bytes)}): ${where} · ${m.describe} · ready in ${m.ms.toFixed(0)} ms`);
+      body.modelSource = m.source;
+      body.backend = m.describe;
       body.modelReady = "true";
-      return engine;
+      opened = { describe: m.describe };
+      return opened;
     } catch (e) {
-      closeEngine();
       setState(ui.modelState, `could not load the model: ${errorText(e)}`, true);
       body.modelReady = "error";
       return null;
@@ -462,52 +375,32 @@ function loadEngine(next: () => Promise<LocalFiles | null>): Promise<Engine | nu
   return loading;
 }
 
-/** The model the in-browser mode starts with: the last one used if OPFS has it, else the server's. */
-async function startingFiles(): Promise<LocalFiles | null> {
-  if (files) return files;
-  const info = await serverModelInfo();
-  const lastOrigin = (JSON.parse(localStorage.getItem(LAST_FILES) ?? "{}") as { origin?: string }).origin;
-  if (lastOrigin === "file" || info === null) {
-    const last = await lastFiles();
-    if (last) return last;
+async function generateHere(prompt: string, o: RunOptions, onText: (s: string) => void, meter: Meter, signal: AbortSignal): Promise<{ chat: boolean; describe: string; stopped: boolean }> {
+  const ready = opened ?? (await loading) ?? (await loadEngine(startingFiles));
+  if (!ready) throw new Error("no model loaded");
+  const { id, done } = request<Extract<FromWorker, { type: "done" }>>(
+    (id) => ({ type: "generate", id, prompt, history: history.browser, format: ui.format.value, temperature: o.temperature, maxTokens: o.maxTokens }),
+    (m) => {
+      if (m.type !== "text") return;
+      if (m.token) meter.token();
+      if (m.text !== "") onText(m.text);
+    },
+  );
+  // Stop: the shared word is read by the worker before its next token; the message is for a page
+  // that is not cross-origin isolated (and costs nothing otherwise).
+  const stop = () => {
+    if (stopWord) Atomics.store(stopWord, 0, id);
+    worker?.postMessage({ type: "stop", id } satisfies ToWorker);
+  };
+  signal.addEventListener("abort", stop, { once: true });
+  if (signal.aborted) stop();
+  try {
+    const m = await done;
+    meter.tokens = m.tokens;
+    return { chat: m.chat, describe: m.describe, stopped: m.stopped };
+  } finally {
+    signal.removeEventListener("abort", stop);
   }
-  if (info === null) return null;
-  const f = await serverFiles(info);
-  rememberFiles(f, "server");
-  return f;
-}
-
-/** Picked files: the model (GGUF or llama2.c .bin) and, for a .bin, its tokenizer. */
-async function pickedFiles(list: FileList): Promise<LocalFiles> {
-  const picked = await Promise.all([...list].map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
-  if (picked.length === 0 || picked.length > 2) throw new Error("pick one model file, or a llama2.c .bin and its tokenizer");
-  // The model is the larger file, or the GGUF that holds weights; the other is the tokenizer.
-  picked.sort((a, b) => b.bytes.length - a.bytes.length);
-  const f: LocalFiles = { model: picked[0], tokenizer: picked[1] ?? null, source: "file" };
-  await storeCached(picked);
-  rememberFiles(f, "file");
-  return f;
-}
-
-async function generateHere(prompt: string, o: RunOptions, onText: (s: string) => void, meter: Meter, signal: AbortSignal): Promise<{ chat: boolean; describe: string }> {
-  const e = engine ?? (await loading) ?? (await loadEngine(startingFiles));
-  if (!e) throw new Error("no model loaded");
-  // Chat: the conversation rendered by the model's template (ChatML when it has none), ending
-  // where the template's turn ends. Plain text: a continuation of the prompt, as `bonsai generate`.
-  const chat = ui.format.value === "chat" || (ui.format.value === "auto" && e.chatTemplate !== null);
-  let ids: number[], stops: { stopIds?: number[]; stop?: string[] } = {};
-  if (chat) {
-    const template = e.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
-    ids = chatPromptIds(e.tokenizer, renderChat(template, [...history.browser, { role: "user", content: prompt }], specialTokenTexts(e.tokenizer)));
-    stops = chatStops(e.tokenizer, template);
-  } else ids = promptIds(e.tokenizer, prompt);
-  for await (const piece of stream(e.model, e.tokenizer, ids, { temperature: o.temperature, maxTokens: o.maxTokens, seed: 1337, ...stops })) {
-    if (piece.token !== null) meter.token();
-    if (piece.text !== "") onText(piece.text);
-    if (signal.aborted) break; // leaving the loop ends the generator and frees its session
-    await yieldToBrowser();
-  }
-  return { chat, describe: `${e.describe} · ${chat ? `chat (${e.chatTemplate !== null ? "the model's template" : "ChatML"})` : "plain text"}` };
 }
 
 // ---- sending -----------------------------------------------------------------------------------
@@ -551,11 +444,11 @@ async function send(): Promise<void> {
   try {
     const ran =
       mode === "server"
-        ? { chat: true, describe: await chatOnServer([...history.server, { role: "user", content: prompt }], o, onText, meter, running.signal) }
+        ? { chat: true, describe: await chatOnServer([...history.server, { role: "user", content: prompt }], o, onText, meter, running.signal), stopped: running.signal.aborted }
         : await generateHere(prompt, o, onText, meter, running.signal);
     if (ran.chat) history[mode].push({ role: "user", content: prompt }, { role: "assistant", content: text });
     const ranOn = ran.describe;
-    const line = `${meter} · ${ranOn}${running.signal.aborted ? " · stopped" : ""}`;
+    const line = `${meter} · ${ranOn}${ran.stopped ? " · stopped" : ""}`;
     reply.meta.textContent = line;
     setState(ui.stats, line);
   } catch (e) {
@@ -577,7 +470,7 @@ function setMode(mode: Mode): void {
   ui.mode.value = mode;
   body.mode = mode;
   localStorage.setItem("bonsai.mode", mode);
-  if (mode === "browser" && !engine && body.modelReady !== "false") void loadEngine(startingFiles);
+  if (mode === "browser" && !opened && body.modelReady !== "false") void loadEngine(startingFiles);
 }
 
 ui.composer.addEventListener("submit", (e) => {
@@ -600,8 +493,8 @@ ui.clear.addEventListener("click", () => {
 ui.mode.addEventListener("change", () => setMode(ui.mode.value as Mode));
 ui.backend.addEventListener("change", () => {
   localStorage.setItem("bonsai.backend", ui.backend.value);
-  const f = files;
-  if (f) void loadEngine(async () => f); // the same bytes, reopened on the chosen backend
+  // The same bytes, reopened in the worker on the chosen backend (after a load in progress).
+  if (haveFiles || body.modelReady === "false") void loadEngine(startingFiles);
 });
 ui.modelFile.addEventListener("change", () => {
   const list = ui.modelFile.files;

@@ -1,13 +1,15 @@
-// Builds the browser chat app (app/) into dist/app/ with esbuild: index.html, main.js (the page,
-// the library bundled from src/index.ts), main.css, thread-worker-browser.js (the wasm backend's
-// kernel worker) and code-split chunks loaded on demand (each wasm kernel build, the WebGPU
+// Builds the browser chat app (app/) into dist/app/ with esbuild: index.html, main.js (the page:
+// DOM only), main.css, worker.js (the page's inference worker, app/worker.ts: the library bundled
+// from src/index.ts), thread-worker-browser.js (the wasm backend's kernel worker, which worker.js
+// starts in turn) and code-split chunks loaded on demand (each wasm kernel build, the WebGPU
 // backend). Run by `npm run build:app` (and `npm run build`), after `npm run build:wasm` has
 // generated the embedded kernels. `bonsai serve` serves the result (src/serve/app-routes-node.ts).
 //
 // The wasm kernels are embedded in the library as base64 modules, so nothing needs copying; the
-// one file the library finds by URL is the worker: workers-browser.ts starts
-// `new URL("./thread-worker-browser.js", import.meta.url)`, so that entry keeps its plain name
-// and every chunk sits beside it in dist/app/ (no subfolder: import.meta.url is the chunk's own).
+// files found by URL are the two workers: main.ts starts `new URL("./worker.js", import.meta.url)`
+// and workers-browser.ts `new URL("./thread-worker-browser.js", import.meta.url)`, so those
+// entries keep their plain names and every chunk sits beside them in dist/app/ (no subfolder:
+// import.meta.url is the chunk's own).
 // Node-only adapters (src/**/*-node.ts: worker_threads, node:v8, Dawn's Node binding) are
 // reached only through runtime checks that are false in a browser; they become a stub that
 // throws, so the bundle holds no node: imports.
@@ -36,6 +38,7 @@ const result = await build({
   absWorkingDir: root,
   entryPoints: {
     main: "app/main.ts",
+    worker: "app/worker.ts",
     "thread-worker-browser": "src/backend/wasm/thread-worker-browser.ts",
   },
   outdir: out,
