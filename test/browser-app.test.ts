@@ -1,12 +1,16 @@
 // The chat page (app/, built into dist/app) in real Chromium (headless, playwright-core), served
 // by src/serve/app-routes-node.ts with llama2.c's stories260K exported to a GGUF: the page picks its
-// in-browser mode (this server has no /v1 API), downloads the model once from /bonsai/model,
-// caches it in OPFS, streams the CLI's greedy text on wasm worker threads (the page is
-// cross-origin isolated), and after a reload runs from OPFS without a second download, to run.c's
-// greedy text from BOS; then a ChatML turn as the library generates it in Node, and webgpu. A
-// second test runs the page against `bonsai serve`'s server (src/serve/server-node.ts): two streamed
-// chat turns as the API answers them, then the same turn in the browser. Screenshots go to
-// test-output/browser-app/.
+// in-browser mode (this server has no /v1 API) and runs the model in its inference worker
+// (app/worker.ts), which downloads it once from /bonsai/model, caches it in OPFS under the
+// server's sha256 and streams the CLI's greedy text on wasm kernel threads (the page is
+// cross-origin isolated); after a reload it runs from OPFS without a second download, to run.c's
+// greedy text from BOS; Stop ends a long generation after a few tokens; a ChatML turn is the one
+// the library generates in Node; the server's file rewritten with other bytes of the same size is
+// downloaded again after a reload (not served stale from OPFS); picked files (setInputFiles: the
+// GGUF, then llama2.c's .bin with its tokenizer) give the CLI's greedy text and are found in OPFS
+// after a reload; then webgpu. A second test runs the page against `bonsai serve`'s server
+// (src/serve/server-node.ts): two streamed chat turns as the API answers them, then the same turn
+// in the browser. Screenshots go to test-output/browser-app/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -38,6 +42,8 @@ const MAX_TOKENS = 120;
 const CHAT_PROMPT = "Tell me a story about a cat.";
 const CHAT_TOKENS = 40;
 const GPU_TOKENS = 16;
+/** A generation Stop ends early: far more tokens than it gets to (past the context the window slides). */
+const STOP_TOKENS = 1000;
 
 const haveData = ["stories260K.bin", "tok512.bin", "stories260K.expected-greedy.txt"].every((f) => existsSync(join(MODELS, f)));
 const skip = !haveData
@@ -74,22 +80,38 @@ interface Shown {
   meta: string;
   stats: string;
   lengths: number[];
+  /** With `stop`: the reply's length when Stop was clicked. */
+  stoppedAt: number | null;
 }
 
-/** Type a prompt, send it, wait for the reply to finish; `lengths` are the reply's lengths as it streamed. */
-async function generate(page: Page, prompt: string, maxTokens: number): Promise<Shown> {
+/**
+ * Type a prompt, send it, wait for the reply to finish; `lengths` are the reply's lengths as it
+ * streamed. `stop`: click Stop as soon as the reply shows its first text (from inside the page,
+ * on the mutation that shows it).
+ */
+async function generate(page: Page, prompt: string, maxTokens: number, o: { stop?: boolean } = {}): Promise<Shown> {
   await page.fill("#temperature", "0");
   await page.fill("#max-tokens", String(maxTokens));
   await page.fill("#prompt", prompt);
-  await page.evaluate(() => {
-    const w = window as unknown as { lengths: number[] };
+  await page.evaluate((stop) => {
+    const w = window as unknown as { lengths: number[]; stoppedAt: number | null; observer?: MutationObserver };
     w.lengths = [];
-    new MutationObserver(() => {
+    w.stoppedAt = null;
+    w.observer?.disconnect();
+    const before = document.querySelectorAll("#transcript .assistant").length;
+    let stopped = false;
+    w.observer = new MutationObserver(() => {
       const replies = document.querySelectorAll("#transcript .assistant .text");
       const last = replies[replies.length - 1];
       if (last) w.lengths.push(last.textContent?.length ?? 0);
-    }).observe(document.getElementById("transcript")!, { subtree: true, childList: true, characterData: true });
-  });
+      if (stop && !stopped && replies.length > before && (last.textContent ?? "") !== "") {
+        stopped = true;
+        w.stoppedAt = last.textContent?.length ?? 0;
+        (document.getElementById("stop") as HTMLButtonElement).click();
+      }
+    });
+    w.observer.observe(document.getElementById("transcript")!, { subtree: true, childList: true, characterData: true });
+  }, o.stop === true);
   await page.click("#send");
   await page.waitForFunction(() => document.body.dataset.busy === "false", null, { timeout: 60_000 });
   return page.evaluate(() => {
@@ -100,13 +122,26 @@ async function generate(page: Page, prompt: string, maxTokens: number): Promise<
       meta: last.querySelector(".meta")?.textContent ?? "",
       stats: document.getElementById("stats")?.textContent ?? "",
       lengths: (window as unknown as { lengths: number[] }).lengths,
+      stoppedAt: (window as unknown as { stoppedAt: number | null }).stoppedAt,
     };
   });
 }
 
-/** Wait until the page has loaded its in-browser model (or failed to); returns the page's state. */
-async function modelLoaded(page: Page): Promise<{ ready: string; source: string; backend: string; state: string; isolated: boolean }> {
-  await page.waitForFunction(() => ["true", "error", "none"].includes(document.body.dataset.modelReady ?? ""), null, { timeout: 30_000 });
+/**
+ * Wait until the page has loaded its in-browser model (or failed to); returns the page's state.
+ * `names`: wait for a model whose state line starts with these file names (a pick loads after
+ * the `change` event, so the model loaded before it must not count).
+ */
+async function modelLoaded(page: Page, names?: string): Promise<{ ready: string; source: string; backend: string; state: string; isolated: boolean }> {
+  await page.waitForFunction(
+    (names) => {
+      const ready = document.body.dataset.modelReady ?? "";
+      if (ready === "error" || ready === "none") return true;
+      return ready === "true" && (names === null || (document.getElementById("model-state")?.textContent ?? "").startsWith(`${names} (`));
+    },
+    names ?? null,
+    { timeout: 30_000 },
+  );
   return page.evaluate(() => ({
     ready: document.body.dataset.modelReady ?? "",
     source: document.body.dataset.modelSource ?? "",
@@ -116,7 +151,7 @@ async function modelLoaded(page: Page): Promise<{ ready: string; source: string;
   }));
 }
 
-test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the model cached in OPFS", { skip, timeout: 150_000 }, async (t) => {
+test("chat page in Chromium: the CLI's greedy text streamed from its worker on wasm threads, Stop, the model cached in OPFS by identity, picked files", { skip, timeout: 150_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "bonsai-browser-app-"));
   let browser: Browser | null = null;
   const problems: string[] = [];
@@ -128,6 +163,11 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     const cli = bonsai("generate", "--model", gguf, "--prompt", PROMPT, "--temperature", "0", "--max-tokens", String(MAX_TOKENS));
     assert.equal(cli.code, 0, cli.stderr);
     const expected = cli.stdout.replace(/\n$/, "");
+    const bin = join(MODELS, "stories260K.bin");
+    const tok = join(MODELS, "tok512.bin");
+    const cliBin = bonsai("generate", "--model", bin, "--tokenizer", tok, "--prompt", PROMPT, "--temperature", "0", "--max-tokens", String(MAX_TOKENS));
+    assert.equal(cliBin.code, 0, cliBin.stderr);
+    const expectedBin = cliBin.stdout.replace(/\n$/, "");
     // A chat turn in ChatML (stories260K has no template of its own), by the library in Node.
     const wasm = await createBackend("wasm", { q8Activations: true });
     let chatExpected = "";
@@ -173,6 +213,10 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     assert.equal(downloads, 1);
     // auto: SwiftShader's software adapter is no reason to leave the CPU; wasm on worker threads.
     assert.match(first.backend, /^wasm, ([2-8]) threads/);
+    // The model runs in the page's inference worker, not on its main thread.
+    const inference = page.workers().find((w) => new URL(w.url()).pathname === "/worker.js");
+    assert.ok(inference, `the inference worker runs (workers: ${page.workers().map((w) => w.url()).join(", ")})`);
+    assert.equal(await inference.evaluate(() => self.crossOriginIsolated), true, "the worker is cross-origin isolated too");
 
     const a = await within(60_000, "generation", generate(page, PROMPT, MAX_TOKENS));
     t.diagnostic(`"${PROMPT}": ${a.meta}`);
@@ -195,6 +239,16 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     t.diagnostic(`from BOS: ${b.meta}`);
     assert.equal(b.text, fromBos, "run.c's greedy text from BOS");
 
+    // Stop, clicked when the first text shows: the worker ends the generation a few tokens later.
+    const s = await within(60_000, "stopped generation", generate(page, "", STOP_TOKENS, { stop: true }));
+    t.diagnostic(`stopped: ${s.meta} (Stop clicked at ${s.stoppedAt} characters shown, ${s.text.length} in the end)`);
+    const made = Number(/^(\d+) tokens/.exec(s.meta)?.[1] ?? NaN);
+    assert.ok(made >= 1 && made < STOP_TOKENS, `Stop ended the generation early (${made} of ${STOP_TOKENS} tokens)`);
+    assert.match(s.meta, / · stopped$/);
+    assert.equal(await page.evaluate(() => document.body.dataset.busy), "false");
+    assert.equal(await page.isEnabled("#send"), true);
+    assert.ok(s.text.length > 0 && (fromBos.startsWith(s.text) || s.text.startsWith(fromBos)), `the stopped text is the greedy text so far: ${JSON.stringify(s.text)}`);
+
     // The chat format: the same turn as the library renders and generates it in Node.
     await page.click("#clear");
     await page.selectOption("#format", "chat");
@@ -202,6 +256,53 @@ test("chat page in Chromium: the CLI's greedy text streamed on wasm threads, the
     t.diagnostic(`chat "${CHAT_PROMPT}": ${c.meta}`);
     assert.match(c.meta, /chat \(ChatML\)/);
     assert.equal(c.text, chatExpected, "the chat turn as the library gives it in Node");
+
+    // The server's model rewritten in place with other bytes of the same size (its name in the
+    // metadata, one letter's case): a new sha256, so after a reload the page downloads it again
+    // rather than run the stale copy in OPFS.
+    const original = readFileSync(gguf);
+    const changed = Buffer.from(original);
+    const at = changed.indexOf("stories260K");
+    assert.ok(at > 0);
+    changed[at + "stories260K".length - 1] = "k".charCodeAt(0);
+    writeFileSync(gguf, changed);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+    const stale = await within(40_000, "load of the changed model", modelLoaded(page));
+    t.diagnostic(`the server's file changed, same size: ${stale.state}`);
+    assert.equal(stale.ready, "true", stale.state);
+    assert.equal(stale.source, "server", "downloaded again, not the stale OPFS copy");
+    assert.equal(downloads, 2);
+    writeFileSync(gguf, original);
+
+    // The file picker: the GGUF, then llama2.c's .bin with its tokenizer, read in the worker.
+    await page.setInputFiles("#model-file", gguf);
+    const picked = await within(40_000, "picked GGUF", modelLoaded(page, "stories260K.gguf"));
+    t.diagnostic(`picked: ${picked.state}`);
+    assert.equal(picked.ready, "true", picked.state);
+    assert.equal(picked.source, "file");
+    assert.match(picked.state, /from a local file, cached in OPFS/);
+    await page.selectOption("#format", "plain");
+    const p1 = await within(60_000, "generation on the picked GGUF", generate(page, PROMPT, MAX_TOKENS));
+    t.diagnostic(`picked GGUF, "${PROMPT}": ${p1.meta}`);
+    assert.equal(p1.text, expected, "the picked GGUF's greedy text is the CLI's");
+    await page.setInputFiles("#model-file", [bin, tok]);
+    const pickedBin = await within(40_000, "picked .bin", modelLoaded(page, "stories260K.bin + tok512.bin"));
+    t.diagnostic(`picked: ${pickedBin.state}`);
+    assert.equal(pickedBin.ready, "true", pickedBin.state);
+    assert.equal(pickedBin.source, "file");
+    const p2 = await within(60_000, "generation on the picked .bin", generate(page, PROMPT, MAX_TOKENS));
+    t.diagnostic(`picked .bin, "${PROMPT}": ${p2.meta}`);
+    assert.equal(p2.text, expectedBin, "the picked .bin's greedy text is the CLI's");
+    // A reload finds the picked files in OPFS (by name, size and lastModified).
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 30_000 });
+    const pickedAgain = await within(40_000, "picked files after a reload", modelLoaded(page));
+    t.diagnostic(`picked, after a reload: ${pickedAgain.state}`);
+    assert.equal(pickedAgain.ready, "true", pickedAgain.state);
+    assert.equal(pickedAgain.source, "opfs");
+    assert.match(pickedAgain.state, /^stories260K\.bin \+ tok512\.bin .*loaded from OPFS/);
+    assert.equal(downloads, 2);
 
     // WebGPU (SwiftShader here: slow, so a few tokens), on the bytes already in the page.
     const gpu = await page.evaluate(async () => ("gpu" in navigator ? (await navigator.gpu.requestAdapter()) !== null : false));
