@@ -1,5 +1,6 @@
-// `bonsai data <step>`: the data pipeline. Every step streams records (data/records.ts) from a file
-// or stdin to a file or stdout, so steps run alone or chained by pipes:
+// The data pipeline's step driver (`bonsai data <step>`; the steps and the dispatcher are in
+// data-command.ts, since every step file imports this one). Every step streams records
+// (data/records.ts) from a file or stdin to a file or stdout, so steps run alone or chained by pipes:
 //   bonsai data filter corpus.jsonl | bonsai data dedup --exact - --out clean.jsonl
 // Each prints a progress line and a summary on stderr, and with --stats FILE writes one JSON line
 // per removed document: its input line, the rule that removed it, and the rule's figures.
@@ -7,7 +8,7 @@ import type { DocumentFormat } from "../data/documents.js";
 import { documentFormats } from "../data/documents.js";
 import { type DataRecord, formatRecord, readRecords } from "../data/records.js";
 import { TextSink, inputLines } from "../data/record-files-node.js";
-import { type FlagSpec, Flags, UsageError, flagHelp } from "./args.js";
+import { type FlagSpec, Flags, UsageError } from "./args.js";
 import { formatDuration } from "./progress.js";
 
 /** The input/output flags every step takes. */
@@ -20,8 +21,8 @@ export const recordIoFlags: FlagSpec = {
   quiet: { type: "boolean", help: "no progress line" },
 };
 
-/** What a step decides about a record: keep it (with fields to add to a JSONL record), or remove it and why. */
-export type Verdict = { keep: true; extra?: Record<string, unknown> } | { keep: false; rule: string; detail?: Record<string, unknown> };
+/** What a step decides about a record: keep it (with fields to add to a JSONL record, or its text rewritten), or remove it and why. */
+export type Verdict = { keep: true; extra?: Record<string, unknown>; text?: string } | { keep: false; rule: string; detail?: Record<string, unknown> };
 
 export interface StepSummary {
   read: number;
@@ -43,11 +44,11 @@ export function recordIo(f: Flags): { input: string; format: DocumentFormat; tex
 /**
  * Stream the input through `judge`, writing the kept records and --stats, with progress and a
  * summary on stderr (headed by `step`). The output and stats files appear only when the whole
- * input was read; on an error neither is touched.
+ * input was read; on an error neither is touched. `input` overrides the flags' (a spooled stdin).
  */
-export async function runRecordStep(f: Flags, step: string, judge: (r: DataRecord) => Verdict | Promise<Verdict>): Promise<StepSummary> {
+export async function runRecordStep(f: Flags, step: string, judge: (r: DataRecord) => Verdict | Promise<Verdict>, input?: string): Promise<StepSummary> {
   const io = recordIo(f);
-  const source = inputLines(io.input);
+  const source = inputLines(input ?? io.input);
   const out = new TextSink(f.str("out") ?? "-");
   const stats = f.has("stats") ? new TextSink(f.required("stats")) : null;
   const progress = new RateLine(`bonsai data ${step}`, f.bool("quiet"), source.totalBytes);
@@ -66,7 +67,7 @@ export async function runRecordStep(f: Flags, step: string, judge: (r: DataRecor
       const v = await judge(r);
       if (v.keep) {
         summary.kept++;
-        await out.write(formatRecord(r, io.format, io.textField, v.extra));
+        await out.write(formatRecord(v.text === undefined ? r : { ...r, text: v.text }, io.format, io.textField, v.extra));
       } else {
         summary.removed[v.rule] = (summary.removed[v.rule] ?? 0) + 1;
         await stats?.write(JSON.stringify({ line: r.line, rule: v.rule, ...v.detail }) + "\n");
@@ -126,26 +127,4 @@ export class RateLine {
   done(): void {
     if (this.tty && this.shown) process.stderr.write("\r\x1b[K");
   }
-}
-
-/** The steps, each a file of its own. */
-const steps: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec; help: string }> = {};
-
-const dataUsage = (): string =>
-  `usage: bonsai data <step> [input] [flags]\n\nsteps:\n${Object.entries(steps).map(([name, s]) => `  ${name.padEnd(18)}${s.help}`).join("\n")}\n\n` +
-  'Input is a file or - (stdin, the default); output goes to --out or stdout. Run "bonsai data <step> --help" for a step\'s flags.';
-
-export async function dataCommand(argv: string[]): Promise<void> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(dataUsage() + "\n");
-    return;
-  }
-  const step = steps[name];
-  if (!step) throw new UsageError(`unknown data step "${name}" (steps: ${Object.keys(steps).join(", ")})`);
-  if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(`usage: bonsai data ${name} [input] [flags]\n\n${step.help}\n\n${flagHelp(step.flags)}\n`);
-    return;
-  }
-  await step.run(rest);
 }

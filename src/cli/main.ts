@@ -5,7 +5,7 @@ import { trainFlags, train } from "./train.js";
 import { evalCommand, evalFlags } from "./eval.js";
 import { generateCommand, generateFlags } from "./generate.js";
 import { serveCommand, serveFlags } from "./serve.js";
-import { dataCommand } from "./data.js";
+import { dataCommand } from "./data-command.js";
 import { convertCommand, convertFlags } from "./convert.js";
 import { demoCommand, demoFlags } from "./demo.js";
 import { exportCommand, exportFlags } from "./export.js";
