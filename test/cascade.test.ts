@@ -225,6 +225,13 @@ const bad = createHttpServer((q, res: ServerResponse) => {
   q.resume();
   const event = `data: ${JSON.stringify({ id: "cmpl-bad", object: "text_completion", created: 0, model: "bad", choices: [{ index: 0, text: "UPSTREAM", logprobs: null, finish_reason: null }] })}\n\n`;
   if (mode === "hang") return; // never answers
+  if (mode === "one-per-connection") {
+    // Each connection answers once, then is reset at its next request (an idle close racing a reuse).
+    const sock = q.socket as typeof q.socket & { served?: boolean };
+    if (sock.served) return void sock.destroy();
+    sock.served = true;
+    return void res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ id: "cmpl-bad", object: "text_completion", created: 0, model: "bad", choices: [{ index: 0, text: "UPSTREAM", logprobs: null, finish_reason: "stop" }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+  }
   if (mode === "500") return void res.writeHead(500, { "Content-Type": "application/json" }).end('{"error":{"message":"boom"}}');
   if (mode === "400") return void res.writeHead(400, { "Content-Type": "application/json" }).end('{"error":{"message":"bad request upstream","type":"invalid_request_error","param":null,"code":"nope"}}');
   res.writeHead(200, { "Content-Type": "text/event-stream" });
@@ -311,6 +318,15 @@ test("an upstream answering 500: the local fallback equals the always-local answ
   assert.equal(f.headers.get("x-bonsai-answered-by"), "upstream");
   assert.equal(((await f.json()) as { error: { code: string } }).error.code, "nope");
   assert.equal(await metricOf(four.url, "cascade_upstream_failures_total"), 0);
+});
+
+test("a kept-alive upstream connection reset at its reuse: the request is sent once more on a new connection", async () => {
+  const local = await viaBad("one-per-connection", "error");
+  for (const p of PROMPTS.slice(0, 3)) {
+    const r = (await local.client.completions.create({ model: "small", ...req(p) })) as Tagged & { choices: { text: string }[] };
+    assert.deepEqual([r.choices[0].text, r.bonsai?.answered_by, r.bonsai?.fallback], ["UPSTREAM", "upstream", undefined]);
+  }
+  assert.equal(await metricOf(local.url, "cascade_upstream_failures_total"), 0);
 });
 
 test("a streamed upstream that fails: before its first event it falls back; after it, the stream ends with an error event, counted", async () => {

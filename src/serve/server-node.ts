@@ -19,7 +19,8 @@ import { noGrad, scope } from "../tensor/tensor.js";
 import { ApiError, type Finish, type TokenLogprob, completionLogprobs, errorBody, generationRequest, parseBody, str, tokenLogprob, usage } from "./openai.js";
 import { Metrics } from "./metrics.js";
 import { type AppRouteHandler, setCrossOriginIsolation } from "./app-routes-node.js";
-import { ANSWERED_BY_HEADER, Cascade, type CascadeOptions, type CascadeTag, type FallbackReason } from "./cascade.js";
+import { ANSWERED_BY_HEADER, type CascadeOptions, type CascadeTag, type FallbackReason } from "./cascade.js";
+import { Cascade } from "./cascade-node.js";
 
 export interface ServeOptions {
   tokenizer: Tokenizer;
@@ -322,6 +323,7 @@ export function createServer(model: Llama, opts: ServeOptions): BonsaiServer {
       const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
       await Promise.race([Promise.allSettled([...running]), timer]);
       for (const s of sockets) s.destroy();
+      cascade?.close();
       await closed;
     },
   };
