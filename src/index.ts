@@ -19,6 +19,20 @@ export { learningRate, type LrSchedule } from "./train/schedule.js";
 export { randomBatch, sequentialBatches, splitTrainVal, sampleBatch, type Batch } from "./data/batches.js";
 export { splitDocuments, tokenizeDocuments, splitSamples, concatSamples, type Document, type Sample, type DocumentFormat } from "./data/documents.js";
 export {
+  ModelTeacher, EndpointTeacher, TokenRateLimiter, TeacherError, endpointUrl, retryAfterMs,
+  type Teacher, type TeacherPrompt, type CompleteOptions, type TeacherCompletion, type TeacherUsage, type ModelTeacherOptions, type EndpointTeacherOptions,
+} from "./data/teacher.js";
+export {
+  synthesize, samplingSeed, teacherPrompt, OutputDedup, minhashNearDuplicates,
+  type SynthOptions, type SynthRecord, type SynthSummary, type SynthEvent, type NearDuplicateIndex,
+} from "./data/synth/synthesize.js";
+export {
+  parseTemplate as parseSynthTemplate, makeRecipe, drawPrompt, TemplateError,
+  type Template as SynthTemplate, type Recipe, type Ingredients, type DrawnPrompt, type Feature,
+} from "./data/synth/template.js";
+export { parseWordLists, formatWordLists, defaultWordLists, type WordLists } from "./data/synth/words.js";
+export { BUILTIN_TEMPLATES, TINYSTORIES_TEMPLATE, STORY_OPENING_TEMPLATE, TEXTBOOK_EXERCISE_TEMPLATE, TEXTBOOK_TEMPLATE } from "./data/synth/templates.js";
+export {
   Curriculum, competence, curriculumOptions, curriculumMetrics, sampleLosses, sampleWeightedLoss,
   type CurriculumOptions, type CurriculumStats, type CurriculumState, type PacingName,
 } from "./train/curriculum.js";
