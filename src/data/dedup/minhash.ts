@@ -120,22 +120,48 @@ function signatureWith(shingles: ArrayLike<number>, s: MinHashSettings): Uint32A
   const { a, b } = permutationsOf(s.seed, k);
   const sig = new Uint32Array(k).fill(EMPTY);
   const n = shingles.length;
-  for (let i = 0; i < k; i++) {
-    const ai = a[i], bi = b[i];
-    let m = EMPTY;
+  if (n === 0) return sig;
+  // Four hash functions per pass over the shingles (independent chains for the CPU to overlap);
+  // the minimum is kept with the sign bit flipped, so that int32 comparison orders as unsigned.
+  let i = 0;
+  for (; i + 4 <= k; i += 4) {
+    const a0 = a[i], a1 = a[i + 1], a2 = a[i + 2], a3 = a[i + 3];
+    const b0 = b[i], b1 = b[i + 1], b2 = b[i + 2], b3 = b[i + 3];
+    let m0 = 0x7fffffff, m1 = 0x7fffffff, m2 = 0x7fffffff, m3 = 0x7fffffff;
     for (let j = 0; j < n; j++) {
-      let v = (Math.imul(shingles[j], ai) + bi) | 0;
-      v ^= v >>> 16;
-      v = Math.imul(v, 0x85ebca6b);
-      v ^= v >>> 13;
-      v = Math.imul(v, 0xc2b2ae35);
-      v ^= v >>> 16;
-      v >>>= 0;
+      const x = shingles[j];
+      const v0 = permute(x, a0, b0), v1 = permute(x, a1, b1), v2 = permute(x, a2, b2), v3 = permute(x, a3, b3);
+      if (v0 < m0) m0 = v0;
+      if (v1 < m1) m1 = v1;
+      if (v2 < m2) m2 = v2;
+      if (v3 < m3) m3 = v3;
+    }
+    sig[i] = m0 ^ 0x80000000;
+    sig[i + 1] = m1 ^ 0x80000000;
+    sig[i + 2] = m2 ^ 0x80000000;
+    sig[i + 3] = m3 ^ 0x80000000;
+  }
+  for (; i < k; i++) {
+    const ai = a[i], bi = b[i];
+    let m = 0x7fffffff;
+    for (let j = 0; j < n; j++) {
+      const v = permute(shingles[j], ai, bi);
       if (v < m) m = v;
     }
-    sig[i] = m;
+    sig[i] = m ^ 0x80000000;
   }
   return sig;
+}
+
+/** h(x) = fmix32(a·x + b mod 2³²), as an int32 with its sign bit flipped (see signatureWith). */
+function permute(x: number, a: number, b: number): number {
+  let v = (Math.imul(x, a) + b) | 0;
+  v ^= v >>> 16;
+  v = Math.imul(v, 0x85ebca6b);
+  v ^= v >>> 13;
+  v = Math.imul(v, 0xc2b2ae35);
+  v ^= v >>> 16;
+  return v ^ 0x80000000;
 }
 
 /** The MinHash signature of `text`: bands × rows 32-bit values (see the header). */
