@@ -1,14 +1,18 @@
 // `bonsai data <step>`: the data pipeline's steps, each a file of its own built on data.ts's
 // driver, and the dispatcher that runs one.
 import { type FlagSpec, UsageError, flagHelp } from "./args.js";
+import { dedupStep } from "./data-dedup.js";
 import { filterStep } from "./data-filter.js";
 import { perplexityStep, pruneStep } from "./data-model-steps.js";
+import { synthStep } from "./data-synth.js";
 
 /** The steps, each a file of its own. */
 const steps: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec; help: string }> = {
+  dedup: dedupStep,
   filter: filterStep,
   perplexity: perplexityStep,
   prune: pruneStep,
+  synth: synthStep,
 };
 
 const dataUsage = (): string =>
