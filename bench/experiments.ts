@@ -5,6 +5,8 @@
 //   npm run exp:qat          E3: F32 vs post-training Q4_0 vs Q4_0 quantization-aware fine-tuning
 //   npm run exp:spec         E4: a 15M-parameter target for speculative decoding, then bench:spec
 //                            with E1's distilled student as its draft, on 1 and 2 threads
+//   npm run exp:moe          E5: dense vs mixture of experts at equal active parameters
+//   npm run exp:data         E6: raw vs filtered + deduplicated noisy TinyStories at equal tokens
 // Shared set-up (runs/exp/): the stories split on <|endoftext|> (the last, cut story dropped), the
 // last 10% of stories held out; a 1024-token byte-level BPE trained on the rest; E1 and E2 share the teacher.
 // A finished step is not redone (its output directory is kept), so a second run only prints the
@@ -15,6 +17,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "no
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchHeader } from "./machine.js";
+import { type NoiseKind, makeNoisyCorpus, noiseKinds } from "./noisy-corpus.js";
 
 const CORPUS = "../shared/data/corpora/tinystories-2MiB.txt";
 const DIR = "runs/exp";
@@ -273,7 +276,95 @@ async function mixtureOfExperts(): Promise<void> {
   ]);
 }
 
-const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative, moe: mixtureOfExperts };
+/** JSONL records' ids, in order. */
+const idsOf = (file: string): number[] => readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => (JSON.parse(l) as { id: number }).id);
+
+/** JSONL records as a training text: stories separated by <|endoftext|>, as TRAIN is. */
+function storiesText(jsonl: string, out: string): void {
+  const texts = readFileSync(jsonl, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => (JSON.parse(l) as { text: string }).text);
+  writeFileSync(out, texts.join("\n<|endoftext|>\n") + "\n");
+}
+
+/**
+ * E6: TinyStories' training stories with labelled noise mixed in (bench/noisy-corpus.ts) go
+ * through `data filter` (every rule family, defaults), `data dedup --exact` and `data dedup
+ * --minhash`. What each stage removed is scored against the labels; then the E1 student shape is
+ * trained at equal steps (so equal tokens) on the raw noisy corpus, on the cleaned one, and on
+ * the clean stories alone, and evaluated on the clean held-out stories.
+ */
+async function dataPipeline(): Promise<void> {
+  const dir = join(DIR, "e6");
+  mkdirSync(dir, { recursive: true });
+  const noisy = join(dir, "noisy.jsonl");
+  const stories = readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
+  const docs = makeNoisyCorpus(stories, 1);
+  if (!existsSync(noisy)) writeFileSync(noisy, docs.map((d, id) => JSON.stringify({ id, noise: d.noise, text: d.text })).join("\n") + "\n");
+  const kindOf = new Map(docs.map((d, id) => [id, d.noise] as [number, NoiseKind]));
+  const stages: [string, string[], string][] = [
+    ["filter (gopher-quality, gopher-repetition, c4, fineweb)", ["data", "filter"], "filtered.jsonl"],
+    ["dedup --exact", ["data", "dedup", "--exact"], "exact.jsonl"],
+    ["dedup --minhash (5-grams, 14×8)", ["data", "dedup", "--minhash"], "clean.jsonl"],
+  ];
+  let input = noisy;
+  const removedBy: { stage: string; ids: number[]; rules: Map<string, number[]> }[] = [];
+  for (const [name, args, file] of stages) {
+    const out = join(dir, file), stats = join(dir, file.replace(".jsonl", "-stats.jsonl"));
+    if (!existsSync(out)) bonsai([...args, input, "--out", out, "--stats", stats, "--quiet"]);
+    const kept = new Set(idsOf(out)), before = idsOf(input);
+    const rules = new Map<string, number[]>();
+    // Stats name each removed document by its line in the stage's input.
+    const lineToId = new Map<number, number>();
+    readFileSync(input, "utf8").split("\n").forEach((l, i) => l.trim() !== "" && lineToId.set(i + 1, (JSON.parse(l) as { id: number }).id));
+    for (const l of readFileSync(stats, "utf8").split("\n").filter((x) => x.trim() !== "")) {
+      const s = JSON.parse(l) as { line: number; rule: string };
+      const family = s.rule.split(":")[0] === "c4" || s.rule.startsWith("gopher") || s.rule.startsWith("fineweb") ? s.rule : s.rule.split(":")[0];
+      rules.set(family, [...(rules.get(family) ?? []), lineToId.get(s.line)!]);
+    }
+    removedBy.push({ stage: name, ids: before.filter((id) => !kept.has(id)), rules });
+    input = out;
+  }
+  const total = new Map<NoiseKind, number>(noiseKinds.map((k) => [k, 0]));
+  for (const k of kindOf.values()) total.set(k, total.get(k)! + 1);
+  const counts = (ids: number[]): string => noiseKinds.map((k) => String(ids.filter((id) => kindOf.get(id) === k).length)).join(" | ");
+  const precision = (ids: number[]): string => (ids.length ? ((100 * ids.filter((id) => kindOf.get(id) !== "clean").length) / ids.length).toFixed(1) + "%" : "-");
+  console.log(`\nE6 data pipeline — ${docs.length} documents: ${noiseKinds.map((k) => `${total.get(k)} ${k}`).join(", ")}\n`);
+  console.log(`| stage / rule | removed | ${noiseKinds.join(" | ")} | precision (noise among removed) |`);
+  console.log(`|---|---:|${noiseKinds.map(() => "---:").join("|")}|---:|`);
+  for (const r of removedBy) {
+    console.log(`| **${r.stage}** | ${r.ids.length} | ${counts(r.ids)} | ${precision(r.ids)} |`);
+    for (const [rule, ids] of [...r.rules].sort((a, b) => b[1].length - a[1].length)) console.log(`| &nbsp; ${rule} | ${ids.length} | ${counts(ids)} | ${precision(ids)} |`);
+  }
+  const all = removedBy.flatMap((r) => r.ids);
+  console.log(`| **all stages** | ${all.length} | ${counts(all)} | ${precision(all)} |`);
+  console.log(`| recall (of each kind) | | ${noiseKinds.map((k) => `${((100 * all.filter((id) => kindOf.get(id) === k).length) / total.get(k)!).toFixed(1)}%`).join(" | ")} | |`);
+  // Boilerplate documents kept: C4's line rules may have cut the chrome off instead.
+  const cleanRecords = readFileSync(join(dir, "clean.jsonl"), "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string });
+  const keptBoiler = cleanRecords.filter((r) => kindOf.get(r.id) === "boilerplate");
+  const story = (id: number): string => docs[id].text.split("\n").filter((line) => stories.some((s) => s.includes(line)) ).join("\n");
+  const stripped = keptBoiler.filter((r) => r.text.trim() === story(r.id).trim()).length;
+  console.log(`\nboilerplate documents kept: ${keptBoiler.length}, of which ${stripped} with every chrome line cut by C4's line rules`);
+
+  // Training at equal steps and tokens on each corpus.
+  const raw = join(dir, "raw.txt"), cleaned = join(dir, "cleaned.txt");
+  storiesText(noisy, raw);
+  storiesText(join(dir, "clean.jsonl"), cleaned);
+  const run = (name: string, data: string): [string, string[]] => {
+    const out = join(dir, name);
+    return [out, ["train", "--data", data, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", out]];
+  };
+  const onRaw = run("student-raw", raw), onClean = run("student-cleaned", cleaned), onStories = run("student-stories", TRAIN);
+  await parallel([onRaw, onClean]);
+  await parallel([onStories]);
+  console.log(`\nE6 training — E1's student shape, ${STUDENT_ITERS} steps of ${BATCH[3]}×${BATCH[1]} tokens each (equal tokens), held-out loss on clean TinyStories\n`);
+  table([
+    ["training corpus", "documents | held-out loss"], ["---", "---: | ---:"],
+    ["raw: stories + noise", `${docs.length} | ${heldOutLoss(onRaw[0]).toFixed(4)}`],
+    ["filtered + deduplicated", `${cleanRecords.length} | ${heldOutLoss(onClean[0]).toFixed(4)}`],
+    ["the clean stories alone (the noise's labels known)", `${stories.length} | ${heldOutLoss(onStories[0]).toFixed(4)}`],
+  ]);
+}
+
+const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative, moe: mixtureOfExperts, data: dataPipeline };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);
