@@ -287,10 +287,11 @@ function storiesText(jsonl: string, out: string): void {
 
 /**
  * E6: TinyStories' training stories with labelled noise mixed in (bench/noisy-corpus.ts) go
- * through `data filter` (every rule family, defaults), `data dedup --exact` and `data dedup
- * --minhash`. What each stage removed is scored against the labels; then the E1 student shape is
- * trained at equal steps (so equal tokens) on the raw noisy corpus, on the cleaned one, and on
- * the clean stories alone, and evaluated on the clean held-out stories.
+ * through `data filter` (every rule family, defaults; then again without Gopher's alpha-words
+ * rule), `data dedup --exact` and `data dedup --minhash`. What each stage removed is scored
+ * against the labels; then the E1 student shape is trained at equal steps (so equal tokens) on
+ * the raw noisy corpus, on each cleaned one, and on the clean stories alone, and evaluated on the
+ * clean held-out stories.
  */
 async function dataPipeline(): Promise<void> {
   const dir = join(DIR, "e6");
@@ -300,67 +301,70 @@ async function dataPipeline(): Promise<void> {
   const docs = makeNoisyCorpus(stories, 1);
   if (!existsSync(noisy)) writeFileSync(noisy, docs.map((d, id) => JSON.stringify({ id, noise: d.noise, text: d.text })).join("\n") + "\n");
   const kindOf = new Map(docs.map((d, id) => [id, d.noise] as [number, NoiseKind]));
-  const stages: [string, string[], string][] = [
-    ["filter (gopher-quality, gopher-repetition, c4, fineweb)", ["data", "filter"], "filtered.jsonl"],
-    ["dedup --exact", ["data", "dedup", "--exact"], "exact.jsonl"],
-    ["dedup --minhash (5-grams, 14×8)", ["data", "dedup", "--minhash"], "clean.jsonl"],
-  ];
-  let input = noisy;
-  const removedBy: { stage: string; ids: number[]; rules: Map<string, number[]> }[] = [];
-  for (const [name, args, file] of stages) {
-    const out = join(dir, file), stats = join(dir, file.replace(".jsonl", "-stats.jsonl"));
-    if (!existsSync(out)) bonsai([...args, input, "--out", out, "--stats", stats, "--quiet"]);
-    const kept = new Set(idsOf(out)), before = idsOf(input);
-    const rules = new Map<string, number[]>();
-    // Stats name each removed document by its line in the stage's input.
-    const lineToId = new Map<number, number>();
-    readFileSync(input, "utf8").split("\n").forEach((l, i) => l.trim() !== "" && lineToId.set(i + 1, (JSON.parse(l) as { id: number }).id));
-    for (const l of readFileSync(stats, "utf8").split("\n").filter((x) => x.trim() !== "")) {
-      const s = JSON.parse(l) as { line: number; rule: string };
-      const family = s.rule.split(":")[0] === "c4" || s.rule.startsWith("gopher") || s.rule.startsWith("fineweb") ? s.rule : s.rule.split(":")[0];
-      rules.set(family, [...(rules.get(family) ?? []), lineToId.get(s.line)!]);
-    }
-    removedBy.push({ stage: name, ids: before.filter((id) => !kept.has(id)), rules });
-    input = out;
-  }
   const total = new Map<NoiseKind, number>(noiseKinds.map((k) => [k, 0]));
   for (const k of kindOf.values()) total.set(k, total.get(k)! + 1);
   const counts = (ids: number[]): string => noiseKinds.map((k) => String(ids.filter((id) => kindOf.get(id) === k).length)).join(" | ");
   const precision = (ids: number[]): string => (ids.length ? ((100 * ids.filter((id) => kindOf.get(id) !== "clean").length) / ids.length).toFixed(1) + "%" : "-");
-  console.log(`\nE6 data pipeline — ${docs.length} documents: ${noiseKinds.map((k) => `${total.get(k)} ${k}`).join(", ")}\n`);
-  console.log(`| stage / rule | removed | ${noiseKinds.join(" | ")} | precision (noise among removed) |`);
-  console.log(`|---|---:|${noiseKinds.map(() => "---:").join("|")}|---:|`);
-  for (const r of removedBy) {
-    console.log(`| **${r.stage}** | ${r.ids.length} | ${counts(r.ids)} | ${precision(r.ids)} |`);
-    for (const [rule, ids] of [...r.rules].sort((a, b) => b[1].length - a[1].length)) console.log(`| &nbsp; ${rule} | ${ids.length} | ${counts(ids)} | ${precision(ids)} |`);
-  }
-  const all = removedBy.flatMap((r) => r.ids);
-  console.log(`| **all stages** | ${all.length} | ${counts(all)} | ${precision(all)} |`);
-  console.log(`| recall (of each kind) | | ${noiseKinds.map((k) => `${((100 * all.filter((id) => kindOf.get(id) === k).length) / total.get(k)!).toFixed(1)}%`).join(" | ")} | |`);
-  // Boilerplate documents kept: C4's line rules may have cut the chrome off instead.
-  const cleanRecords = readFileSync(join(dir, "clean.jsonl"), "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string });
-  const keptBoiler = cleanRecords.filter((r) => kindOf.get(r.id) === "boilerplate");
-  const story = (id: number): string => docs[id].text.split("\n").filter((line) => stories.some((s) => s.includes(line)) ).join("\n");
-  const stripped = keptBoiler.filter((r) => r.text.trim() === story(r.id).trim()).length;
-  console.log(`\nboilerplate documents kept: ${keptBoiler.length}, of which ${stripped} with every chrome line cut by C4's line rules`);
+  console.log(`\nE6 data pipeline — ${docs.length} documents: ${noiseKinds.map((k) => `${total.get(k)} ${k}`).join(", ")}`);
+
+  /** filter → dedup --exact → dedup --minhash into dir/NAME-*.jsonl; prints what each rule removed; returns the cleaned records. */
+  const pipeline = (name: string, filterFlags: string[]): { id: number; text: string }[] => {
+    const stages: [string, string[]][] = [
+      [`filter ${filterFlags.join(" ") || "(defaults)"}`, ["data", "filter", ...filterFlags]],
+      ["dedup --exact", ["data", "dedup", "--exact"]],
+      ["dedup --minhash", ["data", "dedup", "--minhash"]],
+    ];
+    let input = noisy;
+    console.log(`\n${name}:\n\n| stage / rule | removed | ${noiseKinds.join(" | ")} | noise among removed |`);
+    console.log(`|---|---:|${noiseKinds.map(() => "---:").join("|")}|---:|`);
+    const all: number[] = [];
+    stages.forEach(([stage, args], k) => {
+      const out = join(dir, `${name}-${k}.jsonl`), stats = join(dir, `${name}-${k}-stats.jsonl`);
+      if (!existsSync(out)) bonsai([...args, input, "--out", out, "--stats", stats, "--quiet"]);
+      // Stats name each removed document by its line in the stage's input.
+      const lineToId = new Map<number, number>();
+      readFileSync(input, "utf8").split("\n").forEach((l, i) => l.trim() !== "" && lineToId.set(i + 1, (JSON.parse(l) as { id: number }).id));
+      const rules = new Map<string, number[]>();
+      for (const l of readFileSync(stats, "utf8").split("\n").filter((x) => x.trim() !== "")) {
+        const st = JSON.parse(l) as { line: number; rule: string };
+        rules.set(st.rule, [...(rules.get(st.rule) ?? []), lineToId.get(st.line)!]);
+      }
+      const kept = new Set(idsOf(out)), removed = idsOf(input).filter((id) => !kept.has(id));
+      all.push(...removed);
+      console.log(`| **${stage}** | ${removed.length} | ${counts(removed)} | ${precision(removed)} |`);
+      if (rules.size > 1) for (const [rule, ids] of [...rules].sort((a, b) => b[1].length - a[1].length)) console.log(`| &nbsp; ${rule} | ${ids.length} | ${counts(ids)} | ${precision(ids)} |`);
+      input = out;
+    });
+    console.log(`| **all stages** | ${all.length} | ${counts(all)} | ${precision(all)} |`);
+    console.log(`| recall (share of each kind removed) | | ${noiseKinds.map((k) => `${((100 * all.filter((id) => kindOf.get(id) === k).length) / total.get(k)!).toFixed(1)}%`).join(" | ")} | |`);
+    const records = readFileSync(input, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string });
+    // Boilerplate documents kept: C4's line rules may have cut their chrome off.
+    const boiler = records.filter((r) => kindOf.get(r.id) === "boilerplate");
+    const cut = boiler.filter((r) => stories.some((st) => st.trim() === r.text.trim())).length;
+    console.log(`\nboilerplate documents kept: ${boiler.length}, ${cut} of them with every chrome line cut by C4's line rules`);
+    storiesText(input, join(dir, `${name}.txt`));
+    return records;
+  };
+  const cleaned = pipeline("cleaned", []);
+  const lenient = pipeline("cleaned-no-alpha", ["--gopher-min-alpha-words-ratio", "off"]);
 
   // Training at equal steps and tokens on each corpus.
-  const raw = join(dir, "raw.txt"), cleaned = join(dir, "cleaned.txt");
+  const raw = join(dir, "raw.txt");
   storiesText(noisy, raw);
-  storiesText(join(dir, "clean.jsonl"), cleaned);
   const run = (name: string, data: string): [string, string[]] => {
-    const out = join(dir, name);
+    const out = join(dir, `student-${name}`);
     return [out, ["train", "--data", data, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", out]];
   };
-  const onRaw = run("student-raw", raw), onClean = run("student-cleaned", cleaned), onStories = run("student-stories", TRAIN);
-  await parallel([onRaw, onClean]);
-  await parallel([onStories]);
+  const runs = [run("raw", raw), run("cleaned", join(dir, "cleaned.txt")), run("cleaned-no-alpha", join(dir, "cleaned-no-alpha.txt")), run("stories", TRAIN)];
+  await parallel(runs.slice(0, 2));
+  await parallel(runs.slice(2));
   console.log(`\nE6 training — E1's student shape, ${STUDENT_ITERS} steps of ${BATCH[3]}×${BATCH[1]} tokens each (equal tokens), held-out loss on clean TinyStories\n`);
   table([
     ["training corpus", "documents | held-out loss"], ["---", "---: | ---:"],
-    ["raw: stories + noise", `${docs.length} | ${heldOutLoss(onRaw[0]).toFixed(4)}`],
-    ["filtered + deduplicated", `${cleanRecords.length} | ${heldOutLoss(onClean[0]).toFixed(4)}`],
-    ["the clean stories alone (the noise's labels known)", `${stories.length} | ${heldOutLoss(onStories[0]).toFixed(4)}`],
+    ["raw: stories + noise", `${docs.length} | ${heldOutLoss(runs[0][0]).toFixed(4)}`],
+    ["filtered (defaults) + deduplicated", `${cleaned.length} | ${heldOutLoss(runs[1][0]).toFixed(4)}`],
+    ["filtered without alpha-words + deduplicated", `${lenient.length} | ${heldOutLoss(runs[2][0]).toFixed(4)}`],
+    ["the training stories without noise (an oracle)", `${stories.length} | ${heldOutLoss(runs[3][0]).toFixed(4)}`],
   ]);
 }
 

@@ -30,22 +30,43 @@ const ADS = [
   "Hot deals on shoes, 90% off, order now!", "Make money from home, no experience needed!",
 ];
 
-/** `stories` with noise mixed in, in a shuffled order: about 60% of the documents are the clean stories. */
+/**
+ * `stories` with noise mixed in: about 60% of the documents are clean stories. A duplicate or
+ * near-duplicate always comes after the story it copies (so "keep the first" keeps the original
+ * and removes exactly the labelled copies); boilerplate wraps stories that appear nowhere else.
+ */
 export function makeNoisyCorpus(stories: readonly string[], seed = 1): LabelledDocument[] {
   if (stories.length < 10) throw new Error(`a noisy corpus needs at least 10 stories (got ${stories.length})`);
   const rng = new Rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.next() * xs.length)];
+  const shuffle = <T>(xs: T[]): T[] => {
+    for (let i = xs.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [xs[i], xs[j]] = [xs[j], xs[i]];
+    }
+    return xs;
+  };
   const cleanShare = 1 - MIX.reduce((s, [, p]) => s + p, 0);
-  const total = Math.round(stories.length / cleanShare);
-  const docs: LabelledDocument[] = stories.map((text) => ({ text, noise: "clean" }));
-  for (const [kind, share] of MIX)
-    for (let i = 0; i < Math.round(total * share); i++) docs.push({ text: noisy(kind, pick(stories), rng, pick), noise: kind });
-  // Fisher–Yates, so duplicates are spread through the file.
-  for (let i = docs.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.next() * (i + 1));
-    [docs[i], docs[j]] = [docs[j], docs[i]];
-  }
-  return docs;
+  const share = (kind: NoiseKind): number => MIX.find(([k]) => k === kind)![1];
+  // Stories for the boilerplate documents are set aside: their content is unique.
+  const order = shuffle(stories.map((_, i) => i));
+  const wrapped = Math.round((stories.length / cleanShare) * share("boilerplate"));
+  const aside = order.slice(0, wrapped), kept = order.slice(wrapped);
+  const total = Math.round(kept.length / cleanShare);
+  const docs: LabelledDocument[] = kept.map((i) => ({ text: stories[i], noise: "clean" }));
+  // Copies go in after their original: at a random later position (inserted back to front).
+  const copies: { after: number; doc: LabelledDocument }[] = [];
+  for (const kind of ["duplicate", "near-duplicate"] as const)
+    for (let n = 0; n < Math.round(total * share(kind)); n++) {
+      const at = Math.floor(rng.next() * docs.length);
+      copies.push({ after: at + Math.floor(rng.next() * (docs.length - at)), doc: { text: noisy(kind, docs[at].text, rng, pick), noise: kind } });
+    }
+  const others: LabelledDocument[] = aside.map((i) => ({ text: noisy("boilerplate", stories[i], rng, pick), noise: "boilerplate" }));
+  for (const kind of ["gibberish", "spam"] as const) for (let n = 0; n < Math.round(total * share(kind)); n++) others.push({ text: noisy(kind, "", rng, pick), noise: kind });
+  const slots: LabelledDocument[][] = docs.map((d) => [d]);
+  for (const c of copies) slots[c.after].push(c.doc);
+  for (const o of others) slots[Math.floor(rng.next() * slots.length)].push(o);
+  return slots.flat();
 }
 
 function noisy(kind: NoiseKind, story: string, rng: Rng, pick: <T>(xs: readonly T[]) => T): string {
