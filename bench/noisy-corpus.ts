@@ -3,7 +3,7 @@
 // per kind of noise). Deterministic for a seed. Kinds:
 //   clean           a story as it is
 //   duplicate       an earlier story again, with its whitespace and case changed
-//   near-duplicate  an earlier story with about 1 word in 12 substituted, dropped or doubled
+//   near-duplicate  an earlier story with about 1 word in 33 substituted, dropped or doubled
 //   boilerplate     a story with web chrome lines around it (cookie notice, share buttons, …)
 //   gibberish       strings of random letters as words and sentences
 //   spam            one advertising phrase repeated many times
@@ -79,10 +79,10 @@ function noisy(kind: NoiseKind, story: string, rng: Rng, pick: <T>(xs: readonly 
       const out: string[] = [];
       for (const w of words) {
         const r = rng.next();
-        if (r < 0.03) continue; // dropped
-        if (r < 0.06) out.push(pick(words)); // substituted
+        if (r < 0.01) continue; // dropped
+        if (r < 0.02) out.push(pick(words)); // substituted
         else out.push(w);
-        if (r > 0.97) out.push(w); // doubled
+        if (r > 0.99) out.push(w); // doubled
       }
       return out.join(" ");
     }
