@@ -24,8 +24,8 @@ export function hashHex(h: ArrayLike<number>): string {
 
 /**
  * The documents seen so far by their exact hash: an open-addressing table of 128-bit hashes and
- * ids (24 bytes a document at most half full), so a stream's memory grows with its distinct
- * documents, never with their text.
+ * ids (25 bytes a slot, at most half of them used: about 50 bytes a distinct document), so a
+ * stream's memory grows with its distinct documents, never with their text.
  */
 export class ExactIndex {
   private hashes = new Uint32Array(4 * 1024);
