@@ -7,6 +7,7 @@
 //                            with E1's distilled student as its draft, on 1 and 2 threads
 //   npm run exp:moe          E5: dense vs mixture of experts at equal active parameters
 //   npm run exp:data         E6: raw vs filtered + deduplicated noisy TinyStories at equal tokens
+//   npm run exp:synth        E7: students on stories synthesised by E1's teacher vs as many real ones
 // Shared set-up (runs/exp/): the stories split on <|endoftext|> (the last, cut story dropped), the
 // last 10% of stories held out; a 1024-token byte-level BPE trained on the rest; E1 and E2 share the teacher.
 // A finished step is not redone (its output directory is kept), so a second run only prints the
@@ -31,6 +32,8 @@ const STUDENT_ITERS = "600";
 const FINE_TUNE = "200";
 /** E5 trains longer than E1: at 600 steps the MoE has not yet used its extra capacity (docs/experiments.md). */
 const MOE_ITERS = "1500";
+/** E7: stories the teacher synthesises (about as many as E1's students train on: 2085 real ones). */
+const SYNTH_COUNT = 1500;
 const TEACHER = ["--layers", "4", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--tie-embeddings", "--lr", "2e-3", "--min-lr", "2e-4", "--seed", "1", "--iters", "600"];
 /** E4's target: 15.0M parameters (60 MB at F32), on both cores (~30 min on 2 cores). */
 const SPEC_TARGET = ["--layers", "5", "--dim", "512", "--heads", "8", "--kv-heads", "4", "--tie-embeddings", "--lr", "1.5e-3", "--min-lr", "1.5e-4", "--seed", "11", "--iters", "400", "--warmup", "40",
@@ -381,7 +384,75 @@ async function dataPipeline(): Promise<void> {
   ]);
 }
 
-const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative, moe: mixtureOfExperts, data: dataPipeline };
+/** The stderr of a command, run to completion (for the summaries the data steps print there). */
+function bonsaiStderr(args: string[]): string {
+  process.stderr.write(`$ bonsai ${args.join(" ")}\n`);
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", stdio: ["ignore", "inherit", "pipe"], maxBuffer: 1 << 26 });
+  process.stderr.write(r.stderr);
+  if (r.status !== 0) throw new Error(`bonsai ${args.slice(0, 2).join(" ")} failed (exit ${r.status})`);
+  return r.stderr;
+}
+
+/**
+ * E7: E1's teacher (a base model) continues SYNTH_COUNT story openings (data synth's story-opening
+ * template) in process, and the first 200 again through `bonsai serve`; students of E1's shape
+ * are trained at equal steps on the synthetic stories, on as many real ones, and distilled from
+ * the teacher on the synthetic ones; all evaluated on the real held-out stories.
+ */
+async function synthetic(): Promise<void> {
+  const teacherDir = teacher();
+  const dir = join(DIR, "e7");
+  mkdirSync(dir, { recursive: true });
+  const common = ["--template", "story-opening", "--max-tokens", "200", "--temperature", "0.8", "--seed", "7", "--concurrency", "8", "--quiet"];
+  const synth = join(dir, "synth.jsonl");
+  const inProcess = bonsaiStderr(["data", "synth", "--teacher", teacherDir, "--count", String(SYNTH_COUNT), "--threads", "2", ...common, "--out", synth]);
+  // The same records through the server: a child `bonsai serve` on loopback.
+  const served = join(dir, "synth-served.jsonl");
+  const server = spawn(process.execPath, [CLI, "serve", "--model", teacherDir, "--port", "0", "--parallel", "8", "--threads", "2", "--model-name", "teacher"], { stdio: ["ignore", "ignore", "pipe"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let err = "";
+    server.stderr!.on("data", (d: Buffer) => {
+      err += d;
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`bonsai serve exited ${code}: ${err}`)));
+  });
+  let throughServer: string;
+  try {
+    throughServer = bonsaiStderr(["data", "synth", "--endpoint", `${url}/v1`, "--model", "teacher", "--api", "completions", "--count", "200", ...common, "--out", served]);
+  } finally {
+    server.kill("SIGTERM");
+  }
+  const texts = (f: string): Map<number, string> => new Map(readFileSync(f, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string }).map((r) => [r.id, r.text]));
+  const mine = texts(synth), theirs = texts(served);
+  const same = [...theirs].filter(([id, t]) => mine.get(id) === t).length;
+  const synthText = join(dir, "synth.txt"), realText = join(dir, "real.txt");
+  storiesText(synth, synthText);
+  const stories = readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
+  writeFileSync(realText, stories.slice(0, mine.size).join("\n<|endoftext|>\n") + "\n");
+  const student = (name: string, cmd: string, data: string, extra: string[]): [string, string[]] => {
+    const out = join(dir, name);
+    return [out, [cmd, ...(cmd === "distill" ? ["--teacher", teacherDir] : ["--tokenizer", TOKENIZER]), "--data", data, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
+  };
+  const onSynth = student("student-synth", "train", synthText, []), onReal = student("student-real", "train", realText, []);
+  const distilledOnSynth = student("student-synth-kd", "distill", synthText, FORWARD_KL);
+  await parallel([onSynth, onReal]);
+  await parallel([distilledOnSynth]);
+  const line = (s: string): string => s.split("\n").filter((l) => l.startsWith("bonsai data synth")).pop() ?? "";
+  console.log(`\nE7 synthetic data — ${mine.size} stories continued by E1's teacher from story openings (temperature 0.8, at most 200 tokens)`);
+  console.log(`in process: ${line(inProcess)}`);
+  console.log(`through bonsai serve: ${line(throughServer)}; ${same} of ${theirs.size} records identical to the in-process ones\n`);
+  table([
+    ["student (E1's shape, 600 steps)", "held-out loss on real stories"], ["---", "---:"],
+    [`${mine.size} real stories`, heldOutLoss(onReal[0]).toFixed(4)],
+    [`${mine.size} synthetic stories`, heldOutLoss(onSynth[0]).toFixed(4)],
+    [`${mine.size} synthetic stories, distilled (forward KL α=0.5 τ=2)`, heldOutLoss(distilledOnSynth[0]).toFixed(4)],
+    ["for reference: the teacher", heldOutLoss(teacherDir).toFixed(4)],
+  ]);
+}
+
+const experiments: Record<string, () => void | Promise<void>> = { distill: distillation, curriculum, qat: quantizationAware, spec: speculative, moe: mixtureOfExperts, data: dataPipeline, synth: synthetic };
 const which = process.argv[2] ?? "";
 if (!(which in experiments)) {
   console.error(`usage: node dist/bench/experiments.js ${Object.keys(experiments).join("|")}`);
