@@ -15,7 +15,6 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { parseArgs } from "node:util";
 import { ExactIndex, exactHash } from "../data/dedup/exact.js";
 import { type DedupMode, type DedupOptions, dedupOptions, describeOptions } from "../data/dedup/format.js";
 import { MINHASH_DEFAULTS, minhashSettings } from "../data/dedup/minhash.js";
@@ -211,15 +210,6 @@ async function filterStage(f: Flags): Promise<void> {
   if (count() !== list.docs) throw new Error(`${where} has ${count()} documents but had ${list.docs} when signed: not the file its signatures were made from`);
 }
 
-/** `argv` with its input positional (or none: stdin) replaced by `file`. */
-function withInput(argv: string[], spec: FlagSpec, file: string): Flags {
-  const options = Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, { type: v.type, multiple: v.multiple ?? false }]));
-  const { tokens } = parseArgs({ args: argv, options, strict: true, allowPositionals: true, tokens: true });
-  const at = tokens.find((t) => t.kind === "positional");
-  const args = at ? argv.map((a, i) => (i === at.index ? file : a)) : [...argv, file];
-  return Flags.parse(args, spec);
-}
-
 async function oneShot(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, specs().oneShot);
   const mode = modeOf(f);
@@ -228,15 +218,14 @@ async function oneShot(argv: string[]): Promise<void> {
   const io = recordIo(f);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bonsai-dedup-"));
   try {
-    let flags = f, input = io.input;
+    let input = io.input;
     if (input === "-") {
       // The filter pass reads the input a second time: stdin is kept in a temporary file.
       input = path.join(tmp, "stdin");
       await pipeline(process.stdin, fs.createWriteStream(input));
-      flags = withInput(argv, specs().oneShot, input);
     }
     const sig = path.join(tmp, "0.sig"), pairs = path.join(tmp, "all.pairs"), remove = path.join(tmp, "remove.bin");
-    const src = recordsOf(flags, input, "bonsai data dedup: signatures", true);
+    const src = recordsOf(f, input, "bonsai data dedup: signatures", true);
     try {
       await writeSignatures(src.records, options, 0, sig);
     } finally {
@@ -246,7 +235,7 @@ async function oneShot(argv: string[]): Promise<void> {
     findClusters([sig, pairs], remove);
     const list = readRemovals(remove, 0);
     const { judge } = removalJudge("minhash", list.removals, list.docs, io.input === "-" ? "stdin" : io.input, false);
-    await runRecordStep(flags, "dedup", judge);
+    await runRecordStep(f, "dedup", judge, input);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
