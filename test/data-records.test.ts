@@ -53,3 +53,27 @@ test("records are written back in their format, JSONL with every field and the s
   const text = stories.map((t) => formatRecord({ text: t, line: 0 }, "stories")).join("");
   assert.deepEqual((await collect(readRecords(linesOf(text), { format: "stories" }))).map((r) => r.text), stories);
 });
+
+test("a sink lands a file whole on close, leaves the old one on abandon, and writes a device in place", async () => {
+  const { mkdtempSync, readFileSync, writeFileSync, statSync, readdirSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { TextSink } = await import("../src/data/record-files-node.js");
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-sink-"));
+  const file = join(dir, "out.jsonl");
+  writeFileSync(file, "old\n");
+  const lost = new TextSink(file);
+  await lost.write("partial\n");
+  lost.abandon();
+  assert.equal(readFileSync(file, "utf8"), "old\n");
+  const kept = new TextSink(file);
+  await kept.write("new\n");
+  assert.equal(readFileSync(file, "utf8"), "old\n", "nothing lands before close");
+  await kept.close();
+  assert.equal(readFileSync(file, "utf8"), "new\n");
+  assert.deepEqual(readdirSync(dir), ["out.jsonl"], "no temporary file left");
+  const device = new TextSink("/dev/null");
+  await device.write("gone\n");
+  await device.close();
+  assert.ok(statSync("/dev/null").isCharacterDevice(), "/dev/null is still a device, not a renamed file");
+});

@@ -1,7 +1,7 @@
 // Where `bonsai data …` steps read and write in Node: a file or "-" (stdin/stdout), so steps chain
 // through pipes. Output to a file is written beside it and renamed into place when the step ends,
-// so an interrupted step leaves the old file (or none), never a cut one; output to stdout is
-// streamed with backpressure. The --stats log of removed documents is written the same way.
+// so an interrupted step leaves the old file (or none), never a cut one; output to stdout (or to a
+// device or pipe named as a file, /dev/stdout) is streamed with backpressure. The --stats log of removed documents is written the same way.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
@@ -44,8 +44,17 @@ export class TextSink {
   private closed = false;
 
   constructor(readonly file: string) {
+    let special = false;
+    try {
+      special = !fs.statSync(file).isFile(); // a device or pipe (/dev/stdout, a FIFO): written in place
+    } catch {
+      // absent: a new file
+    }
     if (file === "-") {
       this.out = process.stdout;
+      this.tmp = null;
+    } else if (special) {
+      this.out = fs.createWriteStream(file, { flags: "a" });
       this.tmp = null;
     } else {
       const dir = path.dirname(path.resolve(file));
@@ -64,9 +73,10 @@ export class TextSink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.tmp === null) return;
+    if (this.out === process.stdout) return;
     const stream = this.out as fs.WriteStream;
     await new Promise<void>((resolve, reject) => stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (this.tmp === null) return;
     const fd = fs.openSync(this.tmp, "r");
     try {
       fs.fsyncSync(fd);
@@ -80,8 +90,9 @@ export class TextSink {
   abandon(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.tmp === null) return;
+    if (this.out === process.stdout) return;
     (this.out as fs.WriteStream).destroy();
+    if (this.tmp === null) return;
     fs.rmSync(this.tmp, { force: true });
   }
 }
