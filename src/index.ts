@@ -18,6 +18,15 @@ export { AdamW, type AdamWOptions } from "./train/adamw.js";
 export { learningRate, type LrSchedule } from "./train/schedule.js";
 export { randomBatch, sequentialBatches, splitTrainVal, sampleBatch, type Batch } from "./data/batches.js";
 export { splitDocuments, tokenizeDocuments, splitSamples, concatSamples, type Document, type Sample, type DocumentFormat } from "./data/documents.js";
+export { readRecords, formatRecord, MalformedRecordError, type DataRecord, type ReadRecordsOptions } from "./data/records.js";
+export { filterText, FILTER_RULES, FILTER_DEFAULTS, type FilterRule, type FilterOptions } from "./data/filters/filter.js";
+export { languageCheck, LANGUAGES, type LanguageOptions } from "./data/filters/language.js";
+export type { RuleOutcome, Removal } from "./data/filters/outcome.js";
+export { normalizeText } from "./data/dedup/normalize.js";
+export { exactHash, ExactIndex } from "./data/dedup/exact.js";
+export { minhashSignature, estimatedJaccard, MinHashIndex, MINHASH_DEFAULTS, type MinHashOptions } from "./data/dedup/minhash.js";
+export { UnionFind } from "./data/dedup/union-find.js";
+export { keepRankRange, pruneRange, type PruneSide } from "./data/rank-select.js";
 export {
   ModelTeacher, EndpointTeacher, TokenRateLimiter, TeacherError, endpointUrl, retryAfterMs,
   type Teacher, type TeacherPrompt, type CompleteOptions, type TeacherCompletion, type TeacherUsage, type ModelTeacherOptions, type EndpointTeacherOptions,
