@@ -33,7 +33,10 @@
 // client — its first chunk when streamed, its whole body when not; only then is it aborted. A
 // fallback so resumes the very generation the decision looked at: the answer is exactly the one
 // the local model gave, for any weights, with no second prefill. The price: an escalated request
-// keeps its local slot (bounded by its max_tokens) while the upstream is answering.
+// keeps its local slot (bounded by its max_tokens) while the upstream is answering. (Re-running
+// the request locally with the same seed was the other way: exact only for f32 weights, since
+// kept-quantized weights agree across batch compositions only to float rounding, and a second
+// prefill and probe on every failure.)
 //
 // Every answer says who answered: the header `x-bonsai-answered-by: local|upstream`, and the
 // top-level field `"bonsai": {"answered_by", "confidence", "probe_tokens"}` (plus `"fallback"`)
