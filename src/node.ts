@@ -3,4 +3,6 @@ export { loadModel, loadTokenizer, loadTokenizerFile, writeCheckpoint, type Load
 export { readBytes, writeFileAtomic, commitFiles, recoverCheckpointDir } from "./io/fs-node.js";
 export { FileSource } from "./io/byte-source-node.js";
 export { createServer, type BonsaiServer, type ServeOptions } from "./serve/server-node.js";
+export { createAppRoutes, type AppRoutesOptions, type AppRouteHandler } from "./serve/app-routes-node.js";
+export { inputLines, TextSink, type LineInput } from "./data/record-files-node.js";
 export { openRecordLog, RecordLog, type ExistingRecord, type OpenedOutput } from "./data/synth/output-node.js";
