@@ -26,6 +26,13 @@ export { normalizeText } from "./data/dedup/normalize.js";
 export { exactHash, ExactIndex } from "./data/dedup/exact.js";
 export { minhashSignature, estimatedJaccard, MinHashIndex, MINHASH_DEFAULTS, type MinHashOptions } from "./data/dedup/minhash.js";
 export { UnionFind } from "./data/dedup/union-find.js";
+export { HashedFeaturizer, murmur3, featureTokens, defaultHashedFeatureSpec, type HashedFeatureSpec, type SparseVector } from "./data/classifier/features.js";
+export { EmbeddingFeaturizer, type EmbeddingFeatureSpec } from "./data/classifier/embeddings.js";
+export { QualityClassifier, ClassifierFileError, describeFeatures, type FeatureSpec, type ClassifierPrediction } from "./data/classifier/classifier.js";
+export { trainClassifier, type TrainClassifierOptions, type ClassifierReport } from "./data/classifier/train.js";
+export { trainLinear, predictLinear, type LinearHeads } from "./data/classifier/linear.js";
+export { binaryMetrics, spearman, meanAbsoluteError, type BinaryMetrics } from "./data/classifier/metrics.js";
+export { labelDocument, parseLabel, renderRubric, FINEWEB_EDU_RUBRIC, type LabelOptions, type LabelResult } from "./data/classifier/label.js";
 export { keepRankRange, pruneRange, type PruneSide } from "./data/rank-select.js";
 export {
   ModelTeacher, EndpointTeacher, TokenRateLimiter, TeacherError, endpointUrl, retryAfterMs,
