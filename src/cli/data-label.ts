@@ -46,16 +46,12 @@ export const labelFlags: FlagSpec = {
   "rate-limit": { type: "string", help: "--endpoint: at most this many tokens a minute, all requests together" },
   timeout: { type: "string", help: "--endpoint: seconds an attempt may take, answer included (120)" },
   out: { type: "string", help: "the JSONL file to append labelled records to, resumed when it exists (required; - writes to stdout, without resuming)" },
-  documents: recordIoFormatFlag(),
+  documents: { type: "string", help: "input format: jsonl (default), stories or lines; the output is JSONL" },
   "text-field": { type: "string", help: 'jsonl: the field holding the text (default "text"); the output keeps it there' },
   strict: { type: "boolean", help: "stop at the first malformed JSONL line (default: count it, name its line on stderr, skip it)" },
   quiet: { type: "boolean", help: "no progress line" },
   ...backendFlags,
 };
-
-function recordIoFormatFlag(): FlagSpec[string] {
-  return { type: "string", help: "input format: jsonl (default), stories or lines; the output is JSONL" };
-}
 
 const ENDPOINT_ONLY = ["model", "api", "api-key-env", "rate-limit", "timeout"];
 const TEACHER_ONLY = ["tokenizer", ...Object.keys(backendFlags)];
