@@ -1,6 +1,7 @@
 // `bonsai data <step>`: the data pipeline's steps, each a file of its own built on data.ts's
 // driver, and the dispatcher that runs one.
 import { type FlagSpec, UsageError, flagHelp } from "./args.js";
+import { labelStep, scoreStep, trainClassifierStep } from "./data-classifier.js";
 import { dedupStep } from "./data-dedup.js";
 import { filterStep } from "./data-filter.js";
 import { perplexityStep, pruneStep } from "./data-model-steps.js";
@@ -10,9 +11,12 @@ import { synthStep } from "./data-synth.js";
 const steps: Record<string, { run: (argv: string[]) => Promise<void>; flags: FlagSpec; help: string }> = {
   dedup: dedupStep,
   filter: filterStep,
+  label: labelStep,
   perplexity: perplexityStep,
   prune: pruneStep,
+  score: scoreStep,
   synth: synthStep,
+  "train-classifier": trainClassifierStep,
 };
 
 const dataUsage = (): string =>
