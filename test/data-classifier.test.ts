@@ -16,7 +16,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type HashedFeatureSpec, HashedFeaturizer, defaultHashedFeatureSpec, featureTokens, murmur3 } from "../src/data/classifier/features.js";
+import { type HashedFeatureSpec, HashedFeaturizer, defaultHashedFeatureSpec, featureTokens } from "../src/data/classifier/features.js";
+import { murmur3x86_32 } from "../src/data/dedup/hash.js";
 import { QualityClassifier } from "../src/data/classifier/classifier.js";
 import { trainClassifier } from "../src/data/classifier/train.js";
 import { FINEWEB_EDU_RUBRIC, parseLabel, renderRubric } from "../src/data/classifier/label.js";
@@ -69,7 +70,7 @@ function labelledSet(n: number, seed: number): { text: string; label: number }[]
 test("MurmurHash3 x86_32 gives its published values", () => {
   const h = (s: string, seed: number): number => {
     const b = new TextEncoder().encode(s);
-    return murmur3(b, b.length, seed);
+    return murmur3x86_32(b, seed);
   };
   assert.equal(h("", 0), 0);
   assert.equal(h("", 1), 0x514e28b7);

@@ -12,25 +12,20 @@
 // final line cut by a kill. A document whose request failed (after the teacher's own retries)
 // is not written; the step then exits non-zero, and running it again labels just those.
 import * as fs from "node:fs";
-import { loadModel } from "../io/model-files-node.js";
-import { type Teacher, EndpointTeacher, ModelTeacher, type TeacherUsage } from "../data/teacher.js";
+import type { TeacherUsage } from "../data/teacher.js";
 import { type DataRecord, readRecords } from "../data/records.js";
 import { inputLines } from "../data/record-files-node.js";
-import { murmur3 } from "../data/classifier/features.js";
+import { murmur3x86_32 } from "../data/dedup/hash.js";
 import { BUILTIN_RUBRICS, DEFAULT_SCORE_PATTERN, type LabelResult, checkRubric, labelDocument } from "../data/classifier/label.js";
 import { Rng, deriveSeed } from "../util/rng.js";
-import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags } from "./args.js";
 import { RateLine, recordIo } from "./data.js";
+import { teacherFlags, teacherFromFlags } from "./teacher-flags.js";
 
 const rubricNames = Object.keys(BUILTIN_RUBRICS);
 
 export const labelFlags: FlagSpec = {
-  teacher: { type: "string", help: "an in-process teacher: any model Bonsai loads (chats through its chat template if it has one, else continues the prompt)" },
-  tokenizer: { type: "string", help: "--teacher: a tokenizer file overriding the model's" },
-  endpoint: { type: "string", help: "an OpenAI-compatible server: its base URL (http://host:8080/v1) or the URL of /v1/chat/completions or /v1/completions" },
-  model: { type: "string", help: "--endpoint: the model name the requests carry (required)" },
-  api: { type: "string", help: "--endpoint: chat (default) or completions" },
-  "api-key-env": { type: "string", help: "--endpoint: send Authorization: Bearer <key>, the key read from this environment variable" },
+  ...teacherFlags,
   rubric: { type: "string", help: `the prompt: ${rubricNames.join(", ")} (default: FineWeb-Edu's additive 0–5 educational-value rubric) or a file holding {text} where the document goes` },
   "print-rubric": { type: "boolean", help: "print the rubric (--rubric's) and exit" },
   "score-pattern": { type: "string", help: 'a regular expression (case-insensitive) whose first group is the score in a reply; its last match counts (default: "Educational score: N")' },
@@ -43,8 +38,6 @@ export const labelFlags: FlagSpec = {
   temperature: { type: "string", help: "the first answer's temperature (0: greedy); re-asks after a reply without a score use --retry-temperature when it is 0" },
   "retry-temperature": { type: "string", help: "the temperature of re-asks after a greedy first answer (0.7)" },
   retries: { type: "string", help: "re-asks of a reply without a score (then the document is recorded unlabelled), and --endpoint's retries of a request on 429, 5xx, network errors and timeouts (3)" },
-  "rate-limit": { type: "string", help: "--endpoint: at most this many tokens a minute, all requests together" },
-  timeout: { type: "string", help: "--endpoint: seconds an attempt may take, answer included (120)" },
   out: { type: "string", help: "the JSONL file to append labelled records to, resumed when it exists (required; - writes to stdout, without resuming)" },
   documents: { type: "string", help: "input format: jsonl (default), stories or lines; the output is JSONL" },
   "text-field": { type: "string", help: 'jsonl: the field holding the text (default "text"); the output keeps it there' },
@@ -53,8 +46,6 @@ export const labelFlags: FlagSpec = {
   ...backendFlags,
 };
 
-const ENDPOINT_ONLY = ["model", "api", "api-key-env", "rate-limit", "timeout"];
-const TEACHER_ONLY = ["tokenizer", ...Object.keys(backendFlags)];
 
 /** MIN-MAX (e.g. "0-5", "1-10", "-1-1"). */
 export function parseRange(raw: string | undefined, flag: string, fallback: [number, number]): [number, number] {
@@ -62,44 +53,6 @@ export function parseRange(raw: string | undefined, flag: string, fallback: [num
   const m = /^\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*$/.exec(raw);
   if (!m || !(Number(m[1]) < Number(m[2]))) throw new UsageError(`--${flag} must be MIN-MAX with MIN < MAX (got "${raw}")`);
   return [Number(m[1]), Number(m[2])];
-}
-
-async function teacherFromFlags(f: Flags, concurrency: number, retries: number, log: (line: string) => void): Promise<Teacher> {
-  const path = f.str("teacher"), url = f.str("endpoint");
-  if ((path === undefined) === (url === undefined)) throw new UsageError("give the teacher: --teacher PATH (a model in this process) or --endpoint URL --model NAME (a server)");
-  if (path !== undefined) {
-    const wrong = ENDPOINT_ONLY.find((n) => f.has(n));
-    if (wrong) throw new UsageError(`--${wrong} applies to --endpoint, not --teacher`);
-    const backend = await backendFromFlags(f);
-    const loaded = loadModel(path, backend, f.str("tokenizer"), { quantized: true, fuse: true, lazy: true });
-    if (!loaded.tokenizer) throw new UsageError(`--teacher ${path} has no tokenizer; pass --tokenizer`);
-    return new ModelTeacher({ model: loaded.model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate }, { name: path, parallel: concurrency });
-  }
-  const wrong = TEACHER_ONLY.find((n) => f.has(n));
-  if (wrong) throw new UsageError(`--${wrong} applies to --teacher, not --endpoint`);
-  const api = f.str("api");
-  if (api !== undefined && api !== "chat" && api !== "completions") throw new UsageError(`--api must be chat or completions (got "${api}")`);
-  let apiKey: string | undefined;
-  const keyVar = f.str("api-key-env");
-  if (keyVar !== undefined) {
-    apiKey = process.env[keyVar];
-    if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the environment variable is empty or unset`);
-  }
-  try {
-    return new EndpointTeacher({
-      url: url!,
-      model: f.required("model"),
-      api: api as "chat" | "completions" | undefined,
-      apiKey,
-      timeoutMs: f.num("timeout", 120, { min: 0, exclusiveMin: true }) * 1000,
-      retries,
-      tokensPerMinute: f.has("rate-limit") ? f.num("rate-limit", 0, { min: 0, exclusiveMin: true }) : undefined,
-      onRetry: ({ attempt, delayMs, reason }) => log(`bonsai data label: ${reason}; retry ${attempt} of ${retries} in ${(delayMs / 1000).toFixed(1)} s`),
-    });
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`--endpoint: ${(e as Error).message}`);
-  }
 }
 
 function rubricFromFlags(f: Flags): { template: string; name: string } {
@@ -124,7 +77,7 @@ export function documentKey(fields: Record<string, unknown> | undefined, text: s
   const id = fields?.id;
   if (typeof id === "string" || typeof id === "number") return `id:${JSON.stringify(id)}`;
   const b = new TextEncoder().encode(text);
-  return `text:${murmur3(b, b.length, 0x1abe1).toString(16)}:${murmur3(b, b.length, 0x5eed).toString(16)}:${b.length}`;
+  return `text:${murmur3x86_32(b, 0x1abe1).toString(16)}:${murmur3x86_32(b, 0x5eed).toString(16)}:${b.length}`;
 }
 
 /**
@@ -272,7 +225,7 @@ async function run(argv: string[]): Promise<void> {
   const log = (line: string): void => (progress ? progress.log(line) : void process.stderr.write(line + "\n"));
   const done = outFile === "-" ? new Map<string, number>() : readBack(outFile, io.textField, log);
   const before = [...done.values()].reduce((a, b) => a + b, 0);
-  const teacher = await teacherFromFlags(f, concurrency, retries, log);
+  const teacher = await teacherFromFlags(f, { concurrency, retries, log, step: "label" })();
   process.stderr.write(`bonsai data label: teacher ${teacher.name}, rubric ${rubric.name}${sample !== null ? `, a sample of ${sample} (seed ${seed})` : ""}${before ? `; resuming ${outFile}: ${before} records there` : ""}\n`);
 
   const source = inputLines(io.input);

@@ -5,25 +5,19 @@
 // A rerun resumes: the ids already in --out are skipped (after checking they are this command's
 // prompts), a cut final line is truncated away, and no id is ever written twice.
 import { readFileSync } from "node:fs";
-import { loadModel } from "../io/model-files-node.js";
-import { type Teacher, EndpointTeacher, ModelTeacher } from "../data/teacher.js";
 import { BUILTIN_TEMPLATES } from "../data/synth/templates.js";
 import { type Recipe, TemplateError, drawPrompt, makeRecipe, parseTemplate } from "../data/synth/template.js";
 import { type WordLists, defaultWordLists, formatWordLists, parseWordLists } from "../data/synth/words.js";
 import { type SynthRecord, type SynthSummary, OutputDedup, minhashNearDuplicates, synthesize } from "../data/synth/synthesize.js";
 import { type RecordLog, openRecordLog } from "../data/synth/output-node.js";
-import { type FlagSpec, Flags, UsageError, backendFlags, backendFromFlags } from "./args.js";
+import { type FlagSpec, Flags, UsageError, backendFlags } from "./args.js";
 import { RateLine } from "./data.js";
+import { teacherFlags, teacherFromFlags } from "./teacher-flags.js";
 
 const templateNames = Object.keys(BUILTIN_TEMPLATES);
 
 const flags: FlagSpec = {
-  teacher: { type: "string", help: "an in-process teacher: any model Bonsai loads (directory, GGUF, llama2.c .bin); chats through its chat template if it has one, else continues the prompt" },
-  tokenizer: { type: "string", help: "--teacher: a tokenizer file overriding the model's" },
-  endpoint: { type: "string", help: "an OpenAI-compatible server: its base URL (http://host:8080/v1) or the URL of /v1/chat/completions or /v1/completions" },
-  model: { type: "string", help: "--endpoint: the model name the requests carry (required)" },
-  api: { type: "string", help: "--endpoint: chat (default: /v1/chat/completions) or completions (/v1/completions)" },
-  "api-key-env": { type: "string", help: "--endpoint: send Authorization: Bearer <key>, the key read from this environment variable" },
+  ...teacherFlags,
   count: { type: "string", help: "records to make: ids 0 … N-1 (required)" },
   concurrency: { type: "string", help: "requests at once (4); an in-process teacher decodes that many together" },
   seed: { type: "string", help: "draws record i's prompt with i, and its sampling seeds with i and the attempt (1337)" },
@@ -32,8 +26,6 @@ const flags: FlagSpec = {
   "top-p": { type: "string", help: "nucleus sampling: the most likely tokens holding this probability mass (1 = off)" },
   template: { type: "string", help: `a shipped template (${templateNames.join(", ")}) or a template file (default tinystories; see --print-template)` },
   words: { type: "string", help: "the vocabulary for the placeholders: a word-list file ([verb], [noun], [adjective] … each followed by comma-separated entries) or JSON (default: 1,500 simple English words)" },
-  "rate-limit": { type: "string", help: "--endpoint: at most this many tokens a minute, all requests together (prompt estimate + --max-tokens reserved, settled by usage)" },
-  timeout: { type: "string", help: "--endpoint: seconds an attempt may take, answer included (120)" },
   retries: { type: "string", help: "--endpoint: retries of a request on 429, 5xx, network errors and timeouts (backoff with jitter, or Retry-After); and, for any teacher, redraws with another sampling seed of an answer that is empty or a duplicate (3)" },
   dedup: { type: "string", help: "drop answers that duplicate a kept record's text: minhash (default: exactly after normalisation, or nearly by MinHash, as data dedup compares) or exact" },
   out: { type: "string", help: "the JSONL file to append records to, resumed when it exists (required; - writes to stdout, without resuming)" },
@@ -43,8 +35,6 @@ const flags: FlagSpec = {
   ...backendFlags,
 };
 
-const ENDPOINT_ONLY = ["model", "api", "api-key-env", "rate-limit", "timeout"];
-const TEACHER_ONLY = ["tokenizer", ...Object.keys(backendFlags)];
 
 /** --template and --words, read and bound; template mistakes are the user's (one line). */
 function recipeFromFlags(f: Flags): { recipe: Recipe; vocabulary: WordLists } {
@@ -69,52 +59,6 @@ function readText(file: string, flag: string): string {
     const names = flag === "--template" ? ` (shipped templates: ${templateNames.join(", ")})` : "";
     throw new UsageError(`${flag} ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (e as Error).message}${names}`);
   }
-}
-
-/**
- * The teacher the flags ask for, checked now (usage errors before anything is read or loaded);
- * made by the returned function (a model loads then).
- */
-function teacherFromFlags(f: Flags, concurrency: number, retries: number, log: (line: string) => void): () => Promise<Teacher> {
-  const path = f.str("teacher"), url = f.str("endpoint");
-  if ((path === undefined) === (url === undefined)) throw new UsageError("give the teacher: --teacher PATH (a model in this process) or --endpoint URL --model NAME (a server)");
-  if (path !== undefined) {
-    const wrong = ENDPOINT_ONLY.find((n) => f.has(n));
-    if (wrong) throw new UsageError(`--${wrong} applies to --endpoint, not --teacher`);
-    return async () => {
-      const backend = await backendFromFlags(f);
-      const loaded = loadModel(path, backend, f.str("tokenizer"), { quantized: true, fuse: true, lazy: true });
-      if (!loaded.tokenizer) throw new UsageError(`--teacher ${path} has no tokenizer; pass --tokenizer`);
-      return new ModelTeacher({ model: loaded.model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate }, { name: path, parallel: concurrency });
-    };
-  }
-  const wrong = TEACHER_ONLY.find((n) => f.has(n));
-  if (wrong) throw new UsageError(`--${wrong} applies to --teacher, not --endpoint`);
-  const api = f.str("api");
-  if (api !== undefined && api !== "chat" && api !== "completions") throw new UsageError(`--api must be chat or completions (got "${api}")`);
-  let apiKey: string | undefined;
-  const keyVar = f.str("api-key-env");
-  if (keyVar !== undefined) {
-    apiKey = process.env[keyVar];
-    if (!apiKey) throw new UsageError(`--api-key-env ${keyVar}: the environment variable is empty or unset`);
-  }
-  let teacher: EndpointTeacher;
-  try {
-    teacher = new EndpointTeacher({
-      url: url!,
-      model: f.required("model"),
-      api: api as "chat" | "completions" | undefined,
-      apiKey,
-      timeoutMs: f.num("timeout", 120, { min: 0, exclusiveMin: true }) * 1000,
-      retries,
-      tokensPerMinute: f.has("rate-limit") ? f.num("rate-limit", 0, { min: 0, exclusiveMin: true }) : undefined,
-      onRetry: ({ attempt, delayMs, reason }) => log(`bonsai data synth: ${reason}; retry ${attempt} of ${retries} in ${(delayMs / 1000).toFixed(1)} s`),
-    });
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`--endpoint: ${(e as Error).message}`);
-  }
-  return async () => teacher;
 }
 
 const int = (n: number): string => n.toLocaleString("en-US");
@@ -157,7 +101,7 @@ async function run(argv: string[]): Promise<void> {
   const quiet = f.bool("quiet");
   let progress: RateLine | null = null;
   const log = (line: string): void => (progress ? progress.log(line) : void process.stderr.write(line + "\n"));
-  const makeTeacher = teacherFromFlags(f, concurrency, retries, log);
+  const makeTeacher = teacherFromFlags(f, { concurrency, retries, log, step: "synth" });
 
   // Read back what an earlier run wrote: its ids are skipped, its texts deduplicated against.
   const dedup = new OutputDedup(dedupMode === "minhash" ? minhashNearDuplicates() : null);

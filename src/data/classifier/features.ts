@@ -13,6 +13,8 @@
 // Browser-safe: no Node modules.
 
 /** How the features are made; saved in a classifier's file and checked when it is loaded. */
+import { murmur3x86_32 } from "../dedup/hash.js";
+
 export interface HashedFeatureSpec {
   kind: "hashed-ngrams";
   /** log2 of the buckets (18 … 20 is usual: 262,144 … 1,048,576). */
@@ -42,40 +44,6 @@ export function checkHashedFeatureSpec(s: HashedFeatureSpec): void {
     const [lo, hi] = s.charNgrams;
     if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi < lo || hi > 10) throw new Error(`character n-grams must be lengths 1 ≤ min ≤ max ≤ 10 (got ${lo}-${hi})`);
   }
-}
-
-/** MurmurHash3 x86_32 of bytes[0, n) with `seed`, as an unsigned 32-bit integer. */
-export function murmur3(bytes: Uint8Array, n: number, seed: number): number {
-  let h = seed >>> 0;
-  const c1 = 0xcc9e2d51, c2 = 0x1b873593;
-  const blocks = n & ~3;
-  for (let i = 0; i < blocks; i += 4) {
-    let k = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
-    k = Math.imul(k, c1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, c2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const tail = n & 3;
-  if (tail > 0) {
-    let k = 0;
-    if (tail === 3) k ^= bytes[blocks + 2] << 16;
-    if (tail >= 2) k ^= bytes[blocks + 1] << 8;
-    k ^= bytes[blocks];
-    k = Math.imul(k, c1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, c2);
-    h ^= k;
-  }
-  h ^= n;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 const TOKEN = /[\p{L}\p{M}\p{N}]+|[^\s\p{L}\p{M}\p{N}]/gu;
@@ -116,7 +84,7 @@ export class HashedFeaturizer {
     // UTF-8 is at most 3 bytes per UTF-16 code unit.
     if (this.buf.length < s.length * 3) this.buf = new Uint8Array(s.length * 3 + 16);
     const { written } = this.encoder.encodeInto(s, this.buf);
-    return murmur3(this.buf, written, this.spec.hashSeed);
+    return murmur3x86_32(this.buf.subarray(0, written), this.spec.hashSeed);
   }
 
   /** The document's feature vector: signed, log-scaled bucket counts at unit L2 norm (empty for a text without tokens). */
