@@ -9,7 +9,6 @@
 // its retries, the score parsing, re-asks of a reply without a score, unlabelled records, order,
 // resuming and sampling are the real code. Then label → train-classifier → score through the CLI.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -23,22 +22,12 @@ import { trainClassifier } from "../src/data/classifier/train.js";
 import { FINEWEB_EDU_RUBRIC, parseLabel, renderRubric } from "../src/data/classifier/label.js";
 import { binaryMetrics, spearman } from "../src/data/classifier/metrics.js";
 import { Rng } from "../src/util/rng.js";
-import { CLI, assertOneLineError } from "./cli-helpers.js";
+import { assertOneLineError, bonsaiAsync } from "./cli-helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-classifier-test-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** The CLI as a child process, without blocking this process (whose HTTP server it talks to). */
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args]);
-    let stdout = "", stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d));
-    child.stderr.on("data", (d: Buffer) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = bonsaiAsync;
 
 const readJsonl = (p: string): Record<string, unknown>[] => readFileSync(p, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 const jsonl = (rows: object[]): string => rows.map((r) => JSON.stringify(r) + "\n").join("");

@@ -4,7 +4,7 @@
 // signature, and the staged CLI over 3 shards giving the one-shot run's removals exactly;
 // mismatched files, missing bands and malformed lines.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,19 +17,9 @@ import { normalizeText } from "../src/data/dedup/normalize.js";
 import { UnionFind } from "../src/data/dedup/union-find.js";
 import { findClusters, findPairs, readRemovals, writeSignatures } from "../src/data/dedup-files-node.js";
 import { readRecords } from "../src/data/records.js";
-import { CLI, assertOneLineError, bonsai } from "./cli-helpers.js";
+import { CLI, assertOneLineError, bonsai, bonsaiAsync } from "./cli-helpers.js";
 
-/** The CLI as a child process, without blocking: independent runs go side by side. */
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args]);
-    let stdout = "", stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d));
-    child.stderr.on("data", (d: Buffer) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = bonsaiAsync;
 
 const tmp = mkdtempSync(join(tmpdir(), "bonsai-dedup-test-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
