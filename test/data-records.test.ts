@@ -77,3 +77,18 @@ test("a sink lands a file whole on close, leaves the old one on abandon, and wri
   await device.close();
   assert.ok(statSync("/dev/null").isCharacterDevice(), "/dev/null is still a device, not a renamed file");
 });
+
+test("--out-documents writes another format than the input's: stories in, JSONL records out", async () => {
+  const { mkdtempSync, writeFileSync, readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { bonsai, assertOneLineError } = await import("./cli-helpers.js");
+  const dir = mkdtempSync(join(tmpdir(), "bonsai-outfmt-"));
+  const stories = ["One day a cat sat.\nIt was happy.", "A dog ran far away."];
+  writeFileSync(join(dir, "in.txt"), stories.join("\n<|endoftext|>\n") + "\n");
+  const out = join(dir, "out.jsonl");
+  const r = bonsai("data", "dedup", "--exact", join(dir, "in.txt"), "--documents", "stories", "--out-documents", "jsonl", "--out", out, "--quiet");
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l)), stories.map((text) => ({ text })));
+  assertOneLineError(bonsai("data", "dedup", "--exact", join(dir, "in.txt"), "--out-documents", "csv"), /--out-documents must be one of stories, lines, jsonl/);
+});

@@ -225,7 +225,7 @@ export function readClassifier(path: string): QualityClassifier {
 async function scoreRun(argv: string[]): Promise<void> {
   const f = Flags.parse(argv, scoreFlags);
   const io = recordIo(f);
-  if (io.format !== "jsonl") throw new UsageError(`the score is a field of a JSONL record; --documents ${io.format} has none (bonsai data label reads stories and lines and writes JSONL)`);
+  if (io.outFormat !== "jsonl") throw new UsageError(`the score is a field of a JSONL record; --documents ${io.outFormat} has none (--out-documents jsonl writes stories or lines as JSONL)`);
   const field = f.str("field") ?? "score";
   if (field === io.textField) throw new UsageError(`--field ${field} is the text field`);
   const head = f.str("head") ?? "regression";

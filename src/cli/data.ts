@@ -15,6 +15,7 @@ import { formatDuration } from "./progress.js";
 export const recordIoFlags: FlagSpec = {
   out: { type: "string", help: 'output file, written whole or not at all (default "-": stdout)' },
   documents: { type: "string", help: `input and output format: ${documentFormats.join(", ")} (default jsonl)` },
+  "out-documents": { type: "string", help: "output format, when not --documents' (e.g. jsonl: stories or lines become {\"text\": …} records, fields a step adds included)" },
   "text-field": { type: "string", help: 'jsonl: the field holding the text (default "text")' },
   strict: { type: "boolean", help: "stop at the first malformed JSONL line (default: count it, name its line on stderr, skip it)" },
   stats: { type: "string", help: "write one JSON line per removed document (its line, rule and figures) to this file" },
@@ -34,11 +35,13 @@ export interface StepSummary {
 }
 
 /** The I/O a step's flags describe: the input (a positional file or "-"), the format, the sinks. */
-export function recordIo(f: Flags): { input: string; format: DocumentFormat; textField: string; strict: boolean } {
+export function recordIo(f: Flags): { input: string; format: DocumentFormat; outFormat: DocumentFormat; textField: string; strict: boolean } {
   if (f.positionals.length > 1) throw new UsageError(`one input file (or - for stdin), got ${f.positionals.length}: ${f.positionals.join(" ")}`);
   const format = (f.str("documents") ?? "jsonl") as DocumentFormat;
   if (!documentFormats.includes(format)) throw new UsageError(`--documents must be one of ${documentFormats.join(", ")} (got "${format}")`);
-  return { input: f.positionals[0] ?? "-", format, textField: f.str("text-field") ?? "text", strict: f.bool("strict") };
+  const outFormat = (f.str("out-documents") ?? format) as DocumentFormat;
+  if (!documentFormats.includes(outFormat)) throw new UsageError(`--out-documents must be one of ${documentFormats.join(", ")} (got "${outFormat}")`);
+  return { input: f.positionals[0] ?? "-", format, outFormat, textField: f.str("text-field") ?? "text", strict: f.bool("strict") };
 }
 
 /**
@@ -67,7 +70,7 @@ export async function runRecordStep(f: Flags, step: string, judge: (r: DataRecor
       const v = await judge(r);
       if (v.keep) {
         summary.kept++;
-        await out.write(formatRecord(v.text === undefined ? r : { ...r, text: v.text }, io.format, io.textField, v.extra));
+        await out.write(formatRecord(v.text === undefined ? r : { ...r, text: v.text }, io.outFormat, io.textField, v.extra));
       } else {
         summary.removed[v.rule] = (summary.removed[v.rule] ?? 0) + 1;
         await stats?.write(JSON.stringify({ line: r.line, rule: v.rule, ...v.detail }) + "\n");
