@@ -30,6 +30,10 @@ const BATCH = ["--block-size", "128", "--batch-size", "16", "--warmup", "50", "-
 const STUDENT = ["--layers", "3", "--dim", "128", "--heads", "4", "--kv-heads", "2", "--tie-embeddings", "--lr", "3e-3", "--min-lr", "3e-4", "--seed", "2"];
 const STUDENT_ITERS = "600";
 const FINE_TUNE = "200";
+/** The student's flags with another seed (E5, E6 and E7 repeat runs over seeds). */
+const studentWithSeed = (seed: string): string[] => STUDENT.map((a, i) => (STUDENT[i - 1] === "--seed" ? seed : a));
+/** E6 and E7 train each student with these seeds. */
+const SEEDS = ["2", "3"];
 /** E5 trains longer than E1: at 600 steps the MoE has not yet used its extra capacity (docs/experiments.md). */
 const MOE_ITERS = "1500";
 /** E7: stories the teacher synthesises (about as many as E1's students train on: 2085 real ones). */
@@ -244,10 +248,9 @@ function decodeTokensPerSecond(dir: string): number {
 async function mixtureOfExperts(): Promise<void> {
   // E1's student FFN is 352 wide: 8 experts of 176 with 2 per token use the same active FFN parameters;
   // a dense FFN of 8·176 = 1408 has the MoE's total.
-  const shape = (seed: string) => STUDENT.map((a, i) => (STUDENT[i - 1] === "--seed" ? seed : a));
   const run = (name: string, seed: string, extra: string[], iters = MOE_ITERS): [string, string[]] => {
     const out = join(DIR, `${name}-s${seed}`);
-    return [out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...shape(seed), ...BATCH, "--iters", iters, ...extra, "--out", out]];
+    return [out, ["train", "--data", TRAIN, "--tokenizer", TOKENIZER, ...studentWithSeed(seed), ...BATCH, "--iters", iters, ...extra, "--out", out]];
   };
   const MOE = ["--experts", "8", "--experts-per-token", "2", "--intermediate-size", "176"];
   const rows: [string, string][] = [];
@@ -367,20 +370,26 @@ async function dataPipeline(): Promise<void> {
   // Training at equal steps and tokens on each corpus.
   const raw = join(dir, "raw.txt");
   storiesText(noisy, raw);
-  const run = (name: string, data: string): [string, string[]] => {
-    const out = join(dir, `student-${name}`);
-    return [out, ["train", "--data", data, "--tokenizer", TOKENIZER, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, "--out", out]];
-  };
-  const runs = [run("raw", raw), run("cleaned", join(dir, "cleaned.txt")), run("cleaned-no-alpha", join(dir, "cleaned-no-alpha.txt")), run("stories", TRAIN)];
-  await parallel(runs.slice(0, 2));
-  await parallel(runs.slice(2));
+  const corpora: [string, string, number][] = [
+    ["raw: stories + noise", raw, docs.length],
+    ["filtered (defaults) + deduplicated", join(dir, "cleaned.txt"), cleaned.length],
+    ["filtered without alpha-words + deduplicated", join(dir, "cleaned-no-alpha.txt"), lenient.length],
+    ["the training stories without noise (an oracle)", TRAIN, stories.length],
+  ];
+  const names = ["raw", "cleaned", "cleaned-no-alpha", "stories"];
+  // Each corpus with every seed (the first seed's directories keep their plain names).
+  const runs = SEEDS.map((seed) => corpora.map(([, data], i): [string, string[]] => {
+    const out = join(dir, `student-${names[i]}${seed === SEEDS[0] ? "" : `-s${seed}`}`);
+    return [out, ["train", "--data", data, "--tokenizer", TOKENIZER, ...studentWithSeed(seed), ...BATCH, "--iters", STUDENT_ITERS, "--out", out]];
+  }));
+  for (const r of runs) {
+    await parallel(r.slice(0, 2));
+    await parallel(r.slice(2));
+  }
   console.log(`\nE6 training — E1's student shape, ${STUDENT_ITERS} steps of ${BATCH[3]}×${BATCH[1]} tokens each (equal tokens), held-out loss on clean TinyStories\n`);
   table([
-    ["training corpus", "documents | held-out loss"], ["---", "---: | ---:"],
-    ["raw: stories + noise", `${docs.length} | ${heldOutLoss(runs[0][0]).toFixed(4)}`],
-    ["filtered (defaults) + deduplicated", `${cleaned.length} | ${heldOutLoss(runs[1][0]).toFixed(4)}`],
-    ["filtered without alpha-words + deduplicated", `${lenient.length} | ${heldOutLoss(runs[2][0]).toFixed(4)}`],
-    ["the training stories without noise (an oracle)", `${stories.length} | ${heldOutLoss(runs[3][0]).toFixed(4)}`],
+    ["training corpus", `documents | ${SEEDS.map((x) => `seed ${x}`).join(" | ")}`], ["---", `---: | ${SEEDS.map(() => "---:").join(" | ")}`],
+    ...corpora.map(([name, , n], i): [string, string] => [name, `${n} | ${runs.map((r) => heldOutLoss(r[i][0]).toFixed(4)).join(" | ")}`]),
   ]);
 }
 
@@ -431,23 +440,29 @@ async function synthetic(): Promise<void> {
   storiesText(synth, synthText);
   const stories = readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
   writeFileSync(realText, stories.slice(0, mine.size).join("\n<|endoftext|>\n") + "\n");
-  const student = (name: string, cmd: string, data: string, extra: string[]): [string, string[]] => {
-    const out = join(dir, name);
-    return [out, [cmd, ...(cmd === "distill" ? ["--teacher", teacherDir] : ["--tokenizer", TOKENIZER]), "--data", data, ...STUDENT, ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
+  const student = (name: string, seed: string, cmd: string, data: string, extra: string[]): [string, string[]] => {
+    const out = join(dir, `${name}${seed === SEEDS[0] ? "" : `-s${seed}`}`);
+    return [out, [cmd, ...(cmd === "distill" ? ["--teacher", teacherDir] : ["--tokenizer", TOKENIZER]), "--data", data, ...studentWithSeed(seed), ...BATCH, "--iters", STUDENT_ITERS, ...extra, "--out", out]];
   };
-  const onSynth = student("student-synth", "train", synthText, []), onReal = student("student-real", "train", realText, []);
-  const distilledOnSynth = student("student-synth-kd", "distill", synthText, FORWARD_KL);
-  await parallel([onSynth, onReal]);
-  await parallel([distilledOnSynth]);
+  const runs = SEEDS.map((seed) => [
+    student("student-real", seed, "train", realText, []),
+    student("student-synth", seed, "train", synthText, []),
+    student("student-synth-kd", seed, "distill", synthText, FORWARD_KL),
+  ]);
+  for (const [real, synthetic, distilled] of runs) {
+    await parallel([synthetic, real]);
+    await parallel([distilled]);
+  }
   const line = (s: string): string => s.split("\n").filter((l) => l.startsWith("bonsai data synth")).pop() ?? "";
   console.log(`\nE7 synthetic data — ${mine.size} stories continued by E1's teacher from story openings (temperature 0.8, at most 200 tokens)`);
   console.log(`in process: ${line(inProcess)}`);
   console.log(`through bonsai serve: ${line(throughServer)}; ${same} of ${theirs.size} records identical to the in-process ones\n`);
+  const losses = (k: number): string => runs.map((r) => heldOutLoss(r[k][0]).toFixed(4)).join(" | ");
   table([
-    ["student (E1's shape, 600 steps)", "held-out loss on real stories"], ["---", "---:"],
-    [`${mine.size} real stories`, heldOutLoss(onReal[0]).toFixed(4)],
-    [`${mine.size} synthetic stories`, heldOutLoss(onSynth[0]).toFixed(4)],
-    [`${mine.size} synthetic stories, distilled (forward KL α=0.5 τ=2)`, heldOutLoss(distilledOnSynth[0]).toFixed(4)],
+    ["student (E1's shape, 600 steps): held-out loss on real stories", SEEDS.map((x) => `seed ${x}`).join(" | ")], ["---", SEEDS.map(() => "---:").join(" | ")],
+    [`${mine.size} real stories`, losses(0)],
+    [`${mine.size} synthetic stories`, losses(1)],
+    [`${mine.size} synthetic stories, distilled (forward KL α=0.5 τ=2)`, losses(2)],
     ["for reference: the teacher", heldOutLoss(teacherDir).toFixed(4)],
   ]);
 }
