@@ -23,7 +23,7 @@
 import type { FloatArray } from "../backend/backend.js";
 import type { Llama } from "../nn/llama.js";
 import { ngramDraft } from "./ngram-draft.js";
-import { type AdaptiveRule, DEFAULT_ADAPTIVE_RULE, type SpeculativeConfig, pointMass, topProbability, validateSpeculativeConfig, verifyDrafts } from "./speculative.js";
+import { type DraftPolicy, type SpeculativeConfig, draftPolicy, keepDrafting, nextDraftLength, penaltyHistory, pointMass, validateSpeculativeConfig, verifyDrafts } from "./speculative.js";
 import { Rng } from "../util/rng.js";
 import { type SampleOptions, sampleToken, validateSampleOptions } from "./sample.js";
 import { Session } from "./session.js";
@@ -136,7 +136,7 @@ export class BatchEngine {
   private readonly queue: { req: BatchRequest; out: Channel }[] = [];
   private running = false;
   private readonly totals = { promptTokens: 0, generatedTokens: 0, busySeconds: 0, draftedTokens: 0, acceptedDrafts: 0 };
-  private readonly spec: (BatchSpeculative & { fixedK: number | null; maxK: number; rule: AdaptiveRule; pMin: number }) | null;
+  private readonly spec: (BatchSpeculative & { policy: DraftPolicy }) | null;
 
   constructor(
     readonly model: Llama,
@@ -156,9 +156,7 @@ export class BatchEngine {
     if (sc === undefined) this.spec = null;
     else {
       validateSpeculativeConfig(sc, model);
-      const fixedK = sc.draftTokens === undefined || sc.draftTokens === "auto" ? null : sc.draftTokens;
-      const rule = sc.draft === "ngram" ? "heuristic" : (sc.adaptive ?? DEFAULT_ADAPTIVE_RULE);
-      this.spec = { ...sc, fixedK, maxK: fixedK ?? sc.maxDraftTokens ?? 16, rule, pMin: sc.pMin ?? 0.75 };
+      this.spec = { ...sc, policy: draftPolicy(sc) };
     }
   }
 
@@ -221,8 +219,7 @@ export class BatchEngine {
       const sp = this.spec;
       const spec = sp && {
         draft: sp.draft === "ngram" ? null : new Session(sp.draft, { maxSeq: Math.min(sp.draft.config.max_position_embeddings, cap) }),
-        // The heuristic's K starts at 4, as speculativeTokens's.
-        k: sp.fixedK ?? (sp.rule === "heuristic" ? Math.min(4, sp.maxK) : sp.maxK),
+        k: sp.policy.firstK,
       };
       const slot: Slot = {
         req, out, session, rng: new Rng(req.seed ?? 0), context: [...req.prompt], prefilled: 0, generated: 0, next: null,
@@ -317,8 +314,8 @@ export class BatchEngine {
         const next: typeof feeding = [];
         feeding.forEach(({ round: r }, j) => {
           const logits = rows[j][0], s = r.slot;
-          if (sp.fixedK === null && sp.rule === "confidence" && topProbability(logits) < sp.pMin) return;
-          const q = finalProbs(logits, s.req, penaltyHistory(s, r.drafts));
+          if (!keepDrafting(sp.policy, logits)) return;
+          const q = finalProbs(logits, s.req, penaltyHistory(s.req, s.context, r.drafts));
           const x = drawFrom(q, s.rng);
           r.drafts.push(x);
           r.qs.push(q);
@@ -345,14 +342,14 @@ export class BatchEngine {
   private endRound(r: Round, rows: FloatArray[]): void {
     const s = r.slot, spec = s.spec!, sp = this.spec!;
     if (s.req.signal?.aborted) return this.finish(s, "abort");
-    const { accepted, next } = verifyDrafts((i) => rows[i], r.drafts, r.qs, s.req, (prefix) => penaltyHistory(s, prefix), s.rng);
+    const { accepted, next } = verifyDrafts((i) => rows[i], r.drafts, r.qs, s.req, (prefix) => penaltyHistory(s.req, s.context, prefix), s.rng);
     this.totals.draftedTokens += r.drafts.length;
     this.totals.acceptedDrafts += accepted;
     const oldLength = s.context.length;
     s.session.truncate(oldLength + accepted);
     // The draft cache holds the old context and the drafts fed back; it keeps what was accepted of them.
     if (spec.draft && r.limit > 0) spec.draft.truncate(oldLength + Math.min(accepted, r.fed));
-    if (sp.fixedK === null && sp.rule === "heuristic" && r.drafts.length > 0) spec.k = accepted === r.drafts.length ? Math.min(spec.k + 2, sp.maxK) : Math.max(1, spec.k - 1);
+    spec.k = nextDraftLength(sp.policy, spec.k, accepted, r.drafts.length);
     const out = r.drafts.slice(0, accepted);
     out.push(next);
     for (let i = 0; i < out.length; i++) {
@@ -499,13 +496,6 @@ async function passes(model: Llama, parts: PassPart[]): Promise<FloatArray[][]> 
     }
   }
   return out;
-}
-
-/** What the penalties read before a drafted position: the context and the drafts before it (no copy when off). */
-function penaltyHistory(s: Slot, drafts: readonly number[]): readonly number[] {
-  const o = s.req;
-  const penalized = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
-  return penalized ? s.context.concat(drafts) : s.context;
 }
 
 /** The token with its log-probability and the `top` most likely alternatives (log-softmax of the row), and the row's entropy if asked. */

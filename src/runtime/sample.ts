@@ -58,7 +58,8 @@ export function validateSampleOptions(o: SampleOptions): void {
   check(Number.isFinite(o.presencePenalty ?? 0), "presence penalty must be a finite number", o.presencePenalty);
 }
 
-const penalized = (o: SampleOptions): boolean => (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
+/** Whether any penalty reads the history (repeat, frequency or presence). */
+export const penalized = (o: SampleOptions): boolean => (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
 
 /**
  * How many of a row's largest logits the sampler needs under `o` (Backend.readTopK brings just

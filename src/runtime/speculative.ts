@@ -18,7 +18,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Rng } from "../util/rng.js";
 import { type GenerateOptions, emptyStats } from "./generate.js";
 import { type NgramOptions, ngramDraft, validateNgramOptions } from "./ngram-draft.js";
-import { drawFrom, finalProbs, validateSampleOptions } from "./sample.js";
+import { type SampleOptions, drawFrom, finalProbs, penalized, validateSampleOptions } from "./sample.js";
 import { type PrefillOptions, Session } from "./session.js";
 
 /**
@@ -150,8 +150,43 @@ export function validateSpeculativeConfig(c: SpeculativeConfig, target: Llama | 
   else checkDraftVocabulary(target, c.draft);
 }
 
+/** How many tokens a round drafts, resolved from a config: fixed, or adapted by `rule` up to maxK. */
+export interface DraftPolicy {
+  fixedK: number | null;
+  maxK: number;
+  rule: AdaptiveRule;
+  pMin: number;
+  /** K of the first round. */
+  firstK: number;
+}
+
+export function draftPolicy(sc: Pick<SpeculativeConfig, "draft" | "draftTokens" | "adaptive" | "maxDraftTokens" | "pMin">): DraftPolicy {
+  const fixedK = sc.draftTokens === undefined || sc.draftTokens === "auto" ? null : sc.draftTokens;
+  const maxK = fixedK ?? sc.maxDraftTokens ?? 16;
+  // Prompt lookup has no confidence: always the heuristic.
+  const rule: AdaptiveRule = sc.draft === "ngram" ? "heuristic" : (sc.adaptive ?? DEFAULT_ADAPTIVE_RULE);
+  // The heuristic's K starts at 4 (Hugging Face starts at 20, too many for small drafters).
+  return { fixedK, maxK, rule, pMin: sc.pMin ?? 0.75, firstK: fixedK ?? (rule === "heuristic" ? Math.min(4, maxK) : maxK) };
+}
+
+/** The confidence rule: go on drafting while the draft model's top probability is at least pMin. */
+export function keepDrafting(p: DraftPolicy, logits: ArrayLike<number>): boolean {
+  return !(p.fixedK === null && p.rule === "confidence" && topProbability(logits) < p.pMin);
+}
+
+/** The heuristic rule's next K: +2 after a round that accepted every draft, −1 otherwise. */
+export function nextDraftLength(p: DraftPolicy, k: number, accepted: number, drafted: number): number {
+  if (p.fixedK !== null || p.rule !== "heuristic" || drafted === 0) return k;
+  return accepted === drafted ? Math.min(k + 2, p.maxK) : Math.max(1, k - 1);
+}
+
+/** What the penalties read before a drafted position: the context and the drafts before it (no copy when off). */
+export function penaltyHistory(o: SampleOptions, context: readonly number[], drafts: readonly number[]): readonly number[] {
+  return penalized(o) ? context.concat(drafts) : context;
+}
+
 /** The draft model's probability of its most likely token (temperature 1): its confidence. */
-export function topProbability(logits: ArrayLike<number>): number {
+function topProbability(logits: ArrayLike<number>): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
   let z = 0;
@@ -182,12 +217,8 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
   if (o.maxTokens === 0) return;
 
   const draftModel = sc.draft === "ngram" ? null : asDecoder(sc.draft);
-  const fixedK = sc.draftTokens === undefined || sc.draftTokens === "auto" ? null : sc.draftTokens;
-  const maxK = fixedK ?? sc.maxDraftTokens ?? 16;
-  const rule: AdaptiveRule = draftModel ? (sc.adaptive ?? DEFAULT_ADAPTIVE_RULE) : "heuristic";
-  const pMin = sc.pMin ?? 0.75;
-  // The heuristic's K starts at 4 (Hugging Face starts at 20, too many for small drafters).
-  let k = fixedK ?? (rule === "heuristic" ? Math.min(4, maxK) : maxK);
+  const policy = draftPolicy(sc);
+  let k = policy.firstK;
 
   const rng = new Rng(o.seed ?? 0);
   const stop = new Set(o.stopIds ?? []);
@@ -203,8 +234,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
   let tValid = 0, dValid = 0;
   const now = (): number => performance.now() / 1000;
   // The history the penalties read: the context and the drafts before a position (no copy when off).
-  const penalized = (o.repeatPenalty ?? 1) !== 1 || (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0;
-  const history = (drafts: number[]): number[] => (penalized ? ctx.concat(drafts) : ctx);
+  const history = (drafts: readonly number[]): readonly number[] => penaltyHistory(o, ctx, drafts);
   try {
     // The prompt but its last token, once: a prefill, not a round.
     if (prompt.length > 1 && prompt.length <= window) {
@@ -239,7 +269,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
           let logits: FloatArray = await dSession.prefill(ctx.slice(dValid));
           ss.draftPasses++;
           for (let i = 0; i < limit; i++) {
-            if (fixedK === null && rule === "confidence" && topProbability(logits) < pMin) break;
+            if (!keepDrafting(policy, logits)) break;
             const q = finalProbs(logits, o, history(drafts));
             const x = drawFrom(q, rng);
             drafts.push(x);
@@ -296,7 +326,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
         dValid = oldLength + Math.min(accepted, fed);
         dSession.truncate(dValid);
       }
-      if (fixedK === null && rule === "heuristic" && drafts.length > 0) k = accepted === drafts.length ? Math.min(k + 2, maxK) : Math.max(1, k - 1);
+      k = nextDraftLength(policy, k, accepted, drafts.length);
 
       const out = drafts.slice(0, accepted);
       out.push(next);
@@ -326,7 +356,7 @@ export async function* speculativeTokens(targetModel: Llama | DecoderModel, prom
  */
 export function verifyDrafts(
   row: (i: number) => FloatArray, drafts: readonly number[], qs: readonly Float64Array[], o: GenerateOptions,
-  history: (drafts: number[]) => readonly number[], rng: Rng, wrongResidual = false,
+  history: (drafts: readonly number[]) => readonly number[], rng: Rng, wrongResidual = false,
 ): { accepted: number; next: number } {
   for (let i = 0; i < drafts.length; i++) {
     const p = finalProbs(row(i), o, history(drafts.slice(0, i)));
