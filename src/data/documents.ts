@@ -49,16 +49,8 @@ export function splitDocuments(text: string, format: DocumentFormat, opts: Split
     const field = opts.textField ?? "text";
     text.split(/\r?\n/).forEach((line, i) => {
       if (line.trim() === "") return;
-      const where = `${name} line ${i + 1}`;
-      let record: unknown;
-      try {
-        record = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`${where}: invalid JSON (${(e as Error).message.split("\n")[0]})`);
-      }
-      if (record === null || typeof record !== "object" || Array.isArray(record)) throw new Error(`${where}: expected a JSON object`);
-      const r = record as Record<string, unknown>;
-      if (typeof r[field] !== "string") throw new Error(`${where}: no string field "${field}"`);
+      const r = parseJsonlLine(line, field);
+      if (typeof r === "string") throw new Error(`${name} line ${i + 1}: ${r}`);
       const fields: Record<string, number> = {};
       for (const [k, v] of Object.entries(r)) if (k !== field && typeof v === "number" && Number.isFinite(v)) fields[k] = v;
       docs.push({ text: r[field] as string, fields, line: i + 1 });
@@ -68,6 +60,19 @@ export function splitDocuments(text: string, format: DocumentFormat, opts: Split
   }
   if (docs.length === 0) throw new Error(`${name}: no documents (empty input)`);
   return docs;
+}
+
+/** The object of a JSONL line with a string field `field`, or why the line is malformed. */
+export function parseJsonlLine(line: string, field: string): Record<string, unknown> | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (e) {
+    return `invalid JSON (${(e as Error).message.split("\n")[0]})`;
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return "expected a JSON object";
+  if (typeof (value as Record<string, unknown>)[field] !== "string") return `no string field "${field}"`;
+  return value as Record<string, unknown>;
 }
 
 function newlines(s: string): number {

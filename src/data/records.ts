@@ -3,7 +3,7 @@
 // the same format. Streaming, so a step's memory does not grow with the corpus; a JSONL record
 // keeps every field it came with, and a step may add its own (a score, an id). documents.ts reads
 // the same three formats whole, for curriculum learning; both split stories the same way.
-import { type DocumentFormat, END_OF_TEXT, documentFormats } from "./documents.js";
+import { type DocumentFormat, END_OF_TEXT, documentFormats, parseJsonlLine } from "./documents.js";
 
 export interface DataRecord {
   text: string;
@@ -84,19 +84,6 @@ export async function* readRecords(lines: AsyncIterable<string>, o: ReadRecordsO
     const r = story();
     if (r) yield r;
   }
-}
-
-/** The object of a JSONL line, or why it is malformed. */
-function parseJsonlLine(line: string, field: string): Record<string, unknown> | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch (e) {
-    return `invalid JSON (${(e as Error).message.split("\n")[0]})`;
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return "expected a JSON object";
-  if (typeof (value as Record<string, unknown>)[field] !== "string") return `no string field "${field}"`;
-  return value as Record<string, unknown>;
 }
 
 /**
