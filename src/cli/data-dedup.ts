@@ -14,14 +14,13 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { pipeline } from "node:stream/promises";
 import { ExactIndex, exactHash } from "../data/dedup/exact.js";
 import { type DedupMode, type DedupOptions, dedupOptions, describeOptions } from "../data/dedup/format.js";
 import { MINHASH_DEFAULTS, minhashSettings } from "../data/dedup/minhash.js";
 import { murmur3x86_32, utf8 } from "../data/dedup/hash.js";
 import { findClusters, findPairs, readRemovals, writeSignatures, type Removal } from "../data/dedup-files-node.js";
 import { type DataRecord, readRecords } from "../data/records.js";
-import { inputLines } from "../data/record-files-node.js";
+import { inputLines, withRereadableInput } from "../data/record-files-node.js";
 import { type FlagSpec, Flags, UsageError } from "./args.js";
 import { RateLine, type Verdict, recordIo, recordIoFlags, runRecordStep } from "./data.js";
 
@@ -218,24 +217,21 @@ async function oneShot(argv: string[]): Promise<void> {
   const io = recordIo(f);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bonsai-dedup-"));
   try {
-    let input = io.input;
-    if (input === "-") {
-      // The filter pass reads the input a second time: stdin is kept in a temporary file.
-      input = path.join(tmp, "stdin");
-      await pipeline(process.stdin, fs.createWriteStream(input));
-    }
-    const sig = path.join(tmp, "0.sig"), pairs = path.join(tmp, "all.pairs"), remove = path.join(tmp, "remove.bin");
-    const src = recordsOf(f, input, "bonsai data dedup: signatures", true);
-    try {
-      await writeSignatures(src.records, options, 0, sig);
-    } finally {
-      src.done();
-    }
-    findPairs([sig], null, pairs);
-    findClusters([sig, pairs], remove);
-    const list = readRemovals(remove, 0);
-    const { judge } = removalJudge("minhash", list.removals, list.docs, io.input === "-" ? "stdin" : io.input, false);
-    await runRecordStep(f, "dedup", judge, input);
+    // The filter pass reads the input a second time.
+    await withRereadableInput(io.input, async (input) => {
+      const sig = path.join(tmp, "0.sig"), pairs = path.join(tmp, "all.pairs"), remove = path.join(tmp, "remove.bin");
+      const src = recordsOf(f, input, "bonsai data dedup: signatures", true);
+      try {
+        await writeSignatures(src.records, options, 0, sig);
+      } finally {
+        src.done();
+      }
+      findPairs([sig], null, pairs);
+      findClusters([sig, pairs], remove);
+      const list = readRemovals(remove, 0);
+      const { judge } = removalJudge("minhash", list.removals, list.docs, io.input === "-" ? "stdin" : io.input, false);
+      await runRecordStep(f, "dedup", judge, input);
+    });
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -7,14 +7,11 @@
 //
 // Both read the input twice: scores first (only numbers are kept, not text), then the records
 // again, in the same order, to write those kept. stdin is spooled to a temporary file for that.
-import { createWriteStream, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { finished } from "node:stream/promises";
+import { existsSync } from "node:fs";
 import { type FlagSpec, Flags, UsageError, backendFlags, describeModelPlace, modelPlaceFromFlags } from "./args.js";
 import { RateLine, recordIo, recordIoFlags, runRecordStep } from "./data.js";
 import { loadModel } from "../io/model-files-node.js";
-import { inputLines } from "../data/record-files-node.js";
+import { inputLines, withRereadableInput } from "../data/record-files-node.js";
 import { readRecords } from "../data/records.js";
 import { keepRankRange, pruneRange, pruneSides, type PruneSide } from "../data/rank-select.js";
 import { sampleLosses } from "../train/curriculum.js";
@@ -81,28 +78,21 @@ async function modelStep(argv: string[], spec: FlagSpec, step: string, select: (
   const { model, tokenizer } = loadModel(f.required("model"), where, f.str("tokenizer"));
   if (!tokenizer) throw new UsageError("the model has no tokenizer; pass --tokenizer");
   process.stderr.write(`bonsai data ${step}: reference ${f.required("model")} on ${describeModelPlace(model)}\n`);
-  let spool: string | null = null, input = io.input;
   try {
-    if (input === "-") {
-      spool = mkdtempSync(join(tmpdir(), "bonsai-data-"));
-      input = join(spool, "stdin");
-      const out = createWriteStream(input);
-      process.stdin.pipe(out);
-      await finished(out);
-    }
-    const unencodable = new Map<number, string>();
-    const scores = await scoreInput(f, input, model, tokenizer, step, unencodable);
-    const keep = choose(scores);
-    let i = 0;
-    await runRecordStep(f, step, (r) => {
-      const j = i++, loss = scores[j];
-      if (unencodable.has(j)) return { keep: false, rule: `${step}:unencodable`, detail: { error: unencodable.get(j) } };
-      if (Number.isNaN(loss)) return { keep: false, rule: `${step}:too-short`, detail: { tokens: "< 2" } };
-      if (keep[j]) return { keep: true, extra: { [field]: Number(value(loss).toPrecision(6)) } };
-      return { keep: false, rule, detail: { [field]: Number(value(loss).toPrecision(6)) } };
-    }, input);
+    await withRereadableInput(io.input, async (input) => {
+      const unencodable = new Map<number, string>();
+      const scores = await scoreInput(f, input, model, tokenizer, step, unencodable);
+      const keep = choose(scores);
+      let i = 0;
+      await runRecordStep(f, step, (r) => {
+        const j = i++, loss = scores[j];
+        if (unencodable.has(j)) return { keep: false, rule: `${step}:unencodable`, detail: { error: unencodable.get(j) } };
+        if (Number.isNaN(loss)) return { keep: false, rule: `${step}:too-short`, detail: { tokens: "< 2" } };
+        if (keep[j]) return { keep: true, extra: { [field]: Number(value(loss).toPrecision(6)) } };
+        return { keep: false, rule, detail: { [field]: Number(value(loss).toPrecision(6)) } };
+      }, input);
+    });
   } finally {
-    if (spool) rmSync(spool, { recursive: true, force: true });
     model.dispose();
   }
 }

@@ -7,6 +7,8 @@ import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { tmpdir } from "node:os";
 
 export interface LineInput {
   lines: AsyncIterable<string>;
@@ -94,5 +96,21 @@ export class TextSink {
     (this.out as fs.WriteStream).destroy();
     if (this.tmp === null) return;
     fs.rmSync(this.tmp, { force: true });
+  }
+}
+
+/**
+ * Run `fn` on an input a step reads twice: `file` itself, or for "-" stdin copied to a temporary
+ * file first (removed afterwards).
+ */
+export async function withRereadableInput<T>(file: string, fn: (path: string) => Promise<T>): Promise<T> {
+  if (file !== "-") return fn(file);
+  const dir = fs.mkdtempSync(path.join(tmpdir(), "bonsai-stdin-"));
+  try {
+    const copy = path.join(dir, "stdin");
+    await pipeline(process.stdin, fs.createWriteStream(copy));
+    return await fn(copy);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
