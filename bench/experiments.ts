@@ -283,11 +283,15 @@ async function mixtureOfExperts(): Promise<void> {
 }
 
 /** JSONL records' ids, in order. */
-const idsOf = (file: string): number[] => readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => (JSON.parse(l) as { id: number }).id);
+/** A JSONL file's records. */
+const readJsonl = <T>(file: string): T[] => readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as T);
+const idsOf = (file: string): number[] => readJsonl<{ id: number }>(file).map((r) => r.id);
+/** TRAIN's stories. */
+const trainStories = (): string[] => readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
 
 /** JSONL records as a training text: stories separated by <|endoftext|>, as TRAIN is. */
 function storiesText(jsonl: string, out: string): void {
-  const texts = readFileSync(jsonl, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => (JSON.parse(l) as { text: string }).text);
+  const texts = readJsonl<{ text: string }>(jsonl).map((r) => r.text);
   writeFileSync(out, texts.join("\n<|endoftext|>\n") + "\n");
 }
 
@@ -303,7 +307,7 @@ async function dataPipeline(): Promise<void> {
   const dir = join(DIR, "e6");
   mkdirSync(dir, { recursive: true });
   const noisy = join(dir, "noisy.jsonl");
-  const stories = readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
+  const stories = trainStories();
   const docs = makeNoisyCorpus(stories, 1);
   if (!existsSync(noisy)) writeFileSync(noisy, docs.map((d, id) => JSON.stringify({ id, noise: d.noise, text: d.text })).join("\n") + "\n");
   const kindOf = new Map(docs.map((d, id) => [id, d.noise] as [number, NoiseKind]));
@@ -344,8 +348,7 @@ async function dataPipeline(): Promise<void> {
       const lineToId = new Map<number, number>();
       readFileSync(input, "utf8").split("\n").forEach((l, i) => l.trim() !== "" && lineToId.set(i + 1, (JSON.parse(l) as { id: number }).id));
       const rules = new Map<string, number[]>();
-      for (const l of readFileSync(stats, "utf8").split("\n").filter((x) => x.trim() !== "")) {
-        const st = JSON.parse(l) as { line: number; rule: string };
+      for (const st of readJsonl<{ line: number; rule: string }>(stats)) {
         rules.set(st.rule, [...(rules.get(st.rule) ?? []), lineToId.get(st.line)!]);
       }
       const kept = new Set(idsOf(out)), removed = idsOf(input).filter((id) => !kept.has(id));
@@ -356,7 +359,7 @@ async function dataPipeline(): Promise<void> {
     });
     console.log(`| **all stages** | ${all.length} | ${counts(all)} | ${precision(all)} |`);
     console.log(`| recall (share of each kind removed) | | ${noiseKinds.map((k) => `${((100 * all.filter((id) => kindOf.get(id) === k).length) / total.get(k)!).toFixed(1)}%`).join(" | ")} | |`);
-    const records = readFileSync(input, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string });
+    const records = readJsonl<{ id: number; text: string }>(input);
     // Boilerplate documents kept: C4's line rules may have cut their chrome off.
     const boiler = records.filter((r) => kindOf.get(r.id) === "boilerplate");
     const cut = boiler.filter((r) => stories.some((st) => st.trim() === r.text.trim())).length;
@@ -433,12 +436,12 @@ async function synthetic(): Promise<void> {
   } finally {
     server.kill("SIGTERM");
   }
-  const texts = (f: string): Map<number, string> => new Map(readFileSync(f, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { id: number; text: string }).map((r) => [r.id, r.text]));
+  const texts = (f: string): Map<number, string> => new Map(readJsonl<{ id: number; text: string }>(f).map((r) => [r.id, r.text]));
   const mine = texts(synth), theirs = texts(served);
   const same = [...theirs].filter(([id, t]) => mine.get(id) === t).length;
   const synthText = join(dir, "synth.txt"), realText = join(dir, "real.txt");
   storiesText(synth, synthText);
-  const stories = readFileSync(TRAIN, "utf8").split("<|endoftext|>").map((x) => x.trim()).filter((x) => x !== "");
+  const stories = trainStories();
   writeFileSync(realText, stories.slice(0, mine.size).join("\n<|endoftext|>\n") + "\n");
   const student = (name: string, seed: string, cmd: string, data: string, extra: string[]): [string, string[]] => {
     const out = join(dir, `${name}${seed === SEEDS[0] ? "" : `-s${seed}`}`);
